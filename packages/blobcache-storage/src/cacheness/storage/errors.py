@@ -1,0 +1,132 @@
+"""The error hierarchy shared by ``cacheness.storage`` and ``cacheness``.
+
+Every error raised on purpose by either package derives from :class:`CacheError`.
+Where a built-in exception already names the situation, the error derives from it
+too, so callers can catch what they already know:
+
+* :class:`NotFoundError` is also a :class:`KeyError`,
+* :class:`MissingDependencyError` is also an :class:`ImportError`,
+* :class:`BackendUnavailableError` is also a :class:`ConnectionError`,
+* bad input (:class:`InvalidKeyError`, :class:`FilterError`, :class:`ConfigError`,
+  :class:`KeyImmutableError`, :class:`InvalidBlobNameError`) is also a :class:`ValueError`.
+
+Messages say what happened and what to do about it.
+
+Example:
+    >>> from cacheness.storage.errors import CacheError, EntryNotFoundError
+    >>> try:
+    ...     raise EntryNotFoundError("no entry with key 'model-v3'")
+    ... except KeyError as exc:
+    ...     print(type(exc).__name__, "-", exc)
+    EntryNotFoundError - no entry with key 'model-v3'
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "BlobNotFoundError",
+    "CacheError",
+    "CachenessWarning",
+    "CompressionError",
+    "ConfigError",
+    "EntryExistsError",
+    "EntryNotFoundError",
+    "FilterError",
+    "IntegrityError",
+    "InvalidBlobNameError",
+    "InvalidKeyError",
+    "KeyImmutableError",
+    "MetadataError",
+    "MissingDependencyError",
+    "NetworkFilesystemWarning",
+    "NotFoundError",
+    "SerializationError",
+    "StorageError",
+]
+
+
+class CacheError(Exception):
+    """Root of every error raised on purpose by cacheness and cacheness.storage."""
+
+
+class StorageError(CacheError):
+    """A storage backend failed to read, write or delete."""
+
+
+class BackendUnavailableError(StorageError, ConnectionError):
+    """A backend cannot be reached (server down, circuit breaker open, database gone).
+
+    Retrying later may succeed; the data already stored is not affected.
+    """
+
+
+class MetadataError(StorageError):
+    """A metadata backend rejected or failed an operation."""
+
+
+class SerializationError(CacheError):
+    """An object could not be turned into bytes, or bytes back into an object."""
+
+
+class CompressionError(CacheError):
+    """Compressing or decompressing failed."""
+
+
+class IntegrityError(CacheError):
+    """Stored bytes do not match their recorded hash, size or signature."""
+
+
+class ConfigError(CacheError, ValueError):
+    """A configuration value is missing, out of range or inconsistent."""
+
+
+class MissingDependencyError(CacheError, ImportError):
+    """An optional dependency is not installed.
+
+    The message names the extra to install, e.g. ``pip install "blobcache-storage[s3]"``.
+    """
+
+
+class NotFoundError(CacheError, KeyError):
+    """Something looked up by key or reference does not exist."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; show the message as written instead.
+        return str(self.args[0]) if self.args else ""
+
+
+class EntryNotFoundError(NotFoundError, MetadataError):
+    """No metadata entry exists for the key."""
+
+
+class BlobNotFoundError(NotFoundError, StorageError):
+    """No blob exists for the reference."""
+
+
+class EntryExistsError(MetadataError):
+    """The destination key already exists (pass ``overwrite=True`` to replace it)."""
+
+
+class KeyImmutableError(MetadataError, ValueError):
+    """An update tried to change an entry's ``key``; use ``move`` to rename instead."""
+
+
+class InvalidKeyError(CacheError, ValueError):
+    """A key is not a non-empty string of bounded length without NUL characters."""
+
+
+class InvalidBlobNameError(StorageError, ValueError):
+    """A blob name or reference is unsafe (absolute, ``..``, NUL, escapes the root...)."""
+
+
+class FilterError(CacheError, ValueError):
+    """A metadata filter uses an unknown field or operator, or a wrongly typed operand."""
+
+
+class CachenessWarning(UserWarning):
+    """Base class of warnings issued by cacheness and cacheness.storage."""
+
+
+class NetworkFilesystemWarning(CachenessWarning):
+    """A local-only feature (SQLite WAL, file locks) is used on a network filesystem."""

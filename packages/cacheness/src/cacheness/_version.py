@@ -1,0 +1,3 @@
+"""Version of the cacheness distribution (read by hatch at build time)."""
+
+__version__ = "0.1.0"
