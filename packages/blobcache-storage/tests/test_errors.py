@@ -33,6 +33,7 @@ def test_every_exported_error_is_a_cache_error():
     [
         (EntryNotFoundError, KeyError),
         (BlobNotFoundError, KeyError),
+        (errors.BlobExistsError, FileExistsError),
         (MissingDependencyError, ImportError),
         (BackendUnavailableError, ConnectionError),
         (ConfigError, ValueError),

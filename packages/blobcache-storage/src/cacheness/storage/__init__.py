@@ -18,6 +18,7 @@ Example:
 from cacheness.storage._version import __version__
 from cacheness.storage.errors import (
     BackendUnavailableError,
+    BlobExistsError,
     BlobNotFoundError,
     CacheError,
     CachenessWarning,
@@ -40,6 +41,7 @@ from cacheness.storage.errors import (
 
 __all__ = [
     "BackendUnavailableError",
+    "BlobExistsError",
     "BlobNotFoundError",
     "CacheError",
     "CachenessWarning",

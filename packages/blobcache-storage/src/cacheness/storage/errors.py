@@ -25,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailableError",
+    "BlobExistsError",
     "BlobNotFoundError",
     "CacheError",
     "CachenessWarning",
@@ -102,6 +103,10 @@ class EntryNotFoundError(NotFoundError, MetadataError):
 
 class BlobNotFoundError(NotFoundError, StorageError):
     """No blob exists for the reference."""
+
+
+class BlobExistsError(StorageError, FileExistsError):
+    """An exclusive (create-only) blob write found the name already taken."""
 
 
 class EntryExistsError(MetadataError):
