@@ -8,7 +8,8 @@ too, so callers can catch what they already know:
 * :class:`MissingDependencyError` is also an :class:`ImportError`,
 * :class:`BackendUnavailableError` is also a :class:`ConnectionError`,
 * bad input (:class:`InvalidKeyError`, :class:`FilterError`, :class:`ConfigError`,
-  :class:`KeyImmutableError`, :class:`InvalidBlobNameError`) is also a :class:`ValueError`.
+  :class:`KeyImmutableError`, :class:`InvalidEntryError`, :class:`InvalidBlobNameError`)
+  is also a :class:`ValueError`.
 
 Messages say what happened and what to do about it.
 
@@ -36,6 +37,7 @@ __all__ = [
     "FilterError",
     "IntegrityError",
     "InvalidBlobNameError",
+    "InvalidEntryError",
     "InvalidKeyError",
     "KeyImmutableError",
     "MetadataError",
@@ -115,6 +117,10 @@ class EntryExistsError(MetadataError):
 
 class KeyImmutableError(MetadataError, ValueError):
     """An update tried to change an entry's ``key``; use ``move`` to rename instead."""
+
+
+class InvalidEntryError(MetadataError, ValueError):
+    """An entry or an update names an unknown field or holds a wrongly typed value."""
 
 
 class InvalidKeyError(CacheError, ValueError):
