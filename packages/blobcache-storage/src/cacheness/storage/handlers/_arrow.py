@@ -1,0 +1,159 @@
+"""Arrow IPC and Parquet streams shared by the pandas and pyarrow handlers (private).
+
+Codecs of the ``arrow-ipc`` format:
+
+* ``zstd``: Arrow's own buffer compression inside the IPC stream, so any Arrow reader
+  opens the blob directly; ``raw_size`` is the table's in-memory size.
+* ``none``: a plain IPC stream (memory-mapped on load when the blob is a local file).
+* ``blosc2`` and ``gzip``: an uncompressed IPC stream, compressed as a whole by
+  :mod:`cacheness.storage.compression` (Blosc2 shuffles 8-byte values: the fastest
+  choice for numeric frames); ``raw_size`` is the IPC stream's size and caps decoding.
+
+The ``parquet`` format compresses inside the file with ``zstd`` or ``gzip`` (a request
+for ``blosc2`` is stored as ``zstd``); the blob is a standard Parquet file.
+
+Example:
+    >>> import io
+    >>> import pyarrow as pa
+    >>> from cacheness.storage.handlers.base import DEFAULT_OPTIONS
+    >>> table = pa.table({"x": list(range(1000))})
+    >>> sink = io.BytesIO()
+    >>> fmt, codec, raw_size = write_table(table, sink, DEFAULT_OPTIONS, "arrow-ipc", "zstd")
+    >>> fmt, codec
+    ('arrow-ipc', 'zstd')
+    >>> read_table(io.BytesIO(sink.getvalue()), fmt, codec, raw_size, DEFAULT_OPTIONS).equals(table)
+    True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
+
+from cacheness.storage._streams import CountingSink
+from cacheness.storage.compression import open_compressor
+from cacheness.storage.errors import IntegrityError, SerializationError
+from cacheness.storage.handlers._common import open_reader
+from cacheness.storage.optional import import_optional
+
+if TYPE_CHECKING:
+    from cacheness.storage.handlers.base import SerializationOptions
+
+__all__ = ["FORMATS", "pyarrow", "read_table", "write_table"]
+
+FORMATS: Final = ("arrow-ipc", "parquet")
+_INNER: Final = ("zstd", "none")  # compression Arrow applies inside the IPC stream
+_OUTER_TYPESIZE: Final = 8  # most Arrow buffers hold 8-byte values
+
+
+def pyarrow(purpose: str, extra: str = "arrow") -> Any:
+    """Import pyarrow (with ``pyarrow.ipc`` and ``pyarrow.parquet``) or raise the hint."""
+    pa = import_optional("pyarrow", extra=extra, purpose=purpose)
+    import_optional("pyarrow.ipc", extra=extra, purpose=purpose)
+    import_optional("pyarrow.parquet", extra=extra, purpose=purpose)
+    return pa
+
+
+def _ipc_codec(options: SerializationOptions, default: str, nbytes: int) -> str:
+    if options.codec != "auto":
+        return options.codec
+    return default if nbytes >= options.compression.auto_min_size else "none"
+
+
+def write_table(
+    table: Any,
+    sink: BinaryIO,
+    options: SerializationOptions,
+    fmt: str,
+    default_codec: str,
+) -> tuple[str, str, int]:
+    """Write a pyarrow Table (or RecordBatch) as ``fmt``; return (format, codec, raw_size).
+
+    Raises:
+        SerializationError: Arrow cannot write the table.
+    """
+    pa = pyarrow("writing Arrow data")
+    try:
+        if fmt == "parquet":
+            return _write_parquet(pa, table, sink, options)
+        return _write_ipc(pa, table, sink, options, default_codec)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise SerializationError(f"Arrow cannot write this data as {fmt}: {exc}") from exc
+
+
+def _write_ipc(
+    pa: Any, table: Any, sink: BinaryIO, options: SerializationOptions, default: str
+) -> tuple[str, str, int]:
+    codec = _ipc_codec(options, default, table.nbytes)
+    if codec in _INNER:
+        level = options.compression.level_for("zstd")
+        compression = pa.Codec("zstd", compression_level=level) if codec == "zstd" else None
+        counting = CountingSink(sink)
+        write_options = pa.ipc.IpcWriteOptions(compression=compression)
+        with pa.ipc.new_stream(counting, table.schema, options=write_options) as writer:
+            writer.write(table)
+        raw_size = table.nbytes if codec == "zstd" else counting.written
+        return "arrow-ipc", codec, raw_size
+    settings = options.compression
+    with (
+        open_compressor(
+            sink, codec, settings, typesize=_OUTER_TYPESIZE, size_hint=table.nbytes
+        ) as compressor,
+        pa.ipc.new_stream(compressor, table.schema) as writer,
+    ):
+        writer.write(table)
+    return "arrow-ipc", codec, compressor.raw_size
+
+
+def _write_parquet(
+    pa: Any, table: Any, sink: BinaryIO, options: SerializationOptions
+) -> tuple[str, str, int]:
+    codec = options.codec
+    if codec in ("auto", "blosc2"):
+        codec = "zstd"
+    level = options.compression.level_for(codec) if codec != "none" else None
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    pa.parquet.write_table(table, CountingSink(sink), compression=codec, compression_level=level)
+    return "parquet", codec, table.nbytes
+
+
+def read_table(
+    source: BinaryIO,
+    fmt: str,
+    codec: str,
+    raw_size: int,
+    options: SerializationOptions,
+    *,
+    local_path: Path | None = None,
+    purpose: str = "reading Arrow data",
+    extra: str = "arrow",
+) -> Any:
+    """Read what :func:`write_table` wrote; return a pyarrow Table.
+
+    Raises:
+        IntegrityError: the stored bytes do not match the recorded size.
+        SerializationError: unknown format, or Arrow cannot read the bytes.
+    """
+    pa = pyarrow(purpose, extra)
+    if fmt not in FORMATS:
+        raise SerializationError(f"cannot read Arrow data stored as format {fmt!r}")
+    try:
+        if fmt == "parquet":
+            if local_path is not None:
+                return pa.parquet.read_table(str(local_path), memory_map=True)
+            return pa.parquet.read_table(pa.BufferReader(pa.py_buffer(source.read())))
+        if codec in _INNER:
+            if local_path is not None:
+                # Buffers may point into the map: leave it open for as long as they live.
+                return pa.ipc.open_stream(pa.memory_map(str(local_path))).read_all()
+            return pa.ipc.open_stream(pa.py_buffer(source.read())).read_all()
+        data = open_reader(source, codec, raw_size, options).read_all()
+        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except IntegrityError:
+        raise
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise SerializationError(
+            f"the stored {fmt} bytes cannot be read ({type(exc).__name__}: {exc}); the blob "
+            "is corrupt or truncated"
+        ) from exc
