@@ -8,13 +8,14 @@ import datetime as dt
 import enum
 import json
 import pickle
+import re
 import subprocess
 import sys
 import typing
 import uuid
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -569,3 +570,24 @@ def test_describe_params_numpy_scalars_become_numbers():
 def test_describe_params_rejects_non_str_names():
     with pytest.raises(TypeError, match="parameter names must be str"):
         describe_params({1: 2})
+
+
+# -- the documentation page -----------------------------------------------------------------
+
+DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "keys.md"
+
+
+def test_docs_examples_run():
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) >= 3
+    for block in blocks:
+        exec(compile(block, str(DOCS_PAGE), "exec"), {"__name__": "docs_keys"})
+
+
+def test_docs_state_the_real_parallel_thresholds():
+    from cacheness import _keys_paths
+
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    assert f"at least {_keys_paths.PARALLEL_MIN_FILES} files" in text
+    assert f"{_keys_paths.PARALLEL_MIN_BYTES >> 20} MiB" in text
