@@ -187,9 +187,17 @@ class Canonicalizer:
         """Canonicalise an ordered sequence, optionally behind ``marker``."""
         out: list[Any] = [] if marker is None else [marker]
         append = out.append
+        value = self.value
         for i, x in enumerate(values):
+            t = type(x)
+            if t is str or t is bool or x is None or t is bytes:
+                append(x)
+                continue
+            if t is int and _INT_MIN <= x <= _INT_MAX:
+                append(x)
+                continue
             try:
-                append(self.value(x))
+                append(value(x))
             except KeyProblem as problem:
                 problem.where.append(f"[{i}]")
                 raise
@@ -352,11 +360,25 @@ def _tuple(c: Canonicalizer, v: tuple[Any, ...]) -> list[Any]:
 def _dict(c: Canonicalizer, v: dict[Any, Any]) -> list[Any]:
     c.enter(v)
     out: list[Any] = [M_DICT]
-    if all(type(k) is str for k in v):
-        for k in sorted(v):
-            out.append(k)
+    try:
+        names = sorted(v)
+    except TypeError:  # keys of mixed types: ordered by their encoding below
+        names = None
+    if names is not None and all(type(k) is str for k in names):
+        append = out.append
+        value = c.value
+        for k in names:
+            append(k)
+            x = v[k]
+            t = type(x)
+            if t is str or t is bool or x is None or t is bytes:
+                append(x)
+                continue
+            if t is int and _INT_MIN <= x <= _INT_MAX:
+                append(x)
+                continue
             try:
-                out.append(c.value(v[k]))
+                append(value(x))
             except KeyProblem as problem:
                 problem.where.append(f"[{k!r}]")
                 raise
