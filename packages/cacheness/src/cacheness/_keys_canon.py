@@ -360,14 +360,10 @@ def _tuple(c: Canonicalizer, v: tuple[Any, ...]) -> list[Any]:
 def _dict(c: Canonicalizer, v: dict[Any, Any]) -> list[Any]:
     c.enter(v)
     out: list[Any] = [M_DICT]
-    try:
-        names = sorted(v)
-    except TypeError:  # keys of mixed types: ordered by their encoding below
-        names = None
-    if names is not None and all(type(k) is str for k in names):
+    if all(type(k) is str for k in v):
         append = out.append
         value = c.value
-        for k in names:
+        for k in sorted(v):
             append(k)
             x = v[k]
             t = type(x)
