@@ -163,12 +163,7 @@ class _TieredWriter(BlobWriter):
         info = self._remote.commit()
         if self._local is not None:
             local, self._local = self._local, None
-            try:
-                local.commit()
-            except (CacheError, OSError) as exc:
-                self._backend._local_failure("fill", self.ref, exc)
-            else:
-                self._backend._remember(info)
+            self._backend._write_through(info, local.commit)
         return info
 
     def _abort(self) -> None:
@@ -224,6 +219,7 @@ class TieredBlobBackend(BlobBackend):
         self.remote = make_backend(remote, "remote")
         super().__init__(shard_chars=self.remote.shard_chars)
         self.scope = self.remote.scope  # type: ignore[misc] - as visible as the truth
+        self.exact_delete_counts = self.remote.exact_delete_counts  # type: ignore[misc]
         self.max_bytes = max_bytes
         self.revalidate_after = revalidate_after
         self.fill_on_write = bool(fill_on_write)
@@ -235,6 +231,9 @@ class TieredBlobBackend(BlobBackend):
         self.cache_dir = self._local.root.parent
         self._index = _Index(self.cache_dir / _INDEX_NAME)
         self._evict_lock = threading.Lock()
+        # Publishing a local copy and indexing it happen together, so the index never
+        # describes a file another thread has just replaced.
+        self._publish_lock = threading.Lock()
         self._counters = Counters(
             "hits", "misses", "fills", "evictions", "bypasses", "validations", "local_errors"
         )
@@ -281,10 +280,41 @@ class TieredBlobBackend(BlobBackend):
             self._local_failure("write", ref, exc)
             return None
 
-    def _remember(self, info: BlobInfo) -> None:
-        """Index a local copy that matches ``info`` and make room for it."""
-        self._index.put(info, self._clock())
-        self._evict(keep=info.ref)
+    def _publish(
+        self,
+        ref: str,
+        commit: Callable[[], BlobInfo],
+        describe: Callable[[BlobInfo], BlobInfo | None],
+    ) -> bool:
+        """Publish a local copy with ``commit`` and index what ``describe`` makes of it.
+
+        ``describe`` gets the local copy's info and returns the index record, or None
+        when the copy must not be trusted (it is then dropped). Returns False when the
+        copy was not kept. Publishing and indexing happen under one lock, so the index
+        never describes a file another thread has just replaced.
+        """
+        with self._publish_lock:
+            try:
+                local = commit()
+            except (CacheError, OSError) as exc:
+                self._local_failure("fill", ref, exc)
+                return False
+            record = describe(local)
+            if record is None:
+                self._forget(ref)
+                return False
+            self._index.put(record, self._clock())
+        self._evict(keep=ref)
+        return True
+
+    def _write_through(self, info: BlobInfo, commit: Callable[[], BlobInfo]) -> None:
+        """Keep the local copy of a blob just written to the remote as ``info``."""
+
+        def describe(local: BlobInfo) -> BlobInfo | None:
+            same = local.size == info.size and local.content_hash == info.content_hash
+            return info if same else None  # e.g. a file that changed between two reads
+
+        self._publish(info.ref, commit, describe)
 
     def _forget(self, ref: str) -> None:
         self._index.remove(ref)
@@ -372,29 +402,27 @@ class TieredBlobBackend(BlobBackend):
                     except (CacheError, OSError) as exc:
                         self._local_failure("fill", ref, exc)
                         return False
-            try:
-                local = writer.commit()
-            except (CacheError, OSError) as exc:
-                self._local_failure("fill", ref, exc)
+
+            def describe(local: BlobInfo) -> BlobInfo:
+                # What was read is what gets indexed; if the remote changed between the
+                # stat and the read, the stat's ETag does not describe these bytes.
+                same = local.size == remote_info.size and (
+                    not remote_info.content_hash or local.content_hash == remote_info.content_hash
+                )
+                if not same:
+                    log.info("blob %r changed on the remote while being cached", ref)
+                return BlobInfo(
+                    ref=ref,
+                    size=local.size,
+                    content_hash=local.content_hash,
+                    etag=remote_info.etag if same else None,
+                    version_id=remote_info.version_id if same else None,
+                )
+
+            if not self._publish(ref, writer.commit, describe):
                 return False
         finally:
             writer.abort()  # a no-op once committed
-        same = local.size == remote_info.size and (
-            not remote_info.content_hash or local.content_hash == remote_info.content_hash
-        )
-        if not same:
-            log.info(
-                "blob %r changed on the remote while it was cached; keeping what was read", ref
-            )
-        self._remember(
-            BlobInfo(
-                ref=ref,
-                size=local.size,
-                content_hash=local.content_hash,
-                etag=remote_info.etag if same else None,
-                version_id=remote_info.version_id if same else None,
-            )
-        )
         self._counters.add("fills")
         return True
 
@@ -448,7 +476,7 @@ class TieredBlobBackend(BlobBackend):
         """Write to the remote (its fast path), then keep a local copy."""
         info = self.remote.write_bytes(name, data, exclusive=exclusive)
         if self.fill_on_write and info.size <= self.max_bytes:
-            self._keep_local(info, lambda: self._local.write_bytes(info.ref, data))
+            self._write_through(info, lambda: self._local.write_bytes(info.ref, data))
         return info
 
     def write_from_file(
@@ -457,19 +485,8 @@ class TieredBlobBackend(BlobBackend):
         """Upload with the remote's file path, then copy the file into the cache."""
         info = self.remote.write_from_file(name, path, exclusive=exclusive)
         if self.fill_on_write and info.size <= self.max_bytes:
-            self._keep_local(info, lambda: self._local.write_from_file(info.ref, path))
+            self._write_through(info, lambda: self._local.write_from_file(info.ref, path))
         return info
-
-    def _keep_local(self, info: BlobInfo, write: Callable[[], BlobInfo]) -> None:
-        try:
-            local = write()
-        except (CacheError, OSError) as exc:
-            self._local_failure("fill", info.ref, exc)
-            return
-        if local.content_hash == info.content_hash or not info.content_hash:
-            self._remember(info)
-        else:  # the file changed between the two reads: do not trust the copy
-            self._forget(info.ref)
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Copy from the local cache when possible, else from the remote."""
