@@ -18,9 +18,7 @@ from fractions import Fraction
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from zoneinfo import ZoneInfo
 
-import attrs
 import msgspec
-import pydantic
 import pytest
 
 from cacheness import keys
@@ -235,18 +233,6 @@ class Point(typing.NamedTuple):
 PointByFactory = collections.namedtuple("PointByFactory", ["x", "y"])
 
 
-@attrs.define
-class AttrsPoint:
-    x: int
-    y: int
-    cache: dict = attrs.field(factory=dict, eq=False)
-
-
-class PydanticPoint(pydantic.BaseModel):
-    x: int
-    y: int
-
-
 def test_dataclasses_by_fields_that_take_part_in_equality():
     assert key(Config(0.1, [1, 2])) == key(Config(0.1, [1, 2], label="ignored"))
     assert key(Config(0.1, [1, 2])) != key(Config(0.1, [2, 1]))
@@ -254,13 +240,34 @@ def test_dataclasses_by_fields_that_take_part_in_equality():
 
 
 def test_every_record_kind_by_fields_and_type():
-    records = [Point(1, 2), PointByFactory(1, 2), AttrsPoint(1, 2), PydanticPoint(x=1, y=2)]
-    assert all_distinct(*records, (1, 2), {"x": 1, "y": 2})
+    assert all_distinct(Point(1, 2), PointByFactory(1, 2), Window(1, 2), (1, 2), {"x": 1, "y": 2})
     assert key(Window(1)) == key(Window(1, 10))
     assert key(Window(1)) != key(Window(1, 11))
-    assert key(AttrsPoint(1, 2, cache={"big": 1})) == key(AttrsPoint(1, 2))
-    assert key(PydanticPoint(x=1, y=2)) != key(PydanticPoint(x=1, y=3))
     assert key(msgspec.UNSET) != key(None)
+
+
+def test_attrs_classes_by_fields_that_take_part_in_equality():
+    attrs = pytest.importorskip("attrs")
+
+    @attrs.define
+    class AttrsPoint:
+        x: int
+        y: int
+        cache: dict = attrs.field(factory=dict, eq=False)
+
+    assert key(AttrsPoint(1, 2, cache={"big": 1})) == key(AttrsPoint(1, 2))
+    assert all_distinct(AttrsPoint(1, 2), AttrsPoint(1, 3), Point(1, 2), (1, 2))
+
+
+def test_pydantic_models_by_fields():
+    pydantic = pytest.importorskip("pydantic")
+
+    class PydanticPoint(pydantic.BaseModel):
+        x: int
+        y: int
+
+    assert key(PydanticPoint(x=1, y=2)) == key(PydanticPoint(x=1, y=2))
+    assert all_distinct(PydanticPoint(x=1, y=2), PydanticPoint(x=1, y=3), Point(1, 2))
 
 
 class Model:
