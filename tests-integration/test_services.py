@@ -66,9 +66,12 @@ def test_s3_put_and_get_over_real_http(s3_bucket):
 
     endpoint = s3_bucket.endpoint.endpoint_url
     assert endpoint.startswith("http://127.0.0.1:")
-    # The server is a real HTTP listener: fetch the object with a plain HTTP GET
-    # (moto does not check signatures), bypassing boto3 entirely.
-    url = f"{endpoint}/{s3_bucket.name}/smoke/hello.txt"
+    # The server is a real HTTP listener: fetch the object with a plain HTTP GET of a
+    # presigned URL, bypassing boto3's transport entirely.
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": s3_bucket.name, "Key": "smoke/hello.txt"}, ExpiresIn=60
+    )
+    assert url.startswith(endpoint)
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200
         assert response.read() == b"hello over http"
