@@ -1,0 +1,210 @@
+"""Local-file helpers of the file-based metadata backends (private).
+
+* :func:`network_filesystem` tells whether a path lives on NFS, SMB or another network
+  filesystem, from the kernel's mount table (``/proc/self/mountinfo``). SQLite's WAL
+  needs shared memory between the processes using the file, which a network
+  filesystem cannot give across machines; file locks are unreliable there too.
+* :func:`warn_network_filesystem` warns once per mount point and feature.
+* :func:`exclusive_lock` holds an OS lock on a lock file (``flock``/``LockFileEx``).
+* :func:`atomic_write` writes a sibling temporary file, fsyncs it and renames it over
+  the target, so readers see the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from cacheness.storage.errors import NetworkFilesystemWarning
+
+__all__ = [
+    "MOUNTINFO",
+    "NETWORK_FILESYSTEMS",
+    "atomic_write",
+    "exclusive_lock",
+    "mount_of",
+    "network_filesystem",
+    "warn_network_filesystem",
+]
+
+log = logging.getLogger(__name__)
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+"""Where the mount table is read from (tests point it at a crafted table)."""
+
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph",
+        "glusterfs", "lustre", "gpfs", "beegfs", "davfs", "fuse.sshfs", "fuse.glusterfs",
+        "fuse.cephfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "fuse.juicefs",
+    }
+)  # fmt: skip
+"""Filesystem types treated as network filesystems."""
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_of(path: str | os.PathLike[str], mountinfo: str | None = None) -> tuple[str, str] | None:
+    """Return ``(mount point, filesystem type)`` of the mount holding ``path``.
+
+    Args:
+        path: a file or directory (it need not exist; its nearest existing parent is used).
+        mountinfo: the mount table's text; read from :data:`MOUNTINFO` when None.
+
+    Returns:
+        None when the mount table is unavailable (not Linux) or unreadable.
+    """
+    if mountinfo is None:
+        try:
+            mountinfo = MOUNTINFO.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    target = Path(path).resolve()
+    best: tuple[str, str] | None = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount_point = _unescape(fields[4])
+        fs_type = line.split(" - ", 1)[1].split()[0]
+        mount = Path(mount_point)
+        if (target == mount or mount in target.parents) and (
+            best is None or len(mount_point) >= len(best[0])
+        ):
+            best = (mount_point, fs_type)
+    return best
+
+
+def network_filesystem(path: str | os.PathLike[str], mountinfo: str | None = None) -> str | None:
+    """Return the network filesystem type holding ``path``, or None when it is local.
+
+    Example:
+        >>> table = (
+        ...     "22 1 8:1 / / rw - ext4 /dev/sda1 rw\\n"
+        ...     "40 22 0:50 / /shared rw - nfs4 server:/export rw\\n"
+        ... )
+        >>> network_filesystem("/shared/team/cache.sqlite", table)
+        'nfs4'
+        >>> network_filesystem("/home/me/cache.sqlite", table) is None
+        True
+    """
+    found = mount_of(path, mountinfo)
+    if found is None:
+        return None
+    fs_type = found[1]
+    return fs_type if fs_type in NETWORK_FILESYSTEMS else None
+
+
+def warn_network_filesystem(path: str | os.PathLike[str], feature: str, advice: str) -> str | None:
+    """Warn (once per mount point and feature) when ``path`` is on a network filesystem.
+
+    Returns:
+        The network filesystem type, or None when the path is local.
+    """
+    fs_type = network_filesystem(path)
+    if fs_type is None:
+        return None
+    found = mount_of(path)
+    mount_point = found[0] if found else str(path)
+    with _warned_lock:
+        first = (mount_point, feature) not in _warned
+        _warned.add((mount_point, feature))
+    if first:
+        warnings.warn(
+            f"{path} is on a network filesystem ({fs_type} at {mount_point}): {advice}",
+            NetworkFilesystemWarning,
+            stacklevel=4,
+        )
+    log.info("%s on network filesystem %s (%s): %s", path, fs_type, mount_point, feature)
+    return fs_type
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on ``lock_path`` (created if needed) for the block.
+
+    The lock belongs to this open file, so it is released when the block ends, the
+    process exits or crashes; the file itself stays (removing lock files is racy).
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.name == "nt":  # pragma: no cover - exercised on Windows CI only
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after ~10 s; keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name == "nt":  # pragma: no cover - directories cannot be fsynced on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_result:
+    """Replace ``path`` with ``data`` atomically; return the new file's ``stat``.
+
+    A temporary sibling is written, flushed and fsynced (when ``durable``), then renamed
+    over ``path``; the directory is fsynced so the rename survives a power cut. On any
+    failure the temporary file is removed and ``path`` is untouched.
+    """
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    if durable:
+        _fsync_directory(path.parent)
+    return os.stat(path)

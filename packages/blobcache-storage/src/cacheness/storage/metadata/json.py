@@ -1,0 +1,201 @@
+"""``json``: the whole index in one JSON file, for small single-host indexes.
+
+The file is human-readable and diff-friendly. Every change rewrites it atomically (a
+sibling temporary file, fsync, rename), under an exclusive OS file lock on
+``<file>.lock``, so processes of one host never corrupt it or lose each other's
+writes; a process notices when another one replaced the file and reloads it.
+
+It is meant for indexes of up to a few thousand entries: a write costs time in
+proportion to the whole index. The scope is one host (``scope = "host"``): file locks
+are not reliable on network filesystems, so a team sharing an index uses
+``postgresql``.
+
+File format (version 1)::
+
+    {"format": "cacheness.storage.metadata", "version": 1, "entries": [{...}, ...]}
+
+Timestamps are RFC 3339 strings in UTC, ``inline`` payloads are base64.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from cacheness.storage.entry import Entry
+    >>> from cacheness.storage.metadata.json import JsonMetadataBackend
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "index.json"
+    >>> with JsonMetadataBackend(path) as index:
+    ...     _ = index.put(Entry.new("a", size=3, inline=b"abc"))
+    >>> with JsonMetadataBackend(path) as index:  # a new process would see the same
+    ...     index.get("a").inline
+    b'abc'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import ClassVar, Final
+
+import msgspec
+
+from cacheness.storage.entry import Entry
+from cacheness.storage.errors import ConfigError, MetadataError
+from cacheness.storage.metadata._dict import DictMetadataBackend
+from cacheness.storage.metadata._fs import atomic_write, exclusive_lock, warn_network_filesystem
+from cacheness.storage.metadata.base import Scope
+
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "JsonMetadataBackend"]
+
+log = logging.getLogger(__name__)
+
+FILE_FORMAT: Final = "cacheness.storage.metadata"
+"""The ``format`` tag at the top of the file."""
+
+FILE_VERSION: Final = 1
+"""The file layout version this release reads and writes."""
+
+_ABSENT: Final = (-1, -1, -1)
+
+
+class _File(msgspec.Struct):
+    format: str
+    version: int
+    entries: list[Entry]
+
+
+class _Header(msgspec.Struct):
+    format: str = ""
+    version: int = 0
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_File)
+
+
+def _signature(stat: os.stat_result) -> tuple[int, int, int]:
+    # os.replace gives every written file a new inode, so this changes on every write.
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class JsonMetadataBackend(DictMetadataBackend):
+    """All entries in one JSON file, safe for the processes of one host.
+
+    Args:
+        path: the JSON file (created with its parent directories on first write).
+        fsync: flush every write to the disk before renaming it into place (turn off
+            only for throwaway indexes: a power cut could then lose recent writes).
+
+    Raises:
+        ConfigError: ``path`` is a directory.
+        MetadataError: the file exists but is not a valid index (nothing is overwritten).
+
+    Example:
+        >>> import tempfile
+        >>> index = JsonMetadataBackend(tempfile.mkdtemp() + "/index.json")
+        >>> index.count()
+        0
+    """
+
+    name: ClassVar[str] = "json"
+    scope: ClassVar[Scope] = "host"
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise ConfigError(
+                f"the json metadata backend needs a file path, {self.path} is a directory; "
+                f"pass e.g. {self.path / 'index.json'}"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._fsync = fsync
+        self._signature_loaded: tuple[int, int, int] | None = None
+        warn_network_filesystem(
+            self.path.parent,
+            "json file lock",
+            "file locks are unreliable there, so writers on different machines can lose "
+            "each other's changes; use the postgresql metadata backend for a shared index",
+        )
+        with self._lock:
+            self._refresh()
+
+    def __repr__(self) -> str:
+        return f"<JsonMetadataBackend {str(self.path)!r}{' closed' if self._closed else ''}>"
+
+    # ----------------------------------------------------------------- file sync
+
+    def _refresh(self) -> None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self._signature_loaded != _ABSENT:
+                self._entries, self._signature_loaded = {}, _ABSENT
+            return
+        except OSError as exc:
+            raise MetadataError(f"cannot read the metadata file {self.path}: {exc}") from exc
+        if _signature(stat) == self._signature_loaded:
+            return
+        try:
+            with open(self.path, "rb") as handle:
+                signature = _signature(os.fstat(handle.fileno()))
+                data = handle.read()
+        except FileNotFoundError:
+            self._entries, self._signature_loaded = {}, _ABSENT
+            return
+        except OSError as exc:
+            raise MetadataError(f"cannot read the metadata file {self.path}: {exc}") from exc
+        self._entries = self._decode(data)
+        self._signature_loaded = signature
+
+    def _decode(self, data: bytes) -> dict[str, Entry]:
+        if not data.strip():
+            return {}
+        try:
+            document = _decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            raise self._unreadable(data, exc) from exc
+        if document.format != FILE_FORMAT or document.version != FILE_VERSION:
+            raise self._unreadable(data, None)
+        return {entry.key: entry for entry in document.entries}
+
+    def _unreadable(self, data: bytes, exc: Exception | None) -> MetadataError:
+        try:
+            header = msgspec.json.decode(data, type=_Header)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            header = _Header()
+        if header.format == FILE_FORMAT and header.version > FILE_VERSION:
+            return MetadataError(
+                f"{self.path} was written by a newer blobcache-storage (file version "
+                f"{header.version}, this release reads {FILE_VERSION}); upgrade blobcache-storage"
+            )
+        detail = f" ({exc})" if exc else f" (format {header.format!r}, version {header.version})"
+        return MetadataError(
+            f"{self.path} is not a valid cacheness metadata file{detail}; nothing was changed. "
+            "Restore it from a backup, or move it away to start an empty index"
+        )
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:  # type: ignore[override]
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(exclusive_lock(self._lock_path))
+            except OSError as exc:
+                raise MetadataError(f"cannot lock {self._lock_path}: {exc}") from exc
+            self._refresh()
+            yield
+
+    def _persist(self) -> None:
+        document = _File(FILE_FORMAT, FILE_VERSION, list(self._entries.values()))
+        try:
+            stat = atomic_write(self.path, _encoder.encode(document), durable=self._fsync)
+        except OSError as exc:
+            raise MetadataError(
+                f"cannot write the metadata file {self.path}: {exc}; the change was not saved"
+            ) from exc
+        self._signature_loaded = _signature(stat)
+
+    def _discard(self) -> None:
+        log.warning("discarding unsaved changes to %s; reloading it", self.path)
+        self._signature_loaded = None

@@ -1,0 +1,207 @@
+"""The PostgreSQL backend on the real server: conformance, state machine, resilience."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from hypothesis import settings
+
+from cacheness.storage.entry import Entry
+from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
+from cacheness.storage.metadata.sql import SCHEMA_VERSION, PostgresMetadataBackend
+from cacheness.storage.registry import get_metadata_backend
+from cacheness.storage.testing.metadata import (
+    MetadataBackendConformance,
+    metadata_state_machine,
+)
+from cacheness.storage.testing.services import free_port
+
+
+def conninfo(url):
+    return (
+        sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+
+
+class TestPostgresConformance(MetadataBackendConformance):
+    large_metadata_keys = 5_000
+
+    @pytest.fixture
+    def backend(self, fresh_postgres_url):
+        with PostgresMetadataBackend(fresh_postgres_url) as index:
+            yield index
+
+    @pytest.fixture
+    def ground_truth(self, fresh_postgres_url, row_decoder):
+        def read():
+            with psycopg.connect(conninfo(fresh_postgres_url)) as conn:
+                conn.row_factory = psycopg.rows.dict_row
+                rows = conn.execute("SELECT * FROM cacheness_entries").fetchall()
+            return {row["key"]: row_decoder(row) for row in rows}
+
+        return read
+
+    @pytest.fixture
+    def reopen(self, fresh_postgres_url):
+        return lambda: PostgresMetadataBackend(fresh_postgres_url)
+
+
+def test_state_machine(fresh_postgres_url):
+    engine = sa.create_engine(
+        sa.engine.make_url(fresh_postgres_url).set(drivername="postgresql+psycopg")
+    )
+    counter = iter(range(10**6))
+
+    def factory():
+        return PostgresMetadataBackend(engine, table=f"sm_{next(counter)}")
+
+    machine = metadata_state_machine(factory)
+    machine.TestCase.settings = settings(max_examples=20, stateful_step_count=20)
+    try:
+        machine.TestCase("runTest").runTest()
+    finally:
+        engine.dispose()
+
+
+def test_registry_builds_it(fresh_postgres_url):
+    with get_metadata_backend("postgresql", url=fresh_postgres_url, table="via_registry") as b:
+        assert isinstance(b, PostgresMetadataBackend)
+        b.put(Entry.new("k"))
+        assert b.exists("k")
+
+
+def test_schema_table_names_indexes_and_jsonb(fresh_postgres_url):
+    schema = f"s_{secrets.token_hex(4)}"
+    with (
+        PostgresMetadataBackend(fresh_postgres_url, table="team_a", schema=schema) as a,
+        PostgresMetadataBackend(fresh_postgres_url, table="team_b", schema=schema) as b,
+    ):
+        a.put(Entry.new("k", size=1, metadata={"p": "x"}))
+        b.put(Entry.new("k", size=2))
+        assert (a.get("k").size, b.get("k").size) == (1, 2)
+        with psycopg.connect(conninfo(fresh_postgres_url)) as conn:
+            kinds = dict(
+                conn.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = %s AND table_name = 'team_a'",
+                    (schema,),
+                ).fetchall()
+            )
+            indexes = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+                )
+            }
+            version = conn.execute(f'SELECT value FROM "{schema}".team_a_info').fetchone()
+            stored = conn.execute(f'SELECT metadata FROM "{schema}".team_a').fetchone()
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    assert kinds["metadata"] == "jsonb"
+    assert kinds["created_at"] == "bigint"
+    assert kinds["inline"] == "bytea"
+    assert {
+        "ix_team_a_metadata",
+        "ix_team_a_created_at",
+        "ix_team_a_accessed_at",
+        "ix_team_a_handler",
+    } <= indexes
+    assert version == (str(SCHEMA_VERSION),)
+    assert stored == ({"p": "x"},)
+
+
+def test_newer_schema_is_refused(fresh_postgres_url):
+    PostgresMetadataBackend(fresh_postgres_url).close()
+    with psycopg.connect(conninfo(fresh_postgres_url)) as conn:
+        conn.execute("UPDATE cacheness_entries_info SET value = '42'")
+    with pytest.raises(MetadataError, match="newer blobcache-storage"):
+        PostgresMetadataBackend(fresh_postgres_url)
+
+
+def test_reconnects_after_the_server_ends_its_sessions(fresh_postgres_url):
+    name = f"cacheness-test-{secrets.token_hex(4)}"
+    backend = PostgresMetadataBackend(
+        fresh_postgres_url, engine_options={"connect_args": {"application_name": name}}
+    )
+    backend.put(Entry.new("before"))
+    with psycopg.connect(conninfo(fresh_postgres_url), autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (name,),
+        ).fetchone()[0]
+    assert killed >= 1
+    backend.put(Entry.new("after"))
+    assert sorted(e.key for e in backend.query()) == ["after", "before"]
+    backend.close()
+
+
+def test_a_statement_failing_on_a_dropped_connection_is_retried(fresh_postgres_url, caplog):
+    name = f"cacheness-test-{secrets.token_hex(4)}"
+    backend = PostgresMetadataBackend(
+        fresh_postgres_url,
+        engine_options={"connect_args": {"application_name": name}, "pool_pre_ping": False},
+    )
+    backend.put(Entry.new("k"))
+    with psycopg.connect(conninfo(fresh_postgres_url), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        )
+    with caplog.at_level("INFO", logger="cacheness.storage.metadata.sql"):
+        assert backend.get("k") is not None  # no pre-ping: the first attempt fails
+    assert "retry 1" in caplog.text
+    backend.close()
+
+
+def test_unreachable_server_fails_fast_and_clearly():
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/nowhere"
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match="unreachable") as excinfo:
+        PostgresMetadataBackend(url, connect_timeout=2, retries=2, retry_backoff=0.05)
+    assert isinstance(excinfo.value, ConnectionError)
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "mysql://u@h/db", "postgresql+psycopg2://u@h/db", "not a url"]
+)
+def test_wrong_urls_are_refused(url):
+    with pytest.raises(ConfigError):
+        PostgresMetadataBackend(url)
+
+
+def test_a_shared_engine_is_left_open(fresh_postgres_url):
+    engine = sa.create_engine(
+        sa.engine.make_url(fresh_postgres_url).set(drivername="postgresql+psycopg")
+    )
+    with PostgresMetadataBackend(engine) as backend:
+        backend.put(Entry.new("k"))
+    with engine.connect() as conn:  # still usable, and not left in autocommit
+        assert conn.execute(sa.text("SELECT count(*) FROM cacheness_entries")).scalar() == 1
+        conn.execute(sa.text("DELETE FROM cacheness_entries"))
+        conn.rollback()
+        assert conn.execute(sa.text("SELECT count(*) FROM cacheness_entries")).scalar() == 1
+    engine.dispose()
+
+
+def test_metadata_equality_uses_the_gin_index(fresh_postgres_url):
+    with PostgresMetadataBackend(fresh_postgres_url) as backend:
+        backend.put_many(
+            [Entry.new(f"k{i}", metadata={"project": f"p{i % 50}"}) for i in range(3000)]
+        )
+        with psycopg.connect(conninfo(fresh_postgres_url), autocommit=True) as conn:
+            conn.execute("ANALYZE cacheness_entries")
+            conn.execute("SET enable_seqscan = off")
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    "EXPLAIN SELECT key FROM cacheness_entries WHERE metadata @> %s::jsonb",
+                    ('{"project": "p7"}',),
+                )
+            )
+        assert "ix_cacheness_entries_metadata" in plan
+        assert backend.count({"metadata.project": "p7"}) == 60

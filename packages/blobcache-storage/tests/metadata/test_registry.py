@@ -1,0 +1,35 @@
+"""The registry builds each metadata backend by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from cacheness.storage.errors import ConfigError
+from cacheness.storage.metadata.json import JsonMetadataBackend
+from cacheness.storage.metadata.memory import MemoryMetadataBackend
+from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
+from cacheness.storage.registry import (
+    get_metadata_backend,
+    list_metadata_backends,
+    metadata_backends,
+)
+
+
+def test_names_resolve_to_the_classes():
+    assert {"memory", "json", "sqlite", "postgresql"} <= set(list_metadata_backends())
+    assert metadata_backends.get_class("memory") is MemoryMetadataBackend
+    assert metadata_backends.get_class("json") is JsonMetadataBackend
+    assert metadata_backends.get_class("sqlite") is SqliteMetadataBackend
+    assert metadata_backends.get_class("postgresql") is PostgresMetadataBackend
+
+
+def test_options_are_passed(tmp_path):
+    with get_metadata_backend("sqlite", path=tmp_path / "i.sqlite", table="t1") as backend:
+        assert backend.table.name == "t1"
+    with get_metadata_backend("json", path=tmp_path / "i.json") as backend:
+        assert backend.path == tmp_path / "i.json"
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"known: .*sqlite"):
+        get_metadata_backend("sqllite")

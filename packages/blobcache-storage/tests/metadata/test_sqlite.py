@@ -1,0 +1,226 @@
+"""The SQLite backend: conformance, state machine, schema, journal and locking details."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import settings
+
+from cacheness.storage.entry import Entry
+from cacheness.storage.errors import ConfigError, MetadataError, NetworkFilesystemWarning
+from cacheness.storage.metadata import _fs
+from cacheness.storage.metadata.sql import SCHEMA_VERSION, SqliteMetadataBackend
+from cacheness.storage.testing.metadata import (
+    MetadataBackendConformance,
+    metadata_state_machine,
+)
+
+
+class TestSqliteConformance(MetadataBackendConformance):
+    @pytest.fixture
+    def backend(self, tmp_path):
+        with SqliteMetadataBackend(tmp_path / "index.sqlite") as index:
+            yield index
+
+    @pytest.fixture
+    def ground_truth(self, tmp_path, sqlite_reader):
+        return lambda: sqlite_reader(tmp_path / "index.sqlite")
+
+    @pytest.fixture
+    def reopen(self, tmp_path):
+        return lambda: SqliteMetadataBackend(tmp_path / "index.sqlite")
+
+
+def test_state_machine(tmp_path):
+    counter = iter(range(10**6))
+
+    def factory():
+        return SqliteMetadataBackend(tmp_path / "sm.sqlite", table=f"sm_{next(counter)}")
+
+    machine = metadata_state_machine(factory)
+    machine.TestCase.settings = settings(max_examples=40, stateful_step_count=25)
+    machine.TestCase("runTest").runTest()
+
+
+def pragma(path, name):
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_schema_indexes_version_and_wal(tmp_path):
+    path = tmp_path / "index.sqlite"
+    SqliteMetadataBackend(path).close()
+    assert pragma(path, "journal_mode") == "wal"
+    with closing(sqlite3.connect(path)) as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list('cacheness_entries')")}
+        version = conn.execute(
+            "SELECT value FROM cacheness_entries_info WHERE name = 'schema_version'"
+        ).fetchone()
+        columns = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(cacheness_entries)")}
+    assert {
+        "ix_cacheness_entries_created_at",
+        "ix_cacheness_entries_accessed_at",
+        "ix_cacheness_entries_handler",
+    } <= indexes
+    assert version == (str(SCHEMA_VERSION),)
+    assert columns["created_at"] == "BIGINT"
+    assert columns["inline"] == "BLOB"
+
+
+def test_timestamps_are_integer_microseconds(tmp_path):
+    path = tmp_path / "index.sqlite"
+    entry = Entry.new("k", now=datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC))
+    with SqliteMetadataBackend(path) as index:
+        index.put(entry)
+        assert list(index.query({"created_at": {"$gte": entry.created_at}})) == [entry]
+        assert list(index.query({"created_at": {"$gt": entry.created_at}})) == []
+    with closing(sqlite3.connect(path)) as conn:
+        (created,) = conn.execute("SELECT created_at FROM cacheness_entries").fetchone()
+    assert created == (entry.created_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    )
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "index.sqlite"
+    SqliteMetadataBackend(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE cacheness_entries_info SET value = '99'")
+        conn.commit()
+    with pytest.raises(MetadataError, match="newer blobcache-storage"):
+        SqliteMetadataBackend(path)
+
+
+def test_tables_are_named_so_indexes_can_share_a_file(tmp_path):
+    path = tmp_path / "index.sqlite"
+    one = SqliteMetadataBackend(path, table="one")
+    two = SqliteMetadataBackend(path, table="two")
+    one.put(Entry.new("k", size=1))
+    two.put(Entry.new("k", size=2))
+    assert one.get("k").size == 1
+    assert two.get("k").size == 2
+    one.close()
+    two.close()
+
+
+@pytest.mark.parametrize("table", ["", "1abc", "bad-name", "x; DROP TABLE y", "a" * 41])
+def test_table_names_are_validated(tmp_path, table):
+    with pytest.raises(ConfigError, match="identifier"):
+        SqliteMetadataBackend(tmp_path / "i.sqlite", table=table)
+
+
+@pytest.mark.parametrize("path", [":memory:", "", "file:x?mode=memory"])
+def test_memory_paths_are_refused(path):
+    with pytest.raises(ConfigError, match="memory backend"):
+        SqliteMetadataBackend(path)
+
+
+def test_not_a_database_is_refused_clearly(tmp_path):
+    path = tmp_path / "index.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(MetadataError, match="not a SQLite database"):
+        SqliteMetadataBackend(path)
+
+
+def test_many_handles_opening_a_fresh_file_at_once(tmp_path):
+    path = tmp_path / "fresh.sqlite"
+    errors = []
+    barrier = threading.Barrier(6)
+
+    def open_and_write(index):
+        try:
+            barrier.wait()
+            with SqliteMetadataBackend(path) as backend:
+                backend.put(Entry.new(f"k{index}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with SqliteMetadataBackend(path) as backend:
+        assert backend.count() == 6
+
+
+def test_a_held_write_lock_makes_writers_wait_then_fail_clearly(tmp_path):
+    path = tmp_path / "index.sqlite"
+    backend = SqliteMetadataBackend(path, busy_timeout=0.05, retries=1)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(MetadataError, match="busy_timeout"):
+            backend.put(Entry.new("k"))
+        assert backend.get("k") is None  # readers are not blocked under WAL
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    backend.put(Entry.new("k"))
+    assert backend.exists("k")
+
+
+def test_connections_are_per_thread_and_closed(tmp_path):
+    backend = SqliteMetadataBackend(tmp_path / "index.sqlite")
+    backend.put(Entry.new("k"))
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(backend.get("k")))
+    thread.start()
+    thread.join()
+    assert seen[0] is not None
+    backend.close()
+    with pytest.raises(MetadataError, match="closed"):
+        backend.count()
+
+
+NFS_TABLE = """\
+22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+95 22 0:52 / {mount} rw,relatime - nfs4 fileserver:/export rw,vers=4.2
+"""
+
+
+def test_network_filesystem_warns_once_and_uses_rollback_journal(tmp_path, monkeypatch):
+    fake = tmp_path / "mountinfo"
+    fake.write_text(NFS_TABLE.format(mount=str(tmp_path).replace(" ", "\\040")))
+    monkeypatch.setattr(_fs, "MOUNTINFO", fake)
+    monkeypatch.setattr(_fs, "_warned", set())
+    with pytest.warns(NetworkFilesystemWarning, match="postgresql") as record:
+        first = SqliteMetadataBackend(tmp_path / "a.sqlite")
+    second = SqliteMetadataBackend(tmp_path / "b.sqlite")  # same mount: no second warning
+    assert len(record) == 1
+    assert first.journal_mode == second.journal_mode == "delete"
+    first.put(Entry.new("k"))
+    assert first.get("k") is not None
+    assert pragma(tmp_path / "a.sqlite", "journal_mode") == "delete"
+    first.close()
+    second.close()
+
+
+def test_local_filesystem_does_not_warn(tmp_path, monkeypatch):
+    fake = tmp_path / "mountinfo"
+    fake.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    monkeypatch.setattr(_fs, "MOUNTINFO", fake)
+    with SqliteMetadataBackend(tmp_path / "a.sqlite") as backend:  # filterwarnings=error
+        assert backend.journal_mode == "wal"
+
+
+def test_delete_where_is_one_statement(tmp_path):
+    backend = SqliteMetadataBackend(tmp_path / "index.sqlite")
+    backend.put_many([Entry.new(f"k{i}", size=i) for i in range(2000)])
+    statements = []
+    conn = backend._connection()
+    conn.set_trace_callback(statements.append)
+    removed = backend.delete_where({"size": {"$lt": 1000}})
+    conn.set_trace_callback(None)
+    assert len(removed) == 1000
+    assert [s.split()[0] for s in statements] == ["BEGIN", "DELETE", "COMMIT"]
+    statements.clear()
+    conn.set_trace_callback(statements.append)
+    assert len(backend.get_many([f"k{i}" for i in range(2000)])) == 1000
+    conn.set_trace_callback(None)
+    assert len(statements) == 4  # 2000 keys in chunks of 500
