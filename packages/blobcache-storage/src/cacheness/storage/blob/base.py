@@ -95,6 +95,12 @@ class BlobWriter(io.BufferedIOBase):
     """
 
     def __init__(self, name: str, ref: str) -> None:
+        missing = getattr(type(self), "__abstractmethods__", frozenset())
+        if missing:  # io's C base classes skip the ABC check object() would do
+            raise TypeError(
+                f"Can't instantiate abstract class {type(self).__name__} without "
+                f"an implementation for abstract methods {', '.join(sorted(missing))}"
+            )
         super().__init__()
         self.name = name
         self.ref = ref
@@ -117,6 +123,9 @@ class BlobWriter(io.BufferedIOBase):
     def _abort(self) -> None:
         """Discard everything written; must be safe to call more than once."""
 
+    def _flush(self) -> None:
+        """Push buffered bytes to the underlying storage (not a commit)."""
+
     # -- the file API ------------------------------------------------------------------
 
     def writable(self) -> bool:
@@ -131,6 +140,11 @@ class BlobWriter(io.BufferedIOBase):
     def state(self) -> Literal["open", "committed", "aborted"]:
         """``"open"``, ``"committed"`` or ``"aborted"``."""
         return self._state
+
+    def flush(self) -> None:
+        """Push buffered bytes down (e.g. to the temporary file); nothing becomes visible."""
+        if getattr(self, "_state", None) == "open":
+            self._flush()
 
     def write(self, data: BytesLike) -> int:  # type: ignore[override]
         """Append ``data`` (any contiguous buffer) and return its length in bytes.

@@ -123,6 +123,12 @@ class _FileWriter(BlobWriter):
         except OSError as exc:
             raise self._backend._error("write blob", repr(self.ref), exc) from exc
 
+    def _flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise self._backend._error("write blob", repr(self.ref), exc) from exc
+
     def _commit(self, size: int, content_hash: str) -> BlobInfo:
         assert self._tmp is not None
         backend = self._backend
@@ -274,13 +280,12 @@ class FilesystemBlobBackend(BlobBackend):
             parent, directory = directory, os.path.join(directory, segment)
             try:
                 os.mkdir(directory, self.dir_mode)
-            except FileExistsError:
-                continue
+            except FileExistsError as exc:
+                if os.path.isdir(directory):
+                    continue
+                raise self._in_the_way(ref, directory) from exc
             except NotADirectoryError as exc:
-                raise StorageError(
-                    f"cannot write blob {ref!r}: {parent} is a file (another blob's name is a "
-                    "prefix of this one)"
-                ) from exc
+                raise self._in_the_way(ref, parent) from exc
             except OSError as exc:
                 raise self._error("create directory", directory, exc) from exc
             os.chmod(directory, self.dir_mode)
@@ -290,6 +295,12 @@ class FilesystemBlobBackend(BlobBackend):
             for parent in created:
                 _fsync_dir(parent)
         return directory, os.path.join(directory, segments[-1])
+
+    def _in_the_way(self, ref: str, path: str) -> StorageError:
+        return StorageError(
+            f"cannot write blob {ref!r}: {path} is a file (another blob's name is a prefix "
+            "of this one); choose names where no name is a directory of another"
+        )
 
     def _error(self, action: str, where: str, exc: OSError) -> StorageError:
         hint = ""

@@ -323,7 +323,7 @@ class S3BlobBackend(BlobBackend):
                 region_name=self.region,
             )
             config = Config(
-                retries={"mode": retry_mode, "max_attempts": max_attempts},
+                retries={"mode": retry_mode, "total_max_attempts": max_attempts},
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 max_pool_connections=max(10, 2 * max_concurrency),

@@ -563,14 +563,14 @@ def blob_backend_state_machine(
             assert self.backend.delete(ref) is (ref in self.model)
             self.model.pop(ref, None)
 
-        @rule(source=names, target=names)
-        def copy(self, source: str, target: str) -> None:
+        @rule(source=names, destination=names)
+        def copy(self, source: str, destination: str) -> None:
             ref = self.backend.ref_for(source)
             if ref not in self.model:
                 with pytest.raises(BlobNotFoundError):
-                    self.backend.copy(ref, target)
+                    self.backend.copy(ref, destination)
                 return
-            info = self.backend.copy(ref, target)
+            info = self.backend.copy(ref, destination)
             self.model[info.ref] = self.model[ref]
 
         @invariant()
