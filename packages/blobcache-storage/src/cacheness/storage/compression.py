@@ -397,25 +397,32 @@ class _PlainWriter(Compressor):
 
 
 class _ZstdWriter(Compressor):
+    """One zstd frame, started at the first write: no data, no bytes (nothing to cut)."""
+
     codec = "zstd"
 
     def __init__(
         self, sink: BinaryIO, settings: CodecSettings, size_hint: int | None = None
     ) -> None:
         super().__init__(sink)
-        zstd = _zstandard()
         threads = settings.threads if (size_hint or 0) >= _ZSTD_THREADS_FROM else 0
-        threads = 0 if threads == 1 else threads
-        cctx = zstd.ZstdCompressor(level=settings.level_for("zstd"), threads=threads)
-        self._writer = cctx.stream_writer(_SinkAdapter(self), closefd=False)
+        self._level = settings.level_for("zstd")
+        self._threads = 0 if threads == 1 else threads
+        self._writer: Any = None
 
     def _write(self, data: BytesLike) -> None:
+        zstd = _zstandard()
         try:
+            if self._writer is None:
+                cctx = zstd.ZstdCompressor(level=self._level, threads=self._threads)
+                self._writer = cctx.stream_writer(_SinkAdapter(self), closefd=False)
             self._writer.write(data)
-        except _zstandard().ZstdError as exc:
+        except zstd.ZstdError as exc:
             raise CompressionError(f"zstd compression failed: {exc}") from exc
 
     def _finish(self) -> None:
+        if self._writer is None:
+            return
         try:
             self._writer.close()
         except _zstandard().ZstdError as exc:
@@ -865,7 +872,7 @@ def compress(
     *,
     typesize: int = 1,
 ) -> bytes:
-    """Return ``data`` compressed with ``codec`` (the same bytes the stream form writes).
+    """Return ``data`` compressed with ``codec`` (readable by :func:`open_decompressor`).
 
     Raises:
         ConfigError: unknown codec.
@@ -875,7 +882,7 @@ def compress(
         >>> compress(b"abc", "none")
         b'abc'
     """
-    if codec == "none":
+    if codec == "none" or (not len(data) and codec == "zstd"):
         return bytes(data)
     if codec == "zstd" and len(data) < _ZSTD_THREADS_FROM:
         return _zstd_compressor(settings.level_for("zstd")).compress(data)

@@ -5,6 +5,9 @@ Codecs of the ``arrow-ipc`` format:
 * ``zstd``: Arrow's own buffer compression inside the IPC stream, so any Arrow reader
   opens the blob directly; ``raw_size`` is the table's in-memory size.
 * ``none``: a plain IPC stream (memory-mapped on load when the blob is a local file).
+
+  For both, ``details["stream_size"]`` records the stream's length: a stream cut at a
+  message boundary would otherwise read back as a shorter table without an error.
 * ``blosc2`` and ``gzip``: an uncompressed IPC stream, compressed as a whole by
   :mod:`cacheness.storage.compression` (Blosc2 shuffles 8-byte values: the fastest
   choice for numeric frames); ``raw_size`` is the IPC stream's size and caps decoding.
@@ -18,10 +21,12 @@ Example:
     >>> from cacheness.storage.handlers.base import DEFAULT_OPTIONS
     >>> table = pa.table({"x": list(range(1000))})
     >>> sink = io.BytesIO()
-    >>> fmt, codec, raw_size = write_table(table, sink, DEFAULT_OPTIONS, "arrow-ipc", "zstd")
-    >>> fmt, codec
-    ('arrow-ipc', 'zstd')
-    >>> read_table(io.BytesIO(sink.getvalue()), fmt, codec, raw_size, DEFAULT_OPTIONS).equals(table)
+    >>> options = DEFAULT_OPTIONS
+    >>> fmt, codec, raw_size, details = write_table(table, sink, options, "arrow-ipc", "zstd")
+    >>> fmt, codec, details["stream_size"] == len(sink.getvalue())
+    ('arrow-ipc', 'zstd', True)
+    >>> stored = io.BytesIO(sink.getvalue())
+    >>> read_table(stored, fmt, codec, raw_size, details, DEFAULT_OPTIONS).equals(table)
     True
 """
 
@@ -39,7 +44,7 @@ from cacheness.storage.optional import import_optional
 if TYPE_CHECKING:
     from cacheness.storage.handlers.base import SerializationOptions
 
-__all__ = ["FORMATS", "pyarrow", "read_table", "write_table"]
+__all__ = ["FORMATS", "check_stream_size", "pyarrow", "read_table", "write_table"]
 
 FORMATS: Final = ("arrow-ipc", "parquet")
 _INNER: Final = ("zstd", "none")  # compression Arrow applies inside the IPC stream
@@ -66,8 +71,11 @@ def write_table(
     options: SerializationOptions,
     fmt: str,
     default_codec: str,
-) -> tuple[str, str, int]:
-    """Write a pyarrow Table (or RecordBatch) as ``fmt``; return (format, codec, raw_size).
+) -> tuple[str, str, int, dict[str, Any]]:
+    """Write a pyarrow Table (or RecordBatch) as ``fmt``.
+
+    Returns:
+        ``(format, codec, raw_size, details)``; ``details`` go into the format info.
 
     Raises:
         SerializationError: Arrow cannot write the table.
@@ -83,7 +91,7 @@ def write_table(
 
 def _write_ipc(
     pa: Any, table: Any, sink: BinaryIO, options: SerializationOptions, default: str
-) -> tuple[str, str, int]:
+) -> tuple[str, str, int, dict[str, Any]]:
     codec = _ipc_codec(options, default, table.nbytes)
     if codec in _INNER:
         level = options.compression.level_for("zstd")
@@ -91,9 +99,10 @@ def _write_ipc(
         counting = CountingSink(sink)
         write_options = pa.ipc.IpcWriteOptions(compression=compression)
         with pa.ipc.new_stream(counting, table.schema, options=write_options) as writer:
-            writer.write(table)
+            for batch in _batches(pa, table):
+                writer.write_batch(batch)
         raw_size = table.nbytes if codec == "zstd" else counting.written
-        return "arrow-ipc", codec, raw_size
+        return "arrow-ipc", codec, raw_size, {"stream_size": counting.written}
     settings = options.compression
     with (
         open_compressor(
@@ -101,21 +110,39 @@ def _write_ipc(
         ) as compressor,
         pa.ipc.new_stream(compressor, table.schema) as writer,
     ):
-        writer.write(table)
-    return "arrow-ipc", codec, compressor.raw_size
+        for batch in _batches(pa, table):
+            writer.write_batch(batch)
+    return "arrow-ipc", codec, compressor.raw_size, {}
+
+
+def _batches(pa: Any, table: Any) -> list[Any]:
+    """The record batches to write; at least one, so dictionaries (categories) survive."""
+    if isinstance(table, pa.RecordBatch):
+        return [table]
+    batches = table.to_batches()
+    if batches:
+        return batches
+    arrays = [c.chunks[0] if c.num_chunks else pa.array([], type=c.type) for c in table.columns]
+    return [pa.RecordBatch.from_arrays(arrays, schema=table.schema)]
 
 
 def _write_parquet(
     pa: Any, table: Any, sink: BinaryIO, options: SerializationOptions
-) -> tuple[str, str, int]:
+) -> tuple[str, str, int, dict[str, Any]]:
     codec = options.codec
     if codec in ("auto", "blosc2"):
         codec = "zstd"
     level = options.compression.level_for(codec) if codec != "none" else None
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    pa.parquet.write_table(table, CountingSink(sink), compression=codec, compression_level=level)
-    return "parquet", codec, table.nbytes
+    pa.parquet.write_table(
+        table,
+        CountingSink(sink),
+        compression=codec,
+        compression_level=level,
+        use_compliant_nested_type=False,  # keep list<item: ...> field names as they were
+    )
+    return "parquet", codec, table.nbytes, {}
 
 
 def read_table(
@@ -123,6 +150,7 @@ def read_table(
     fmt: str,
     codec: str,
     raw_size: int,
+    details: dict[str, Any],
     options: SerializationOptions,
     *,
     local_path: Path | None = None,
@@ -144,10 +172,14 @@ def read_table(
                 return pa.parquet.read_table(str(local_path), memory_map=True)
             return pa.parquet.read_table(pa.BufferReader(pa.py_buffer(source.read())))
         if codec in _INNER:
+            expected = details.get("stream_size")
             if local_path is not None:
+                check_stream_size(Path(local_path).stat().st_size, expected, fmt)
                 # Buffers may point into the map: leave it open for as long as they live.
                 return pa.ipc.open_stream(pa.memory_map(str(local_path))).read_all()
-            return pa.ipc.open_stream(pa.py_buffer(source.read())).read_all()
+            data = source.read()
+            check_stream_size(len(data), expected, fmt)
+            return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
         data = open_reader(source, codec, raw_size, options).read_all()
         return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
     except IntegrityError:
@@ -157,3 +189,12 @@ def read_table(
             f"the stored {fmt} bytes cannot be read ({type(exc).__name__}: {exc}); the blob "
             "is corrupt or truncated"
         ) from exc
+
+
+def check_stream_size(actual: int, expected: int | None, fmt: str) -> None:
+    """Raise :class:`IntegrityError` unless ``actual == expected`` (None: not recorded)."""
+    if expected is not None and actual != expected:
+        raise IntegrityError(
+            f"stored {fmt} stream holds {actual} bytes, {expected} were written: the blob "
+            "is truncated or has extra bytes"
+        )

@@ -14,8 +14,8 @@ Example:
     >>> table = pa.table({"id": range(1000), "label": ["a", "b", None, "d"] * 250})
     >>> sink = io.BytesIO()
     >>> info = handler.dump(table, sink, DEFAULT_OPTIONS)
-    >>> info.format, info.codec, info.details
-    ('arrow-ipc', 'zstd', {'kind': 'Table'})
+    >>> info.format, info.codec, info.details["kind"]
+    ('arrow-ipc', 'zstd', 'Table')
     >>> handler.load(io.BytesIO(sink.getvalue()), info, DEFAULT_OPTIONS).equals(table)
     True
 """
@@ -64,8 +64,8 @@ class ArrowHandler(Handler):
         pa = sys.modules["pyarrow"]
         kind = "RecordBatch" if type(obj) is pa.RecordBatch else "Table"
         fmt = "parquet" if options.dataframe_format == "parquet" else "arrow-ipc"
-        fmt, codec, raw_size = write_table(obj, sink, options, fmt, "zstd")
-        return self.format_info(fmt, codec, raw_size, kind=kind)
+        fmt, codec, raw_size, extra = write_table(obj, sink, options, fmt, "zstd")
+        return self.format_info(fmt, codec, raw_size, kind=kind, **extra)
 
     def load(
         self,
@@ -82,7 +82,13 @@ class ArrowHandler(Handler):
             SerializationError: the bytes cannot be read as Arrow data.
         """
         table = read_table(
-            source, info.format, info.codec, info.raw_size, options, local_path=local_path
+            source,
+            info.format,
+            info.codec,
+            info.raw_size,
+            info.details,
+            options,
+            local_path=local_path,
         )
         if info.details.get("kind") != "RecordBatch":
             return table

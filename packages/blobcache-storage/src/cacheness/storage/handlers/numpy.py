@@ -178,7 +178,14 @@ def _typesize(dtype: Any) -> int:
 def _dtype_to_json(np: Any, dtype: Any) -> Any:
     if dtype.fields is None and dtype.subdtype is None:
         return dtype.str
-    return np.lib.format.dtype_to_descr(dtype)
+    return _as_lists(np.lib.format.dtype_to_descr(dtype))
+
+
+def _as_lists(value: Any) -> Any:
+    """The descr with tuples as lists: what it looks like after a JSON round trip."""
+    if isinstance(value, list | tuple):
+        return [_as_lists(item) for item in value]
+    return value
 
 
 def _dtype_from_json(np: Any, value: Any) -> Any:

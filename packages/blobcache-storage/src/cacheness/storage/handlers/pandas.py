@@ -126,8 +126,10 @@ class PandasHandler(Handler):
         except (pa.ArrowException, TypeError, ValueError, Warning) as exc:
             raise ObjectDeclinedError(f"Arrow cannot hold this frame: {exc}") from None
         fmt = "parquet" if options.dataframe_format == "parquet" else "arrow-ipc"
-        fmt, codec, raw_size = write_table(table, sink, options, fmt, _default_codec())
-        return self.format_info(fmt, codec, raw_size, **details)
+        if fmt == "parquet":
+            details.update(_parquet_fixes(pd, frame))
+        fmt, codec, raw_size, extra = write_table(table, sink, options, fmt, _default_codec())
+        return self.format_info(fmt, codec, raw_size, **details, **extra)
 
     def load(
         self,
@@ -148,6 +150,7 @@ class PandasHandler(Handler):
             info.format,
             info.codec,
             info.raw_size,
+            info.details,
             options,
             local_path=local_path,
             purpose="the pandas handler",
@@ -158,6 +161,11 @@ class PandasHandler(Handler):
         try:
             frame = table.to_pandas(split_blocks=True, self_destruct=True)
             del table
+            for position, dtype in details.get("parquet_dtypes", {}).items():
+                column = int(position)
+                frame.isetitem(column, frame.iloc[:, column].astype(dtype))
+            if "parquet_index_dtype" in details:
+                frame.index = frame.index.astype(details["parquet_index_dtype"])
             if "columns" in details:
                 frame.columns = _columns_from_spec(pd, details["columns"])
             if "index_freq" in details:
@@ -201,6 +209,36 @@ def _frame_problem(pd: Any, frame: Any) -> str | None:
         if not isinstance(values.name, _JSON_SCALARS):
             return f"index level {level} has a name of type {type(values.name).__name__}"
     return None
+
+
+def _parquet_fixes(pd: Any, frame: Any) -> dict[str, Any]:
+    """Decline what Parquet (unlike Arrow IPC) drops; return how to restore what it changes.
+
+    Parquet keeps no rows without columns and no categories of an empty categorical
+    column, and stores ``datetime64[s]`` as milliseconds (restored by ``astype``).
+    """
+    rows, columns = frame.shape
+    if rows and not columns:
+        raise ObjectDeclinedError("Parquet cannot keep rows without columns")
+    levels = [frame.index.get_level_values(i).dtype for i in range(frame.index.nlevels)]
+    if not rows and any(isinstance(d, pd.CategoricalDtype) for d in [*frame.dtypes, *levels]):
+        raise ObjectDeclinedError("Parquet drops the categories of empty categorical columns")
+    fixes: dict[str, Any] = {}
+    seconds = {str(i): str(d) for i, d in enumerate(frame.dtypes) if _is_seconds(pd, d)}
+    if seconds:
+        fixes["parquet_dtypes"] = seconds
+    if any(_is_seconds(pd, d) for d in levels):
+        if len(levels) > 1:
+            raise ObjectDeclinedError("Parquet stores a datetime64[s] MultiIndex level as ms")
+        fixes["parquet_index_dtype"] = str(levels[0])
+    return fixes
+
+
+def _is_seconds(pd: Any, dtype: Any) -> bool:
+    np = sys.modules["numpy"]
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return dtype.unit == "s"
+    return isinstance(dtype, np.dtype) and dtype.kind == "M" and np.datetime_data(dtype)[0] == "s"
 
 
 def _dtype_problem(pd: Any, dtype: Any, values: Any) -> str | None:

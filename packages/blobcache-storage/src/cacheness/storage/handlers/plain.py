@@ -122,6 +122,8 @@ class PlainHandler(Handler):
             IntegrityError: the stored bytes do not match the recorded size.
             SerializationError: the bytes are not valid MessagePack of this handler.
         """
+        if info.format != "msgpack":
+            raise SerializationError(f"the plain handler cannot read format {info.format!r}")
         data = read_all(source, info.codec, info.raw_size, options)
         try:
             return _DECODER.decode(data)

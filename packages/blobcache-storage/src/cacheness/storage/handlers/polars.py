@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 from cacheness.storage._streams import CountingSink
 from cacheness.storage.errors import SerializationError
+from cacheness.storage.handlers._arrow import check_stream_size
 from cacheness.storage.handlers.base import (
     FormatInfo,
     Handler,
@@ -51,7 +52,8 @@ def _pl() -> Any:
 class PolarsHandler(Handler):
     """Stores ``polars.DataFrame`` and ``polars.Series``.
 
-    ``details``: ``kind`` (``"DataFrame"`` or ``"Series"``) and the Series ``name``.
+    ``details``: ``kind`` (``"DataFrame"`` or ``"Series"``), the Series ``name`` and
+    ``stream_size`` (checked on load: a cut or padded blob fails with ``IntegrityError``).
 
     Example:
         >>> import polars as pl
@@ -105,6 +107,7 @@ class PolarsHandler(Handler):
                 )
         except (pl.exceptions.PolarsError, OSError, ValueError, TypeError) as exc:
             raise SerializationError(f"polars cannot write this frame as {fmt}: {exc}") from exc
+        details["stream_size"] = counting.written
         return self.format_info(fmt, codec, int(frame.estimated_size()), **details)
 
     def load(
@@ -123,7 +126,14 @@ class PolarsHandler(Handler):
         pl = _pl()
         if info.format not in _FORMATS:
             raise SerializationError(f"the polars handler cannot read format {info.format!r}")
-        where: Any = str(local_path) if local_path is not None else io.BytesIO(source.read())
+        expected = info.details.get("stream_size")
+        if local_path is not None:
+            where: Any = str(local_path)
+            check_stream_size(Path(local_path).stat().st_size, expected, info.format)
+        else:
+            data = source.read()
+            check_stream_size(len(data), expected, info.format)
+            where = io.BytesIO(data)
         try:
             if info.format == "parquet":
                 frame = pl.read_parquet(where)

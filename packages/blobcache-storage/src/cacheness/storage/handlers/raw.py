@@ -91,6 +91,8 @@ class RawHandler(Handler):
             IntegrityError: the stored bytes do not match the recorded size.
             SerializationError: unknown ``kind``, or text that is not UTF-8.
         """
+        if info.format != "bytes":
+            raise SerializationError(f"the raw handler cannot read format {info.format!r}")
         kind = info.details.get("kind", "bytes")
         data = read_all(source, info.codec, info.raw_size, options)
         if kind == "bytes":
