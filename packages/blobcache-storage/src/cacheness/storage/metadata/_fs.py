@@ -117,8 +117,12 @@ def network_filesystem(path: str | os.PathLike[str], mountinfo: str | None = Non
     return fs_type if fs_type in NETWORK_FILESYSTEMS else None
 
 
-def warn_network_filesystem(path: str | os.PathLike[str], feature: str, advice: str) -> str | None:
+def warn_network_filesystem(
+    path: str | os.PathLike[str], feature: str, advice: str, *, stacklevel: int = 2
+) -> str | None:
     """Warn (once per mount point and feature) when ``path`` is on a network filesystem.
+
+    ``stacklevel`` counts from the caller of this function, as in ``warnings.warn``.
 
     Returns:
         The network filesystem type, or None when the path is local.
@@ -135,7 +139,7 @@ def warn_network_filesystem(path: str | os.PathLike[str], feature: str, advice: 
         warnings.warn(
             f"{path} is on a network filesystem ({fs_type} at {mount_point}): {advice}",
             NetworkFilesystemWarning,
-            stacklevel=4,
+            stacklevel=stacklevel + 1,
         )
     log.info("%s on network filesystem %s (%s): %s", path, fs_type, mount_point, feature)
     return fs_type

@@ -117,6 +117,7 @@ class JsonMetadataBackend(DictMetadataBackend):
             "json file lock",
             "file locks are unreliable there, so writers on different machines can lose "
             "each other's changes; use the postgresql metadata backend for a shared index",
+            stacklevel=2,
         )
         with self._lock:
             self._refresh()

@@ -1,10 +1,9 @@
 """``sqlite`` and ``postgresql``: the metadata index in a SQL database.
 
-Both backends share one SQLAlchemy Core schema (see :func:`table layout
-<cacheness.storage.metadata.sql.SqlMetadataBackend.table>`), one set of statements and
-one transaction logic; only dialect details differ (``ON CONFLICT`` insert, JSON
-operators, ``FOR UPDATE``, how a write transaction starts, which errors are worth a
-retry).
+Both backends share one SQLAlchemy Core schema (:attr:`SqlMetadataBackend.table`), one
+set of statements and one transaction logic; only dialect details differ (the
+``ON CONFLICT`` insert, JSON operators, ``FOR UPDATE``, how a write transaction starts,
+which errors are worth a retry).
 
 * :class:`SqliteMetadataBackend` (``sqlite``, the default) keeps the index in one file
   for the processes of one host: WAL journal, busy timeout, ``BEGIN IMMEDIATE`` for
@@ -80,6 +79,7 @@ from cacheness.storage.metadata._sqlcore import (
     COLUMNS,
     SCHEMA_VERSION,
     Statement,
+    UtcMicros,
     build_tables,
     compile_statement,
     entry_params,
@@ -94,10 +94,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TABLE",
+    "MIN_SQLITE",
     "SCHEMA_VERSION",
     "PostgresMetadataBackend",
     "SqlMetadataBackend",
     "SqliteMetadataBackend",
+    "UtcMicros",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,9 @@ T = TypeVar("T")
 
 DEFAULT_TABLE: Final = "cacheness_entries"
 """Default name of the entries table (the version table is ``<name>_info``)."""
+
+MIN_SQLITE: Final = (3, 35, 0)
+"""Oldest SQLite library the sqlite backend works with (``DELETE ... RETURNING``)."""
 
 _MAX_CONFLICT_RETRIES: Final = 20
 _VERSION_ROW: Final = "schema_version"
@@ -249,8 +254,9 @@ class SqlMetadataBackend(MetadataBackend):
         return self._cached(("update", fields), build)
 
     def _select_many(self, cursor: _Cursor, keys: Sequence[str], *, lock: bool) -> dict[str, Entry]:
+        # sorted chunks touch neighbouring index pages and lock rows in one global order
         found = {}
-        for chunk in _chunks(keys, self.in_chunk):
+        for chunk in _chunks(sorted(keys), self.in_chunk):
             statement = self._keys_statement("lock" if lock else "get", len(chunk))
             for row in cursor.rows_for_keys(statement, chunk):
                 found[row[0]] = row_to_entry(row)
@@ -463,7 +469,7 @@ class SqlMetadataBackend(MetadataBackend):
 
         def work(cursor: _Cursor) -> dict[str, Entry]:
             removed = {}
-            for chunk in _chunks(doomed, self.in_chunk):
+            for chunk in _chunks(sorted(doomed), self.in_chunk):
                 statement = self._keys_statement("delete", len(chunk))
                 for row in cursor.rows_for_keys(statement, chunk):
                     removed[row[0]] = row_to_entry(row)
@@ -640,6 +646,11 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             )
         if not busy_timeout > 0:
             raise ConfigError(f"busy_timeout must be > 0 seconds, got {busy_timeout!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ConfigError(
+                f"the sqlite metadata backend needs SQLite >= 3.35 (RETURNING), this Python "
+                f"links SQLite {sqlite3.sqlite_version}; upgrade Python or use postgresql"
+            )
         self.path = Path(path)
         if self.path.is_dir():
             raise ConfigError(
@@ -676,6 +687,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 "SQLite's WAL journal is unsafe there, so the rollback journal is used "
                 "(slower, and still unsafe for writers on several machines); share an "
                 "index between machines with the postgresql metadata backend",
+                stacklevel=3,
             )
             return "delete"
         if requested == "wal":
@@ -685,6 +697,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 "journal_mode='wal' was requested but WAL needs shared memory that a network "
                 "filesystem cannot provide; processes on different machines will corrupt "
                 "the index. Use the postgresql metadata backend",
+                stacklevel=3,
             )
             return "wal"
         return "delete"
