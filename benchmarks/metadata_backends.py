@@ -93,8 +93,8 @@ def postgres_schema(url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
     schema = f"cacheness_bench_{secrets.token_hex(4)}"
-    conninfo = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    conninfo = (
+        sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -174,21 +174,34 @@ def bench_diskcache(count: int, workdir: Path) -> dict[str, float]:
     return results
 
 
+def cell(values: dict[str, float], key: str) -> str:
+    if key not in values:
+        return "-".rjust(16)
+    digits = 3 if key.endswith("_s") else 1
+    return f"{values[key]:>16.{digits}f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 entries")
     parser.add_argument("--entries", type=int, default=None)
     parser.add_argument("--backends", default="memory,json,sqlite,postgresql")
-    parser.add_argument("--postgres-url", default=os.environ.get(
-        "CACHENESS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "CACHENESS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     count = args.entries or (10_000 if args.quick else 100_000)
     entries = make_entries(count)
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
 
-    print(f"metadata backends, {count:,} entries; python {platform.python_version()}, "
-          f"{platform.system()} {platform.machine()}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"metadata backends, {count:,} entries; python {platform.python_version()}, "
+        f"{platform.system()} {platform.machine()}, load {os.getloadavg()[0]:.2f}"
+    )
     figures: dict[str, dict[str, float]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="cacheness-bench-"))
     try:
@@ -213,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                ("load_s", "load s")]  # fmt: skip
     print(f"{'backend':<16}" + "".join(f"{title:>16}" for _, title in columns))
     for name, values in figures.items():
-        cells = "".join(
-            f"{values[key]:>16.{3 if key.endswith('_s') else 1}f}" if key in values else " " * 15 + "-"
-            for key, _ in columns
-        )
+        cells = "".join(cell(values, key) for key, _ in columns)
         print(f"{name:<16}{cells}")
     print("targets (sqlite, local disk): " + ", ".join(f"{k} {v}" for k, v in TARGETS.items()))
     if "json" in figures and "put_small_index_us" in figures["json"]:
