@@ -49,8 +49,10 @@ def write_parts(
         ``(codec, raw_size)``: the codec actually used and the uncompressed size.
     """
     total = sum(memoryview(part).nbytes for part in parts)
-    settings = options.compression
     codec = options.codec
+    if codec == "auto" and total < options.auto_min_size:
+        codec = "none"  # the common case for small values: no settings, no sampling
+    settings = options.compression
     if codec == "auto":
         sample = (
             sample_of(parts, settings.auto_sample_size) if total >= settings.auto_min_size else b""

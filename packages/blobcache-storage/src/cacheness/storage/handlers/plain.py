@@ -149,12 +149,18 @@ def _scan(obj: Any, depth: int) -> bool:
         for key, value in obj.items():
             if type(key) is not str and _scan(key, depth):
                 special = True
-            if type(value) not in _SCALARS and _scan(value, depth):
+            simple = type(value) in _SCALARS or (
+                type(value) is int and _MIN_INT <= value <= _MAX_INT
+            )
+            if not simple and _scan(value, depth):
                 special = True
         return special
     if kind is list:
         for value in obj:
-            if type(value) not in _SCALARS and _scan(value, depth):
+            simple = type(value) in _SCALARS or (
+                type(value) is int and _MIN_INT <= value <= _MAX_INT
+            )
+            if not simple and _scan(value, depth):
                 special = True
         return special
     if kind is tuple or kind is set or kind is frozenset:
