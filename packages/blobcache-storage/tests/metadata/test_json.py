@@ -115,3 +115,19 @@ def test_a_failed_write_changes_nothing(tmp_path, monkeypatch):
 def test_directory_path_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="directory"):
         JsonMetadataBackend(tmp_path)
+
+
+def test_rewrites_keep_the_file_permissions(tmp_path):
+    path = tmp_path / "index.json"
+    with JsonMetadataBackend(path) as index:
+        index.put(Entry.new("a"))
+        os.chmod(path, 0o640)
+        index.put(Entry.new("b"))
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_unwritable_location_is_a_metadata_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(MetadataError, match="cannot create the directory"):
+        JsonMetadataBackend(blocker / "sub" / "index.json")

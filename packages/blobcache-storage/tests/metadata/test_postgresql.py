@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
+import warnings
 
 import psycopg
 import pytest
@@ -205,3 +207,23 @@ def test_metadata_equality_uses_the_gin_index(fresh_postgres_url):
             )
         assert "ix_cacheness_entries_metadata" in plan
         assert backend.count({"metadata.project": "p7"}) == 60
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_uses_its_own_connections(fresh_postgres_url):
+    backend = PostgresMetadataBackend(fresh_postgres_url)
+    backend.put(Entry.new("parent"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            backend.put(Entry.new("child"))
+            code = 0 if backend.exists("parent") else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(e.key for e in backend.query()) == ["child", "parent"]  # parent pool intact
+    backend.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import warnings
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
@@ -224,3 +226,24 @@ def test_delete_where_is_one_statement(tmp_path):
     assert len(backend.get_many([f"k{i}" for i in range(2000)])) == 1000
     conn.set_trace_callback(None)
     assert len(statements) == 4  # 2000 keys in chunks of 500
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_connection(tmp_path):
+    backend = SqliteMetadataBackend(tmp_path / "index.sqlite")
+    backend.put(Entry.new("parent"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: must not reuse the parent's connection
+        code = 1
+        try:
+            backend.put(Entry.new("child"))
+            code = 0 if backend.exists("parent") else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(e.key for e in backend.query()) == ["child", "parent"]
+    backend.put(Entry.new("parent-again"))
+    backend.close()

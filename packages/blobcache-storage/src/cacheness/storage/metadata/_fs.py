@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ NETWORK_FILESYSTEMS = frozenset(
 )  # fmt: skip
 """Filesystem types treated as network filesystems."""
 
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
@@ -195,11 +197,15 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_re
 
     A temporary sibling is written, flushed and fsynced (when ``durable``), then renamed
     over ``path``; the directory is fsynced so the rename survives a power cut. On any
-    failure the temporary file is removed and ``path`` is untouched.
+    failure the temporary file is removed and ``path`` is untouched. The new file keeps
+    the permissions of the one it replaces (a first file gets ``0o666`` minus the umask).
     """
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp_name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+    fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(temp_name, stat.S_IMODE(os.stat(path).st_mode))
             handle.write(data)
             handle.flush()
             if durable:

@@ -108,7 +108,10 @@ class JsonMetadataBackend(DictMetadataBackend):
                 f"the json metadata backend needs a file path, {self.path} is a directory; "
                 f"pass e.g. {self.path / 'index.json'}"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MetadataError(f"cannot create the directory of {self.path}: {exc}") from exc
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fsync = fsync
         self._signature_loaded: tuple[int, int, int] | None = None

@@ -657,7 +657,10 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 f"the sqlite metadata backend needs a file path, {self.path} is a directory; "
                 f"pass e.g. {self.path / 'index.sqlite'}"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MetadataError(f"cannot create the directory of {self.path}: {exc}") from exc
         self._busy_timeout = float(busy_timeout)
         self._cache_kib = int(cache_mb) * 1024
         self._retries = int(retries)
