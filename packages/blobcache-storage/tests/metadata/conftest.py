@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -53,6 +55,28 @@ def read_json_file(path: Path) -> dict[str, Entry]:
             item["inline"] = base64.b64decode(item["inline"])
         entries[item["key"]] = Entry(**item)
     return entries
+
+
+def exit_code_in_fork(work: Callable[[], bool]) -> int:
+    """Run ``work`` in a forked child; return its exit code (0 when ``work`` returned True)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            code = 0 if work() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.fixture
+def in_fork() -> Callable[[Callable[[], bool]], int]:
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    return exit_code_in_fork
 
 
 @pytest.fixture

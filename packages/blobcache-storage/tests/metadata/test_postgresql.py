@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import warnings
 
 import psycopg
 import pytest
@@ -212,21 +210,14 @@ def test_metadata_equality_uses_the_gin_index(fresh_postgres_url):
         assert backend.count({"metadata.project": "p7"}) == 60
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_uses_its_own_connections(fresh_postgres_url):
+def test_a_forked_child_uses_its_own_connections(fresh_postgres_url, in_fork):
     backend = PostgresMetadataBackend(fresh_postgres_url)
     backend.put(Entry.new("parent"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-        pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            backend.put(Entry.new("child"))
-            code = 0 if backend.exists("parent") else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> bool:  # must not reuse the parent's connection
+        backend.put(Entry.new("child"))
+        return backend.exists("parent")
+
+    assert in_fork(child) == 0
     assert sorted(e.key for e in backend.query()) == ["child", "parent"]  # parent pool intact
     backend.close()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import warnings
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
@@ -228,22 +226,15 @@ def test_delete_where_is_one_statement(tmp_path):
     assert len(statements) == 4  # 2000 keys in chunks of 500
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_opens_its_own_connection(tmp_path):
+def test_a_forked_child_opens_its_own_connection(tmp_path, in_fork):
     backend = SqliteMetadataBackend(tmp_path / "index.sqlite")
     backend.put(Entry.new("parent"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-        pid = os.fork()
-    if pid == 0:  # the child: must not reuse the parent's connection
-        code = 1
-        try:
-            backend.put(Entry.new("child"))
-            code = 0 if backend.exists("parent") else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> bool:  # must not reuse the parent's connection
+        backend.put(Entry.new("child"))
+        return backend.exists("parent")
+
+    assert in_fork(child) == 0
     assert sorted(e.key for e in backend.query()) == ["child", "parent"]
     backend.put(Entry.new("parent-again"))
     backend.close()

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from cacheness.storage.errors import NetworkFilesystemWarning
+from cacheness.storage.errors import ConfigError, MetadataError, NetworkFilesystemWarning
 
 __all__ = [
     "MOUNTINFO",
@@ -31,6 +31,7 @@ __all__ = [
     "exclusive_lock",
     "mount_of",
     "network_filesystem",
+    "prepare_file",
     "warn_network_filesystem",
 ]
 
@@ -66,6 +67,26 @@ def _unescape(field: str) -> str:
             out.append(field[i])
             i += 1
     return "".join(out)
+
+
+def prepare_file(path: str | os.PathLike[str], backend: str, example: str) -> Path:
+    """Return ``path`` as a ``Path`` whose parent directories exist.
+
+    Raises:
+        ConfigError: ``path`` is a directory (``example`` names a file to suggest).
+        MetadataError: the parent directories cannot be created.
+    """
+    file = Path(path)
+    if file.is_dir():
+        raise ConfigError(
+            f"the {backend} metadata backend needs a file path, {file} is a directory; "
+            f"pass e.g. {file / example}"
+        )
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MetadataError(f"cannot create the directory of {file}: {exc}") from exc
+    return file
 
 
 def mount_of(path: str | os.PathLike[str], mountinfo: str | None = None) -> tuple[str, str] | None:

@@ -34,15 +34,19 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import ClassVar, Final
 
 import msgspec
 
 from cacheness.storage.entry import Entry
-from cacheness.storage.errors import ConfigError, MetadataError
+from cacheness.storage.errors import MetadataError
 from cacheness.storage.metadata._dict import DictMetadataBackend
-from cacheness.storage.metadata._fs import atomic_write, exclusive_lock, warn_network_filesystem
+from cacheness.storage.metadata._fs import (
+    atomic_write,
+    exclusive_lock,
+    prepare_file,
+    warn_network_filesystem,
+)
 from cacheness.storage.metadata.base import Scope
 
 __all__ = ["FILE_FORMAT", "FILE_VERSION", "JsonMetadataBackend"]
@@ -102,16 +106,7 @@ class JsonMetadataBackend(DictMetadataBackend):
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
         super().__init__()
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise ConfigError(
-                f"the json metadata backend needs a file path, {self.path} is a directory; "
-                f"pass e.g. {self.path / 'index.json'}"
-            )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MetadataError(f"cannot create the directory of {self.path}: {exc}") from exc
+        self.path = prepare_file(path, "json", "index.json")
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fsync = fsync
         self._signature_loaded: tuple[int, int, int] | None = None

@@ -45,7 +45,6 @@ import time
 import weakref
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -74,7 +73,11 @@ from cacheness.storage.metadata._entries import (
     updated_entry,
     validate_changes,
 )
-from cacheness.storage.metadata._fs import network_filesystem, warn_network_filesystem
+from cacheness.storage.metadata._fs import (
+    network_filesystem,
+    prepare_file,
+    warn_network_filesystem,
+)
 from cacheness.storage.metadata._sqlcore import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -651,16 +654,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 f"the sqlite metadata backend needs SQLite >= 3.35 (RETURNING), this Python "
                 f"links SQLite {sqlite3.sqlite_version}; upgrade Python or use postgresql"
             )
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise ConfigError(
-                f"the sqlite metadata backend needs a file path, {self.path} is a directory; "
-                f"pass e.g. {self.path / 'index.sqlite'}"
-            )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MetadataError(f"cannot create the directory of {self.path}: {exc}") from exc
+        self.path = prepare_file(path, "sqlite", "index.sqlite")
         self._busy_timeout = float(busy_timeout)
         self._cache_kib = int(cache_mb) * 1024
         self._retries = int(retries)

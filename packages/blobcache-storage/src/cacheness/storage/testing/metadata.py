@@ -55,13 +55,14 @@ from cacheness.storage.errors import (
     KeyImmutableError,
     MetadataError,
 )
-from cacheness.storage.filters import Filter, matches, sort_key
+from cacheness.storage.filters import ORDER_FIELDS, Filter, matches, sort_key
 from cacheness.storage.metadata.base import MetadataBackend
 
 __all__ = [
     "FILTER_CASES",
     "GroundTruth",
     "MetadataBackendConformance",
+    "assert_copy_of",
     "filter_dataset",
     "metadata_state_machine",
     "run_mixed_workload",
@@ -217,6 +218,16 @@ FILTER_CASES: list[tuple[Filter, frozenset[str]]] = [
 
 METADATA_ORDER = ["exp%_3", "zeta", "exp_2", "alpha", "beta", "exp_1", "日本/キー"]
 """Expected ``order_by="metadata.n"``: missing, bool, numbers by value, then strings."""
+
+
+def assert_copy_of(copy: Entry, source: Entry, *changed: str) -> None:
+    """Assert that ``copy`` is ``source`` but for the key, ``changed`` fields and the stamps."""
+    assert copy.access_count == 0
+    assert copy.created_at == copy.updated_at == copy.accessed_at
+    restored = {name: getattr(source, name) for name in changed}
+    stamps = ("created_at", "updated_at", "accessed_at", "access_count")
+    restored.update({name: getattr(source, name) for name in stamps})
+    assert copy.replace(key=source.key, **restored) == source
 
 
 def _keys(entries: Iterator[Entry] | list[Entry]) -> list[str]:
@@ -597,20 +608,7 @@ class MetadataBackendConformance:
 
     @pytest.mark.parametrize(
         "order_by",
-        [
-            "key",
-            "handler",
-            "size",
-            "raw_size",
-            "created_at",
-            "updated_at",
-            "accessed_at",
-            "access_count",
-            "metadata.n",
-            "metadata.project",
-            "metadata.train.lr",
-            "metadata.missing",
-        ],
+        [*ORDER_FIELDS, "metadata.n", "metadata.project", "metadata.train.lr", "metadata.missing"],
     )
     @pytest.mark.parametrize("descending", [False, True])
     def test_order_by(self, loaded: MetadataBackend, order_by: str, descending: bool) -> None:
@@ -758,18 +756,7 @@ class MetadataBackendConformance:
         assert copy.key == "dst"
         assert (copy.blob_ref, copy.metadata, copy.access_count) == ("copied", {"c": 1}, 0)
         assert before <= copy.created_at == copy.updated_at == copy.accessed_at <= after
-        assert (
-            copy.replace(
-                key="src",
-                blob_ref=source.blob_ref,
-                metadata=source.metadata,
-                created_at=source.created_at,
-                updated_at=source.updated_at,
-                accessed_at=source.accessed_at,
-                access_count=source.access_count,
-            )
-            == source
-        )
+        assert_copy_of(copy, source, "blob_ref", "metadata")
         assert backend.get("dst") == copy
         assert backend.get("src") == source
         self.check_ground_truth(ground_truth, {"src": source, "dst": copy})
@@ -1152,18 +1139,8 @@ def metadata_state_machine(
                 return
             copy, replaced = self.backend.copy(src, dst, overwrite=overwrite, blob_ref=ref)
             assert replaced == self.model.get(dst)
-            source = self.model[src]
-            assert (
-                copy.replace(
-                    key=src,
-                    blob_ref=source.blob_ref,
-                    created_at=source.created_at,
-                    updated_at=source.updated_at,
-                    accessed_at=source.accessed_at,
-                    access_count=source.access_count,
-                )
-                == source
-            )
+            assert copy.blob_ref == ref
+            assert_copy_of(copy, self.model[src], "blob_ref")
             self.model[dst] = copy
 
         @rule(src=keys, dst=keys, overwrite=st.booleans())
