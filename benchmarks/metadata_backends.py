@@ -21,6 +21,11 @@ beside ``get`` and ``put`` as a reference point when it is installed.
 The json backend rewrites its whole file on every change: its ``put`` figure is
 measured on the full index and on a 1,000-entry index.
 
+``pg-async-commit`` is postgresql with ``synchronous_commit=off`` for its sessions:
+commits do not wait for the server to flush its write-ahead log, which is most of a
+``put`` on a server that fsyncs (a server crash may lose the last moments of commits,
+never corrupt them).
+
 PostgreSQL is found at ``--postgres-url``, ``CACHENESS_BENCH_POSTGRES_URL`` or
 ``postgresql://postgres@127.0.0.1:5432/postgres``; the benchmark works in a schema of
 its own and drops it afterwards.
@@ -114,7 +119,10 @@ def open_backend(name: str, workdir: Path, pg: tuple[str, str] | None, tag: str)
         return SqliteMetadataBackend(workdir / f"{tag}.sqlite")
     assert pg is not None
     url, schema = pg
-    return PostgresMetadataBackend(url, schema=schema, table=f"bench_{tag}")
+    options: dict[str, Any] = {}
+    if name == "pg-async-commit":  # commits do not wait for the server's WAL fsync
+        options["engine_options"] = {"connect_args": {"options": "-c synchronous_commit=off"}}
+    return PostgresMetadataBackend(url, schema=schema, table=f"bench_{tag}", **options)
 
 
 def bench_backend(
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 entries")
     parser.add_argument("--entries", type=int, default=None)
-    parser.add_argument("--backends", default="memory,json,sqlite,postgresql")
+    parser.add_argument("--backends", default="memory,json,sqlite,postgresql,pg-async-commit")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
@@ -206,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cacheness-bench-"))
     try:
         for name in names:
-            if name == "postgresql":
+            if name in ("postgresql", "pg-async-commit"):
                 try:
                     with postgres_schema(args.postgres_url) as schema:
                         figures[name] = bench_backend(

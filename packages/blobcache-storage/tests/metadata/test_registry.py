@@ -33,3 +33,17 @@ def test_options_are_passed(tmp_path):
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"known: .*sqlite"):
         get_metadata_backend("sqllite")
+
+
+def test_the_package_imports_sqlalchemy_only_for_the_sql_backends():
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, json, cacheness.storage.metadata as m; "
+        "before = 'sqlalchemy' in sys.modules; m.SqliteMetadataBackend; "
+        "print(json.dumps([before, 'sqlalchemy' in sys.modules, 'psycopg' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [False, True, False]

@@ -213,7 +213,7 @@ class MetadataBackend(ABC):
     def delete_where(self, filter: Filter) -> list[Entry]:
         """Remove every entry matching ``filter``; return the removed entries.
 
-        ``{}`` matches (and removes) everything.
+        The entries come in no particular order. ``{}`` matches (and removes) everything.
         """
         parse_filter(filter)  # invalid filters fail before anything is read
         return self.delete_many([entry.key for entry in self.query(filter)])
