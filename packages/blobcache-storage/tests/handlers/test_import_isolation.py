@@ -53,3 +53,56 @@ assert info.handler == "numpy"
     assert "numpy" in loaded
     assert "blosc2" in loaded
     assert sorted(loaded & {"pandas", "pyarrow", "polars"}) == []
+
+
+def test_a_fresh_process_loads_every_kind_without_importing_first(tmp_path):
+    """Loading must import what it needs: the reader may never have touched pandas."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
+
+    from cacheness.storage.handlers import default_registry
+
+    values = {
+        "numpy": np.arange(50_000).reshape(500, 100),
+        "pandas": pd.DataFrame({"a": range(1000), "b": pd.Categorical(["x", "y"] * 500)}),
+        "series": pd.Series([1.5, 2.5], name="s"),
+        "arrow": pa.table({"a": range(1000)}),
+        "polars": pl.DataFrame({"a": range(1000)}),
+    }
+    for name, value in values.items():
+        sink = io.BytesIO()
+        info = default_registry().dump(value, sink)
+        (tmp_path / f"{name}.blob").write_bytes(sink.getvalue())
+        (tmp_path / f"{name}.json").write_text(json.dumps(msgspec_to_dict(info)))
+    script = f"""
+import io, json, pathlib
+from cacheness.storage.handlers import default_registry
+from cacheness.storage.handlers.base import FormatInfo
+folder = pathlib.Path({str(tmp_path)!r})
+shapes = {{}}
+for name in {sorted(values)!r}:
+    info = FormatInfo(**json.loads((folder / f"{{name}}.json").read_text()))
+    value = default_registry().load(io.BytesIO((folder / f"{{name}}.blob").read_bytes()), info)
+    shapes[name] = [type(value).__name__, len(value)]
+print(json.dumps(shapes))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == {
+        "numpy": ["ndarray", 500],
+        "pandas": ["DataFrame", 1000],
+        "series": ["Series", 2],
+        "arrow": ["Table", 1000],
+        "polars": ["DataFrame", 1000],
+    }
+
+
+def msgspec_to_dict(info):
+    import msgspec
+
+    return msgspec.to_builtins(info)

@@ -18,7 +18,7 @@ for ``blosc2`` is stored as ``zstd``); the blob is a standard Parquet file.
 Example:
     >>> import io
     >>> import pyarrow as pa
-    >>> from cacheness.storage.handlers.base import DEFAULT_OPTIONS
+    >>> from cacheness.storage.handlers.base import DEFAULT_OPTIONS, FormatInfo
     >>> table = pa.table({"x": list(range(1000))})
     >>> sink = io.BytesIO()
     >>> options = DEFAULT_OPTIONS
@@ -26,7 +26,9 @@ Example:
     >>> fmt, codec, details["stream_size"] == len(sink.getvalue())
     ('arrow-ipc', 'zstd', True)
     >>> stored = io.BytesIO(sink.getvalue())
-    >>> read_table(stored, fmt, codec, raw_size, details, DEFAULT_OPTIONS).equals(table)
+    >>> info = FormatInfo(handler="arrow", format=fmt, codec=codec, raw_size=raw_size,
+    ...                   details=details)
+    >>> read_table(stored, info, DEFAULT_OPTIONS).equals(table)
     True
 """
 
@@ -42,7 +44,7 @@ from cacheness.storage.handlers._common import open_reader
 from cacheness.storage.optional import import_optional
 
 if TYPE_CHECKING:
-    from cacheness.storage.handlers.base import SerializationOptions
+    from cacheness.storage.handlers.base import FormatInfo, SerializationOptions
 
 __all__ = ["FORMATS", "check_stream_size", "pyarrow", "read_table", "write_table"]
 
@@ -147,10 +149,7 @@ def _write_parquet(
 
 def read_table(
     source: BinaryIO,
-    fmt: str,
-    codec: str,
-    raw_size: int,
-    details: dict[str, Any],
+    info: FormatInfo,
     options: SerializationOptions,
     *,
     local_path: Path | None = None,
@@ -164,6 +163,7 @@ def read_table(
         SerializationError: unknown format, or Arrow cannot read the bytes.
     """
     pa = pyarrow(purpose, extra)
+    fmt, codec, raw_size, details = info.format, info.codec, info.raw_size, info.details
     if fmt not in FORMATS:
         raise SerializationError(f"cannot read Arrow data stored as format {fmt!r}")
     try:

@@ -13,8 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cacheness.storage._streams import read_exact
 from cacheness.storage.compression import (
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from cacheness.storage.handlers.base import SerializationOptions
     from cacheness.storage.hashing import BytesLike
 
-__all__ = ["open_reader", "read_all", "write_parts"]
+__all__ = ["is_exact_type", "open_reader", "read_all", "write_parts"]
 
 
 def write_parts(
@@ -94,3 +95,23 @@ def read_all(
             )
         return data
     return open_reader(source, codec, raw_size, options).read_all()
+
+
+def is_exact_type(obj: Any, module: str, *names: str) -> bool:
+    """True if ``type(obj)`` is ``module.<name>`` for one of ``names``.
+
+    Never imports ``module``: an object cannot be a DataFrame if pandas was never
+    imported. Subclasses do not count (their type would be lost on load).
+
+    Example:
+        >>> import collections
+        >>> is_exact_type(collections.OrderedDict(), "collections", "OrderedDict")
+        True
+        >>> is_exact_type({}, "module_nobody_imported", "Thing")
+        False
+    """
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return False
+    kind = type(obj)
+    return any(kind is getattr(loaded, name, None) for name in names)

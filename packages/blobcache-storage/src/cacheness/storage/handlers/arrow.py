@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 from cacheness.storage.errors import SerializationError
 from cacheness.storage.handlers._arrow import read_table, write_table
+from cacheness.storage.handlers._common import is_exact_type
 from cacheness.storage.handlers.base import FormatInfo, Handler, SerializationOptions
-from cacheness.storage.optional import is_loaded
 
 __all__ = ["ArrowHandler"]
 
@@ -49,11 +49,7 @@ class ArrowHandler(Handler):
 
     def can_handle(self, obj: Any) -> bool:
         """True for a pyarrow Table or RecordBatch; never imports pyarrow."""
-        if not is_loaded("pyarrow"):
-            return False
-        pa = sys.modules["pyarrow"]
-        kind = type(obj)
-        return kind is pa.Table or kind is pa.RecordBatch
+        return is_exact_type(obj, "pyarrow", "Table", "RecordBatch")
 
     def dump(self, obj: Any, sink: BinaryIO, options: SerializationOptions) -> FormatInfo:
         """Write ``obj`` as Arrow IPC (zstd inside) or Parquet.
@@ -83,10 +79,7 @@ class ArrowHandler(Handler):
         """
         table = read_table(
             source,
-            info.format,
-            info.codec,
-            info.raw_size,
-            info.details,
+            info,
             options,
             local_path=local_path,
         )

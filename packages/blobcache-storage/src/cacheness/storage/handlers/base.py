@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import itertools
@@ -130,8 +129,11 @@ class FormatInfo(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class SerializationOptions(msgspec.Struct, frozen=True, kw_only=True):
+class SerializationOptions(CodecSettings, frozen=True, kw_only=True):
     """Settings passed to every handler, for one store or one call.
+
+    The compression fields are those of
+    :class:`~cacheness.storage.compression.CodecSettings` (options are codec settings).
 
     Attributes:
         codec: ``"auto"`` (each handler's default, skipped for small or incompressible
@@ -169,20 +171,12 @@ class SerializationOptions(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     codec: str = "auto"
-    level: int | None = None
-    blosc2_codec: str = "lz4"
-    blosc2_clevel: int = 5
-    blosc2_shuffle: str = "shuffle"
-    nthreads: int | None = None
-    chunk_size: int = 16 << 20
-    auto_min_size: int = 512
-    auto_sample_size: int = 64 << 10
-    auto_min_saving: float = 0.1
     dataframe_format: str = "auto"
     allow_cloudpickle: bool = False
     mmap_mode: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_codec(self.codec, allow_auto=True)
         if self.dataframe_format not in DATAFRAME_FORMATS:
             raise ConfigError(
@@ -197,12 +191,11 @@ class SerializationOptions(msgspec.Struct, frozen=True, kw_only=True):
             )
         if not isinstance(self.allow_cloudpickle, bool):
             raise ConfigError(f"allow_cloudpickle must be a bool, got {self.allow_cloudpickle!r}")
-        _codec_settings(self)  # validates the compression fields
 
     @property
     def compression(self) -> CodecSettings:
-        """The codec settings these options imply."""
-        return _codec_settings(self)
+        """The codec settings (these options themselves: they are a ``CodecSettings``)."""
+        return self
 
     def replace(self, **changes: Any) -> SerializationOptions:
         """Return a copy with ``changes`` applied (validated).
@@ -236,14 +229,6 @@ class SerializationOptions(msgspec.Struct, frozen=True, kw_only=True):
             if isinstance(exc.__cause__, ConfigError):  # raised by __post_init__
                 raise exc.__cause__ from None
             raise ConfigError(f"invalid serialization options: {exc}") from exc
-
-
-_COMPRESSION_FIELDS = tuple(CodecSettings.__struct_fields__)
-
-
-@functools.lru_cache(maxsize=64)
-def _codec_settings(options: SerializationOptions) -> CodecSettings:
-    return CodecSettings(**{name: getattr(options, name) for name in _COMPRESSION_FIELDS})
 
 
 DEFAULT_OPTIONS: Final = SerializationOptions()

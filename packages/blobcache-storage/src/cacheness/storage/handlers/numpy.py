@@ -34,21 +34,20 @@ Example:
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacheness.storage.compression import open_compressor, resolve_codec
 from cacheness.storage.errors import IntegrityError, SerializationError
-from cacheness.storage.handlers._common import open_reader
+from cacheness.storage.handlers._common import is_exact_type, open_reader
 from cacheness.storage.handlers.base import (
     FormatInfo,
     Handler,
     ObjectDeclinedError,
     SerializationOptions,
 )
-from cacheness.storage.optional import import_optional, is_loaded
+from cacheness.storage.optional import import_optional
 
 __all__ = ["NumpyHandler"]
 
@@ -75,11 +74,7 @@ class NumpyHandler(Handler):
 
     def can_handle(self, obj: Any) -> bool:
         """True for an ``ndarray``/``memmap`` whose dtype holds no Python objects."""
-        if not is_loaded("numpy"):
-            return False
-        np = sys.modules["numpy"]
-        kind = type(obj)
-        return (kind is np.ndarray or kind is np.memmap) and not obj.dtype.hasobject
+        return is_exact_type(obj, "numpy", "ndarray", "memmap") and not obj.dtype.hasobject
 
     def dump(self, obj: Any, sink: BinaryIO, options: SerializationOptions) -> FormatInfo:
         """Write the elements, compressed per ``options`` (``auto``: Blosc2 or none).

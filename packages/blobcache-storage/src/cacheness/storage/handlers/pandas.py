@@ -47,13 +47,14 @@ from typing import Any, BinaryIO, Final
 
 from cacheness.storage.errors import MissingDependencyError, SerializationError
 from cacheness.storage.handlers._arrow import pyarrow, read_table, write_table
+from cacheness.storage.handlers._common import is_exact_type
 from cacheness.storage.handlers.base import (
     FormatInfo,
     Handler,
     ObjectDeclinedError,
     SerializationOptions,
 )
-from cacheness.storage.optional import is_loaded
+from cacheness.storage.optional import import_optional
 
 __all__ = ["PandasHandler"]
 
@@ -81,11 +82,7 @@ class PandasHandler(Handler):
 
     def can_handle(self, obj: Any) -> bool:
         """True for a DataFrame or Series (subclasses excluded); never imports pandas."""
-        if not is_loaded("pandas"):
-            return False
-        pd = sys.modules["pandas"]
-        kind = type(obj)
-        return kind is pd.DataFrame or kind is pd.Series
+        return is_exact_type(obj, "pandas", "DataFrame", "Series")
 
     def dump(self, obj: Any, sink: BinaryIO, options: SerializationOptions) -> FormatInfo:
         """Write the frame as Arrow IPC (default) or Parquet.
@@ -147,16 +144,13 @@ class PandasHandler(Handler):
         """
         table = read_table(
             source,
-            info.format,
-            info.codec,
-            info.raw_size,
-            info.details,
+            info,
             options,
             local_path=local_path,
             purpose="the pandas handler",
             extra="pandas",
         )
-        pd = sys.modules["pandas"]
+        pd = import_optional("pandas", extra="pandas", purpose="the pandas handler")
         details = info.details
         try:
             frame = table.to_pandas(split_blocks=True, self_destruct=True)

@@ -25,20 +25,20 @@ Example:
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from cacheness.storage._streams import CountingSink
 from cacheness.storage.errors import SerializationError
 from cacheness.storage.handlers._arrow import check_stream_size
+from cacheness.storage.handlers._common import is_exact_type
 from cacheness.storage.handlers.base import (
     FormatInfo,
     Handler,
     ObjectDeclinedError,
     SerializationOptions,
 )
-from cacheness.storage.optional import import_optional, is_loaded
+from cacheness.storage.optional import import_optional
 
 __all__ = ["PolarsHandler"]
 
@@ -65,11 +65,7 @@ class PolarsHandler(Handler):
 
     def can_handle(self, obj: Any) -> bool:
         """True for a polars DataFrame or Series; never imports polars."""
-        if not is_loaded("polars"):
-            return False
-        pl = sys.modules["polars"]
-        kind = type(obj)
-        return kind is pl.DataFrame or kind is pl.Series
+        return is_exact_type(obj, "polars", "DataFrame", "Series")
 
     def dump(self, obj: Any, sink: BinaryIO, options: SerializationOptions) -> FormatInfo:
         """Write the frame as Parquet (default) or Arrow IPC.

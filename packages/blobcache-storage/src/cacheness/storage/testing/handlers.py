@@ -386,17 +386,17 @@ def plain_values(max_leaves: int = 30) -> st.SearchStrategy[Any]:
         st.tuples(st.text(max_size=5), st.integers(min_value=0, max_value=9)),
     )
     hashables = _scalars(hashable_floats=True).filter(lambda v: not isinstance(v, dt.time))
-    return st.recursive(
-        _scalars(),
-        lambda children: st.one_of(
+
+    def containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.one_of(
             st.lists(children, max_size=5),
             st.lists(children, max_size=5).map(tuple),
             st.dictionaries(keys, children, max_size=5),
             st.frozensets(hashables, max_size=4),
             st.sets(hashables, max_size=4),
-        ),
-        max_leaves=max_leaves,
-    )
+        )
+
+    return st.recursive(_scalars(), containers, max_leaves=max_leaves)
 
 
 def raw_values() -> st.SearchStrategy[Any]:
@@ -664,7 +664,8 @@ def arrow_tables(draw: Callable[..., Any], max_rows: int = 20) -> Any:
 
     Example:
         >>> from hypothesis import find
-        >>> type(find(arrow_tables(), lambda t: t.num_rows > 2)).__name__ in {"Table", "RecordBatch"}
+        >>> table = find(arrow_tables(), lambda t: t.num_rows > 2)
+        >>> type(table).__name__ in {"Table", "RecordBatch"}
         True
     """
     import pyarrow as pa
