@@ -61,13 +61,20 @@ class _FailoverWriter(BlobWriter):
                 raise
             self._primary_error = exc
             backend._outage("open a write to", self.ref, exc)
+        self._fallback: BlobWriter | None = None
         try:
-            self._fallback: BlobWriter | None = backend.fallback.open_write(
-                name, exclusive=exclusive
-            )
+            self._fallback = backend.fallback.open_write(name, exclusive=exclusive)
+        except (CacheError, OSError) as exc:
+            if self._primary is None or not is_outage(exc):
+                self._abort()
+                raise
+            try:
+                backend._replication_failed(self.ref, exc)
+            except BaseException:
+                self._abort()
+                raise
         except BaseException:
-            if self._primary is not None:
-                self._primary.abort()
+            self._abort()
             raise
 
     def _write(self, data: memoryview) -> None:
@@ -193,8 +200,14 @@ class FailoverBlobBackend(BlobBackend):
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """Return the counters: primary_failures, fallback_reads, fallback_writes,
-        replication_failures, missed_primary_deletes."""
+        """Return the counters (each fallback is also logged).
+
+        ``primary_failures``: calls the primary failed; ``fallback_reads``: reads served
+        by the fallback; ``fallback_writes``: writes that reached only the fallback;
+        ``replication_failures``: copies to the fallback that failed;
+        ``missed_primary_deletes``: deletes the primary could not do (the blob may
+        reappear there).
+        """
         return self._counters.snapshot()
 
     def _outage(self, action: str, ref: str, exc: BaseException) -> None:
@@ -329,8 +342,28 @@ class FailoverBlobBackend(BlobBackend):
         return max(primary_count, fallback_count)
 
     def local_path(self, ref: str) -> Path | None:
-        """Return a local path from whichever backend has one."""
-        return self._read(ref, "locate", lambda backend, r: backend.local_path(r))
+        """Return a local path from whichever backend has the blob in a local file.
+
+        Raises:
+            BlobNotFoundError: neither backend has the blob.
+        """
+        try:
+            path = self.primary.local_path(ref)
+        except BlobNotFoundError:
+            path = None
+        except (CacheError, OSError) as exc:
+            if not is_outage(exc):
+                raise
+            self._outage("locate", ref, exc)
+            path = None
+        if path is not None:
+            return path
+        try:
+            return self.fallback.local_path(self._fallback_ref(ref))
+        except BlobNotFoundError:
+            if self.exists(ref):
+                return None  # stored, but not in a local file
+            raise
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Download from the primary, else from the fallback."""

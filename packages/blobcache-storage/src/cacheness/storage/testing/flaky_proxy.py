@@ -32,8 +32,9 @@ Example:
     ...     try:
     ...         urllib.request.urlopen(proxy.url)
     ...     except urllib.error.HTTPError as exc:
-    ...         print("first:", exc.code)
-    ...     print("second:", urllib.request.urlopen(proxy.url).read())
+    ...         print("first:", exc.code); exc.close()
+    ...     with urllib.request.urlopen(proxy.url) as response:
+    ...         print("second:", response.read())
     ...     print(proxy.stats().errors, proxy.stats().forwarded)
     first: 503
     second: b'hi'
@@ -215,7 +216,10 @@ class FlakyProxy:
         self._port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name=f"flaky-proxy-{self._port}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # so stop() returns quickly
+            name=f"flaky-proxy-{self._port}",
+            daemon=True,
         )
         self._thread.start()
         return self
