@@ -221,3 +221,19 @@ def test_a_forked_child_uses_its_own_connections(fresh_postgres_url, in_fork):
     assert in_fork(child) == 0
     assert sorted(e.key for e in backend.query()) == ["child", "parent"]  # parent pool intact
     backend.close()
+
+
+def test_statements_planned_per_call_are_not_prepared(fresh_postgres_url):
+    # one pooled connection, so the check below sees the session that ran everything
+    with PostgresMetadataBackend(fresh_postgres_url, pool_size=1, max_overflow=0) as backend:
+        backend.put_many([Entry.new(f"k{i}") for i in range(20)])
+        for _ in range(8):  # beyond psycopg's prepare threshold (5)
+            assert len(backend.get_many(["k1", "k2", "k3"])) == 3
+            assert backend.get("k1") is not None
+        with backend.engine.connect() as conn:
+            prepared = [row[0] for row in conn.exec_driver_sql(
+                "SELECT statement FROM pg_prepared_statements"
+            )]  # fmt: skip
+    # a generic plan made while the table was small would scan it once it has grown
+    assert not [sql for sql in prepared if " IN (" in sql]
+    assert [sql for sql in prepared if "WHERE cacheness_entries.key = $1" in sql]

@@ -218,7 +218,10 @@ class Statement:
     """A compiled statement, ready for a DB-API cursor.
 
     Bind parameters named ``p_<name>`` take ``values[<name>]``; other parameters keep
-    the value compiled into the statement (filter operands).
+    the value compiled into the statement (filter operands). ``reusable`` statements run
+    many times with the same shape (worth a server-side prepared plan); the others are
+    planned with their values each time (filters, ``IN`` lists: a generic plan made while
+    a table was small would scan it once it has grown).
     """
 
     sql: str
@@ -226,6 +229,7 @@ class Statement:
     sources: tuple[str, ...]
     compiled_values: Mapping[str, Any]
     positional: bool
+    reusable: bool = True
 
     def bind(self, values: Mapping[str, Any] | None = None) -> Sequence[Any] | dict[str, Any]:
         """Return the DB-API parameters for ``values``."""
@@ -244,7 +248,9 @@ class Statement:
         return dict(zip(self.names, values, strict=True))
 
 
-def compile_statement(statement: ClauseElement, dialect: Dialect) -> Statement:
+def compile_statement(
+    statement: ClauseElement, dialect: Dialect, *, reusable: bool = True
+) -> Statement:
     """Compile a Core statement for ``dialect`` into a :class:`Statement`."""
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     params = dict(compiled.params)
@@ -261,4 +267,4 @@ def compile_statement(statement: ClauseElement, dialect: Dialect) -> Statement:
         for name, source in zip(raw_names, sources, strict=True)
         if not name.startswith("p_")
     }
-    return Statement(compiled.string, names, sources, compiled_values, dialect.positional)
+    return Statement(compiled.string, names, sources, compiled_values, dialect.positional, reusable)

@@ -131,8 +131,11 @@ class _Cursor:
     def __init__(self, raw: Any) -> None:
         self.raw = raw
 
+    def _send(self, statement: Statement, params: Any) -> None:
+        self.raw.execute(statement.sql, params)
+
     def execute(self, statement: Statement, values: Mapping[str, Any] | None = None) -> Any:
-        self.raw.execute(statement.sql, statement.bind(values))
+        self._send(statement, statement.bind(values))
         return self.raw
 
     def rows(self, statement: Statement, values: Mapping[str, Any] | None = None) -> list[Any]:
@@ -142,12 +145,21 @@ class _Cursor:
         return self.execute(statement, values).fetchone()
 
     def rows_for_keys(self, statement: Statement, keys: Sequence[str]) -> list[Any]:
-        self.raw.execute(statement.sql, statement.bind_sequence(keys))
+        self._send(statement, statement.bind_sequence(keys))
         return list(self.raw.fetchall())
 
     def many(self, statement: Statement, values: Iterable[Mapping[str, Any]]) -> int:
         self.raw.executemany(statement.sql, [statement.bind(item) for item in values])
         return int(self.raw.rowcount)
+
+
+class _PsycopgCursor(_Cursor):
+    """Lets psycopg prepare reusable statements only (see ``Statement.reusable``)."""
+
+    __slots__ = ()
+
+    def _send(self, statement: Statement, params: Any) -> None:
+        self.raw.execute(statement.sql, params, prepare=None if statement.reusable else False)
 
 
 def _backoff(attempt: int, base: float) -> float:
@@ -224,13 +236,15 @@ class SqlMetadataBackend(MetadataBackend):
 
     # ------------------------------------------------------------------ statements
 
-    def _compile(self, statement: Any) -> Statement:
-        return compile_statement(statement, self._dialect)
+    def _compile(self, statement: Any, *, reusable: bool = True) -> Statement:
+        return compile_statement(statement, self._dialect, reusable=reusable)
 
-    def _cached(self, shape: tuple[Any, ...], build: Callable[[], Any]) -> Statement:
+    def _cached(
+        self, shape: tuple[Any, ...], build: Callable[[], Any], *, reusable: bool = True
+    ) -> Statement:
         statement = self._statements_by_shape.get(shape)
         if statement is None:
-            statement = self._compile(build())
+            statement = self._compile(build(), reusable=reusable)
             with self._statements_lock:
                 self._statements_by_shape[shape] = statement
         return statement
@@ -243,7 +257,7 @@ class SqlMetadataBackend(MetadataBackend):
             select = sa.select(*self._columns).where(keys_in)
             return select.with_for_update() if kind == "lock" else select
 
-        return self._cached((kind, count), build)
+        return self._cached((kind, count), build, reusable=False)
 
     def _update_statement(self, fields: tuple[str, ...]) -> Statement:
         def build() -> Any:
@@ -399,7 +413,7 @@ class SqlMetadataBackend(MetadataBackend):
             statement = select.where(condition).order_by(*order).limit(size)
             if last is None and offset:
                 statement = statement.offset(offset)
-            compiled = self._compile(statement)
+            compiled = self._compile(statement, reusable=False)
             rows = self._run(lambda cursor, compiled=compiled: cursor.rows(compiled), write=False)
             for row in rows:
                 yield row_to_entry(row)
@@ -484,7 +498,9 @@ class SqlMetadataBackend(MetadataBackend):
     def delete_where(self, filter: Filter) -> list[Entry]:
         """Remove every matching entry with one ``DELETE ... WHERE ... RETURNING``."""
         where = compile_filter(parse_filter(filter), self.table, self.dialect_name)
-        statement = self._compile(sa.delete(self.table).where(where).returning(*self._columns))
+        statement = self._compile(
+            sa.delete(self.table).where(where).returning(*self._columns), reusable=False
+        )
         rows = self._run(lambda cursor: cursor.rows(statement), write=True)
         return [row_to_entry(row) for row in rows]
 
@@ -498,7 +514,9 @@ class SqlMetadataBackend(MetadataBackend):
 
     def _aggregate(self, function: ColumnElement[Any], filter: Filter | None) -> int:
         where = compile_filter(parse_filter(filter), self.table, self.dialect_name)
-        statement = self._compile(sa.select(function).select_from(self.table).where(where))
+        statement = self._compile(
+            sa.select(function).select_from(self.table).where(where), reusable=False
+        )
         row = self._run(lambda cursor: cursor.first(statement), write=False)
         return int(row[0])
 
@@ -1006,7 +1024,7 @@ postgresql:// URL, got 'sqlite:///x.db'...
                 if write:
                     cursor.execute("BEGIN")
                 try:
-                    result = work(_Cursor(cursor))
+                    result = work(_PsycopgCursor(cursor))
                 except BaseException:
                     if write and not conn.broken:
                         cursor.execute("ROLLBACK")
