@@ -18,8 +18,9 @@ Side by side in one run, each case writing into a fresh temporary directory:
 * small objects: the ``plain`` handler on a ~200-byte dict (what the BlobStore stores
   inline), against ``pickle``; reported in microseconds per call.
 
-Timings are the best of ``--repeat`` runs (the least disturbed by other work); the
-median is printed too. The machine's load average is printed before and after.
+Contenders run interleaved, round by round, so background load hits them alike;
+timings are the best of ``--repeat`` rounds (the least disturbed by other work), with
+the median next to it. The machine's load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -99,23 +100,70 @@ class Case:
         return lines
 
 
-def handler_round_trip(
-    handler: Any, obj: Any, folder: Path, options: SerializationOptions, repeat: int
-) -> tuple:
-    path = folder / f"{handler.name}.blob"
+class Contender:
+    """Something that writes the case's data to ``path`` and reads it back."""
 
-    def put() -> Any:
+    def __init__(
+        self, name: str, folder: Path, put: Callable[[Path], Any], get: Callable[[Path], Any]
+    ) -> None:
+        self.name = name
+        self.path = folder / "blob"
+        self._put = put
+        self._get = get
+
+    def put(self) -> None:
+        self._put(self.path)
+
+    def get(self) -> Any:
+        return self._get(self.path)
+
+
+def handler_contender(
+    name: str, folder: Path, handler: Any, obj: Any, options: SerializationOptions
+) -> Contender:
+    infos: list[Any] = []
+
+    def put(path: Path) -> None:
         with path.open("wb") as sink:
-            return handler.dump(obj, sink, options)
+            infos[:] = [handler.dump(obj, sink, options)]
 
-    put_best, put_median, info = timed(put, repeat)
-
-    def get() -> Any:
+    def get(path: Path) -> Any:
         with path.open("rb") as source:
-            return handler.load(source, info, options, local_path=path)
+            return handler.load(source, infos[0], options, local_path=path)
 
-    get_best, get_median, loaded = timed(get, repeat)
-    return (put_best, put_median), (get_best, get_median), path.stat().st_size, info, loaded
+    return Contender(name, folder, put, get)
+
+
+def run_case(
+    case: Case, contenders: list[Contender], repeat: int, check: Callable[[Any], None]
+) -> None:
+    """Time every contender's put, then every get, interleaved round by round.
+
+    Interleaving exposes all contenders to the same background load, so the ratios
+    between them hold even on a busy machine.
+    """
+    puts: dict[str, list[float]] = {c.name: [] for c in contenders}
+    gets: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(repeat):
+        for contender in contenders:
+            start = time.perf_counter()
+            contender.put()
+            puts[contender.name].append(time.perf_counter() - start)
+    for _ in range(repeat):
+        for contender in contenders:
+            start = time.perf_counter()
+            loaded = contender.get()
+            gets[contender.name].append(time.perf_counter() - start)
+            check(loaded)
+            del loaded
+    for contender in contenders:
+        put, get = puts[contender.name], gets[contender.name]
+        case.add(
+            contender.name,
+            (min(put), statistics.median(put)),
+            (min(get), statistics.median(get)),
+            contender.path.stat().st_size,
+        )
 
 
 def bench_numpy(n: int, repeat: int) -> tuple[Case, list[str]]:
@@ -133,30 +181,30 @@ def bench_numpy(n: int, repeat: int) -> tuple[Case, list[str]]:
         "typesize": array.itemsize,
         "nthreads": default_threads(),
     }
-    with tempfile.TemporaryDirectory() as bare_dir:
-        path = Path(bare_dir) / "bare.b2"
 
-        def bare_put() -> None:
-            packed = blosc2.pack_array2(array, cparams=cparams)
-            with path.open("wb") as f:
-                f.write(packed)
+    def bare_put(path: Path) -> None:
+        packed = blosc2.pack_array2(array, cparams=cparams)
+        with path.open("wb") as f:
+            f.write(packed)
 
-        def bare_get() -> Any:
-            with path.open("rb") as f:
-                return blosc2.unpack_array2(f.read())
+    def bare_get(path: Path) -> Any:
+        with path.open("rb") as f:
+            return blosc2.unpack_array2(f.read())
 
-        put = timed(bare_put, repeat)[:2]
-        get_best, get_median, back = timed(bare_get, repeat)
-        assert np.array_equal(back, array)
-        case.add("bare blosc2 pack_array2 + file", put, (get_best, get_median), path.stat().st_size)
+    def check(loaded: Any) -> None:
+        assert loaded.dtype == array.dtype
+        assert loaded.tobytes() == array.tobytes()
 
-    with tempfile.TemporaryDirectory() as ours_dir:
-        put, get, size, info, back = handler_round_trip(
-            NumpyHandler(), array, Path(ours_dir), options, repeat
-        )
-        assert back.tobytes() == array.tobytes()
-        case.add(f"numpy handler ({info.codec}, streamed)", put, get, size)
-    return case, case.report("bare blosc2 pack_array2 + file", 0.8)
+    baseline = "bare blosc2 pack_array2 + file"
+    with tempfile.TemporaryDirectory() as bare, tempfile.TemporaryDirectory() as ours:
+        contenders = [
+            Contender(baseline, Path(bare), bare_put, bare_get),
+            handler_contender(
+                "numpy handler (blosc2 lz4, streamed)", Path(ours), NumpyHandler(), array, options
+            ),
+        ]
+        run_case(case, contenders, repeat, check)
+    return case, case.report(baseline, 0.8)
 
 
 def pandas_frame(n: int) -> Any:
@@ -180,27 +228,36 @@ def bench_pandas(n: int, repeat: int) -> tuple[Case, list[str]]:
 
     frame = pandas_frame(n)
     case = Case(f"pandas {n:,} rows x 5 columns", int(frame.memory_usage(deep=True).sum()))
-    with tempfile.TemporaryDirectory() as bare_dir:
-        path = Path(bare_dir) / "bare.parquet"
-        put = timed(lambda: frame.to_parquet(path), repeat)[:2]
-        get_best, get_median, back = timed(lambda: pd.read_parquet(path), repeat)
-        pd.testing.assert_frame_equal(back, frame)
-        case.add("bare to_parquet / read_parquet", put, (get_best, get_median), path.stat().st_size)
 
-    for label, options in (
-        ("pandas handler, default", DEFAULT_OPTIONS),
-        (
-            "pandas handler, parquet option",
-            SerializationOptions(dataframe_format="parquet"),
-        ),
+    def check(loaded: Any) -> None:
+        pd.testing.assert_frame_equal(loaded, frame)
+
+    baseline = "bare to_parquet / read_parquet"
+    parquet = SerializationOptions(dataframe_format="parquet")
+    with (
+        tempfile.TemporaryDirectory() as bare,
+        tempfile.TemporaryDirectory() as ours,
+        tempfile.TemporaryDirectory() as ours_parquet,
     ):
-        with tempfile.TemporaryDirectory() as ours_dir:
-            put, get, size, info, back = handler_round_trip(
-                PandasHandler(), frame, Path(ours_dir), options, repeat
-            )
-            pd.testing.assert_frame_equal(back, frame)
-            case.add(f"{label} ({info.format}+{info.codec})", put, get, size)
-    return case, case.report("bare to_parquet / read_parquet", 2.0)
+        contenders = [
+            Contender(baseline, Path(bare), frame.to_parquet, pd.read_parquet),
+            handler_contender(
+                "pandas handler (arrow-ipc + blosc2)",
+                Path(ours),
+                PandasHandler(),
+                frame,
+                DEFAULT_OPTIONS,
+            ),
+            handler_contender(
+                "pandas handler, parquet option (zstd)",
+                Path(ours_parquet),
+                PandasHandler(),
+                frame,
+                parquet,
+            ),
+        ]
+        run_case(case, contenders, repeat, check)
+    return case, case.report(baseline, 2.0)
 
 
 def bench_small(repeat: int) -> list[str]:

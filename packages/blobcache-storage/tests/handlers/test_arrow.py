@@ -100,3 +100,15 @@ def test_record_batch_round_trips_as_a_record_batch():
         back = ArrowHandler().load(io.BytesIO(stored), info, options)
         assert isinstance(back, pa.RecordBatch)
         assert back.equals(batch)
+
+
+def test_auto_skips_compression_for_incompressible_columns():
+    import numpy as np
+
+    noise = pa.table({"x": np.random.default_rng(3).random(100_000)})
+    info, stored = dump(noise)
+    assert info.codec == "none"
+    assert info.details["stream_size"] == len(stored)
+    assert ArrowHandler().load(io.BytesIO(stored), info, DEFAULT_OPTIONS).equals(noise)
+    small = pa.table({"x": [1, 2, 3]})
+    assert dump(small)[0].codec == "none"

@@ -162,3 +162,26 @@ def test_explicit_codec_applies():
     assert info.codec == "zstd"
     assert stored[:4] == b"\x28\xb5\x2f\xfd"
     assert back == {"a": "b" * 100}
+
+
+def test_one_handler_serves_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    handler = PlainHandler()
+
+    def work(i):
+        value = {
+            "i": i,
+            "shape": (i, (i, [i])),
+            "at": dt.date(2000, 1, 1 + i % 28),
+            "big": 2**70 + i,
+        }
+        for _ in range(300):
+            sink = io.BytesIO()
+            info = handler.dump(value, sink, DEFAULT_OPTIONS)
+            back = handler.load(io.BytesIO(sink.getvalue()), info, DEFAULT_OPTIONS)
+            assert_deep_equal(back, value)
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(16)))

@@ -5,12 +5,15 @@ Codecs of the ``arrow-ipc`` format:
 * ``zstd``: Arrow's own buffer compression inside the IPC stream, so any Arrow reader
   opens the blob directly; ``raw_size`` is the table's in-memory size.
 * ``none``: a plain IPC stream (memory-mapped on load when the blob is a local file).
-
-  For both, ``details["stream_size"]`` records the stream's length: a stream cut at a
-  message boundary would otherwise read back as a shorter table without an error.
 * ``blosc2`` and ``gzip``: an uncompressed IPC stream, compressed as a whole by
   :mod:`cacheness.storage.compression` (Blosc2 shuffles 8-byte values: the fastest
   choice for numeric frames); ``raw_size`` is the IPC stream's size and caps decoding.
+
+For ``zstd`` and ``none``, ``details["stream_size"]`` records the stream's length: a
+stream cut at a message boundary would otherwise read back as a shorter table without
+an error. ``auto`` picks the handler's default (zstd for pyarrow data, Blosc2 for
+pandas), or ``none`` for small tables and for tables whose column buffers do not shrink
+in a sample.
 
 The ``parquet`` format compresses inside the file with ``zstd`` or ``gzip`` (a request
 for ``blosc2`` is stored as ``zstd``); the blob is a standard Parquet file.
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from cacheness.storage._streams import CountingSink
-from cacheness.storage.compression import open_compressor
+from cacheness.storage.compression import open_compressor, resolve_codec, sample_of
 from cacheness.storage.errors import IntegrityError, SerializationError
 from cacheness.storage.handlers._common import open_reader
 from cacheness.storage.optional import import_optional
@@ -61,10 +64,30 @@ def pyarrow(purpose: str, extra: str = "arrow") -> Any:
     return pa
 
 
-def _ipc_codec(options: SerializationOptions, default: str, nbytes: int) -> str:
+def _ipc_codec(options: SerializationOptions, default: str, table: Any) -> str:
+    """The codec to use: as requested, or for ``auto`` decided from the column buffers."""
     if options.codec != "auto":
         return options.codec
-    return default if nbytes >= options.compression.auto_min_size else "none"
+    nbytes = table.nbytes
+    if nbytes < options.auto_min_size:
+        return "none"
+    return resolve_codec(
+        "auto",
+        sample_of(_sample_buffers(table), options.auto_sample_size),
+        nbytes,
+        default=default,
+        settings=options,
+        typesize=_OUTER_TYPESIZE,
+    )
+
+
+def _sample_buffers(table: Any) -> list[Any]:
+    """Some of the table's value buffers: the first chunk of each column (a few per column)."""
+    buffers = []
+    for column in table.columns:
+        chunk = column.chunks[0] if hasattr(column, "chunks") and column.num_chunks else column
+        buffers += [buffer for buffer in chunk.buffers() if buffer is not None and buffer.size]
+    return buffers
 
 
 def write_table(
@@ -94,7 +117,7 @@ def write_table(
 def _write_ipc(
     pa: Any, table: Any, sink: BinaryIO, options: SerializationOptions, default: str
 ) -> tuple[str, str, int, dict[str, Any]]:
-    codec = _ipc_codec(options, default, table.nbytes)
+    codec = _ipc_codec(options, default, table)
     if codec in _INNER:
         level = options.compression.level_for("zstd")
         compression = pa.Codec("zstd", compression_level=level) if codec == "zstd" else None

@@ -141,7 +141,14 @@ class ObjectsHandler(Handler):
 def _pickle(dumps: Callable[..., bytes], obj: Any) -> tuple[bytes, list[memoryview]]:
     buffers: list[pickle.PickleBuffer] = []
     data = dumps(obj, protocol=_PROTOCOL, buffer_callback=buffers.append)
-    return data, [buffer.raw() for buffer in buffers]
+    return data, [_contiguous(buffer) for buffer in buffers]
+
+
+def _contiguous(buffer: pickle.PickleBuffer) -> memoryview:
+    try:
+        return buffer.raw()  # no copy
+    except BufferError:  # a strided buffer: stored in C order, like bytes(view) would be
+        return memoryview(memoryview(buffer).tobytes())
 
 
 # --------------------------------------------------------------------------- diagnostics
