@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 
 import psycopg
 import pytest
@@ -237,3 +238,25 @@ def test_statements_planned_per_call_are_not_prepared(fresh_postgres_url):
     # a generic plan made while the table was small would scan it once it has grown
     assert not [sql for sql in prepared if " IN (" in sql]
     assert [sql for sql in prepared if "WHERE cacheness_entries.key = $1" in sql]
+
+
+def test_many_hosts_creating_one_table_at_once(fresh_postgres_url):
+    barrier = threading.Barrier(5)
+    errors = []
+
+    def open_and_write(index):
+        try:
+            barrier.wait()
+            with PostgresMetadataBackend(fresh_postgres_url, table="raced") as backend:
+                backend.put(Entry.new(f"k{index}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with PostgresMetadataBackend(fresh_postgres_url, table="raced") as backend:
+        assert backend.count() == 5
