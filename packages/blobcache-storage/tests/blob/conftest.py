@@ -16,6 +16,22 @@ pytest.register_assert_rewrite("cacheness.storage.testing.blob")
 MiB = 1 << 20
 
 
+class FakeClock:
+    """A clock that moves only when a test says so: no real cool-downs or waits."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fresh :class:`FakeClock`; advance it with ``clock.now += seconds``."""
+    return FakeClock()
+
+
 @pytest.fixture
 def s3_options(s3_bucket: S3Bucket) -> dict[str, Any]:
     """Keyword arguments for ``S3BlobBackend`` talking straight to moto (small parts)."""

@@ -8,16 +8,8 @@ from cacheness.storage.blob._circuit_breaker import CircuitBreaker
 from cacheness.storage.errors import BackendUnavailableError, ConfigError
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_opens_after_consecutive_failures_only():
-    breaker = CircuitBreaker(failure_threshold=3, reset_timeout=10, clock=FakeClock())
+def test_opens_after_consecutive_failures_only(clock):
+    breaker = CircuitBreaker(failure_threshold=3, reset_timeout=10, clock=clock)
     for _ in range(2):
         breaker.record_failure(ConnectionError("refused"))
     breaker.record_success()  # resets the count
@@ -30,8 +22,7 @@ def test_opens_after_consecutive_failures_only():
     assert breaker.consecutive_failures == 3
 
 
-def test_open_breaker_rejects_then_allows_one_trial():
-    clock = FakeClock()
+def test_open_breaker_rejects_then_allows_one_trial(clock):
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout=10, clock=clock, name="S3 x")
     breaker.record_failure(ConnectionError("refused"))
     with pytest.raises(BackendUnavailableError, match=r"S3 x is unavailable.*another 10\.0 s"):
@@ -50,8 +41,7 @@ def test_open_breaker_rejects_then_allows_one_trial():
     assert breaker.rejected_calls == 3
 
 
-def test_failed_trial_reopens_for_a_full_cool_down():
-    clock = FakeClock()
+def test_failed_trial_reopens_for_a_full_cool_down(clock):
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout=5, clock=clock)
     breaker.record_failure(OSError("a"))
     breaker.record_failure(OSError("b"))
@@ -65,8 +55,7 @@ def test_failed_trial_reopens_for_a_full_cool_down():
         breaker.before_call()
 
 
-def test_a_local_error_during_the_trial_frees_it():
-    clock = FakeClock()
+def test_a_local_error_during_the_trial_frees_it(clock):
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout=1, clock=clock)
     breaker.record_failure(OSError("down"))
     clock.now = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,20 +23,12 @@ from cacheness.storage.errors import (
 from cacheness.storage.testing.flaky_proxy import FlakyProxy
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Outage(NamedTuple):
     blobs: FailoverBlobBackend
     primary: S3BlobBackend
     fallback: FilesystemBlobBackend
     proxy: FlakyProxy
-    clock: FakeClock
+    clock: Callable[[], float]
 
 
 class BrokenWrites(MemoryBlobBackend):
@@ -46,9 +39,8 @@ class BrokenWrites(MemoryBlobBackend):
 
 
 @pytest.fixture
-def outage(proxied_options, flaky_proxy: FlakyProxy, tmp_path: Path):
+def outage(proxied_options, flaky_proxy: FlakyProxy, tmp_path: Path, clock):
     """An S3 primary behind the flaky proxy and a filesystem fallback."""
-    clock = FakeClock()
     primary = S3BlobBackend(max_attempts=1, breaker_threshold=2, clock=clock, **proxied_options)
     fallback = FilesystemBlobBackend(tmp_path / "fallback", shard_chars=0)
     blobs = FailoverBlobBackend(primary, fallback)

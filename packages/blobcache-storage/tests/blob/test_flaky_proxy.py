@@ -38,14 +38,6 @@ class Echo(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def upstream() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
@@ -122,8 +114,7 @@ def test_method_and_predicate_filters(upstream: str):
         assert get(proxy.url + "/special/x")[0] == 200
 
 
-def test_fail_for_a_while(upstream: str):
-    clock = FakeClock()
+def test_fail_for_a_while(upstream: str, clock):
     with FlakyProxy(upstream, clock=clock) as proxy:
         proxy.fail_for(10, "error")
         assert get(proxy.url)[0] == 503

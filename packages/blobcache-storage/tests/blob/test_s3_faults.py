@@ -15,14 +15,6 @@ from cacheness.storage.testing.services import free_port
 MiB = 1 << 20
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.mark.parametrize(
     ("fault", "status"), [("drop", 503), ("error", 500), ("error", 503)], ids=["drop", "500", "503"]
 )
@@ -76,9 +68,8 @@ def test_too_many_failures_raise_backend_unavailable(proxied_options, flaky_prox
 
 
 def test_open_breaker_fails_fast_without_touching_the_network(
-    proxied_options, flaky_proxy: FlakyProxy
+    proxied_options, flaky_proxy: FlakyProxy, clock
 ):
-    clock = FakeClock()
     blobs = S3BlobBackend(
         max_attempts=2,
         breaker_threshold=3,
@@ -127,8 +118,9 @@ def test_endpoint_down_trips_the_breaker(s3_bucket):
     assert blobs.circuit_breaker.times_opened == 1
 
 
-def test_proxy_stop_and_start_is_an_outage_and_a_recovery(proxied_options, flaky_proxy: FlakyProxy):
-    clock = FakeClock()
+def test_proxy_stop_and_start_is_an_outage_and_a_recovery(
+    proxied_options, flaky_proxy: FlakyProxy, clock
+):
     blobs = S3BlobBackend(max_attempts=1, breaker_threshold=1, clock=clock, **proxied_options)
     info = blobs.write_bytes("outage", b"data")
     flaky_proxy.stop()

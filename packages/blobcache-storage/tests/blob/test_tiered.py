@@ -35,14 +35,6 @@ class CountingRemote(MemoryBlobBackend):
         return super().open_read(ref)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def remote() -> CountingRemote:
     return CountingRemote()
@@ -121,8 +113,7 @@ def test_a_deleted_remote_drops_the_local_copy(remote, tmp_path: Path):
     assert cached_files(tmp_path) == []
 
 
-def test_lru_eviction_by_size(remote, tmp_path: Path):
-    clock = FakeClock()
+def test_lru_eviction_by_size(remote, tmp_path: Path, clock):
     blobs = TieredBlobBackend(remote, tmp_path, max_bytes=3000, clock=clock, fill_on_write=False)
     refs = [remote.write_bytes(name, bytes(1000)).ref for name in ("aaaa", "bbbb", "cccc", "dddd")]
     for ref in refs[:3]:
@@ -165,8 +156,7 @@ def test_the_index_survives_a_restart(remote, tmp_path: Path):
     assert reopened.stats()["hits"] == 1
 
 
-def test_revalidate_after(remote, tmp_path: Path):
-    clock = FakeClock()
+def test_revalidate_after(remote, tmp_path: Path, clock):
     info = remote.write_bytes("abcdef", b"fresh")
     blobs = TieredBlobBackend(remote, tmp_path, revalidate_after=60, clock=clock)
     blobs.read_bytes(info.ref)
