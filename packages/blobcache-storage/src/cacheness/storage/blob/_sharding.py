@@ -25,6 +25,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_SEGMENT_BYTES",
     "RESERVED_PREFIX",
+    "segment_problem",
     "shard",
     "unshard",
     "validate_name",
@@ -99,13 +100,14 @@ def validate_name(name: object, what: str = "blob name") -> str:
     if name.startswith("/"):
         raise InvalidBlobNameError(f"{what} {name!r}: absolute names are not allowed")
     for segment in name.split("/"):
-        problem = _segment_problem(segment)
+        problem = segment_problem(segment)
         if problem:
             raise InvalidBlobNameError(f"{what} {name!r}: {problem}")
     return name
 
 
-def _segment_problem(segment: str) -> str | None:
+def segment_problem(segment: str) -> str | None:
+    """Return why ``segment`` cannot be part of a blob name, or None if it can."""
     if not segment:
         return "empty segment (double or trailing slash)"
     if segment in (".", ".."):

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from cacheness.storage.blob._io import TEMP_PREFIX, atomic_output, copy_stream, create_temp_file
-from cacheness.storage.blob._sharding import RESERVED_PREFIX, validate_name
+from cacheness.storage.blob._sharding import segment_problem, validate_name
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage.errors import (
     BlobExistsError,
@@ -437,8 +437,8 @@ class FilesystemBlobBackend(BlobBackend):
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if entry.name.startswith(RESERVED_PREFIX) or entry.is_symlink():
-                continue
+            if entry.is_symlink() or segment_problem(entry.name) is not None:
+                continue  # temporary files, links, names no blob can have
             ref = f"{relative}/{entry.name}" if relative else entry.name
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(entry.path, ref)

@@ -551,8 +551,14 @@ class S3BlobBackend(BlobBackend):
     # -- primitives ------------------------------------------------------------------------
 
     def open_write(self, name: str, *, exclusive: bool = False) -> BlobWriter:
-        """Start writing ``name``; the bytes are spooled and uploaded on commit."""
-        return _S3Writer(self, name, self.ref_for(name), exclusive)
+        """Start writing ``name``; the bytes are spooled and uploaded on commit.
+
+        The bucket is checked first (once per backend), so a wrong bucket or a dead
+        endpoint fails before anything is spooled.
+        """
+        ref = self.ref_for(name)
+        self._ensure_bucket()
+        return _S3Writer(self, name, ref, exclusive)
 
     def _upload(
         self, source: BinaryIO, ref: str, size: int, content_hash: str, exclusive: bool
