@@ -74,21 +74,16 @@ _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404"}
 _CREDENTIAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 
 
-class _Unwrapped:
-    """Look through boto3/s3transfer wrappers to the error that happened."""
-
-    @staticmethod
-    def unwrap(exc: BaseException) -> BaseException:
-        seen = 0
-        while seen < 5:
-            seen += 1
-            inner = getattr(exc, "last_exception", None)  # s3transfer RetriesExceededError
-            if inner is None and type(exc).__name__ == "S3UploadFailedError":
-                inner = exc.__cause__ or exc.__context__
-            if not isinstance(inner, BaseException):
-                return exc
-            exc = inner
-        return exc
+def _unwrap(exc: BaseException) -> BaseException:
+    """Look through boto3/s3transfer wrappers to the error that really happened."""
+    for _ in range(5):
+        inner = getattr(exc, "last_exception", None)  # s3transfer's RetriesExceededError
+        if inner is None and type(exc).__name__ == "S3UploadFailedError":
+            inner = exc.__cause__ or exc.__context__
+        if not isinstance(inner, BaseException):
+            return exc
+        exc = inner
+    return exc
 
 
 class _S3Writer(BlobWriter):
@@ -398,7 +393,7 @@ class S3BlobBackend(BlobBackend):
         self, error: BaseException, action: str, ref: str | None, *, exclusive: bool = False
     ) -> BaseException:
         """Map a boto error to ours and tell the breaker whether the server was reached."""
-        exc = _Unwrapped.unwrap(error)
+        exc = _unwrap(error)
         where = f"blob {ref!r}" if ref is not None else f"bucket {self.bucket!r}"
         breaker = self.circuit_breaker
         errors = self._exceptions
