@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import sqlite3
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from contextlib import closing
@@ -70,6 +71,33 @@ def exit_code_in_fork(work: Callable[[], bool]) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def open_concurrently(count: int, open_backend: Callable[[], Any]) -> None:
+    """Open ``count`` backends at once from threads, each writing ``k<i>``; re-raise errors."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def open_and_write(index: int) -> None:
+        try:
+            barrier.wait()
+            with open_backend() as backend:
+                backend.put(Entry.new(f"k{index}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def concurrently() -> Callable[[int, Callable[[], Any]], None]:
+    return open_concurrently
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
 
 import psycopg
 import pytest
@@ -240,23 +239,7 @@ def test_statements_planned_per_call_are_not_prepared(fresh_postgres_url):
     assert [sql for sql in prepared if "WHERE cacheness_entries.key = $1" in sql]
 
 
-def test_many_hosts_creating_one_table_at_once(fresh_postgres_url):
-    barrier = threading.Barrier(5)
-    errors = []
-
-    def open_and_write(index):
-        try:
-            barrier.wait()
-            with PostgresMetadataBackend(fresh_postgres_url, table="raced") as backend:
-                backend.put(Entry.new(f"k{index}"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+def test_many_hosts_creating_one_table_at_once(fresh_postgres_url, concurrently):
+    concurrently(5, lambda: PostgresMetadataBackend(fresh_postgres_url, table="raced"))
     with PostgresMetadataBackend(fresh_postgres_url, table="raced") as backend:
         assert backend.count() == 5

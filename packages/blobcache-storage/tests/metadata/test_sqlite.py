@@ -126,25 +126,9 @@ def test_not_a_database_is_refused_clearly(tmp_path):
         SqliteMetadataBackend(path)
 
 
-def test_many_handles_opening_a_fresh_file_at_once(tmp_path):
+def test_many_handles_opening_a_fresh_file_at_once(tmp_path, concurrently):
     path = tmp_path / "fresh.sqlite"
-    errors = []
-    barrier = threading.Barrier(6)
-
-    def open_and_write(index):
-        try:
-            barrier.wait()
-            with SqliteMetadataBackend(path) as backend:
-                backend.put(Entry.new(f"k{index}"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    concurrently(6, lambda: SqliteMetadataBackend(path))
     with SqliteMetadataBackend(path) as backend:
         assert backend.count() == 6
 
