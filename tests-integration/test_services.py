@@ -108,3 +108,17 @@ def test_missing_service_skips_or_fails_as_the_environment_asks(tmp_path, requir
     assert outcome in result.stdout, result.stdout + result.stderr
     assert "unreachable" in result.stdout
     assert result.returncode == (1 if require else 0)
+
+
+def test_bucket_with_more_than_a_thousand_objects_is_cleaned_up(s3_endpoint):
+    from cacheness.storage.testing import services
+
+    fixture = services.s3_bucket.__wrapped__(s3_endpoint)  # the fixture's generator
+    bucket = next(fixture)
+    client = bucket.client()
+    for index in range(1005):
+        client.put_object(Bucket=bucket.name, Key=f"k/{index:04d}", Body=b"x")
+    with pytest.raises(StopIteration):
+        next(fixture)  # teardown
+    names = [b["Name"] for b in client.list_buckets()["Buckets"]]
+    assert bucket.name not in names

@@ -361,15 +361,17 @@ def s3_bucket(s3_endpoint: S3Endpoint) -> Iterator[S3Bucket]:
     try:
         yield S3Bucket(s3_endpoint, name)
     finally:
+        # List everything first: deleting while paginating makes the listing skip pages.
         paginator = client.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=name):
-            doomed = [
-                {"Key": item["Key"], "VersionId": item["VersionId"]}
-                for kind in ("Versions", "DeleteMarkers")
-                for item in page.get(kind, [])
-            ]
-            if doomed:
-                client.delete_objects(Bucket=name, Delete={"Objects": doomed, "Quiet": True})
+        doomed = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for page in paginator.paginate(Bucket=name)
+            for kind in ("Versions", "DeleteMarkers")
+            for item in page.get(kind, [])
+        ]
+        for start in range(0, len(doomed), 1000):  # DeleteObjects takes 1,000 at most
+            batch = doomed[start : start + 1000]
+            client.delete_objects(Bucket=name, Delete={"Objects": batch, "Quiet": True})
         for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
             client.abort_multipart_upload(
                 Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
