@@ -30,6 +30,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, ClassVar, Literal, Self
@@ -45,13 +46,11 @@ from cacheness.storage.blob._sharding import (
 )
 from cacheness.storage.errors import BlobNotFoundError
 from cacheness.storage.hashing import BytesLike, ContentHasher, hash_stream
+from cacheness.storage.pairing import Scope
 
 __all__ = ["BlobBackend", "BlobInfo", "BlobWriter", "Scope"]
 
 log = logging.getLogger(__name__)
-
-Scope = Literal["process", "host", "shared"]
-"""Who else can see a backend's blobs: this process, this host, or other hosts too."""
 
 
 class BlobInfo(msgspec.Struct, frozen=True):
@@ -65,6 +64,9 @@ class BlobInfo(msgspec.Struct, frozen=True):
             ``""`` when unknown (an S3 object written by another tool).
         etag: the server's entity tag (S3), else None.
         version_id: the object version (S3 buckets with versioning), else None.
+        modified_at: when the blob was last written (UTC), where the backend knows it
+            (``stat`` fills it in; writers may leave it None). Maintenance uses it to
+            leave blobs of writes still in progress alone.
 
     Example:
         >>> BlobInfo("ab/abc", 3, "06b05ab6733a618578af5f94892f3950").etag is None
@@ -76,6 +78,7 @@ class BlobInfo(msgspec.Struct, frozen=True):
     content_hash: str
     etag: str | None = None
     version_id: str | None = None
+    modified_at: datetime | None = None
 
 
 class BlobWriter(io.BufferedIOBase):

@@ -25,10 +25,12 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, ClassVar, Literal, Self, TypeAlias
+from typing import Any, ClassVar, Self
 
 from cacheness.storage.entry import Entry, utc_now, validate_key
 from cacheness.storage.filters import Filter, parse_filter
@@ -42,11 +44,12 @@ from cacheness.storage.metadata._entries import (
     unique_keys,
     validate_changes,
 )
+from cacheness.storage.metadata._locks import FileLocks, ThreadLocks
+from cacheness.storage.pairing import Scope
 
 __all__ = ["MetadataBackend", "Scope"]
 
-Scope: TypeAlias = Literal["process", "host", "shared"]
-"""Who can share one index: one process, the processes of one host, or many hosts."""
+_LOCKS_GUARD = threading.Lock()
 
 
 class MetadataBackend(ABC):
@@ -293,6 +296,44 @@ class MetadataBackend(ABC):
         replaced = self.put(moved, overwrite=overwrite)
         self.delete(src)
         return moved, replaced
+
+    # ----------------------------------------------------------------- named locks
+
+    def named_lock(
+        self, name: str, *, timeout: float | None = None
+    ) -> AbstractContextManager[bool]:
+        """Hold a lock named ``name`` that every user of this index respects.
+
+        The lock reaches as far as the index does (:attr:`scope`): the threads of one
+        process (memory), the processes of one host (json, sqlite: OS file locks next to
+        the index file), every host (postgresql: advisory locks). Callers use it to make
+        a check-then-act sequence exclusive, e.g. computing a missing value once.
+
+        Args:
+            name: any string; different names never block each other.
+            timeout: seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            A context manager yielding True when the lock is held, False when
+            ``timeout`` ran out first (the block then runs without the lock).
+
+        Example:
+            >>> from cacheness.storage.metadata.memory import MemoryMetadataBackend
+            >>> index = MemoryMetadataBackend()
+            >>> with index.named_lock("compute:report", timeout=5) as held:
+            ...     held
+            True
+        """
+        locks = self.__dict__.get("_named_locks")
+        if locks is None:
+            with _LOCKS_GUARD:
+                locks = self.__dict__.get("_named_locks") or self._make_locks()
+                self.__dict__["_named_locks"] = locks
+        return locks.hold(name, timeout)
+
+    def _make_locks(self) -> ThreadLocks | FileLocks:
+        """The lock family :meth:`named_lock` uses: thread locks unless a backend says more."""
+        return ThreadLocks()
 
     # ----------------------------------------------------------------- context manager
 
