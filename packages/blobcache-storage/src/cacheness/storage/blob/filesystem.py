@@ -41,6 +41,7 @@ import shutil
 import stat as stat_module
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -395,7 +396,12 @@ class FilesystemBlobBackend(BlobBackend):
                 self._record_hash(fd, content_hash, st)
         finally:
             os.close(fd)
-        return BlobInfo(ref=ref, size=st.st_size, content_hash=content_hash)
+        return BlobInfo(
+            ref=ref,
+            size=st.st_size,
+            content_hash=content_hash,
+            modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
+        )
 
     def exists(self, ref: str) -> bool:
         """Return True when ``ref`` is a regular file under the root."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import BinaryIO, ClassVar
 
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
@@ -90,7 +91,9 @@ class MemoryBlobBackend(BlobBackend):
         return self._store(ref, payload, hash_bytes(payload), exclusive)
 
     def _store(self, ref: str, data: bytes, content_hash: str, exclusive: bool) -> BlobInfo:
-        info = BlobInfo(ref=ref, size=len(data), content_hash=content_hash)
+        info = BlobInfo(
+            ref=ref, size=len(data), content_hash=content_hash, modified_at=datetime.now(UTC)
+        )
         with self._lock:
             if exclusive and ref in self._blobs:
                 raise BlobExistsError(f"blob {ref!r} already exists (exclusive write)")

@@ -668,6 +668,7 @@ class S3BlobBackend(BlobBackend):
             content_hash=head.get("Metadata", {}).get(HASH_METADATA_KEY, ""),
             etag=_etag(head.get("ETag")),
             version_id=head.get("VersionId"),
+            modified_at=head.get("LastModified"),
         )
 
     def exists(self, ref: str) -> bool:
