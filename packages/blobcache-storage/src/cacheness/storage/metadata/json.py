@@ -47,6 +47,7 @@ from cacheness.storage.metadata._fs import (
     prepare_file,
     warn_network_filesystem,
 )
+from cacheness.storage.metadata._locks import FileLocks
 from cacheness.storage.metadata.base import Scope
 
 __all__ = ["FILE_FORMAT", "FILE_VERSION", "JsonMetadataBackend"]
@@ -198,3 +199,7 @@ class JsonMetadataBackend(DictMetadataBackend):
     def _discard(self) -> None:
         log.warning("discarding unsaved changes to %s; reloading it", self.path)
         self._signature_loaded = None
+
+    def _make_locks(self) -> FileLocks:
+        # Processes of one host share the index file, so they share lock files beside it.
+        return FileLocks(self.path.with_name(self.path.name + ".locks"))

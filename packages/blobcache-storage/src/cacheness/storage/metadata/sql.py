@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -78,6 +79,7 @@ from cacheness.storage.metadata._fs import (
     prepare_file,
     warn_network_filesystem,
 )
+from cacheness.storage.metadata._locks import FileLocks, poll_until
 from cacheness.storage.metadata._sqlcore import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -833,6 +835,10 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         for connection in held:
             connection.close()
 
+    def _make_locks(self) -> FileLocks:
+        # Processes of one host share the index file, so they share lock files beside it.
+        return FileLocks(self.path.with_name(self.path.name + ".locks"))
+
 
 # ---------------------------------------------------------------------------- PostgreSQL
 
@@ -1061,6 +1067,55 @@ postgresql:// URL, got 'sqlite:///x.db'...
                 raise MetadataError(f"{self._describe()}: {exc}") from exc
             finally:
                 self._release(fairy, conn, autocommit)
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str, *, timeout: float | None = None) -> Iterator[bool]:
+        """Hold a PostgreSQL advisory lock named ``name``, shared by every host.
+
+        The lock is held on a pooled connection of its own for the duration of the
+        block; if that connection dies the server releases the lock. Names are scoped to
+        this backend's table, so caches sharing a database do not block each other.
+        See :meth:`MetadataBackend.named_lock`.
+
+        Raises:
+            BackendUnavailableError: the server cannot be reached.
+        """
+        self._check_open()
+        key = xxhash.xxh64_intdigest(f"cacheness-lock:{self.table.fullname}:{name}".encode())
+        key -= 2**63  # advisory lock keys are signed 64-bit integers
+        psycopg = self._psycopg
+        try:
+            fairy = self._checkout()
+        except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
+            raise BackendUnavailableError(
+                f"{self._describe()}: cannot take lock {name!r}: {exc}"
+            ) from exc
+        conn = fairy.driver_connection
+        autocommit = conn.autocommit
+        try:
+            conn.autocommit = True
+            if timeout is None:
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                got = True
+            else:
+                query = "SELECT pg_try_advisory_lock(%s)"
+                got = poll_until(lambda: conn.execute(query, (key,)).fetchone()[0], timeout)
+        except psycopg.Error as exc:
+            self._release(fairy, conn, autocommit)
+            raise BackendUnavailableError(
+                f"{self._describe()}: cannot take lock {name!r}: {exc}"
+            ) from exc
+        try:
+            yield got
+        finally:
+            try:
+                if got and not (conn.broken or conn.closed):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except psycopg.Error:
+                # The lock may still be held by this session: never pool it again.
+                log.warning("releasing lock %r failed; dropping its connection", name)
+                fairy.invalidate()
+            self._release(fairy, conn, autocommit)
 
     @staticmethod
     def _release(fairy: Any, conn: Any, autocommit: bool) -> None:

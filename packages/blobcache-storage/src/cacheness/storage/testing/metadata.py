@@ -953,6 +953,67 @@ class MetadataBackendConformance:
         assert len(moved) == 1
         assert _keys(backend.query()) == moved
 
+    # ------------------------------------------------------------------ named locks
+
+    def test_lock_excludes_threads_and_leaves_other_names_free(
+        self, backend: MetadataBackend
+    ) -> None:
+        inside = 0
+        overlaps = 0
+        guard = threading.Lock()
+
+        def work(index: int) -> bool:
+            nonlocal inside, overlaps
+            with backend.named_lock("job", timeout=30) as held:
+                with guard:
+                    inside += 1
+                    overlaps += inside > 1
+                with backend.named_lock(f"other-{index}", timeout=0) as free:
+                    assert free  # a different name never waits
+                backend.put(Entry.new(f"lock/{index}"))
+                with guard:
+                    inside -= 1
+            return held
+
+        assert self._in_threads(work) == [True] * self.threads
+        assert overlaps == 0
+        assert backend.count({"key": {"$prefix": "lock/"}}) == self.threads
+
+    def test_lock_timeout_reports_not_held(self, backend: MetadataBackend) -> None:
+        taken = threading.Event()
+        release = threading.Event()
+
+        def holder() -> None:
+            with backend.named_lock("busy") as held:
+                assert held
+                taken.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        try:
+            assert taken.wait(30)
+            with backend.named_lock("busy", timeout=0.05) as held:
+                assert held is False
+        finally:
+            release.set()
+            thread.join()
+        with backend.named_lock("busy", timeout=5) as held:
+            assert held is True  # released by the holder
+
+    def test_lock_is_shared_by_two_handles(
+        self, backend: MetadataBackend, reopen: Callable[[], MetadataBackend] | None
+    ) -> None:
+        if reopen is None:
+            pytest.skip("the backend is not persistent")
+        with reopen() as other:
+            with backend.named_lock("shared-job") as held:
+                assert held
+                with other.named_lock("shared-job", timeout=0.05) as other_held:
+                    assert other_held is False
+            with other.named_lock("shared-job", timeout=5) as other_held:
+                assert other_held is True
+
 
 # ---------------------------------------------------------------------------- state machine
 
