@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 HEAVY = ("numpy", "pandas", "pyarrow", "polars", "blosc2", "boto3", "botocore", "psycopg")
+# Needed only by the SQL backends: imported when one is created, not before.
+SQL = ("sqlalchemy",)
 
 
 def modules_loaded_by(statement: str) -> set[str]:
@@ -21,6 +23,14 @@ def modules_loaded_by(statement: str) -> set[str]:
 def test_import_storage_loads_no_heavy_dependency():
     loaded = modules_loaded_by("import cacheness.storage")
     assert "cacheness.storage" in loaded
+    assert sorted(loaded & set(HEAVY + SQL)) == []
+
+
+def test_sql_backends_load_on_first_access():
+    loaded = modules_loaded_by(
+        "import cacheness.storage as s; assert s.SqliteMetadataBackend.name == 'sqlite'"
+    )
+    assert "sqlalchemy" in loaded
     assert sorted(loaded & set(HEAVY)) == []
 
 

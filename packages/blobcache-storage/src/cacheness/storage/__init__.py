@@ -1,21 +1,55 @@
 """cacheness.storage: blob and metadata storage without caching semantics.
 
 Installed by the ``blobcache-storage`` distribution. It stores bytes in blob backends
-(filesystem, memory, S3) and records what was stored in metadata backends (memory,
-JSON, SQLite, PostgreSQL); ``BlobStore`` composes the two with type-aware
-serialization for artifact stores, model versioning and pipeline checkpoints.
+(filesystem, memory, S3, tiered, failover) and records what was stored in metadata
+backends (memory, JSON, SQLite, PostgreSQL); :class:`BlobStore` composes the two with
+type-aware serialization for artifact stores, model versioning and pipeline checkpoints.
 
 This module is the public API: names in ``__all__`` follow the compatibility promise
 (changes are additive within a minor series); modules whose names start with an
-underscore may change at any time.
+underscore may change at any time. The SQL backends are imported on first access, so
+``import cacheness.storage`` does not import SQLAlchemy.
 
 Example:
+    >>> import tempfile
     >>> import cacheness.storage as storage
-    >>> storage.__version__
-    '0.1.0'
+    >>> with storage.BlobStore(tempfile.mkdtemp()) as store:
+    ...     store.put({"epochs": 10}, key="config")
+    ...     store.get("config")
+    'config'
+    {'epochs': 10}
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from cacheness.storage._version import __version__
+from cacheness.storage.blob.base import (
+    BlobBackend,
+    BlobInfo,
+    BlobWriter,
+)
+from cacheness.storage.blob.failover import FailoverBlobBackend
+from cacheness.storage.blob.filesystem import FilesystemBlobBackend
+from cacheness.storage.blob.memory import MemoryBlobBackend
+from cacheness.storage.blob.s3 import S3BlobBackend
+from cacheness.storage.blob.tiered import TieredBlobBackend
+from cacheness.storage.blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore
+from cacheness.storage.compression import (
+    CODECS,
+    CodecSettings,
+    compress,
+    decompress,
+    open_compressor,
+    open_decompressor,
+)
+from cacheness.storage.entry import (
+    MAX_KEY_LENGTH,
+    Entry,
+    utc_now,
+    validate_key,
+)
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -29,36 +63,143 @@ from cacheness.storage.errors import (
     FilterError,
     IntegrityError,
     InvalidBlobNameError,
+    InvalidEntryError,
     InvalidKeyError,
     KeyImmutableError,
     MetadataError,
     MissingDependencyError,
     NetworkFilesystemWarning,
     NotFoundError,
+    ObjectDeclinedError,
     SerializationError,
     StorageError,
 )
+from cacheness.storage.filters import (
+    Filter,
+    matches,
+    parse_filter,
+)
+from cacheness.storage.handlers.base import (
+    FormatInfo,
+    Handler,
+    HandlerRegistry,
+    SerializationOptions,
+    default_registry,
+    get_handler,
+    handler_for,
+    list_handlers,
+    register_handler,
+    unregister_handler,
+)
+from cacheness.storage.hashing import (
+    ContentHasher,
+    hash_bytes,
+    hash_stream,
+)
+from cacheness.storage.metadata.base import MetadataBackend
+from cacheness.storage.metadata.json import JsonMetadataBackend
+from cacheness.storage.metadata.memory import MemoryMetadataBackend
+from cacheness.storage.pairing import Scope, pairing_problem
+from cacheness.storage.registry import (
+    get_blob_backend,
+    get_metadata_backend,
+    list_blob_backends,
+    list_metadata_backends,
+    register_blob_backend,
+    register_metadata_backend,
+    unregister_blob_backend,
+    unregister_metadata_backend,
+)
+from cacheness.storage.reports import IntegrityIssue, RepairReport
+
+if TYPE_CHECKING:
+    from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
 
 __all__ = [
+    "CODECS",
+    "DEFAULT_INLINE_THRESHOLD",
+    "MAX_KEY_LENGTH",
     "BackendUnavailableError",
+    "BlobBackend",
     "BlobExistsError",
+    "BlobInfo",
     "BlobNotFoundError",
+    "BlobStore",
+    "BlobWriter",
     "CacheError",
     "CachenessWarning",
+    "CodecSettings",
     "CompressionError",
     "ConfigError",
+    "ContentHasher",
+    "Entry",
     "EntryExistsError",
     "EntryNotFoundError",
+    "FailoverBlobBackend",
+    "FilesystemBlobBackend",
+    "Filter",
     "FilterError",
+    "FormatInfo",
+    "Handler",
+    "HandlerRegistry",
     "IntegrityError",
+    "IntegrityIssue",
     "InvalidBlobNameError",
+    "InvalidEntryError",
     "InvalidKeyError",
+    "JsonMetadataBackend",
     "KeyImmutableError",
+    "MemoryBlobBackend",
+    "MemoryMetadataBackend",
+    "MetadataBackend",
     "MetadataError",
     "MissingDependencyError",
     "NetworkFilesystemWarning",
     "NotFoundError",
+    "ObjectDeclinedError",
+    "PostgresMetadataBackend",
+    "RepairReport",
+    "S3BlobBackend",
+    "Scope",
     "SerializationError",
+    "SerializationOptions",
+    "SqliteMetadataBackend",
     "StorageError",
+    "TieredBlobBackend",
     "__version__",
+    "compress",
+    "decompress",
+    "default_registry",
+    "get_blob_backend",
+    "get_handler",
+    "get_metadata_backend",
+    "handler_for",
+    "hash_bytes",
+    "hash_stream",
+    "list_blob_backends",
+    "list_handlers",
+    "list_metadata_backends",
+    "matches",
+    "open_compressor",
+    "open_decompressor",
+    "pairing_problem",
+    "parse_filter",
+    "register_blob_backend",
+    "register_handler",
+    "register_metadata_backend",
+    "unregister_blob_backend",
+    "unregister_handler",
+    "unregister_metadata_backend",
+    "utc_now",
+    "validate_key",
 ]
+
+_LAZY = {"PostgresMetadataBackend", "SqliteMetadataBackend"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # the SQL backends import SQLAlchemy: load them on first use
+        from cacheness.storage.metadata import sql
+
+        return getattr(sql, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,6 +44,7 @@ __all__ = [
     "MissingDependencyError",
     "NetworkFilesystemWarning",
     "NotFoundError",
+    "ObjectDeclinedError",
     "SerializationError",
     "StorageError",
 ]
@@ -70,6 +71,14 @@ class MetadataError(StorageError):
 
 class SerializationError(CacheError):
     """An object could not be turned into bytes, or bytes back into an object."""
+
+
+class ObjectDeclinedError(SerializationError):
+    """Raised by ``Handler.dump`` before writing anything: "not me, try the next handler".
+
+    ``HandlerRegistry.dump`` catches it and asks the next handler that can take the
+    object. Called directly, a handler's decline surfaces as this ``SerializationError``.
+    """
 
 
 class CompressionError(CacheError):

@@ -50,7 +50,7 @@ import msgspec
 
 from cacheness.storage._streams import CountingSink
 from cacheness.storage.compression import CodecSettings, check_codec
-from cacheness.storage.errors import ConfigError, SerializationError
+from cacheness.storage.errors import ConfigError, ObjectDeclinedError, SerializationError
 
 if TYPE_CHECKING:
     from cacheness.storage.entry import Entry
@@ -233,15 +233,6 @@ class SerializationOptions(CodecSettings, frozen=True, kw_only=True):
 
 DEFAULT_OPTIONS: Final = SerializationOptions()
 """The options used when none are given."""
-
-
-class ObjectDeclinedError(SerializationError):
-    """Raised by ``Handler.dump`` before writing anything: "not me, try the next handler".
-
-    :meth:`HandlerRegistry.dump` catches it and asks the next handler that can take the
-    object. Called directly, a handler's decline surfaces as this
-    :class:`~cacheness.storage.errors.SerializationError`.
-    """
 
 
 # --------------------------------------------------------------------------- handler
