@@ -1,0 +1,1095 @@
+"""``BlobStore``: objects in, objects out, over one metadata and one blob backend.
+
+The storage-only front door for artifact stores (no TTL, no eviction): ML model
+versioning, pipeline artifacts, checkpoints. It composes
+
+* a metadata backend (the queryable index: memory, json, sqlite, postgresql),
+* a blob backend (where the bytes live: filesystem, memory, s3, tiered, failover),
+* a handler registry (how objects become bytes: numpy, pandas, arrow, polars, plain
+  data, raw bytes, pickle),
+
+and keeps them consistent with one write protocol: write the blob under a fresh name,
+commit the metadata entry, then delete the blob the entry used to point at. A crash can
+leave an orphan blob (found and removed by :meth:`BlobStore.repair`), never an entry
+whose blob is missing or partial. Payloads smaller than ``inline_threshold`` are kept in
+the entry itself: no blob file or object per tiny value.
+
+Example:
+    >>> import tempfile
+    >>> from cacheness.storage import BlobStore
+    >>> with BlobStore(tempfile.mkdtemp()) as store:
+    ...     store.put({"lr": 0.01, "layers": [64, 64]}, key="runs/1/config",
+    ...               metadata={"project": "ml", "accuracy": 0.93})
+    ...     store.get("runs/1/config")
+    ...     [e.key for e in store.list(metadata_filter={"accuracy": {"$gte": 0.9}})]
+    'runs/1/config'
+    {'lr': 0.01, 'layers': [64, 64]}
+    ['runs/1/config']
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Self, cast
+
+from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter
+from cacheness.storage.entry import Entry, utc_now, validate_key
+from cacheness.storage.errors import (
+    BlobExistsError,
+    BlobNotFoundError,
+    ConfigError,
+    EntryExistsError,
+    EntryNotFoundError,
+    IntegrityError,
+    StorageError,
+)
+from cacheness.storage.filters import Filter
+from cacheness.storage.handlers.base import (
+    FormatInfo,
+    HandlerRegistry,
+    SerializationOptions,
+    default_registry,
+)
+from cacheness.storage.hashing import hash_bytes, hash_stream
+from cacheness.storage.metadata.base import MetadataBackend
+from cacheness.storage.pairing import pairing_problem
+from cacheness.storage.registry import blob_backends, metadata_backends
+from cacheness.storage.reports import IntegrityIssue, RepairReport
+
+from ._payload import PayloadSink, SpoolSink, VerifyingReader
+
+__all__ = ["DEFAULT_INLINE_THRESHOLD", "BlobStore"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INLINE_THRESHOLD = 4096
+"""Payloads smaller than this many bytes are stored in the metadata entry itself."""
+
+_PATH_OPTIONS = {
+    # backend name -> (option that takes a path, file or directory under the store's path)
+    "sqlite": ("path", "index.sqlite"),
+    "json": ("path", "index.json"),
+    "filesystem": ("root", "blobs"),
+}
+_DELETE_CHUNK = 1000
+
+Predicate = Callable[[Entry], bool]
+
+
+class _Stored:
+    """The outcome of serializing one object: where its bytes went."""
+
+    __slots__ = ("blob", "content_hash", "format", "inline", "size")
+
+    def __init__(
+        self, format: FormatInfo, inline: bytes | None, blob: BlobInfo | None, content_hash: str
+    ) -> None:
+        self.format = format
+        self.inline = inline
+        self.blob = blob
+        self.content_hash = content_hash
+        self.size = len(inline) if inline is not None else cast(BlobInfo, blob).size
+
+    def fields(self) -> dict[str, Any]:
+        """The entry fields that describe these bytes."""
+        blob = self.blob
+        return {
+            "blob_ref": blob.ref if blob else "",
+            "handler": self.format.handler,
+            "format": self.format.format,
+            "format_info": dict(self.format.details),
+            "codec": self.format.codec,
+            "size": self.size,
+            "raw_size": self.format.raw_size,
+            "content_hash": self.content_hash,
+            "etag": blob.etag if blob else None,
+            "version_id": blob.version_id if blob else None,
+            "inline": self.inline,
+        }
+
+
+class BlobStore:
+    """Store Python objects under keys, with queryable metadata.
+
+    Args:
+        path: a directory for the embedded backends: the sqlite (or json) index is
+            ``path/index.sqlite`` (``index.json``) and filesystem blobs go under
+            ``path/blobs``, unless the options name other places. Not needed when the
+            backends are given as instances or configured with their own locations.
+        metadata_backend: a registered name (``"sqlite"`` default, ``"json"``,
+            ``"memory"``, ``"postgresql"``) or a ``MetadataBackend`` instance.
+        metadata_options: options for a named metadata backend (e.g. ``{"url": ...}``
+            for postgresql).
+        blob_backend: a registered name (``"filesystem"`` default, ``"memory"``,
+            ``"s3"``, ``"tiered"``, ``"failover"``) or a ``BlobBackend`` instance.
+        blob_options: options for a named blob backend (e.g. ``{"bucket": ...}`` for s3).
+        handlers: the handler registry; default: the process-wide one.
+        serialization: serialization options (codecs, data frame format...) or a dict.
+        content_addressable: name blobs by the hash of their bytes, so identical
+            payloads are stored once; a blob is deleted when its last entry goes.
+        inline_threshold: payloads smaller than this many bytes live in the entry
+            itself (0 disables).
+        verify_reads: check size and XXH3 hash of the stored bytes on every read
+            (cheap: hashed while reading); a mismatch raises ``IntegrityError``.
+        allow_unsafe_pairing: skip the pairing check (see :mod:`cacheness.storage.pairing`).
+        clock: returns the current UTC time for entry timestamps (tests inject one).
+
+    Raises:
+        ConfigError: unknown backend names, bad options, a refused pairing, or a path
+            needed but not given.
+        MissingDependencyError: a backend's optional dependency is not installed.
+
+    Example:
+        >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+        >>> store.put(b"\\x00" * 10_000, key="zeros")
+        'zeros'
+        >>> entry = store.get_metadata("zeros")
+        >>> entry.size < 10_000, entry.handler  # compressed, stored by the raw handler
+        (True, 'raw')
+        >>> store.close()
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        metadata_backend: str | MetadataBackend = "sqlite",
+        metadata_options: Mapping[str, Any] | None = None,
+        blob_backend: str | BlobBackend = "filesystem",
+        blob_options: Mapping[str, Any] | None = None,
+        handlers: HandlerRegistry | None = None,
+        serialization: SerializationOptions | Mapping[str, Any] | None = None,
+        content_addressable: bool = False,
+        inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
+        verify_reads: bool = True,
+        allow_unsafe_pairing: bool = False,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not isinstance(inline_threshold, int) or inline_threshold < 0:
+            raise ConfigError(
+                f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
+            )
+        self.path = Path(path).expanduser() if path is not None else None
+        self.content_addressable = bool(content_addressable)
+        self.inline_threshold = inline_threshold
+        self.verify_reads = bool(verify_reads)
+        self.handlers = handlers if handlers is not None else default_registry()
+        if serialization is None:
+            self.serialization = SerializationOptions()
+        elif isinstance(serialization, SerializationOptions):
+            self.serialization = serialization
+        else:
+            self.serialization = SerializationOptions.from_mapping(serialization)
+        self._clock = clock or utc_now
+        self._cas_lock = threading.Lock()
+        self._closed = False
+
+        self._owns_metadata = isinstance(metadata_backend, str)
+        self._owns_blobs = isinstance(blob_backend, str)
+        self.metadata: MetadataBackend = self._open_metadata(metadata_backend, metadata_options)
+        try:
+            self.blobs: BlobBackend = self._open_blobs(blob_backend, blob_options)
+        except BaseException:
+            if self._owns_metadata:
+                self.metadata.close()
+            raise
+        problem = pairing_problem(
+            self.metadata.name, self.metadata.scope, self.blobs.name, self.blobs.scope
+        )
+        if problem and not allow_unsafe_pairing:
+            self._close_backends()
+            raise ConfigError(problem)
+        if problem:
+            log.warning("unsafe pairing allowed by the caller: %s", problem)
+
+    # ------------------------------------------------------------------ construction
+
+    def _options_with_path(
+        self, name: str, options: Mapping[str, Any] | None, kind: str
+    ) -> dict[str, Any]:
+        resolved = dict(options or {})
+        if name in _PATH_OPTIONS:
+            option, default = _PATH_OPTIONS[name]
+            if option not in resolved:
+                if self.path is None:
+                    raise ConfigError(
+                        f"the {name} {kind} backend needs a location: pass BlobStore(path) "
+                        f"or {kind}_options={{{option!r}: ...}}"
+                    )
+                resolved[option] = self.path / default
+        return resolved
+
+    def _open_metadata(
+        self, backend: str | MetadataBackend, options: Mapping[str, Any] | None
+    ) -> MetadataBackend:
+        if isinstance(backend, MetadataBackend):
+            if options:
+                raise ConfigError("metadata_options apply to a backend name, not an instance")
+            return backend
+        if not isinstance(backend, str):
+            raise ConfigError(
+                f"metadata_backend must be a name or a MetadataBackend, got {backend!r}"
+            )
+        return metadata_backends.create(
+            backend, **self._options_with_path(backend, options, "metadata")
+        )
+
+    def _open_blobs(
+        self, backend: str | BlobBackend, options: Mapping[str, Any] | None
+    ) -> BlobBackend:
+        if isinstance(backend, BlobBackend):
+            if options:
+                raise ConfigError("blob_options apply to a backend name, not an instance")
+            return backend
+        if not isinstance(backend, str):
+            raise ConfigError(f"blob_backend must be a name or a BlobBackend, got {backend!r}")
+        return blob_backends.create(backend, **self._options_with_path(backend, options, "blob"))
+
+    # ------------------------------------------------------------------ writing
+
+    def put(
+        self,
+        data: Any,
+        key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        handler: str | None = None,
+        overwrite: bool = True,
+    ) -> str:
+        """Store ``data`` under ``key`` and return the key.
+
+        Args:
+            data: any object a registered handler can store.
+            key: the key; None stores under the content hash of the stored bytes
+                (32 hex characters), so identical data gets one key.
+            metadata: a JSON-able dict stored with the entry and queryable.
+            handler: force a handler by name (default: the first that can take ``data``).
+            overwrite: when False and ``key`` exists, raise ``EntryExistsError``.
+
+        Raises:
+            InvalidKeyError: the key is not a valid key.
+            InvalidEntryError: ``metadata`` is not a JSON-able dict.
+            SerializationError: no handler can store ``data``.
+            EntryExistsError: ``overwrite`` is False and the key exists.
+            StorageError: a backend failed; nothing was changed.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> key = store.put([1, 2, 3])
+            >>> len(key), store.get(key)
+            (32, [1, 2, 3])
+        """
+        self._check_open()
+        if key is not None:
+            validate_key(key)
+        stored = self._serialize(data, handler)
+        now = self._clock()
+        try:
+            entry = Entry(
+                key=key if key is not None else stored.content_hash,
+                created_at=now,
+                updated_at=now,
+                accessed_at=now,
+                metadata=dict(metadata) if metadata is not None else {},
+                **stored.fields(),
+            )
+            replaced = self.metadata.put(entry, overwrite=overwrite)
+        except BaseException:
+            self._discard(stored)
+            raise
+        self._release([replaced] if replaced is not None else [], keep=stored.blob)
+        return entry.key
+
+    def put_batch(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """Store several objects; the entries are committed together in one batch.
+
+        Args:
+            items: ``{key: data}`` or ``(key, data)`` pairs.
+            metadata: optional ``{key: metadata dict}``.
+
+        Returns:
+            The keys, in order.
+
+        Raises:
+            The errors of :meth:`put`; on failure no entry of the batch is written by this
+            call and the blobs it wrote are deleted.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> store.put_batch({"a": 1, "b": 2})
+            ['a', 'b']
+            >>> store.get_batch(["a", "b", "c"])
+            {'a': 1, 'b': 2, 'c': None}
+        """
+        self._check_open()
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        extra = metadata or {}
+        for key, _ in pairs:
+            validate_key(key)
+        stored_all: list[_Stored] = []
+        try:
+            now = self._clock()
+            entries = []
+            for key, data in pairs:
+                stored = self._serialize(data, None)
+                stored_all.append(stored)
+                entries.append(
+                    Entry(
+                        key=key,
+                        created_at=now,
+                        updated_at=now,
+                        accessed_at=now,
+                        metadata=dict(extra.get(key, {})),
+                        **stored.fields(),
+                    )
+                )
+            replaced = self.metadata.put_many(entries)
+        except BaseException:
+            for stored in stored_all:
+                self._discard(stored)
+            raise
+        kept = {s.blob.ref for s in stored_all if s.blob is not None}
+        self._release(replaced, keep_refs=kept)
+        return [key for key, _ in pairs]
+
+    def update_data(self, key: str, data: Any, *, handler: str | None = None) -> bool:
+        """Replace the data stored under an existing key; return False if it is absent.
+
+        The key, ``created_at`` and the user metadata stay; ``size``, ``content_hash``,
+        handler and format fields and ``updated_at`` are refreshed.
+
+        Raises:
+            The errors of :meth:`put` (except ``EntryExistsError``).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put("v1", key="model", metadata={"stage": "dev"})
+            >>> store.update_data("model", "version two")
+            True
+            >>> store.get("model"), store.get_metadata("model").metadata
+            ('version two', {'stage': 'dev'})
+            >>> store.update_data("missing", 1)
+            False
+        """
+        self._check_open()
+        old = self.metadata.get(key)
+        if old is None:
+            return False
+        stored = self._serialize(data, handler)
+        try:
+            updated = self.metadata.update(key, updated_at=self._clock(), **stored.fields())
+        except BaseException:
+            self._discard(stored)
+            raise
+        if updated is None:  # deleted meanwhile by someone else: do not resurrect it
+            self._discard(stored)
+            return False
+        self._release([old], keep=stored.blob)
+        return True
+
+    def update_metadata(self, key: str, metadata: Mapping[str, Any], *, merge: bool = True) -> bool:
+        """Change the user metadata of an entry; return False if the key is absent.
+
+        Args:
+            key: the entry.
+            metadata: the new metadata (JSON-able dict).
+            merge: True updates the top-level keys given and keeps the others; False
+                replaces the whole dict.
+
+        Raises:
+            InvalidEntryError: ``metadata`` is not a JSON-able dict.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="k", metadata={"a": 1})
+            >>> store.update_metadata("k", {"b": 2})
+            True
+            >>> store.get_metadata("k").metadata
+            {'a': 1, 'b': 2}
+        """
+        return self.update_batch({key: metadata}, merge=merge) == 1
+
+    def update_batch(self, updates: Mapping[str, Mapping[str, Any]], *, merge: bool = True) -> int:
+        """Change the user metadata of several entries in one batch; return how many exist.
+
+        Args:
+            updates: ``{key: metadata}``.
+            merge: as in :meth:`update_metadata`.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put_batch({"a": 1, "b": 2})
+            >>> store.update_batch({"a": {"x": 1}, "b": {"x": 2}, "zz": {"x": 3}})
+            2
+        """
+        self._check_open()
+        if not updates:
+            return 0
+        now = self._clock()
+        if merge:
+            current = self.metadata.get_many(updates)
+            changes = {
+                key: {"metadata": {**current[key].metadata, **updates[key]}, "updated_at": now}
+                for key in updates
+                if key in current
+            }
+        else:
+            changes = {
+                key: {"metadata": dict(value), "updated_at": now} for key, value in updates.items()
+            }
+        return len(self.metadata.update_many(changes))
+
+    def record_access(
+        self, accesses: Mapping[str, int] | Iterable[str], *, at: datetime | None = None
+    ) -> int:
+        """Record reads: set ``accessed_at`` and add to ``access_count``; return how many exist.
+
+        Storage does not record reads by itself (a write per read is costly); callers
+        that need access statistics (the cache layer's LRU/LFU eviction) batch them here.
+
+        Args:
+            accesses: ``{key: reads}`` or keys (one read each).
+            at: the access time (default: now).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="k")
+            >>> store.record_access({"k": 3})
+            1
+            >>> store.get_metadata("k").access_count
+            3
+        """
+        self._check_open()
+        counts = dict(accesses) if isinstance(accesses, Mapping) else dict.fromkeys(accesses, 1)
+        if not counts:
+            return 0
+        when = at or self._clock()
+        current = self.metadata.get_many(counts)
+        changes = {
+            key: {"accessed_at": when, "access_count": entry.access_count + counts[key]}
+            for key, entry in current.items()
+        }
+        return len(self.metadata.update_many(changes))
+
+    def copy(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
+        """Copy an entry and its data to a new key; return the new entry.
+
+        The bytes are copied inside the blob backend (server-side on S3); in a
+        content-addressed store the copy shares the blob.
+
+        Raises:
+            EntryNotFoundError: ``src`` does not exist.
+            EntryExistsError: ``dst`` exists and ``overwrite`` is False.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put("weights", key="model/v1")
+            >>> store.copy("model/v1", "model/best").key
+            'model/best'
+            >>> store.get("model/best")
+            'weights'
+        """
+        self._check_open()
+        validate_key(dst)
+        source = self.metadata.get(src)
+        if source is None:
+            raise EntryNotFoundError(f"cannot copy {src!r}: no entry with that key")
+        if not overwrite and src != dst and self.metadata.exists(dst):
+            raise self._exists(dst)
+        changes: dict[str, Any] = {}
+        new_blob: BlobInfo | None = None
+        if source.blob_ref and not self.content_addressable:
+            new_blob = self.blobs.copy(source.blob_ref, self._fresh_name())
+            changes = {
+                "blob_ref": new_blob.ref,
+                "etag": new_blob.etag,
+                "version_id": new_blob.version_id,
+            }
+        try:
+            entry, replaced = self.metadata.copy(src, dst, overwrite=overwrite, **changes)
+        except BaseException:
+            if new_blob is not None:
+                self._delete_blobs([new_blob.ref])
+            raise
+        self._release([replaced] if replaced is not None else [], keep=new_blob)
+        return entry
+
+    def move(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
+        """Rename an entry (atomically on SQL backends); return the moved entry.
+
+        The bytes do not move: blob names are independent of keys.
+
+        Raises:
+            EntryNotFoundError: ``src`` does not exist.
+            EntryExistsError: ``dst`` exists and ``overwrite`` is False.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="tmp/result")
+            >>> store.move("tmp/result", "final/result").key
+            'final/result'
+            >>> store.exists("tmp/result")
+            False
+        """
+        self._check_open()
+        validate_key(dst)
+        entry, replaced = self.metadata.move(src, dst, overwrite=overwrite)
+        if replaced is not None and replaced.blob_ref != entry.blob_ref:
+            self._release([replaced])
+        return entry
+
+    # ------------------------------------------------------------------ deleting
+
+    def delete(self, key: str) -> bool:
+        """Delete an entry and its data; return False if the key was absent.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="k")
+            >>> store.delete("k"), store.delete("k")
+            (True, False)
+        """
+        self._check_open()
+        entry = self.metadata.delete(key)
+        if entry is None:
+            return False
+        self._release([entry])
+        return True
+
+    def delete_batch(self, keys: Iterable[str]) -> int:
+        """Delete several entries and their data; return how many existed."""
+        self._check_open()
+        deleted = self.metadata.delete_many(keys)
+        self._release(deleted)
+        return len(deleted)
+
+    def delete_by_prefix(self, prefix: str) -> int:
+        """Delete every entry whose key starts with ``prefix``; return how many.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put_batch({"old/a": 1, "old/b": 2, "new/a": 3})
+            >>> store.delete_by_prefix("old/")
+            2
+        """
+        self._check_open()
+        deleted = self.metadata.delete_prefix(prefix)
+        self._release(deleted)
+        return len(deleted)
+
+    def delete_where(self, where: Filter | Predicate) -> int:
+        """Delete the entries a filter (or a predicate on ``Entry``) selects; return how many.
+
+        A filter dict is evaluated by the metadata backend (one statement on SQL); a
+        callable is applied to every entry in Python.
+
+        Raises:
+            FilterError: the filter is invalid.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="a", metadata={"stage": "dev"})
+            >>> _ = store.put(2, key="b", metadata={"stage": "prod"})
+            >>> store.delete_where({"metadata.stage": "dev"})
+            1
+            >>> store.delete_where(lambda entry: entry.key == "b")
+            1
+        """
+        self._check_open()
+        if callable(where):
+            doomed = [entry.key for entry in self.metadata.query() if where(entry)]
+            deleted: list[Entry] = []
+            for start in range(0, len(doomed), _DELETE_CHUNK):
+                deleted += self.metadata.delete_many(doomed[start : start + _DELETE_CHUNK])
+        else:
+            deleted = self.metadata.delete_where(where)
+        self._release(deleted)
+        return len(deleted)
+
+    def clear(self) -> int:
+        """Delete every entry and its data; return how many entries there were."""
+        self._check_open()
+        deleted = self.metadata.delete_prefix("")
+        self._release(deleted)
+        return len(deleted)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the object stored under ``key``, or ``default`` when there is none.
+
+        Raises:
+            IntegrityError: the stored bytes are missing or do not match the entry.
+            SerializationError: the bytes cannot be decoded (e.g. a handler is missing).
+            StorageError: a backend failed.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> store.get("nothing", default="fallback")
+            'fallback'
+        """
+        self._check_open()
+        entry = self.metadata.get(key)
+        if entry is None:
+            return default
+        return self.read(entry)
+
+    def get_with_metadata(self, key: str) -> tuple[Any, Entry] | None:
+        """Return ``(object, entry)`` for ``key``, or None when there is none.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put("x", key="k", metadata={"v": 1})
+            >>> value, entry = store.get_with_metadata("k")
+            >>> value, entry.metadata
+            ('x', {'v': 1})
+        """
+        self._check_open()
+        entry = self.metadata.get(key)
+        if entry is None:
+            return None
+        return self.read(entry), entry
+
+    def get_metadata(self, key: str) -> Entry | None:
+        """Return the entry of ``key`` without loading its data, or None."""
+        self._check_open()
+        return self.metadata.get(key)
+
+    def get_batch(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
+        """Return ``{key: object}`` for ``keys`` (one metadata query), ``default`` for misses."""
+        self._check_open()
+        wanted = list(keys)
+        entries = self.metadata.get_many(wanted)
+        return {key: self.read(entries[key]) if key in entries else default for key in wanted}
+
+    def read(self, entry: Entry) -> Any:
+        """Load the object an entry (from :meth:`get_metadata`, :meth:`list`...) describes.
+
+        Raises:
+            IntegrityError: the bytes are missing, truncated or fail their hash.
+            SerializationError: the bytes cannot be decoded.
+        """
+        self._check_open()
+        info = FormatInfo.from_entry(entry)
+        what = f"entry {entry.key!r}"
+        if entry.inline is not None:
+            if self.verify_reads and hash_bytes(entry.inline) != entry.content_hash:
+                raise IntegrityError(f"{what}: inline bytes do not match their recorded hash")
+            return self.handlers.load(io.BytesIO(entry.inline), info, self.serialization)
+        local_path = (
+            self.blobs.local_path(entry.blob_ref) if self.blobs.supports_local_path else None
+        )
+        try:
+            source = self.blobs.open_read(entry.blob_ref)
+        except BlobNotFoundError as exc:
+            raise IntegrityError(
+                f"{what}: its blob {entry.blob_ref!r} is missing; run BlobStore.repair()"
+            ) from exc
+        with source:
+            if not self.verify_reads:
+                return self.handlers.load(source, info, self.serialization, local_path=local_path)
+            if local_path is not None:
+                # Check the file first: the handler may memory-map it instead of reading.
+                actual = hash_stream(source)
+                if actual != entry.content_hash:
+                    raise IntegrityError(
+                        f"{what}: blob {entry.blob_ref!r} does not match its recorded hash "
+                        f"{entry.content_hash} (got {actual}); the data is corrupt"
+                    )
+                source.seek(0)
+                return self.handlers.load(source, info, self.serialization, local_path=local_path)
+            reader = VerifyingReader(source, entry.size, entry.content_hash, what)
+            value = self.handlers.load(reader, info, self.serialization)  # type: ignore[arg-type]
+            reader.verify()
+            return value
+
+    def exists(self, key: str) -> bool:
+        """Return True when ``key`` has an entry."""
+        self._check_open()
+        return self.metadata.exists(key)
+
+    def list(
+        self,
+        prefix: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        *,
+        filter: Filter | None = None,
+        order_by: str = "key",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Entry]:
+        """Return the entries that match, without loading data.
+
+        Args:
+            prefix: keys starting with this.
+            metadata_filter: conditions on the user metadata, written relative to it:
+                ``{"accuracy": {"$gte": 0.9}, "project": "ml"}``.
+            filter: a full filter over entry fields (``{"size": {"$gt": 1000}}``); see
+                :mod:`cacheness.storage.filters`.
+            order_by: an entry field (``"key"``, ``"created_at"``, ``"size"``...).
+            descending: reverse the order.
+            limit: at most this many entries.
+            offset: skip this many first.
+
+        Raises:
+            FilterError: an invalid filter or order.
+        """
+        return list(
+            self.iter_entries(
+                prefix,
+                metadata_filter,
+                filter=filter,
+                order_by=order_by,
+                descending=descending,
+                limit=limit,
+                offset=offset,
+            )
+        )
+
+    def iter_entries(
+        self,
+        prefix: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        *,
+        filter: Filter | None = None,
+        order_by: str = "key",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Entry]:
+        """Like :meth:`list`, lazily."""
+        self._check_open()
+        return self.metadata.query(
+            self._combined_filter(prefix, metadata_filter, filter),
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+        )
+
+    def count(
+        self,
+        prefix: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        *,
+        filter: Filter | None = None,
+    ) -> int:
+        """Return how many entries match (same arguments as :meth:`list`)."""
+        self._check_open()
+        return self.metadata.count(self._combined_filter(prefix, metadata_filter, filter))
+
+    def total_size(
+        self,
+        prefix: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        *,
+        filter: Filter | None = None,
+    ) -> int:
+        """Return the stored bytes of the matching entries (same arguments as :meth:`list`)."""
+        self._check_open()
+        return self.metadata.total_size(self._combined_filter(prefix, metadata_filter, filter))
+
+    @staticmethod
+    def _combined_filter(
+        prefix: str | None, metadata_filter: Mapping[str, Any] | None, filter: Filter | None
+    ) -> Filter | None:
+        parts: list[Mapping[str, Any]] = []
+        if prefix:
+            parts.append({"key": {"$prefix": prefix}})
+        if metadata_filter:
+            parts.append({f"metadata.{name}": value for name, value in metadata_filter.items()})
+        if filter:
+            parts.append(filter)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    # ------------------------------------------------------------------ maintenance
+
+    def verify_integrity(
+        self, keys: Iterable[str] | None = None, *, deep: bool = True
+    ) -> list[IntegrityIssue]:
+        """Check that every entry's bytes exist and match it; return the problems found.
+
+        Args:
+            keys: check only these entries (default: all).
+            deep: read and hash every blob; False checks existence and size from the
+                backend's ``stat`` (one HEAD request on S3), without downloading.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> import random
+            >>> _ = store.put(random.Random(0).randbytes(10_000), key="big")  # not inline
+            >>> store.verify_integrity()
+            []
+            >>> store.blobs.delete(store.get_metadata("big").blob_ref)
+            True
+            >>> [issue.problem for issue in store.verify_integrity()]
+            ['missing_blob']
+        """
+        self._check_open()
+        if keys is None:
+            entries: Iterable[Entry] = self.metadata.query()
+        else:
+            found = self.metadata.get_many(keys)
+            entries = found.values()
+        issues = []
+        for entry in entries:
+            issue = self._check_entry(entry, deep)
+            if issue is not None:
+                issues.append(issue)
+        return issues
+
+    def _check_entry(self, entry: Entry, deep: bool) -> IntegrityIssue | None:
+        def issue(problem: Any, detail: str) -> IntegrityIssue:
+            return IntegrityIssue(
+                key=entry.key, blob_ref=entry.blob_ref, problem=problem, detail=detail
+            )
+
+        if entry.inline is not None:
+            if len(entry.inline) != entry.size or hash_bytes(entry.inline) != entry.content_hash:
+                return issue("inline_mismatch", "inline bytes do not match size and hash")
+            return None
+        try:
+            info = self.blobs.stat(entry.blob_ref)
+        except BlobNotFoundError:
+            return issue("missing_blob", f"blob {entry.blob_ref!r} does not exist")
+        except StorageError as exc:
+            return issue("unreadable", f"stat of blob {entry.blob_ref!r} failed: {exc}")
+        if info.size != entry.size:
+            return issue(
+                "size_mismatch", f"blob holds {info.size} bytes, the entry records {entry.size}"
+            )
+        if not deep:
+            return None
+        try:
+            with self.blobs.open_read(entry.blob_ref) as source:
+                actual = hash_stream(source)
+        except (StorageError, OSError) as exc:
+            return issue("unreadable", f"reading blob {entry.blob_ref!r} failed: {exc}")
+        if actual != entry.content_hash:
+            return issue(
+                "hash_mismatch", f"blob hashes to {actual}, the entry records {entry.content_hash}"
+            )
+        return None
+
+    def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> list[str]:
+        """Return references of blobs no entry points at.
+
+        Blobs younger than ``min_age_seconds`` are left out: a write in progress has
+        its blob written before its entry is committed.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> ref = store.blobs.write_bytes("stray", b"left by a crash").ref
+            >>> store.find_orphaned_blobs(min_age_seconds=0) == [ref]
+            True
+        """
+        self._check_open()
+        referenced = {entry.blob_ref for entry in self.metadata.query({"blob_ref": {"$ne": ""}})}
+        cutoff = self._clock() - timedelta(seconds=min_age_seconds)
+        orphans = []
+        for ref in self.blobs.iter_refs():
+            if ref in referenced:
+                continue
+            if min_age_seconds > 0:
+                try:
+                    modified = self.blobs.stat(ref).modified_at
+                except BlobNotFoundError:
+                    continue  # deleted meanwhile
+                if modified is None or modified > cutoff:
+                    continue
+            orphans.append(ref)
+        return orphans
+
+    def repair(
+        self, *, dry_run: bool = True, orphan_min_age_seconds: float = 3600.0
+    ) -> RepairReport:
+        """Find (and unless ``dry_run``, fix) what interrupted writes and damage left.
+
+        Removes entries whose bytes are missing or corrupt (their data is lost; keeping
+        them would make every read fail), blobs no entry points at that are older than
+        ``orphan_min_age_seconds``, and the blob backend's temporary-file debris.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.blobs.write_bytes("stray", b"orphan")
+            >>> report = store.repair(dry_run=False, orphan_min_age_seconds=0)
+            >>> len(report.orphans_removed), store.find_orphaned_blobs(min_age_seconds=0)
+            (1, [])
+        """
+        self._check_open()
+        issues = self.verify_integrity()
+        orphans = self.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
+        report = RepairReport(
+            dry_run=dry_run,
+            issues=issues,
+            entries_removed=[issue.key for issue in issues],
+            orphans_removed=orphans,
+        )
+        if dry_run:
+            return report
+        if issues:
+            removed = self.metadata.delete_many(issue.key for issue in issues)
+            self._release(removed)
+        if orphans:
+            self._delete_blobs(orphans)
+        cleanup = getattr(self.blobs, "cleanup_temp_files", None)
+        if cleanup is not None:
+            report.temp_files_removed = int(cleanup(orphan_min_age_seconds))
+        return report
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the backends this store opened (instances passed in stay open)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_backends()
+
+    def _close_backends(self) -> None:
+        if self._owns_blobs and hasattr(self, "blobs"):
+            self.blobs.close()
+        if self._owns_metadata:
+            self.metadata.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"BlobStore(metadata={self.metadata.name!r}, blobs={self.blobs.name!r}, "
+            f"content_addressable={self.content_addressable})"
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("this BlobStore is closed; open a new one")
+
+    @staticmethod
+    def _fresh_name() -> str:
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def _exists(key: str) -> EntryExistsError:
+        return EntryExistsError(
+            f"an entry with key {key!r} exists; pass overwrite=True to replace it"
+        )
+
+    def _dump(self, data: Any, sink: Any, handler: str | None) -> FormatInfo:
+        if handler is None:
+            return self.handlers.dump(data, sink, self.serialization)
+        chosen = self.handlers.get(handler)
+        return chosen.dump(data, sink, self.serialization)
+
+    def _serialize(self, data: Any, handler: str | None) -> _Stored:
+        if self.content_addressable:
+            return self._serialize_addressed(data, handler)
+        name = self._fresh_name()
+        sink = PayloadSink(self.inline_threshold, lambda: self.blobs.open_write(name))
+        try:
+            info = self._dump(data, sink, handler)
+            inline = sink.finish()
+            if inline is not None:
+                return _Stored(info, inline, None, hash_bytes(inline))
+            blob = cast(BlobWriter, sink.writer).commit()
+        except BaseException:
+            if sink.writer is not None:
+                cast(BlobWriter, sink.writer).abort()
+            raise
+        return _Stored(info, None, blob, blob.content_hash)
+
+    def _serialize_addressed(self, data: Any, handler: str | None) -> _Stored:
+        with SpoolSink() as spool:
+            info = self._dump(data, spool, handler)
+            content_hash = spool.content_hash()
+            if spool.written < self.inline_threshold:
+                return _Stored(info, spool.reader().read(), None, content_hash)
+            name = content_hash
+            ref = self.blobs.ref_for(name)
+            try:
+                existing = self.blobs.stat(ref)
+            except BlobNotFoundError:
+                existing = None
+            if (
+                existing is not None
+                and existing.content_hash in ("", content_hash)
+                and existing.size == spool.written
+            ):
+                return _Stored(info, None, existing, content_hash)
+            try:
+                with self.blobs.open_write(name, exclusive=existing is None) as writer:
+                    _copy_stream(spool.reader(), writer)
+                blob = cast(BlobInfo, writer.info)
+            except BlobExistsError:  # written by someone else meanwhile: same bytes
+                blob = self.blobs.stat(ref)
+        return _Stored(info, None, blob, content_hash)
+
+    def _discard(self, stored: _Stored) -> None:
+        """Delete the blob a failed write left behind (content-addressed blobs are shared)."""
+        if stored.blob is not None and not self.content_addressable:
+            self._delete_blobs([stored.blob.ref])
+
+    def _release(
+        self,
+        entries: Iterable[Entry],
+        *,
+        keep: BlobInfo | None = None,
+        keep_refs: set[str] | None = None,
+    ) -> None:
+        """Delete the blobs of entries that are gone (after their metadata commit)."""
+        kept = set(keep_refs or ())
+        if keep is not None:
+            kept.add(keep.ref)
+        refs = {e.blob_ref for e in entries if e.blob_ref and e.blob_ref not in kept}
+        if not refs:
+            return
+        if self.content_addressable:
+            with self._cas_lock:
+                refs = {ref for ref in refs if not self.metadata.count({"blob_ref": ref})}
+                self._delete_blobs(sorted(refs))
+        else:
+            self._delete_blobs(sorted(refs))
+
+    def _delete_blobs(self, refs: list[str]) -> None:
+        """Delete blobs after a committed metadata change; failures leave orphans, logged."""
+        try:
+            self.blobs.delete_many(refs)
+        except (StorageError, OSError):
+            log.warning(
+                "could not delete %d superseded blob(s) (first: %r); they are orphans now "
+                "and BlobStore.repair() removes them",
+                len(refs),
+                refs[0] if refs else None,
+                exc_info=True,
+            )
+
+
+def _copy_stream(source: BinaryIO, sink: BlobWriter, chunk: int = 1 << 20) -> None:
+    while data := source.read(chunk):
+        sink.write(data)
