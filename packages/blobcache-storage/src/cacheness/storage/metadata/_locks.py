@@ -86,9 +86,12 @@ class ThreadLocks:
 class FileLocks:
     """Named locks shared by the processes of one host, as OS locks on files.
 
-    Lock files live in ``directory`` (created on first use) and stay there: removing a
-    lock file while another process waits on it would break the lock. A process that
-    dies releases its locks with its open files.
+    Each held name has a lock file in ``directory`` (created on first use). The holder
+    removes the file when it releases the lock, so names used once (content hashes,
+    cache keys) leave nothing behind; a waiter that locked a file already removed sees
+    that its path is gone or belongs to a newer file, and starts over. A process that
+    dies releases its locks with its open files (its lock file stays until the next
+    holder of that name removes it).
     """
 
     def __init__(self, directory: Path, file_mode: int = 0o644) -> None:
@@ -100,16 +103,35 @@ class FileLocks:
         """Hold the lock ``name`` for the block; yield False if ``timeout`` ran out."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{lock_id(name)}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, self._file_mode)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, self._file_mode)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not poll_until(lambda fd=fd: _try_lock(fd), left):
+                os.close(fd)
+                yield False
+                return
+            if _still_named(fd, path):
+                break
+            os.close(fd)  # the previous holder removed this file: lock the new one
         try:
-            got = poll_until(lambda: _try_lock(fd), timeout)
-            try:
-                yield got
-            finally:
-                if got:
-                    _unlock(fd)
+            yield True
         finally:
+            # Gone already, or (Windows) open elsewhere: then the file simply stays.
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            _unlock(fd)
             os.close(fd)
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """True when ``path`` still names the open file ``fd`` (it was not removed meanwhile)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _try_lock(fd: int) -> bool:
