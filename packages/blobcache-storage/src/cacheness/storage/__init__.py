@@ -71,6 +71,7 @@ from cacheness.storage.errors import (
     NetworkFilesystemWarning,
     NotFoundError,
     ObjectDeclinedError,
+    PayloadTooLargeError,
     SerializationError,
     StorageError,
 )
@@ -157,6 +158,7 @@ __all__ = [
     "NetworkFilesystemWarning",
     "NotFoundError",
     "ObjectDeclinedError",
+    "PayloadTooLargeError",
     "PostgresMetadataBackend",
     "RepairReport",
     "S3BlobBackend",

@@ -29,12 +29,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -43,12 +44,12 @@ from typing import Any, BinaryIO, Self, cast
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage.entry import Entry, utc_now, validate_key
 from cacheness.storage.errors import (
-    BlobExistsError,
     BlobNotFoundError,
     ConfigError,
     EntryExistsError,
     EntryNotFoundError,
     IntegrityError,
+    PayloadTooLargeError,
     StorageError,
 )
 from cacheness.storage.filters import Filter
@@ -85,18 +86,26 @@ Predicate = Callable[[Entry], bool]
 
 
 class _Stored:
-    """The outcome of serializing one object: where its bytes went."""
+    """One serialized object: where its bytes are, or (content-addressed) will be."""
 
-    __slots__ = ("blob", "content_hash", "format", "inline", "size")
+    __slots__ = ("blob", "content_hash", "format", "inline", "size", "spool")
 
     def __init__(
-        self, format: FormatInfo, inline: bytes | None, blob: BlobInfo | None, content_hash: str
+        self,
+        format: FormatInfo,
+        size: int,
+        content_hash: str,
+        *,
+        inline: bytes | None = None,
+        blob: BlobInfo | None = None,
+        spool: SpoolSink | None = None,
     ) -> None:
         self.format = format
+        self.size = size
+        self.content_hash = content_hash
         self.inline = inline
         self.blob = blob
-        self.content_hash = content_hash
-        self.size = len(inline) if inline is not None else cast(BlobInfo, blob).size
+        self.spool = spool  # content-addressed bytes not yet known to be in a blob
 
     def fields(self) -> dict[str, Any]:
         """The entry fields that describe these bytes."""
@@ -114,6 +123,12 @@ class _Stored:
             "version_id": blob.version_id if blob else None,
             "inline": self.inline,
         }
+
+    def close(self) -> None:
+        """Release the spool of a content-addressed payload."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 class BlobStore:
@@ -189,7 +204,6 @@ class BlobStore:
         else:
             self.serialization = SerializationOptions.from_mapping(serialization)
         self._clock = clock or utc_now
-        self._cas_lock = threading.Lock()
         self._closed = False
 
         self._owns_metadata = isinstance(metadata_backend, str)
@@ -263,6 +277,7 @@ class BlobStore:
         *,
         handler: str | None = None,
         overwrite: bool = True,
+        max_size: int | None = None,
     ) -> str:
         """Store ``data`` under ``key`` and return the key.
 
@@ -273,9 +288,12 @@ class BlobStore:
             metadata: a JSON-able dict stored with the entry and queryable.
             handler: force a handler by name (default: the first that can take ``data``).
             overwrite: when False and ``key`` exists, raise ``EntryExistsError``.
+            max_size: refuse payloads whose stored size exceeds this many bytes
+                (``PayloadTooLargeError``), before anything is committed.
 
         Raises:
             InvalidKeyError: the key is not a valid key.
+            PayloadTooLargeError: the stored bytes exceed ``max_size``.
             InvalidEntryError: ``metadata`` is not a JSON-able dict.
             SerializationError: no handler can store ``data``.
             EntryExistsError: ``overwrite`` is False and the key exists.
@@ -290,9 +308,9 @@ class BlobStore:
         self._check_open()
         if key is not None:
             validate_key(key)
-        stored = self._serialize(data, handler)
-        now = self._clock()
-        try:
+        stored = self._serialize(data, handler, max_size)
+        with self._committing([stored]):
+            now = self._clock()
             entry = Entry(
                 key=key if key is not None else stored.content_hash,
                 created_at=now,
@@ -302,9 +320,6 @@ class BlobStore:
                 **stored.fields(),
             )
             replaced = self.metadata.put(entry, overwrite=overwrite)
-        except BaseException:
-            self._discard(stored)
-            raise
         self._release([replaced] if replaced is not None else [], keep=stored.blob)
         return entry.key
 
@@ -341,35 +356,45 @@ class BlobStore:
             validate_key(key)
         stored_all: list[_Stored] = []
         try:
-            now = self._clock()
-            entries = []
-            for key, data in pairs:
-                stored = self._serialize(data, None)
-                stored_all.append(stored)
-                entries.append(
-                    Entry(
-                        key=key,
-                        created_at=now,
-                        updated_at=now,
-                        accessed_at=now,
-                        metadata=dict(extra.get(key, {})),
-                        **stored.fields(),
-                    )
-                )
-            replaced = self.metadata.put_many(entries)
+            for _, data in pairs:
+                stored_all.append(self._serialize(data, None, None))
         except BaseException:
             for stored in stored_all:
                 self._discard(stored)
+                stored.close()
             raise
+        with self._committing(stored_all):
+            now = self._clock()
+            entries = [
+                Entry(
+                    key=key,
+                    created_at=now,
+                    updated_at=now,
+                    accessed_at=now,
+                    metadata=dict(extra.get(key, {})),
+                    **stored.fields(),
+                )
+                for (key, _), stored in zip(pairs, stored_all, strict=True)
+            ]
+            replaced = self.metadata.put_many(entries)
         kept = {s.blob.ref for s in stored_all if s.blob is not None}
         self._release(replaced, keep_refs=kept)
         return [key for key, _ in pairs]
 
-    def update_data(self, key: str, data: Any, *, handler: str | None = None) -> bool:
+    def update_data(
+        self,
+        key: str,
+        data: Any,
+        *,
+        handler: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        max_size: int | None = None,
+    ) -> bool:
         """Replace the data stored under an existing key; return False if it is absent.
 
-        The key, ``created_at`` and the user metadata stay; ``size``, ``content_hash``,
-        handler and format fields and ``updated_at`` are refreshed.
+        The key and ``created_at`` stay; ``size``, ``content_hash``, handler and format
+        fields and ``updated_at`` are refreshed. The user metadata stays too, with the
+        top-level keys of ``metadata`` (if given) merged in, in the same update.
 
         Raises:
             The errors of :meth:`put` (except ``EntryExistsError``).
@@ -377,10 +402,10 @@ class BlobStore:
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
             >>> _ = store.put("v1", key="model", metadata={"stage": "dev"})
-            >>> store.update_data("model", "version two")
+            >>> store.update_data("model", "version two", metadata={"rev": 2})
             True
             >>> store.get("model"), store.get_metadata("model").metadata
-            ('version two', {'stage': 'dev'})
+            ('version two', {'stage': 'dev', 'rev': 2})
             >>> store.update_data("missing", 1)
             False
         """
@@ -388,15 +413,15 @@ class BlobStore:
         old = self.metadata.get(key)
         if old is None:
             return False
-        stored = self._serialize(data, handler)
-        try:
-            updated = self.metadata.update(key, updated_at=self._clock(), **stored.fields())
-        except BaseException:
-            self._discard(stored)
-            raise
-        if updated is None:  # deleted meanwhile by someone else: do not resurrect it
-            self._discard(stored)
-            return False
+        stored = self._serialize(data, handler, max_size)
+        with self._committing([stored]):
+            changes = stored.fields()
+            if metadata:
+                changes["metadata"] = {**old.metadata, **metadata}
+            updated = self.metadata.update(key, updated_at=self._clock(), **changes)
+            if updated is None:  # deleted meanwhile by someone else: do not resurrect it
+                self._discard(stored)
+                return False
         self._release([old], keep=stored.blob)
         return True
 
@@ -1007,48 +1032,103 @@ class BlobStore:
         chosen = self.handlers.get(handler)
         return chosen.dump(data, sink, self.serialization)
 
-    def _serialize(self, data: Any, handler: str | None) -> _Stored:
+    def _serialize(self, data: Any, handler: str | None, max_size: int | None) -> _Stored:
+        """Turn ``data`` into stored bytes: inline, in a new blob, or (content-addressed)
+        in a spool until :meth:`_committing` puts it in its blob."""
         if self.content_addressable:
-            return self._serialize_addressed(data, handler)
-        name = self._fresh_name()
-        sink = PayloadSink(self.inline_threshold, lambda: self.blobs.open_write(name))
-        try:
-            info = self._dump(data, sink, handler)
-            inline = sink.finish()
-            if inline is not None:
-                return _Stored(info, inline, None, hash_bytes(inline))
-            blob = cast(BlobWriter, sink.writer).commit()
-        except BaseException:
-            if sink.writer is not None:
-                cast(BlobWriter, sink.writer).abort()
-            raise
-        return _Stored(info, None, blob, blob.content_hash)
+            stored = self._serialize_addressed(data, handler)
+        else:
+            name = self._fresh_name()
+            sink = PayloadSink(self.inline_threshold, lambda: self.blobs.open_write(name))
+            try:
+                info = self._dump(data, sink, handler)
+                inline = sink.finish()
+                if inline is not None:
+                    stored = _Stored(info, len(inline), hash_bytes(inline), inline=inline)
+                else:
+                    writer = cast(BlobWriter, sink.writer)
+                    if max_size is not None and writer.tell() > max_size:
+                        raise self._too_large(writer.tell(), max_size)
+                    blob = writer.commit()
+                    stored = _Stored(info, blob.size, blob.content_hash, blob=blob)
+            except BaseException:
+                if sink.writer is not None:
+                    cast(BlobWriter, sink.writer).abort()
+                raise
+        if max_size is not None and stored.size > max_size:
+            self._discard(stored)
+            stored.close()
+            raise self._too_large(stored.size, max_size)
+        return stored
+
+    @staticmethod
+    def _too_large(size: int, max_size: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"the stored payload is {size} bytes, more than the limit of {max_size}; "
+            "nothing was stored"
+        )
 
     def _serialize_addressed(self, data: Any, handler: str | None) -> _Stored:
-        with SpoolSink() as spool:
+        spool = SpoolSink()
+        try:
             info = self._dump(data, spool, handler)
             content_hash = spool.content_hash()
             if spool.written < self.inline_threshold:
-                return _Stored(info, spool.reader().read(), None, content_hash)
-            name = content_hash
-            ref = self.blobs.ref_for(name)
+                inline = spool.reader().read()
+                spool.close()
+                return _Stored(info, len(inline), content_hash, inline=inline)
+        except BaseException:
+            spool.close()
+            raise
+        return _Stored(info, spool.written, content_hash, spool=spool)
+
+    @contextlib.contextmanager
+    def _committing(self, stored: list[_Stored]) -> Iterator[None]:
+        """Hold what committing entries for ``stored`` needs; undo their blobs on failure.
+
+        Content-addressed payloads are shared between entries: their blobs are written
+        (if missing) and their entries committed while holding a lock on the content,
+        the same lock :meth:`_release` takes before deleting an unreferenced blob, so a
+        blob is never deleted under a concurrent commit that refers to it.
+        """
+        with contextlib.ExitStack() as stack:
+            for item in stored:
+                stack.callback(item.close)
+            pending = [item for item in stored if item.spool is not None]
+            for ref in sorted({self.blobs.ref_for(item.content_hash) for item in pending}):
+                stack.enter_context(self._content_lock(ref))
+            for item in pending:
+                self._ensure_addressed(item)
             try:
-                existing = self.blobs.stat(ref)
-            except BlobNotFoundError:
-                existing = None
-            if (
-                existing is not None
-                and existing.content_hash in ("", content_hash)
-                and existing.size == spool.written
-            ):
-                return _Stored(info, None, existing, content_hash)
-            try:
-                with self.blobs.open_write(name, exclusive=existing is None) as writer:
-                    _copy_stream(spool.reader(), writer)
-                blob = cast(BlobInfo, writer.info)
-            except BlobExistsError:  # written by someone else meanwhile: same bytes
-                blob = self.blobs.stat(ref)
-        return _Stored(info, None, blob, content_hash)
+                yield
+            except BaseException:
+                for item in stored:
+                    self._discard(item)
+                raise
+
+    def _content_lock(self, ref: str) -> AbstractContextManager[bool]:
+        return self.metadata.named_lock(f"cacheness.blobstore.content:{ref}")
+
+    def _ensure_addressed(self, item: _Stored) -> None:
+        """Make sure the blob named by ``item``'s hash holds its bytes (lock held)."""
+        spool = cast(SpoolSink, item.spool)
+        ref = self.blobs.ref_for(item.content_hash)
+        try:
+            existing: BlobInfo | None = self.blobs.stat(ref)
+        except BlobNotFoundError:
+            existing = None
+        if (
+            existing is not None
+            and existing.size == item.size
+            and existing.content_hash in ("", item.content_hash)
+        ):
+            item.blob = existing
+            return
+        if existing is not None:
+            log.warning("content-addressed blob %r does not match its name; rewriting it", ref)
+        with self.blobs.open_write(item.content_hash) as writer:
+            _copy_stream(spool.reader(), writer)
+        item.blob = writer.info
 
     def _discard(self, stored: _Stored) -> None:
         """Delete the blob a failed write left behind (content-addressed blobs are shared)."""
@@ -1070,9 +1150,10 @@ class BlobStore:
         if not refs:
             return
         if self.content_addressable:
-            with self._cas_lock:
-                refs = {ref for ref in refs if not self.metadata.count({"blob_ref": ref})}
-                self._delete_blobs(sorted(refs))
+            for ref in sorted(refs):
+                with self._content_lock(ref):
+                    if not self.metadata.count({"blob_ref": ref}):
+                        self._delete_blobs([ref])
         else:
             self._delete_blobs(sorted(refs))
 

@@ -45,6 +45,7 @@ __all__ = [
     "NetworkFilesystemWarning",
     "NotFoundError",
     "ObjectDeclinedError",
+    "PayloadTooLargeError",
     "SerializationError",
     "StorageError",
 ]
@@ -79,6 +80,10 @@ class ObjectDeclinedError(SerializationError):
     ``HandlerRegistry.dump`` catches it and asks the next handler that can take the
     object. Called directly, a handler's decline surfaces as this ``SerializationError``.
     """
+
+
+class PayloadTooLargeError(CacheError, ValueError):
+    """A payload is larger than the limit it is checked against; nothing was stored."""
 
 
 class CompressionError(CacheError):
