@@ -269,6 +269,42 @@ class BlobStore:
 
     # ------------------------------------------------------------------ writing
 
+    def put_entry(
+        self,
+        data: Any,
+        key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        handler: str | None = None,
+        overwrite: bool = True,
+        max_size: int | None = None,
+    ) -> Entry:
+        """Store ``data`` under ``key`` and return the committed entry (see :meth:`put`).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> entry = store.put_entry("hello", key="greeting")
+            >>> entry.key, entry.handler, entry.is_inline
+            ('greeting', 'raw', True)
+        """
+        self._check_open()
+        if key is not None:
+            validate_key(key)
+        stored = self._serialize(data, handler, max_size)
+        with self._committing([stored]):
+            now = self._clock()
+            entry = Entry(
+                key=key if key is not None else stored.content_hash,
+                created_at=now,
+                updated_at=now,
+                accessed_at=now,
+                metadata=dict(metadata) if metadata is not None else {},
+                **stored.fields(),
+            )
+            replaced = self.metadata.put(entry, overwrite=overwrite)
+        self._release([replaced] if replaced is not None else [], keep=stored.blob)
+        return entry
+
     def put(
         self,
         data: Any,
@@ -305,23 +341,9 @@ class BlobStore:
             >>> len(key), store.get(key)
             (32, [1, 2, 3])
         """
-        self._check_open()
-        if key is not None:
-            validate_key(key)
-        stored = self._serialize(data, handler, max_size)
-        with self._committing([stored]):
-            now = self._clock()
-            entry = Entry(
-                key=key if key is not None else stored.content_hash,
-                created_at=now,
-                updated_at=now,
-                accessed_at=now,
-                metadata=dict(metadata) if metadata is not None else {},
-                **stored.fields(),
-            )
-            replaced = self.metadata.put(entry, overwrite=overwrite)
-        self._release([replaced] if replaced is not None else [], keep=stored.blob)
-        return entry.key
+        return self.put_entry(
+            data, key, metadata, handler=handler, overwrite=overwrite, max_size=max_size
+        ).key
 
     def put_batch(
         self,
