@@ -1,0 +1,202 @@
+"""Plain data <-> the config dataclasses, copies and layering (private to cacheness.config).
+
+msgspec converts every leaf value (so a wrong type is an error naming the field); the
+walk over the dataclasses is ours because msgspec ignores unknown keys of dataclasses and
+does not build dataclasses that have ``InitVar`` fields (the flat shortcuts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import PurePath
+from typing import Any, TypeVar
+
+import msgspec
+
+from cacheness.storage import ConfigError
+
+__all__ = [
+    "check_types",
+    "copy_value",
+    "did_you_mean",
+    "field_types",
+    "from_mapping",
+    "init_names",
+    "is_section",
+    "overlay",
+    "same_backend",
+    "to_builtins",
+]
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: object, known: Iterable[str], cutoff: float = 0.6) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest of ``known``, or ``""``."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """Return the resolved type of every field and ``InitVar`` of the dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    return {
+        name: hint.type if isinstance(hint, dataclasses.InitVar) else hint
+        for name, hint in hints.items()
+    }
+
+
+def init_names(cls: type) -> list[str]:
+    """Return the names ``cls(...)`` accepts: its fields, then its ``InitVar`` shortcuts."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    return names + [n for n, h in hints.items() if isinstance(h, dataclasses.InitVar)]
+
+
+def is_section(value: object) -> bool:
+    """Return True for a config dataclass instance (a section or the whole config)."""
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    try:
+        return msgspec.convert(value, hint)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def from_mapping(cls: type[T], data: object, where: str) -> T:
+    """Build ``cls`` from a mapping, converting each value to its field's type.
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, has a key ``cls`` does not know, or a
+            value of the wrong type; the message names the key, e.g. ``metadata.backend``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{where} must be a mapping of settings, got {type(data).__name__} {data!r}"
+        )
+    known = init_names(cls)
+    hints = field_types(cls)
+    values: dict[str, Any] = {}
+    prefix = f"{where}." if where else ""
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown configuration key {prefix}{key}{did_you_mean(key, known)}; "
+                f"known keys{' of ' + where if where else ''}: {', '.join(known)}"
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            values[key] = from_mapping(hint, value, f"{prefix}{key}")
+        else:
+            values[key] = _convert(value, hint, f"{prefix}{key}")
+    return cls(**values)
+
+
+def check_types(obj: object, where: str = "") -> list[str]:
+    """Return one message per field of ``obj`` (recursively) holding a wrongly typed value."""
+    problems: list[str] = []
+    hints = field_types(type(obj))
+    prefix = f"{where}." if where else ""
+    for field in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, field.name)
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            if isinstance(value, hint):
+                problems += check_types(value, f"{prefix}{field.name}")
+            else:
+                problems.append(
+                    f"{prefix}{field.name}: expected a {hint.__name__}, got {type(value).__name__}"
+                )
+            continue
+        try:
+            msgspec.convert(value, hint)
+        except msgspec.ValidationError as exc:
+            problems.append(f"{prefix}{field.name}: {exc}")
+    return problems
+
+
+def copy_value(value: T) -> T:
+    """Copy config data: sections, dicts and lists are copied, other objects shared.
+
+    Backend instances and handler classes in a config are shared, never deep-copied.
+    """
+    if is_section(value):
+        changes = {
+            f.name: copy_value(getattr(value, f.name))
+            for f in dataclasses.fields(value)  # type: ignore[arg-type]
+        }
+        return type(value)(**changes)  # the constructor, not replace(): no shortcut re-folding
+    if isinstance(value, dict):
+        return {k: copy_value(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [copy_value(v) for v in value]  # type: ignore[return-value]
+    return value
+
+
+def same_backend(a: object, b: object) -> bool:
+    """Return True when two ``backend`` values name the same backend (instances: identity)."""
+    return a is b or (isinstance(a, str) and isinstance(b, str) and a == b)
+
+
+def _names_other_backend(upper: Any, lower: Any, default: Any) -> bool:
+    if not hasattr(upper, "backend"):
+        return False
+    return not (
+        same_backend(upper.backend, default.backend) or same_backend(upper.backend, lower.backend)
+    )
+
+
+def overlay(lower: T, upper: T, default: T) -> T:
+    """Return ``lower`` with every value of ``upper`` that differs from ``default`` on top.
+
+    Options dicts are merged key by key. A backend section of ``upper`` that names
+    (explicitly, not by default) another backend than ``lower`` replaces ``lower``'s
+    section as a whole: settings made for one backend do not carry over to another.
+    """
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(upper):  # type: ignore[arg-type]
+        low, up, base = (getattr(obj, field.name) for obj in (lower, upper, default))
+        if is_section(up):
+            if up == base:
+                values[field.name] = copy_value(low)
+            elif _names_other_backend(up, low, base):
+                values[field.name] = copy_value(up)
+            else:
+                values[field.name] = overlay(low, up, base)
+        elif isinstance(up, dict):
+            values[field.name] = {**copy_value(low), **copy_value(up)}
+        else:
+            values[field.name] = copy_value(up if up != base else low)
+    return type(upper)(**values)
+
+
+def _encode_hook(value: Any) -> Any:
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, type) and "<locals>" not in value.__qualname__:
+        return f"{value.__module__}:{value.__qualname__}"  # a handler class, by import path
+    raise ConfigError(
+        f"cannot write a {type(value).__name__} object into a configuration file: "
+        "configure backends and handlers by name (or 'module:Class' path) and pass "
+        "ready-made objects in code instead"
+    )
+
+
+def to_builtins(obj: object) -> dict[str, Any]:
+    """Return ``obj`` (a config dataclass) as JSON-able dicts, lists and scalars.
+
+    Raises:
+        ConfigError: the config holds an object that has no plain-data form (a backend
+            instance, a handler instance, a client...).
+    """
+    result = msgspec.to_builtins(obj, enc_hook=_encode_hook)
+    if not isinstance(result, dict):  # pragma: no cover - dataclasses encode as dicts
+        raise ConfigError(f"{type(obj).__name__} did not encode as a mapping")
+    return result
