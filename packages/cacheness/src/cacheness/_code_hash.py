@@ -89,13 +89,13 @@ def _bytecode_fingerprint(func: Callable[..., Any]) -> str:
             "use version= to invalidate its entries by hand"
         )
     doc = getattr(func, "__doc__", None)
-    return xxhash.xxh3_64_hexdigest(msgspec.msgpack.encode(_code_parts(code, doc)))
+    return xxhash.xxh3_64_hexdigest(msgspec.msgpack.encode(_code_parts(code, doc, top=True)))
 
 
-def _code_parts(code: CodeType, doc: str | None) -> list[Any]:
+def _code_parts(code: CodeType, doc: str | None, *, top: bool = False) -> list[Any]:
     consts = list(code.co_consts)
-    if doc is not None and consts and consts[0] == doc:
-        consts = consts[1:]  # the docstring
+    if top and consts and consts[0] == doc:
+        consts = consts[1:]  # the docstring's slot (None when there is none)
     return [
         code.co_code,
         list(code.co_names),

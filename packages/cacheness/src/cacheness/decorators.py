@@ -77,6 +77,11 @@ _METHOD_SELF = ("self", "cls")
 _PARAMETER_ROOT = re.compile(r"[.\[]")
 _API_TTL = minutes(15)
 _API_LOCK_TIMEOUT = 60.0
+_WORKAROUND = {
+    "read": "computing the result without the cache",
+    "store": "the result is returned uncached",
+    "lock": "computing without stampede protection",
+}
 
 
 class CacheInfo(NamedTuple):
@@ -703,12 +708,13 @@ class _Memo:
         if cache.config.strict:
             raise exc
         log.warning(
-            "%s: could not %s cache entry %s (%s: %s); the function runs without the cache",
+            "%s: could not %s cache entry %s (%s: %s); %s",
             self.name,
             action,
             key,
             type(exc).__name__,
             exc,
+            _WORKAROUND[action],
         )
 
     def _waited_too_long(self, key: str) -> None:
