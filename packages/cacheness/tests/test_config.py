@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from cacheness.config import (
+    CONFIG_FILE_VARIABLE,
+    ENVIRONMENT_VARIABLES,
     CacheBlobConfig,
     CacheConfig,
     CacheMetadataConfig,
@@ -21,6 +24,7 @@ from cacheness.config import (
     SecurityConfig,
     SerializationConfig,
     default_cache_dir,
+    load_config,
     validate_config,
 )
 from cacheness.storage import (
@@ -541,3 +545,32 @@ def test_unsafe_pairing_opt_out_reaches_the_store(s3_bucket, tmp_path):
     with BlobStore(**allowed.blob_store_options()) as store:
         store.put(os.urandom(10_000), key="k")
     assert len(s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name)["Contents"]) == 1
+
+
+# -- the documentation page -------------------------------------------------------------------
+
+DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+
+
+def test_docs_examples_run():
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) >= 6
+    for block in blocks:
+        exec(compile(block, str(DOCS_PAGE), "exec"), {"__name__": "docs_configuration"})
+
+
+def test_docs_yaml_and_toml_examples_load(tmp_path):
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    for language, suffix in (("yaml", ".yaml"), ("toml", ".toml")):
+        (block,) = re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+        path = tmp_path / f"example{suffix}"
+        path.write_text(block)
+        assert validate_config(load_config(path).replace(cache_dir=str(tmp_path))) == []
+
+
+def test_docs_list_every_environment_variable():
+    text = DOCS_PAGE.read_text(encoding="utf-8")
+    for variable, target in ENVIRONMENT_VARIABLES.items():
+        assert f"| `{variable}` | `{target}` |" in text
+    assert f"| `{CONFIG_FILE_VARIABLE}` |" in text

@@ -571,8 +571,10 @@ class CacheConfig:
                 instance, a handler instance).
 
         Example:
-            >>> CacheConfig(cache_dir="/c").to_dict()["metadata"]["backend"]
-            'sqlite'
+            >>> data = CacheConfig(cache_dir="/c").to_dict()
+            >>> data["max_entries"], data["metadata"]
+            (None, {'backend': 'sqlite', 'options': {}, 'connection_url': None,
+                    'table': None, 'schema': None, 'path': None})
         """
         return to_builtins(self)
 
@@ -616,7 +618,8 @@ class CacheConfig:
 
         Example:
             >>> options = CacheConfig(cache_dir="/srv/cache").blob_store_options()
-            >>> str(options["metadata_options"]["path"]), str(options["blob_options"]["root"])
+            >>> metadata, blobs = options["metadata_options"], options["blob_options"]
+            >>> metadata["path"].as_posix(), blobs["root"].as_posix()
             ('/srv/cache/index.sqlite', '/srv/cache/blobs')
         """
         cache_dir = Path(self.cache_dir).expanduser()
