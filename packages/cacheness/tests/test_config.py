@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -574,3 +575,46 @@ def test_docs_list_every_environment_variable():
     for variable, target in ENVIRONMENT_VARIABLES.items():
         assert f"| `{variable}` | `{target}` |" in text
     assert f"| `{CONFIG_FILE_VARIABLE}` |" in text
+
+
+def test_sections_may_be_written_as_mappings():
+    config = CacheConfig(
+        metadata={"backend": "json", "path": "/i.json"}, blob={"backend": "memory"}
+    )
+    assert config.metadata == CacheMetadataConfig("json", path="/i.json")
+    assert config.blob == CacheBlobConfig("memory")
+    assert CacheConfig().replace(blob={"backend": "memory"}).blob == CacheBlobConfig("memory")
+    with pytest.raises(ConfigError, match=r"unknown configuration key metadata\.bakend"):
+        CacheConfig(metadata={"bakend": "json"})
+
+
+def test_home_is_expanded_in_every_path_setting():
+    config = CacheConfig(
+        cache_dir="~/c",
+        metadata=CacheMetadataConfig(path="~/i.db"),
+        blob=CacheBlobConfig(root="~/b"),
+    )
+    home = os.path.expanduser("~")
+    assert (config.cache_dir, config.metadata.path, config.blob.root) == (
+        os.path.join(home, "c"),
+        os.path.join(home, "i.db"),
+        os.path.join(home, "b"),
+    )
+
+
+def test_import_and_validation_stay_light():
+    probe = (
+        "import sys, json\n"
+        "from cacheness.config import CacheConfig, validate_config\n"
+        "config = CacheConfig(cache_dir='/c', metadata_backend='postgresql',\n"
+        "    metadata_backend_options={'url': 'postgresql://db/x'}, blob_backend='s3',\n"
+        "    blob_backend_options={'bucket': 'b'})\n"
+        "assert validate_config(config) == [], validate_config(config)\n"
+        "config.blob_store_options()\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout
+    heavy = {"numpy", "pandas", "pyarrow", "polars", "blosc2", "boto3", "botocore", "psycopg"}
+    assert sorted(set(json.loads(out)) & heavy) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -286,3 +287,9 @@ def test_resolving_leaves_the_given_config_alone():
     resolved = resolve_config(given, environ={"CACHENESS_S3_BUCKET": "b"}, max_entries=1)
     resolved.blob.options["max_attempts"] = 99
     assert given.to_dict() == before
+
+
+def test_paths_from_the_environment_are_expanded():
+    config = resolve_config(environ={"CACHENESS_DIR": "~/env-cache", "CACHENESS_BLOB_ROOT": "~/b"})
+    assert config.cache_dir == os.path.expanduser("~/env-cache")
+    assert config.blob.root == os.path.expanduser("~/b")

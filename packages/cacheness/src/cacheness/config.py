@@ -181,8 +181,11 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> str:
     return os.path.join(base, "cacheness")
 
 
-def _path_or_none(value: Any) -> Any:
-    return os.fspath(value) if isinstance(value, os.PathLike) else value
+def _local_path(value: Any) -> Any:
+    """Return a path setting as a string with ``~`` expanded; other values unchanged."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return os.path.expanduser(value) if isinstance(value, str) else value
 
 
 def _redacted(options: Any) -> Any:
@@ -230,6 +233,7 @@ class CacheMetadataConfig:
         table: the table name (postgresql, sqlite); lets several caches share a database.
         schema: the postgresql schema.
         path: the sqlite or json index file; default ``<cache_dir>/index.sqlite`` (``.json``).
+            ``~`` is expanded in every path setting.
 
     Example:
         >>> CacheMetadataConfig("postgresql", connection_url="postgresql://me:pw@db/cache")
@@ -244,7 +248,7 @@ class CacheMetadataConfig:
     path: str | None = None
 
     def __post_init__(self) -> None:
-        self.path = _path_or_none(self.path)
+        self.path = _local_path(self.path)
 
     def __repr__(self) -> str:
         return _section_repr(self)
@@ -282,7 +286,7 @@ class CacheBlobConfig:
     shard_chars: int | None = None
 
     def __post_init__(self) -> None:
-        self.root = _path_or_none(self.root)
+        self.root = _local_path(self.root)
 
     def __repr__(self) -> str:
         return _section_repr(self)
@@ -392,6 +396,16 @@ class SecurityConfig:
     verify_reads: bool = True
 
 
+_SECTION_TYPES: Final[dict[str, type]] = {
+    "metadata": CacheMetadataConfig,
+    "blob": CacheBlobConfig,
+    "compression": CompressionConfig,
+    "serialization": SerializationConfig,
+    "handlers": HandlersConfig,
+    "security": SecurityConfig,
+}
+
+
 # flat shortcut -> (section, field it folds into)
 _FLAT: Final = {
     "metadata_backend": ("metadata", "backend"),
@@ -416,8 +430,8 @@ class CacheConfig:
         cache_dir: directory of the embedded backends (sqlite index, blob files) and of
             the cache's lock files; default ``$CACHENESS_DIR`` or the user cache dir
             (:func:`default_cache_dir`).
-        metadata: the index (:class:`CacheMetadataConfig`).
-        blob: the bytes (:class:`CacheBlobConfig`).
+        metadata: the index (:class:`CacheMetadataConfig`); a mapping is converted.
+        blob: the bytes (:class:`CacheBlobConfig`); a mapping is converted.
         compression: :class:`CompressionConfig`.
         serialization: :class:`SerializationConfig`.
         handlers: :class:`HandlersConfig`.
@@ -480,7 +494,11 @@ class CacheConfig:
         blob_backend_options: Mapping[str, Any] | None,
         backend_options: Mapping[str, Any] | None,
     ) -> None:
-        self.cache_dir = _path_or_none(self.cache_dir)
+        self.cache_dir = _local_path(self.cache_dir)
+        for name, section_type in _SECTION_TYPES.items():
+            value = getattr(self, name)
+            if isinstance(value, Mapping):  # a section written as a dict
+                setattr(self, name, from_mapping(section_type, value, name))
         flat = {
             "metadata_backend": metadata_backend,
             "metadata_backend_options": metadata_backend_options,
@@ -805,16 +823,6 @@ def _serialization_problems(config: CacheConfig) -> list[str]:
     return problems
 
 
-_SECTION_TYPES: Final[dict[str, type]] = {
-    "metadata": CacheMetadataConfig,
-    "blob": CacheBlobConfig,
-    "compression": CompressionConfig,
-    "serialization": SerializationConfig,
-    "handlers": HandlersConfig,
-    "security": SecurityConfig,
-}
-
-
 def validate_config(config: CacheConfig) -> list[str]:
     """Return every problem of ``config`` as an actionable message (empty: valid).
 
@@ -1123,7 +1131,7 @@ def _apply_env(config: CacheConfig, environ: Mapping[str, str]) -> CacheConfig:
         else:
             setattr(owner, attribute, value)
         log.debug("config: %s set from %s", target, variable)
-    return result
+    return copy_value(result)  # rebuilt, so paths from the environment are expanded too
 
 
 def resolve_config(
