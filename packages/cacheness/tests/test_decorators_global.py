@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,3 +150,17 @@ def test_caches_made_by_get_cache_are_closed_at_exit(tmp_path, exit_mode):
         (entry,) = cache.list_entries()
     # closing records the hits still pending; without the exit handler they are lost
     assert entry.access_count == (3 if exit_mode == "normal" else 0)
+
+
+DOCS = Path(__file__).parents[3] / "docs" / "decorators.md"
+
+
+def test_the_examples_of_the_decorators_page_run(default_dir, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) >= 8
+    for number, block in enumerate(blocks):
+        exec(compile(block, f"{DOCS.name}[{number}]", "exec"), {"__name__": "__main__"})
+    printed = capsys.readouterr().out
+    assert "CacheInfo(hits=2, misses=1, maxsize=None, currsize=1, errors=0)" in printed
+    assert "__main__.clean@version=3@code=" in printed
+    assert printed.splitlines()[-1] == "1"  # one computation for 50 concurrent requests
