@@ -232,6 +232,9 @@ def test_pyproject_tool_table_is_found(tmp_path):
     path = tmp_path / "pyproject.toml"
     path.write_text('[project]\nname = "demo"\n\n[tool.cacheness]\neviction_policy = "fifo"\n')
     assert load_config_from_toml(path).eviction_policy == "fifo"
+    path.write_text('[project]\nname = "demo"\n')
+    with pytest.raises(ConfigError, match=r"pyproject\.toml has no \[tool\.cacheness\] table"):
+        load_config_from_toml(path)
 
 
 def test_explicit_table(tmp_path):

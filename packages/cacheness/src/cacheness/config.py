@@ -990,7 +990,8 @@ def load_config_from_toml(path: str | os.PathLike[str], *, table: str | None = N
     Args:
         path: the file.
         table: dotted name of the table holding the settings. Default: the
-            ``[tool.cacheness]`` table if the file has one, else the whole document.
+            ``[tool.cacheness]`` table if the file has one (a ``pyproject.toml`` must),
+            else the whole document.
 
     Raises:
         ConfigError: the file is missing or unreadable, not valid TOML, lacks the
@@ -1011,6 +1012,8 @@ def load_config_from_toml(path: str | os.PathLike[str], *, table: str | None = N
     tool = document.get("tool") if isinstance(document, dict) else None
     if table is None and isinstance(tool, dict) and "cacheness" in tool:
         table = "tool.cacheness"
+    elif table is None and Path(path).name == "pyproject.toml":
+        raise ConfigError(f"{os.fspath(path)} has no [tool.cacheness] table")
     for part in table.split(".") if table else ():
         if not isinstance(document, dict) or part not in document:
             raise ConfigError(f"{os.fspath(path)} has no [{table}] table")
