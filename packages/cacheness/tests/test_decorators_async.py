@@ -169,14 +169,20 @@ def _hold_in_thread(cache, key):
     return release, thread
 
 
-def test_waiting_for_the_lock_never_blocks_the_event_loop(cache):
+def _guarded(cache, **options):
+    """An async function with a lock, and the list of arguments it computed."""
     computed = []
 
-    @cached(cache_instance=cache, lock=True)
+    @cached(cache_instance=cache, lock=True, **options)
     async def guarded(x):
         computed.append(x)
         return x + 1
 
+    return guarded, computed
+
+
+def test_waiting_for_the_lock_never_blocks_the_event_loop(cache):
+    guarded, computed = _guarded(cache)
     release, holder = _hold_in_thread(cache, guarded.cache_key(1))
 
     async def main():
@@ -196,17 +202,11 @@ def test_waiting_for_the_lock_never_blocks_the_event_loop(cache):
 
 
 def test_async_lock_timeout_computes_anyway_and_logs(cache, caplog):
-    computed = []
-
-    @cached(cache_instance=cache, lock=True, lock_timeout=0.05)
-    async def guarded(x):
-        computed.append(x)
-        return x
-
+    guarded, computed = _guarded(cache, lock_timeout=0.05)
     release, holder = _hold_in_thread(cache, guarded.cache_key(1))
     try:
         with caplog.at_level(logging.WARNING, logger="cacheness.decorators"):
-            assert asyncio.run(guarded(1)) == 1
+            assert asyncio.run(guarded(1)) == 2
     finally:
         release.set()
         holder.join()
@@ -215,13 +215,7 @@ def test_async_lock_timeout_computes_anyway_and_logs(cache, caplog):
 
 
 def test_a_task_cancelled_while_waiting_lets_the_lock_go(cache, caplog):
-    computed = []
-
-    @cached(cache_instance=cache, lock=True, lock_timeout=10)
-    async def guarded(x):
-        computed.append(x)
-        return x
-
+    guarded, computed = _guarded(cache, lock_timeout=10)
     release, holder = _hold_in_thread(cache, guarded.cache_key(1))
 
     async def main():
@@ -238,7 +232,7 @@ def test_a_task_cancelled_while_waiting_lets_the_lock_go(cache, caplog):
         return await guarded(1)
 
     with caplog.at_level(logging.WARNING, logger="cacheness.decorators"):
-        assert asyncio.run(main()) == 1
+        assert asyncio.run(main()) == 2
     assert computed == [1]
     assert "waited lock_timeout" not in caplog.text
 
