@@ -12,11 +12,23 @@ import sys
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cacheness.cache import MISS, cacheness
-from cacheness.decorators import CacheInfo, cache_if, cached
+from cacheness.decorators import CacheInfo, cache_if, cached, reset_cache, set_default_cache
 from cacheness.keys import UnsupportedKeyValueError, derive_key
 from cacheness.storage.errors import BackendUnavailableError, SerializationError, StorageError
+
+
+@pytest.fixture(autouse=True)
+def no_default_cache_at_home(tmp_path, monkeypatch):
+    """A stray use of the default cache lands in the test's tmp dir, not in ~/.cache."""
+    monkeypatch.setenv("CACHENESS_DIR", str(tmp_path / "default-cache"))
+    previous = set_default_cache(None)
+    yield
+    reset_cache()
+    set_default_cache(previous)
 
 
 @pytest.fixture
@@ -850,3 +862,33 @@ def test_code_hash_reads_the_indented_source_of_methods(cache):
     assert prefix.startswith("shape.area@code=")
     assert Reformatted.area.cache_parameters()["key_prefix"] == prefix
     assert Changed.area.cache_parameters()["key_prefix"] != prefix
+
+
+# -- binding, against inspect.Signature.bind --------------------------------------------------
+
+values = st.one_of(st.integers(), st.text(max_size=5), st.none(), st.floats(allow_nan=False))
+
+
+@given(
+    a=values,
+    rest=st.lists(values, max_size=3),
+    positional=st.integers(min_value=1, max_value=4),
+)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_way_to_pass_arguments_gives_the_key_of_the_bound_call(cache, a, rest, positional):
+    def f(a, b=1, c="x", d=None):
+        return a
+
+    cached_f = cached(cache_instance=cache, key_prefix="tests.bind")(f)
+    names = ["a", "b", "c", "d"]
+    given_values = [a, *rest][:4]
+    signature = inspect.signature(f)
+    bound = signature.bind(*given_values)
+    bound.apply_defaults()
+    expected = derive_key(dict(bound.arguments), prefix="tests.bind")
+    split = min(positional, len(given_values))
+    args = given_values[:split]
+    kwargs = dict(zip(names[split:], given_values[split:], strict=False))
+    assert cached_f.cache_key(*args, **kwargs) == expected
+    assert cached_f.cache_key(*given_values) == expected
+    assert cached_f.cache_key(**dict(zip(names, given_values, strict=False))) == expected
