@@ -9,15 +9,127 @@ arguments, in SQLite + local files by default, or PostgreSQL + S3 for a team.
 Storage itself comes from the separately installable ``blobcache-storage``
 distribution (``cacheness.storage``).
 
+The public API is this module's ``__all__``: the cache class :class:`cacheness`
+(alias ``UnifiedCache``), configuration (:class:`CacheConfig` and friends), key
+derivation, TTL helpers and the whole error hierarchy of ``cacheness.storage``.
+
 Example:
+    >>> import tempfile
     >>> import cacheness
+    >>> with cacheness.cacheness(cache_dir=tempfile.mkdtemp()) as cache:
+    ...     _ = cache.put([1, 2, 3], dataset="iris")
+    ...     cache.get(dataset="iris")
+    [1, 2, 3]
     >>> cacheness.__version__ == cacheness.version_info()["cacheness"]
     True
 """
 
 from cacheness._version import __version__
+from cacheness.cache import MISS, UnifiedCache, cacheness
+from cacheness.cache_entry import CacheEntry
+from cacheness.config import (
+    CacheBlobConfig,
+    CacheConfig,
+    CacheMetadataConfig,
+    CompressionConfig,
+    HandlersConfig,
+    SecurityConfig,
+    SerializationConfig,
+    default_cache_dir,
+    load_config,
+    load_config_from_dict,
+    load_config_from_json,
+    load_config_from_toml,
+    load_config_from_yaml,
+    resolve_config,
+    save_config_to_json,
+    validate_config,
+    validate_config_strict,
+)
+from cacheness.keys import KEY_SCHEMA_VERSION, UnsupportedKeyValueError, derive_key, describe_params
+from cacheness.storage.errors import (
+    BackendUnavailableError,
+    BlobExistsError,
+    BlobNotFoundError,
+    CacheError,
+    CachenessWarning,
+    CompressionError,
+    ConfigError,
+    EntryExistsError,
+    EntryNotFoundError,
+    FilterError,
+    IntegrityError,
+    InvalidBlobNameError,
+    InvalidEntryError,
+    InvalidKeyError,
+    KeyImmutableError,
+    MetadataError,
+    MissingDependencyError,
+    NetworkFilesystemWarning,
+    NotFoundError,
+    ObjectDeclinedError,
+    PayloadTooLargeError,
+    SerializationError,
+    StorageError,
+)
+from cacheness.ttl import days, hours, minutes, seconds
 
-__all__ = ["__version__", "version_info"]
+__all__ = [
+    "KEY_SCHEMA_VERSION",
+    "MISS",
+    "BackendUnavailableError",
+    "BlobExistsError",
+    "BlobNotFoundError",
+    "CacheBlobConfig",
+    "CacheConfig",
+    "CacheEntry",
+    "CacheError",
+    "CacheMetadataConfig",
+    "CachenessWarning",
+    "CompressionConfig",
+    "CompressionError",
+    "ConfigError",
+    "EntryExistsError",
+    "EntryNotFoundError",
+    "FilterError",
+    "HandlersConfig",
+    "IntegrityError",
+    "InvalidBlobNameError",
+    "InvalidEntryError",
+    "InvalidKeyError",
+    "KeyImmutableError",
+    "MetadataError",
+    "MissingDependencyError",
+    "NetworkFilesystemWarning",
+    "NotFoundError",
+    "ObjectDeclinedError",
+    "PayloadTooLargeError",
+    "SecurityConfig",
+    "SerializationConfig",
+    "SerializationError",
+    "StorageError",
+    "UnifiedCache",
+    "UnsupportedKeyValueError",
+    "__version__",
+    "cacheness",
+    "days",
+    "default_cache_dir",
+    "derive_key",
+    "describe_params",
+    "hours",
+    "load_config",
+    "load_config_from_dict",
+    "load_config_from_json",
+    "load_config_from_toml",
+    "load_config_from_yaml",
+    "minutes",
+    "resolve_config",
+    "save_config_to_json",
+    "seconds",
+    "validate_config",
+    "validate_config_strict",
+    "version_info",
+]
 
 
 def version_info() -> dict[str, str]:

@@ -1,0 +1,878 @@
+"""The ``cacheness`` cache class: values stored under keys derived from keyword arguments.
+
+``cacheness`` adds caching semantics to a :class:`cacheness.storage.BlobStore`: keys
+derived from key parameters (:mod:`cacheness.keys`), TTL (:mod:`cacheness.ttl`),
+size/count limits with LRU/LFU/FIFO eviction (:mod:`cacheness.eviction`), statistics
+(:mod:`cacheness.stats`), and misses instead of crashes for entries that cannot be read
+back. The embedded default is a SQLite index with files under the cache directory;
+PostgreSQL + S3 serve a team (see the configuration docs).
+
+Key parameters are given as keyword arguments (``cache.get(model="resnet", epochs=10)``)
+or as a mapping (``key_params={...}``, for names that clash with the keyword arguments
+the methods take: ``default``, ``cache_key``, ``key_prefix``, ``key_params``,
+``ttl_seconds``, ``metadata``, ``check_expiration``). Every method also accepts
+``cache_key=`` instead of key parameters.
+
+Example:
+    >>> import tempfile
+    >>> from cacheness import cacheness
+    >>> with cacheness(cache_dir=tempfile.mkdtemp()) as cache:
+    ...     key = cache.put({"auc": 0.91}, model="resnet", epochs=10)
+    ...     cache.get(model="resnet", epochs=10)
+    ...     cache.get(model="resnet", epochs=11) is None
+    ...     cache.get_stats()["hits"]
+    {'auc': 0.91}
+    True
+    1
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, Self
+
+from cacheness.cache_entry import FORMAT_VERSION, RESERVED_METADATA_KEY, CacheEntry, cache_facts
+from cacheness.config import CacheConfig, resolve_config, validate_config_strict
+from cacheness.eviction import Evictor
+from cacheness.keys import derive_key, describe_params
+from cacheness.stats import CacheStats
+from cacheness.storage import (
+    BlobStore,
+    Entry,
+    Filter,
+    IntegrityError,
+    PayloadTooLargeError,
+    SerializationError,
+    StorageError,
+    utc_now,
+    validate_key,
+)
+from cacheness.ttl import expiry_time, validate_ttl
+
+__all__ = ["MISS", "UnifiedCache", "cacheness"]
+
+log = logging.getLogger(__name__)
+
+_EXPIRES: Final = f"metadata.{RESERVED_METADATA_KEY}.expires_at"
+_PARAMS: Final = f"metadata.{RESERVED_METADATA_KEY}.params"
+_PREFIX: Final = f"metadata.{RESERVED_METADATA_KEY}.prefix"
+_MAX_PENDING_ACCESS: Final = 10_000
+
+
+class _Miss:
+    """The type of :data:`MISS`."""
+
+    _instance: _Miss | None = None
+
+    def __new__(cls) -> _Miss:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISS"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISS"
+
+
+MISS: Final = _Miss()
+"""Returned by ``get(default=MISS, ...)`` on a miss: unlike None, it is never a stored value."""
+
+Predicate = Callable[[CacheEntry], bool]
+
+
+class cacheness:  # noqa: N801 - the product's name, as users write it
+    """A persistent cache of Python objects under keys derived from keyword arguments.
+
+    Args:
+        config: a :class:`~cacheness.config.CacheConfig`; None uses the defaults,
+            ``CACHENESS_*`` environment variables and ``CACHENESS_CONFIG`` (a file).
+        clock: returns the current UTC time; tests inject one to move time without
+            sleeping (TTL, LRU order).
+        **overrides: top-level or flat-shortcut fields of ``CacheConfig``
+            (``cache_dir=``, ``default_ttl_seconds=``, ``max_cache_size_mb=``,
+            ``metadata_backend=``...); explicit arguments win over the environment,
+            which wins over a config file.
+
+    Raises:
+        ConfigError: the configuration is invalid (the message lists every problem).
+        MissingDependencyError: a configured backend needs an extra that is not installed.
+
+    Example:
+        >>> import tempfile
+        >>> cache = cacheness(cache_dir=tempfile.mkdtemp(), default_ttl_seconds=3600)
+        >>> cache.put([1, 2, 3], dataset="iris", split="train") == cache.key_for(
+        ...     dataset="iris", split="train")
+        True
+        >>> cache.get_metadata(dataset="iris", split="train").ttl_seconds
+        3600.0
+        >>> cache.close()
+    """
+
+    def __init__(
+        self,
+        config: CacheConfig | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = resolve_config(config, **overrides)
+        validate_config_strict(self.config)
+        self._clock = clock or utc_now
+        self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
+        max_bytes = (
+            None
+            if self.config.max_cache_size_mb is None
+            else int(self.config.max_cache_size_mb * 1024 * 1024)
+        )
+        self._max_item_bytes = max_bytes
+        self._evictor = Evictor(
+            self._store,
+            max_bytes=max_bytes,
+            max_entries=self.config.max_entries,
+            policy=self.config.eviction_policy,
+        )
+        self._stats = CacheStats()
+        self._access_interval = timedelta(seconds=self.config.access_update_interval_seconds)
+        self._pending_access: dict[str, int] = {}
+        self._access_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ keys
+
+    @property
+    def store(self) -> BlobStore:
+        """The storage this cache runs on (a :class:`cacheness.storage.BlobStore`)."""
+        return self._store
+
+    def key_for(
+        self,
+        *,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> str:
+        """Return the cache key the key parameters map to (see :func:`cacheness.keys.derive_key`).
+
+        Raises:
+            UnsupportedKeyValueError: a parameter value cannot be hashed stably (a
+                ``TypeError`` saying what to do).
+        """
+        return self._resolve(None, key_prefix, key_params, params)[0]
+
+    def _resolve(
+        self,
+        cache_key: str | None,
+        key_prefix: str | None,
+        key_params: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        merged = dict(key_params or {})
+        clash = merged.keys() & params.keys()
+        if clash:
+            raise TypeError(f"key parameter(s) given twice: {', '.join(sorted(clash))}")
+        merged.update(params)
+        if cache_key is not None:
+            return validate_key(cache_key), merged
+        if not merged:
+            raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
+        return derive_key(merged, prefix=key_prefix, hash_unknown=self.config.hash_unknown), merged
+
+    # ------------------------------------------------------------------ writing
+
+    def put(
+        self,
+        data: Any,
+        *,
+        ttl_seconds: float | timedelta | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> str:
+        """Store ``data`` under the key its key parameters derive; return the key.
+
+        Args:
+            data: the value (anything a storage handler takes: arrays, frames, plain
+                data, bytes, picklable objects).
+            ttl_seconds: seconds until it expires; None uses ``default_ttl_seconds``.
+            metadata: a JSON-able dict stored with it and queryable (``list_entries``).
+            cache_key: store under this key instead of one derived from parameters (the
+                parameters given are then only recorded, for listing and queries).
+            key_prefix: a namespace mixed into the derived key and recorded.
+            key_params: key parameters as a mapping (for clashing names).
+            **params: key parameters. The JSON-able ones are stored with the entry.
+
+        Raises:
+            UnsupportedKeyValueError: a parameter cannot be hashed (a ``TypeError``).
+            PayloadTooLargeError: the value alone is larger than ``max_cache_size_mb``.
+            ValueError: bad ``ttl_seconds``, or ``metadata`` uses the reserved key.
+            SerializationError: no handler can store ``data``.
+            StorageError: the backend failed; nothing was stored.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> key = cache.put("report", ttl_seconds=60, metadata={"owner": "ana"}, day=3)
+            >>> cache.get_metadata(cache_key=key).metadata
+            {'owner': 'ana'}
+        """
+        self._check_open()
+        key, merged = self._resolve(cache_key, key_prefix, key_params, params)
+        ttl = self._ttl(ttl_seconds)
+        facts = self._facts(self._clock(), ttl, merged, key_prefix)
+        try:
+            entry = self._store.put_entry(
+                data, key, self._with_facts(metadata, facts), max_size=self._max_item_bytes
+            )
+        except PayloadTooLargeError as exc:
+            raise PayloadTooLargeError(
+                f"the value takes more than the whole cache limit (max_cache_size_mb="
+                f"{self.config.max_cache_size_mb}); it was not stored, nothing was evicted"
+            ) from exc
+        self._stats.add(puts=1, bytes_written=entry.size)
+        evicted = self._evictor.after_put(key, entry.size)
+        if evicted:
+            self._stats.add(evictions=evicted)
+        return key
+
+    def update_data(
+        self,
+        data: Any,
+        *,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> bool:
+        """Replace the value of an existing entry; its TTL restarts. False if absent.
+
+        The key, the user metadata and the TTL stay; the expiry moves to now + TTL.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("v1", run=1)
+            >>> cache.update_data("v2", run=1), cache.get(run=1)
+            (True, 'v2')
+            >>> cache.update_data("v3", run=2)
+            False
+        """
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        entry = self._store.get_metadata(key)
+        if entry is None or self._expired(entry, self._clock()):
+            return False
+        facts = self._refreshed_facts(entry, self._clock(), ttl=None)
+        changed = self._store.update_data(
+            key, data, metadata={RESERVED_METADATA_KEY: facts}, max_size=self._max_item_bytes
+        )
+        if changed:
+            self._stats.add(puts=1)
+        return changed
+
+    def touch(
+        self,
+        *,
+        ttl_seconds: float | timedelta | None = None,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> bool:
+        """Restart an entry's TTL (optionally with a new TTL); False if absent or expired.
+
+        Example:
+            >>> import tempfile
+            >>> from cacheness.ttl import hours
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("x", ttl_seconds=60, job=7)
+            >>> cache.touch(ttl_seconds=hours(48), job=7)
+            True
+            >>> cache.get_metadata(job=7).ttl_seconds
+            172800.0
+        """
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        return self._touch_entries([key], ttl_seconds) == 1
+
+    def touch_batch(
+        self,
+        *,
+        ttl_seconds: float | timedelta | None = None,
+        filter: Filter | None = None,
+        **equals: Any,
+    ) -> int:
+        """Restart the TTL of every live entry matching; return how many.
+
+        Args:
+            ttl_seconds: a new TTL for all of them; None keeps each entry's own TTL.
+            filter: a storage filter over entry fields (see ``list_entries``).
+            **equals: key parameters the entries must have (``project="ml"``).
+        """
+        self._check_open()
+        keys = [entry.cache_key for entry in self.query_meta(filter=filter, **equals)]
+        return self._touch_entries(keys, ttl_seconds)
+
+    def _touch_entries(self, keys: list[str], ttl_seconds: float | timedelta | None) -> int:
+        if not keys:
+            return 0
+        now = self._clock()
+        ttl = None if ttl_seconds is None else validate_ttl(ttl_seconds)
+        current = self._store.metadata.get_many(keys)
+        updates = {
+            key: {RESERVED_METADATA_KEY: self._refreshed_facts(entry, now, ttl)}
+            for key, entry in current.items()
+            if not self._expired(entry, now)
+        }
+        return self._store.update_batch(updates) if updates else 0
+
+    def update_batch(self, items: Iterable[tuple[Mapping[str, Any], Any]]) -> int:
+        """Replace the values of several entries: ``[(key_params, data), ...]``; return how many.
+
+        A ``key_params`` mapping may hold ``cache_key`` instead of parameters.
+        """
+        self._check_open()
+        return sum(
+            self.update_data(data, cache_key=self._resolve_spec(spec)[0]) for spec, data in items
+        )
+
+    def copy(
+        self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
+    ) -> str:
+        """Copy an entry to the key of other key parameters; return the new key.
+
+        ``source`` and ``dest`` are key parameter mappings (or ``{"cache_key": ...}``).
+        The copy keeps the value, metadata and TTL and records ``dest`` as its parameters.
+
+        Raises:
+            EntryNotFoundError: the source does not exist.
+            EntryExistsError: the destination exists and ``overwrite`` is False.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("weights", experiment="exp_001")
+            >>> _ = cache.copy({"experiment": "exp_001"}, {"experiment": "backup"})
+            >>> cache.get(experiment="backup"), cache.get_metadata(experiment="backup").params
+            ('weights', {'experiment': 'backup'})
+        """
+        return self._relocate(source, dest, overwrite, self._store.copy)
+
+    def move(
+        self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
+    ) -> str:
+        """Move an entry to the key of other key parameters; return the new key (see ``copy``)."""
+        return self._relocate(source, dest, overwrite, self._store.move)
+
+    def _relocate(
+        self,
+        source: Mapping[str, Any],
+        dest: Mapping[str, Any],
+        overwrite: bool,
+        operation: Callable[..., Entry],
+    ) -> str:
+        self._check_open()
+        src = self._resolve_spec(source)[0]
+        dst, dst_params = self._resolve_spec(dest)
+        entry = operation(src, dst, overwrite=overwrite)
+        facts = dict(cache_facts(entry))
+        described = describe_params(dst_params) if dst_params else None
+        if described is None:
+            facts.pop("params", None)
+        else:
+            facts["params"] = described
+        self._store.update_metadata(dst, {RESERVED_METADATA_KEY: facts})
+        return dst
+
+    # ------------------------------------------------------------------ reading
+
+    def get(
+        self,
+        *,
+        default: Any = None,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> Any:
+        """Return the cached value, or ``default`` on a miss (expired entries are misses).
+
+        An entry that cannot be read back (missing or corrupt bytes, a decode failure
+        after an upgrade) is a miss too: logged, counted as an error and removed, unless
+        the cache is ``strict``, which raises instead.
+
+        Raises:
+            IntegrityError, SerializationError: only with ``strict=True``.
+            BackendUnavailableError: the storage cannot be reached (not a miss: the
+                entries are kept).
+
+        Example:
+            >>> import tempfile
+            >>> from cacheness import MISS
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(None, q="nothing")
+            >>> cache.get(q="nothing", default=MISS) is None  # a stored None is a hit
+            True
+            >>> cache.get(q="other", default=MISS) is MISS
+            True
+        """
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        value = self._lookup(key)
+        return default if value is MISS else value
+
+    def get_with_metadata(
+        self,
+        *,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> tuple[Any, CacheEntry] | None:
+        """Return ``(value, CacheEntry)``, or None on a miss."""
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        entry = self._store.get_metadata(key)
+        if entry is None:
+            self._stats.record_miss()
+            return None
+        value = self._load(entry)
+        if value is MISS:
+            return None
+        return value, self._describe(entry)
+
+    def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
+        """Return the values for several key parameter mappings, in order (``default`` on misses).
+
+        One index query fetches all entries. A mapping may hold ``cache_key``.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("a", experiment="exp_001")
+            >>> cache.get_batch([{"experiment": "exp_001"}, {"experiment": "exp_002"}])
+            ['a', None]
+        """
+        self._check_open()
+        keys = [self._resolve_spec(item)[0] for item in items]
+        entries = self._store.metadata.get_many(keys)
+        results = []
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                self._stats.record_miss()
+                results.append(default)
+                continue
+            value = self._load(entry)
+            results.append(default if value is MISS else value)
+        return results
+
+    def exists(
+        self,
+        *,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> bool:
+        """Return True when a live (not expired) entry exists; loads nothing."""
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        entry = self._store.get_metadata(key)
+        return entry is not None and not self._expired(entry, self._clock())
+
+    def get_metadata(
+        self,
+        *,
+        check_expiration: bool = True,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> CacheEntry | None:
+        """Return what the cache knows about an entry without loading it, or None.
+
+        Expired entries give None unless ``check_expiration=False``.
+        """
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        entry = self._store.get_metadata(key)
+        if entry is None or (check_expiration and self._expired(entry, self._clock())):
+            return None
+        return self._describe(entry)
+
+    def list_entries(
+        self,
+        *,
+        filter: Filter | None = None,
+        include_expired: bool = False,
+        order_by: str = "created_at",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[CacheEntry]:
+        """Return the entries (no values loaded), oldest first by default.
+
+        Args:
+            filter: a storage filter over entry fields: ``{"size": {"$gt": 1000}}``,
+                ``{"metadata.owner": "ana"}`` (user metadata), ``{"handler": "numpy"}``.
+            include_expired: also list entries whose TTL has run out.
+            order_by, descending, limit, offset: ordering and paging.
+        """
+        self._check_open()
+        parts: list[Mapping[str, Any]] = [] if filter is None else [filter]
+        if not include_expired:
+            parts.append(self._live_filter(self._clock()))
+        combined = None if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
+        entries = self._store.iter_entries(
+            filter=combined, order_by=order_by, descending=descending, limit=limit, offset=offset
+        )
+        return [self._describe(entry) for entry in entries]
+
+    def query_meta(self, *, filter: Filter | None = None, **equals: Any) -> list[CacheEntry]:
+        """Return the live entries whose key parameters equal ``equals`` (and match ``filter``).
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(1, project="ml", run=1)
+            >>> _ = cache.put(2, project="web", run=2)
+            >>> [e.params["run"] for e in cache.query_meta(project="ml")]
+            [1]
+        """
+        return self.list_entries(filter=self._params_filter(equals, filter))
+
+    # ------------------------------------------------------------------ deleting
+
+    def invalidate(
+        self,
+        *,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> bool:
+        """Delete one entry; return False if it did not exist."""
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        return self._store.delete(key)
+
+    def delete_batch(self, items: Iterable[Mapping[str, Any]]) -> int:
+        """Delete the entries of several key parameter mappings; return how many existed."""
+        self._check_open()
+        keys = [self._resolve_spec(item)[0] for item in items]
+        return self._store.delete_batch(keys)
+
+    def delete_where(self, where: Filter | Predicate) -> int:
+        """Delete the entries a storage filter (or a predicate on ``CacheEntry``) selects.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(1, metadata={"stage": "dev"}, run=1)
+            >>> cache.delete_where({"metadata.stage": "dev"})
+            1
+        """
+        self._check_open()
+        if callable(where):
+            predicate = where
+            return self._store.delete_where(lambda entry: predicate(self._describe(entry)))
+        return self._store.delete_where(where)
+
+    def delete_matching(self, **equals: Any) -> int:
+        """Delete the entries whose key parameters equal ``equals``; return how many."""
+        self._check_open()
+        return self._store.delete_where(self._params_filter(equals, None))
+
+    def delete_by_prefix(self, **prefixes: Any) -> int:
+        """Delete the entries whose key parameters start with the given values.
+
+        String values match as prefixes (``experiment="exp_"`` removes ``exp_001``,
+        ``exp_002``...); other values must be equal.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(1, experiment="exp_001")
+            >>> _ = cache.put(2, experiment="exp_002")
+            >>> _ = cache.put(3, experiment="baseline")
+            >>> cache.delete_by_prefix(experiment="exp_")
+            2
+        """
+        self._check_open()
+        if not prefixes:
+            raise TypeError("pass at least one key parameter prefix")
+        described = self._described(prefixes)
+        clauses = {
+            f"{_PARAMS}.{name}": {"$prefix": value} if isinstance(value, str) else value
+            for name, value in described.items()
+        }
+        return self._store.delete_where(clauses)
+
+    def clear_all(self) -> int:
+        """Delete every entry; return how many there were."""
+        self._check_open()
+        with self._access_lock:
+            self._pending_access.clear()
+        return self._store.clear()
+
+    def cleanup_expired(self) -> int:
+        """Delete every expired entry in one pushed-down delete; return how many.
+
+        Example:
+            >>> import tempfile
+            >>> from datetime import UTC, datetime, timedelta
+            >>> now = [datetime(2026, 1, 1, tzinfo=UTC)]
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp(), clock=lambda: now[0])
+            >>> _ = cache.put(1, ttl_seconds=10, n=1)
+            >>> _ = cache.put(2, n=2)  # no expiry
+            >>> now[0] += timedelta(seconds=11)
+            >>> cache.cleanup_expired()
+            1
+        """
+        self._check_open()
+        removed = self._store.delete_where({_EXPIRES: {"$lte": self._clock().timestamp()}})
+        self._stats.add(expirations=removed)
+        return removed
+
+    # ------------------------------------------------------------------ locks & stats
+
+    def compute_lock(
+        self, cache_key: str, *, timeout: float | None = None
+    ) -> AbstractContextManager[bool]:
+        """A lock on computing the value of ``cache_key``, shared as far as the index is.
+
+        Threads of one process (memory index), processes of one host (sqlite, json: file
+        locks next to the index), or every host (postgresql: an advisory lock). Yields
+        True when held, False when ``timeout`` ran out.
+        """
+        self._check_open()
+        return self._store.metadata.named_lock(f"cacheness.compute:{cache_key}", timeout=timeout)
+
+    def get_stats(self) -> dict[str, Any]:
+        """Return counters of this cache object plus the index's entry count and size.
+
+        Keys: hits, misses, puts, evictions, expirations, errors, bytes_read,
+        bytes_written, hit_rate, entries, total_size, max_cache_size_mb, max_entries,
+        eviction_policy, metadata_backend, blob_backend.
+        """
+        self._check_open()
+        self._flush_access()
+        stats = self._stats.snapshot()
+        stats.update(
+            entries=self._store.count(),
+            total_size=self._store.total_size(),
+            max_cache_size_mb=self.config.max_cache_size_mb,
+            max_entries=self.config.max_entries,
+            eviction_policy=self.config.eviction_policy,
+            metadata_backend=self._store.metadata.name,
+            blob_backend=self._store.blobs.name,
+        )
+        return stats
+
+    def reset_stats(self) -> None:
+        """Set the counters of this cache object back to zero."""
+        self._stats.reset()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Record pending access statistics and close the storage. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self._flush_access()
+        finally:
+            self._closed = True
+            self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"cacheness(cache_dir={self.config.cache_dir!r}, "
+            f"metadata={self._store.metadata.name!r}, blobs={self._store.blobs.name!r})"
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("this cache is closed; create a new cacheness()")
+
+    def _ttl(self, ttl_seconds: float | timedelta | None) -> float | None:
+        if ttl_seconds is None:
+            return validate_ttl(self.config.default_ttl_seconds, "default_ttl_seconds")
+        return validate_ttl(ttl_seconds)
+
+    @staticmethod
+    def _facts(
+        now: datetime, ttl: float | None, params: Mapping[str, Any], prefix: str | None
+    ) -> dict[str, Any]:
+        facts: dict[str, Any] = {"v": FORMAT_VERSION}
+        if ttl is not None:
+            facts["ttl"] = ttl
+            facts["expires_at"] = expiry_time(now, ttl)
+        described = describe_params(params) if params else None
+        if described is not None:
+            facts["params"] = described
+        if prefix:
+            facts["prefix"] = prefix
+        return facts
+
+    def _refreshed_facts(self, entry: Entry, now: datetime, ttl: float | None) -> dict[str, Any]:
+        facts = dict(cache_facts(entry))
+        facts["v"] = FORMAT_VERSION
+        keep = ttl if ttl is not None else facts.get("ttl")
+        if keep is None:
+            facts.pop("ttl", None)
+            facts.pop("expires_at", None)
+        else:
+            facts["ttl"] = keep
+            facts["expires_at"] = expiry_time(now, keep)
+        return facts
+
+    @staticmethod
+    def _with_facts(metadata: Mapping[str, Any] | None, facts: dict[str, Any]) -> dict[str, Any]:
+        user = dict(metadata or {})
+        if RESERVED_METADATA_KEY in user:
+            raise ValueError(
+                f"metadata key {RESERVED_METADATA_KEY!r} is reserved for the cache's own facts; "
+                "rename it"
+            )
+        user[RESERVED_METADATA_KEY] = facts
+        return user
+
+    @staticmethod
+    def _expired(entry: Entry, now: datetime) -> bool:
+        expires = cache_facts(entry).get("expires_at")
+        return expires is not None and expires <= now.timestamp()
+
+    @staticmethod
+    def _live_filter(now: datetime) -> Filter:
+        return {
+            "$or": [
+                {_EXPIRES: {"$exists": False}},
+                {_EXPIRES: {"$gt": now.timestamp()}},
+            ]
+        }
+
+    def _described(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        described = describe_params(params)
+        missing = set(params) - set(described or {})
+        if described is None or missing:
+            raise ValueError(
+                "only JSON-able key parameters are recorded and can be queried; "
+                f"cannot query by {', '.join(sorted(missing or params))}"
+            )
+        return described
+
+    def _params_filter(self, equals: Mapping[str, Any], filter: Filter | None) -> Filter | None:
+        parts: list[Mapping[str, Any]] = []
+        if equals:
+            parts.append({f"{_PARAMS}.{k}": v for k, v in self._described(equals).items()})
+        if filter:
+            parts.append(filter)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    def _resolve_spec(self, spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Resolve a mapping of key parameters (or ``cache_key``/``key_prefix``)."""
+        params = dict(spec)
+        cache_key = params.pop("cache_key", None)
+        key_prefix = params.pop("key_prefix", None)
+        return self._resolve(cache_key, key_prefix, params, {})
+
+    def _describe(self, entry: Entry) -> CacheEntry:
+        location = self._store.blobs.location(entry.blob_ref) if entry.blob_ref else ""
+        return CacheEntry.from_entry(entry, location)
+
+    def _lookup(self, key: str) -> Any:
+        entry = self._store.get_metadata(key)
+        if entry is None:
+            self._stats.record_miss()
+            return MISS
+        return self._load(entry)
+
+    def _load(self, entry: Entry) -> Any:
+        """Return the entry's value, or MISS (expired, other format, unreadable)."""
+        now = self._clock()
+        facts = cache_facts(entry)
+        if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
+            log.info("entry %s was written by another cache format version: a miss", entry.key)
+            self._stats.record_miss()
+            return MISS
+        if self._expired(entry, now):
+            self._stats.record_miss(expired=True)
+            self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
+            return MISS
+        try:
+            value = self._store.read(entry)
+        except (IntegrityError, SerializationError) as exc:
+            if self.config.strict:
+                raise
+            log.warning("cache entry %s cannot be read back: a miss (%s)", entry.key, exc)
+            self._stats.record_miss(error=True)
+            self._remove_if_unchanged(entry, {"updated_at": entry.updated_at})
+            return MISS
+        self._stats.record_hit(bytes_read=entry.size)
+        self._accessed(entry, now)
+        return value
+
+    def _remove_if_unchanged(self, entry: Entry, condition: Filter) -> None:
+        """Delete ``entry`` unless someone rewrote its key meanwhile (a conditional delete)."""
+        try:
+            self._store.delete_where({"$and": [{"key": entry.key}, condition]})
+        except StorageError:
+            log.warning("could not remove unusable cache entry %s", entry.key, exc_info=True)
+
+    def _accessed(self, entry: Entry, now: datetime) -> None:
+        """Record a hit: at most one index write per key per access interval."""
+        with self._access_lock:
+            pending = self._pending_access.pop(entry.key, 0) + 1
+            if now - entry.accessed_at < self._access_interval:
+                self._pending_access[entry.key] = pending
+                if len(self._pending_access) < _MAX_PENDING_ACCESS:
+                    return
+                flush, self._pending_access = self._pending_access, {}
+            else:
+                flush = {entry.key: pending}
+        self._record_access(flush, now)
+
+    def _flush_access(self) -> None:
+        with self._access_lock:
+            flush, self._pending_access = self._pending_access, {}
+        if flush:
+            self._record_access(flush, self._clock())
+
+    def _record_access(self, counts: dict[str, int], now: datetime) -> None:
+        try:
+            self._store.record_access(counts, at=now)
+        except StorageError:
+            # Access times only steer eviction: losing some must not fail a read.
+            log.warning("could not record access times of %d entries", len(counts), exc_info=True)
+
+
+UnifiedCache = cacheness
+"""Alias of :class:`cacheness` under its earlier name."""

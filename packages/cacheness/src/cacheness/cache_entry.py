@@ -1,0 +1,121 @@
+"""``CacheEntry``: what the cache knows about one cached value, without loading it.
+
+The cache keeps its own facts (the key parameters, the expiry time, the TTL, the key
+prefix) inside the storage entry's metadata under the reserved key ``"_cacheness"``;
+``CacheEntry`` presents them next to the storage facts (size, handler, hash, S3 ETag and
+version, where the bytes live) and the user's own ``metadata``.
+
+Example:
+    >>> from cacheness.cache_entry import RESERVED_METADATA_KEY, CacheEntry
+    >>> from cacheness.storage import Entry
+    >>> stored = Entry.new("k" * 32, size=12, metadata={
+    ...     "project": "ml", RESERVED_METADATA_KEY: {"v": 1, "params": {"x": 1}}})
+    >>> info = CacheEntry.from_entry(stored)
+    >>> info.cache_key == "k" * 32, info.params, info.metadata, info.expires_at
+    (True, {'x': 1}, {'project': 'ml'}, None)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from cacheness.storage import Entry
+
+__all__ = ["FORMAT_VERSION", "RESERVED_METADATA_KEY", "CacheEntry", "cache_facts"]
+
+RESERVED_METADATA_KEY = "_cacheness"
+"""Metadata key under which the cache keeps its own facts; users cannot use it."""
+
+FORMAT_VERSION = 1
+"""Version of the cache's facts layout; entries of another version are misses."""
+
+
+def cache_facts(entry: Entry) -> dict[str, Any]:
+    """Return the cache's facts stored with ``entry`` (empty if it has none)."""
+    facts = entry.metadata.get(RESERVED_METADATA_KEY)
+    return facts if isinstance(facts, dict) else {}
+
+
+class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """What the cache knows about one cached value (no data is loaded).
+
+    Attributes:
+        cache_key: the key (32 hex characters when derived from key parameters).
+        params: the JSON-able key parameters the value was stored under, if known.
+        prefix: the key prefix (a decorated function's namespace), if any.
+        metadata: the user's metadata.
+        expires_at: when the value expires (UTC), None for never.
+        ttl_seconds: the TTL it was stored or last touched with, None for no expiry.
+        handler, format, codec, size, raw_size, content_hash: how the value is stored.
+        etag, version_id: the blob's S3 ETag and object version, if any.
+        blob_ref: where the bytes are in the blob backend (``""``: inline in the index).
+        location: a URI of the bytes (``s3://bucket/key``, ``file:///...``), or ``""``.
+        created_at, updated_at, accessed_at, access_count: timestamps (UTC) and reads.
+    """
+
+    cache_key: str
+    params: dict[str, Any] | None
+    prefix: str | None
+    metadata: dict[str, Any]
+    expires_at: datetime | None
+    ttl_seconds: float | None
+    handler: str
+    format: str
+    codec: str
+    size: int
+    raw_size: int
+    content_hash: str
+    etag: str | None
+    version_id: str | None
+    blob_ref: str
+    location: str
+    created_at: datetime
+    updated_at: datetime
+    accessed_at: datetime
+    access_count: int
+
+    @classmethod
+    def from_entry(cls, entry: Entry, location: str = "") -> CacheEntry:
+        """Build a ``CacheEntry`` from a storage entry."""
+        facts = cache_facts(entry)
+        expires = facts.get("expires_at")
+        user = {k: v for k, v in entry.metadata.items() if k != RESERVED_METADATA_KEY}
+        return cls(
+            cache_key=entry.key,
+            params=facts.get("params"),
+            prefix=facts.get("prefix"),
+            metadata=user,
+            expires_at=None if expires is None else datetime.fromtimestamp(expires, UTC),
+            ttl_seconds=facts.get("ttl"),
+            handler=entry.handler,
+            format=entry.format,
+            codec=entry.codec,
+            size=entry.size,
+            raw_size=entry.raw_size,
+            content_hash=entry.content_hash,
+            etag=entry.etag,
+            version_id=entry.version_id,
+            blob_ref=entry.blob_ref,
+            location=location,
+            created_at=entry.created_at,
+            updated_at=entry.updated_at,
+            accessed_at=entry.accessed_at,
+            access_count=entry.access_count,
+        )
+
+    def is_expired(self, now: datetime) -> bool:
+        """True when the entry's expiry time is at or before ``now``."""
+        return self.expires_at is not None and self.expires_at <= now
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain dict.
+
+        Example:
+            >>> from cacheness.storage import Entry
+            >>> CacheEntry.from_entry(Entry.new("k")).to_dict()["cache_key"]
+            'k'
+        """
+        return {name: getattr(self, name) for name in self.__struct_fields__}

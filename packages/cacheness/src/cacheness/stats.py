@@ -1,0 +1,72 @@
+"""Cache statistics: what this cache object saw since it was opened (or reset).
+
+Counters are per cache object and per process (cheap, lock-protected increments); entry
+count and total size come from the index when :meth:`cacheness.get_stats` is called, so
+they include what other processes stored.
+
+Example:
+    >>> from cacheness.stats import CacheStats
+    >>> stats = CacheStats()
+    >>> stats.record_hit(bytes_read=100)
+    >>> stats.record_miss()
+    >>> stats.snapshot()["hit_rate"]
+    0.5
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["COUNTERS", "CacheStats"]
+
+COUNTERS = (
+    "hits",
+    "misses",
+    "puts",
+    "evictions",
+    "expirations",
+    "errors",
+    "bytes_read",
+    "bytes_written",
+)
+"""Names of the counters, in the order they are reported."""
+
+
+class CacheStats:
+    """Thread-safe counters of one cache object.
+
+    ``errors`` counts entries that could not be read back (missing or corrupt bytes, a
+    decode failure) and were turned into misses; they are also counted as misses.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+
+    def add(self, **increments: int) -> None:
+        """Add to several counters at once, e.g. ``add(puts=1, bytes_written=512)``."""
+        with self._lock:
+            for name, amount in increments.items():
+                self._counts[name] += amount
+
+    def record_hit(self, bytes_read: int = 0) -> None:
+        """Count a hit that read ``bytes_read`` stored bytes."""
+        self.add(hits=1, bytes_read=bytes_read)
+
+    def record_miss(self, *, expired: bool = False, error: bool = False) -> None:
+        """Count a miss (an expired entry or an unreadable one is a miss too)."""
+        self.add(misses=1, expirations=int(expired), errors=int(error))
+
+    def reset(self) -> None:
+        """Set every counter back to zero."""
+        with self._lock:
+            self._counts = dict.fromkeys(COUNTERS, 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the counters and the hit rate (hits / (hits + misses), 0.0 before any get)."""
+        with self._lock:
+            counts: dict[str, Any] = dict(self._counts)
+        lookups = counts["hits"] + counts["misses"]
+        counts["hit_rate"] = counts["hits"] / lookups if lookups else 0.0
+        return counts
