@@ -10,20 +10,10 @@ import threading
 import pytest
 
 from cacheness.cache import MISS, cacheness
-from cacheness.decorators import CacheInfo, cached, reset_cache, set_default_cache
+from cacheness.decorators import CacheInfo, cached
 from cacheness.storage.errors import BackendUnavailableError
 
 TASKS = 20
-
-
-@pytest.fixture(autouse=True)
-def no_default_cache_at_home(tmp_path, monkeypatch):
-    """A stray use of the default cache lands in the test's tmp dir, not in ~/.cache."""
-    monkeypatch.setenv("CACHENESS_DIR", str(tmp_path / "default-cache"))
-    previous = set_default_cache(None)
-    yield
-    reset_cache()
-    set_default_cache(previous)
 
 
 @pytest.fixture
