@@ -1060,8 +1060,10 @@ class BlobStore:
         if self.content_addressable:
             stored = self._serialize_addressed(data, handler)
         else:
-            name = self._fresh_name()
-            sink = PayloadSink(self.inline_threshold, lambda: self.blobs.open_write(name))
+            # The blob's name is drawn only when the payload turns out not to be inline.
+            sink = PayloadSink(
+                self.inline_threshold, lambda: self.blobs.open_write(self._fresh_name())
+            )
             try:
                 info = self._dump(data, sink, handler)
                 inline = sink.finish()
