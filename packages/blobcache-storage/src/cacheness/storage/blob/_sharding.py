@@ -127,16 +127,22 @@ def shard(name: str, shard_chars: int) -> str:
     """Return the reference of an already validated ``name`` under ``shard_chars``.
 
     Example:
-        >>> shard("runs/abcdef", 2), shard("x", 2), shard("abcdef", 0)
-        ('runs/ab/abcdef', 'x', 'abcdef')
+        >>> shard("runs/abcdef", 2), shard("x", 2), shard("abcdef", 0), shard("..x", 2)
+        ('runs/ab/abcdef', 'x', 'abcdef', '..x')
     """
     if not shard_chars:
         return name
     head, _, last = name.rpartition("/")
-    if len(last) < shard_chars:
+    if not _shardable(last, shard_chars):
         return name
     sharded = f"{last[:shard_chars]}/{last}"
     return f"{head}/{sharded}" if head else sharded
+
+
+def _shardable(last: str, shard_chars: int) -> bool:
+    """True when ``last`` gets a shard directory: long enough, and the directory name
+    (its first ``shard_chars`` characters) is a valid segment (not ``.`` or ``..``)."""
+    return len(last) >= shard_chars and last[:shard_chars].strip(".") != ""
 
 
 def unshard(ref: str, shard_chars: int) -> str:
@@ -157,7 +163,7 @@ def unshard(ref: str, shard_chars: int) -> str:
         return ref
     segments = ref.split("/")
     last = segments[-1]
-    if len(last) < shard_chars:
+    if not _shardable(last, shard_chars):
         return ref
     if len(segments) < 2 or segments[-2] != last[:shard_chars]:
         raise InvalidBlobNameError(
