@@ -24,6 +24,7 @@ Example:
     True
 """
 
+from cacheness._global import get_cache, reset_cache, set_default_cache
 from cacheness._version import __version__
 from cacheness.cache import MISS, UnifiedCache, cacheness
 from cacheness.cache_entry import CacheEntry
@@ -46,6 +47,7 @@ from cacheness.config import (
     validate_config,
     validate_config_strict,
 )
+from cacheness.decorators import CachedFunction, CacheInfo, cache_if, cached
 from cacheness.keys import KEY_SCHEMA_VERSION, UnsupportedKeyValueError, derive_key, describe_params
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -84,7 +86,9 @@ __all__ = [
     "CacheConfig",
     "CacheEntry",
     "CacheError",
+    "CacheInfo",
     "CacheMetadataConfig",
+    "CachedFunction",
     "CachenessWarning",
     "CompressionConfig",
     "CompressionError",
@@ -111,11 +115,14 @@ __all__ = [
     "UnifiedCache",
     "UnsupportedKeyValueError",
     "__version__",
+    "cache_if",
+    "cached",
     "cacheness",
     "days",
     "default_cache_dir",
     "derive_key",
     "describe_params",
+    "get_cache",
     "hours",
     "load_config",
     "load_config_from_dict",
@@ -123,9 +130,11 @@ __all__ = [
     "load_config_from_toml",
     "load_config_from_yaml",
     "minutes",
+    "reset_cache",
     "resolve_config",
     "save_config_to_json",
     "seconds",
+    "set_default_cache",
     "validate_config",
     "validate_config_strict",
     "version_info",

@@ -183,7 +183,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         merged.update(params)
         if cache_key is not None:
             return validate_key(cache_key), merged
-        if not merged:
+        if not merged and not key_prefix:
             raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
         return derive_key(merged, prefix=key_prefix, hash_unknown=self.config.hash_unknown), merged
 
@@ -531,14 +531,27 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             order_by, descending, limit, offset: ordering and paging.
         """
         self._check_open()
-        parts: list[Mapping[str, Any]] = [] if filter is None else [filter]
-        if not include_expired:
-            parts.append(self._live_filter(self._clock()))
-        combined = None if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
         entries = self._store.iter_entries(
-            filter=combined, order_by=order_by, descending=descending, limit=limit, offset=offset
+            filter=self._entries_filter(filter, include_expired),
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=offset,
         )
         return [self._describe(entry) for entry in entries]
+
+    def count(self, *, filter: Filter | None = None, include_expired: bool = False) -> int:
+        """Return how many entries match ``filter`` (live ones only, by default); one query.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(1, metadata={"team": "a"}, n=1)
+            >>> cache.count(), cache.count(filter={"metadata.team": "b"})
+            (1, 0)
+        """
+        self._check_open()
+        return self._store.count(filter=self._entries_filter(filter, include_expired))
 
     def query_meta(self, *, filter: Filter | None = None, **equals: Any) -> list[CacheEntry]:
         """Return the live entries whose key parameters equal ``equals`` (and match ``filter``).
@@ -768,14 +781,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         expires = cache_facts(entry).get("expires_at")
         return expires is not None and expires <= now.timestamp()
 
-    @staticmethod
-    def _live_filter(now: datetime) -> Filter:
-        return {
-            "$or": [
-                {_EXPIRES: {"$exists": False}},
-                {_EXPIRES: {"$gt": now.timestamp()}},
-            ]
-        }
+    def _entries_filter(self, filter: Filter | None, include_expired: bool) -> Filter | None:
+        """``filter``, restricted to live entries unless ``include_expired``."""
+        if include_expired:
+            return filter
+        now = self._clock().timestamp()
+        live = {"$or": [{_EXPIRES: {"$exists": False}}, {_EXPIRES: {"$gt": now}}]}
+        return live if filter is None else {"$and": [filter, live]}
 
     def _described(self, params: Mapping[str, Any]) -> dict[str, Any]:
         described = describe_params(params)

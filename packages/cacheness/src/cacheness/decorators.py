@@ -51,7 +51,7 @@ from cacheness._code_hash import fingerprint
 from cacheness._global import get_cache, reset_cache, set_default_cache
 from cacheness.cache import MISS, cacheness
 from cacheness.cache_entry import RESERVED_METADATA_KEY
-from cacheness.keys import UnsupportedKeyValueError, derive_key
+from cacheness.keys import UnsupportedKeyValueError
 from cacheness.storage.errors import CacheError
 from cacheness.ttl import minutes, validate_ttl
 
@@ -559,8 +559,6 @@ class _Memo:
         self, cache: cacheness, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         params = self._params(args, kwargs)
-        if not params:  # a function without arguments: one entry
-            return derive_key({}, prefix=self.prefix), params
         try:
             return cache.key_for(key_prefix=self.prefix, key_params=params), params
         except UnsupportedKeyValueError as exc:
@@ -819,7 +817,7 @@ class _Memo:
     def info(self) -> CacheInfo:
         """Return the function's hits, misses, errors and live entries (current version)."""
         cache = self.cache()
-        currsize = len(cache.list_entries(filter={_PREFIX_FIELD: self.prefix}))
+        currsize = cache.count(filter={_PREFIX_FIELD: self.prefix})
         with self._counts_lock:
             hits, misses, errors = self._hits, self._misses, self._errors
         return CacheInfo(hits, misses, cache.config.max_entries, currsize, errors)
