@@ -1155,9 +1155,18 @@ class BlobStore:
         item.blob = writer.info
 
     def _discard(self, stored: _Stored) -> None:
-        """Delete the blob a failed write left behind (content-addressed blobs are shared)."""
-        if stored.blob is not None and not self.content_addressable:
-            self._delete_blobs([stored.blob.ref])
+        """Delete the blob a failed write left behind.
+
+        A content-addressed blob is shared: it goes only if no entry refers to it. Its
+        content lock is held here (blobs are set inside :meth:`_committing`), so no
+        other writer can be committing an entry that refers to it meanwhile.
+        """
+        blob = stored.blob
+        if blob is None:
+            return
+        if self.content_addressable and self.metadata.count({"blob_ref": blob.ref}):
+            return
+        self._delete_blobs([blob.ref])
 
     def _release(
         self,
