@@ -188,7 +188,11 @@ class BlobStore:
         allow_unsafe_pairing: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not isinstance(inline_threshold, int) or inline_threshold < 0:
+        if (
+            isinstance(inline_threshold, bool)
+            or not isinstance(inline_threshold, int)
+            or inline_threshold < 0
+        ):
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
             )
