@@ -161,7 +161,7 @@ def backend_options(request, tmp_path):
     return options
 
 
-@pytest.mark.parametrize(("metadata", "blob"), ALLOWED + [("postgresql", "filesystem")])
+@pytest.mark.parametrize(("metadata", "blob"), [*ALLOWED, ("postgresql", "filesystem")])
 def test_allowed_pairings_open(metadata, blob, backend_options):
     with BlobStore(
         metadata_backend=metadata, blob_backend=blob, **backend_options(metadata, blob)
