@@ -740,10 +740,10 @@ class BlobStore:
             if self.verify_reads and hash_bytes(entry.inline) != entry.content_hash:
                 raise IntegrityError(f"{what}: inline bytes do not match their recorded hash")
             return self.handlers.load(io.BytesIO(entry.inline), info, self.serialization)
-        local_path = (
-            self.blobs.local_path(entry.blob_ref) if self.blobs.supports_local_path else None
-        )
         try:
+            local_path = (
+                self.blobs.local_path(entry.blob_ref) if self.blobs.supports_local_path else None
+            )
             source = self.blobs.open_read(entry.blob_ref)
         except BlobNotFoundError as exc:
             raise IntegrityError(
@@ -924,6 +924,18 @@ class BlobStore:
         if info.size != entry.size:
             return issue(
                 "size_mismatch", f"blob holds {info.size} bytes, the entry records {entry.size}"
+            )
+        # What the backend reports without downloading (S3: one HEAD) must agree too.
+        if entry.etag and info.etag and info.etag != entry.etag:
+            return issue(
+                "etag_mismatch",
+                f"blob's ETag is {info.etag}, the entry records {entry.etag}: it was replaced",
+            )
+        if info.content_hash and info.content_hash != entry.content_hash:
+            return issue(
+                "hash_mismatch",
+                f"blob's stored hash is {info.content_hash}, the entry records "
+                f"{entry.content_hash}",
             )
         if not deep:
             return None

@@ -18,7 +18,12 @@ import msgspec
 __all__ = ["IntegrityIssue", "Problem", "RepairReport"]
 
 Problem: TypeAlias = Literal[
-    "missing_blob", "size_mismatch", "hash_mismatch", "unreadable", "inline_mismatch"
+    "missing_blob",
+    "size_mismatch",
+    "etag_mismatch",
+    "hash_mismatch",
+    "unreadable",
+    "inline_mismatch",
 ]
 """What is wrong with an entry's stored bytes."""
 
@@ -29,8 +34,9 @@ class IntegrityIssue(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         key: the entry's key.
         blob_ref: the blob it points at (``""`` for inline payloads).
-        problem: ``missing_blob``, ``size_mismatch``, ``hash_mismatch``, ``unreadable``
-            (the backend failed to read it) or ``inline_mismatch``.
+        problem: ``missing_blob``, ``size_mismatch``, ``etag_mismatch`` (an S3 object
+            was replaced), ``hash_mismatch``, ``unreadable`` (the backend failed to read
+            it) or ``inline_mismatch``.
         detail: a human-readable explanation.
     """
 
