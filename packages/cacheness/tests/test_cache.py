@@ -240,3 +240,27 @@ def test_reopened_sqlite_cache_keeps_entries(tmp_path):
     with cacheness(cache_dir=str(tmp_path)) as second:
         assert second.get(name="persisted") == {"v": 1}
         assert second.get_metadata(name="persisted").expires_at > dt.datetime.now(dt.UTC)
+
+
+def test_verify_without_downloading_and_get_metadata_shows_where(make_cache):
+    cache = make_cache(serialization={"inline_threshold": 0})
+    payload = np.arange(50_000, dtype=np.int64)
+    cache.put(payload, dataset="d1")
+    info = cache.get_metadata(dataset="d1")
+    assert info.location.endswith(info.blob_ref)
+    if cache.store.blobs.name == "s3":
+        bucket = cache.store.blobs.bucket
+        assert info.location.startswith(f"s3://{bucket}/")
+        assert info.etag  # recorded from the upload, visible without a download
+    assert cache.verify(dataset="d1")
+    assert cache.verify(dataset="d1", deep=True)
+    # Someone replaces the bytes behind the cache's back, same name, same length.
+    blobs = cache.store.blobs
+    original = blobs.read_bytes(info.blob_ref)
+    tampered = bytes([original[0] ^ 0xFF]) + original[1:]
+    blobs.write_bytes(blobs.name_for(info.blob_ref), tampered)
+    assert not cache.verify(dataset="d1")  # caught from the stat (ETag / stored hash)
+    assert not cache.verify(dataset="d1", deep=True)
+    assert cache.get(dataset="d1", default="miss") == "miss"  # never the wrong value
+    with pytest.raises(EntryNotFoundError):
+        cache.verify(dataset="nope")

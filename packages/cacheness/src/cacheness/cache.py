@@ -44,6 +44,7 @@ from cacheness.stats import CacheStats
 from cacheness.storage import (
     BlobStore,
     Entry,
+    EntryNotFoundError,
     Filter,
     IntegrityError,
     PayloadTooLargeError,
@@ -565,6 +566,41 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             [1]
         """
         return self.list_entries(filter=self._params_filter(equals, filter))
+
+    def verify(
+        self,
+        *,
+        deep: bool = False,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> bool:
+        """Check an entry's stored bytes against what the index recorded; True when they match.
+
+        Without ``deep`` nothing is downloaded: the blob must exist with the recorded size
+        and, where the backend reports them (S3 ETag and stored XXH3 hash: one HEAD
+        request; the filesystem's recorded hash), the same ETag and hash. ``deep=True``
+        reads the bytes and hashes them. Mismatches are logged with the reason.
+
+        Raises:
+            EntryNotFoundError: there is no entry for the key.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(b"x" * 100_000, run=1)
+            >>> cache.verify(run=1), cache.verify(run=1, deep=True)
+            (True, True)
+        """
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        if not self._store.exists(key):
+            raise EntryNotFoundError(f"no cache entry with key {key!r}")
+        issues = self._store.verify_integrity([key], deep=deep)
+        for issue in issues:
+            log.warning("cache entry %s failed verification: %s", key, issue.detail)
+        return not issues
 
     # ------------------------------------------------------------------ deleting
 
