@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Self, cast
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage.entry import Entry, utc_now, validate_key
 from cacheness.storage.errors import (
+    BackendUnavailableError,
     BlobNotFoundError,
     ConfigError,
     EntryExistsError,
@@ -441,14 +442,20 @@ class BlobStore:
             return False
         stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
+            now = self._clock()
             changes = stored.fields()
             if metadata:
                 changes["metadata"] = {**old.metadata, **metadata}
-            updated = self.metadata.update(key, updated_at=self._clock(), **changes)
-            if updated is None:  # deleted meanwhile by someone else: do not resurrect it
+            # A put, not an update: it returns the entry it really replaced, which is not
+            # ``old`` when another writer committed meanwhile; releasing ``old`` instead
+            # would leave that writer's blob behind as an orphan.
+            replaced = self.metadata.put(old.replace(updated_at=now, **changes))
+            if replaced is None:  # deleted meanwhile by someone else: do not resurrect it
+                mine = [{"key": key}, {"updated_at": now}, {"blob_ref": changes["blob_ref"]}]
+                self.metadata.delete_where({"$and": mine})
                 self._discard(stored)
                 return False
-        self._release([old], keep=stored.blob)
+        self._release([replaced], keep=stored.blob)
         return True
 
     def update_metadata(self, key: str, metadata: Mapping[str, Any], *, merge: bool = True) -> bool:
@@ -1141,6 +1148,17 @@ class BlobStore:
                 self._ensure_addressed(item)
             try:
                 yield
+            except BackendUnavailableError:
+                # The connection died, maybe after the index saved the entries: their
+                # blobs stay (at worst orphans, which repair() removes), never an entry
+                # pointing at a deleted blob.
+                log.warning(
+                    "the index became unreachable while committing %d entr%s; their blobs "
+                    "are kept (BlobStore.repair() removes them if nothing was saved)",
+                    len(stored),
+                    "y" if len(stored) == 1 else "ies",
+                )
+                raise
             except BaseException:
                 for item in stored:
                     self._discard(item)
