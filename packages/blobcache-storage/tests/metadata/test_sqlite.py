@@ -222,3 +222,52 @@ def test_a_forked_child_opens_its_own_connection(tmp_path, in_fork):
     assert sorted(e.key for e in backend.query()) == ["child", "parent"]
     backend.put(Entry.new("parent-again"))
     backend.close()
+
+
+def test_get_in_a_locked_database_retries_then_fails_clearly(tmp_path):
+    # get() reads on the thread's open connection and falls back to the retrying loop.
+    path = tmp_path / "index.sqlite"
+    backend = SqliteMetadataBackend(path, journal_mode="delete", busy_timeout=0.05, retries=1)
+    backend.put(Entry.new("k"))
+    assert backend.get("k") is not None  # the connection is open: the quick path runs
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # a rollback journal: readers are locked out
+    try:
+        with pytest.raises(MetadataError, match="busy_timeout"):
+            backend.get("k")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert backend.get("k").key == "k"
+    backend.close()
+    with pytest.raises(MetadataError, match="closed"):
+        backend.get("k")
+
+
+def test_get_returns_distinct_and_shared_timestamps(tmp_path):
+    t0 = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    entries = [
+        Entry.new("same", now=t0),
+        Entry.new("updated", now=t0).replace(updated_at=t0 + timedelta(seconds=1)),
+        Entry.new("accessed", now=t0).replace(accessed_at=t0 + timedelta(microseconds=1)),
+        Entry.new("all", now=t0).replace(
+            updated_at=t0 + timedelta(days=1), accessed_at=t0 + timedelta(days=2)
+        ),
+    ]
+    with SqliteMetadataBackend(tmp_path / "index.sqlite") as index:
+        index.put_many(entries)
+        for entry in entries:
+            assert index.get(entry.key) == entry
+
+
+def test_a_forked_child_reads_on_its_own_connection(tmp_path, in_fork):
+    backend = SqliteMetadataBackend(tmp_path / "index.sqlite")
+    backend.put(Entry.new("parent"))
+    assert backend.get("parent") is not None  # the parent's connection is open
+
+    def child() -> bool:
+        return backend.get("parent") is not None and backend.get("nope") is None
+
+    assert in_fork(child) == 0
+    assert backend.get("parent") is not None
+    backend.close()

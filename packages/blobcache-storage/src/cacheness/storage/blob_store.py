@@ -742,11 +742,15 @@ class BlobStore:
         """
         self._check_open()
         info = FormatInfo.from_entry(entry)
+        inline = entry.inline
+        if inline is not None:  # the small-object hot path: nothing more to look up
+            if self.verify_reads and hash_bytes(inline) != entry.content_hash:
+                raise IntegrityError(
+                    f"entry {entry.key!r}: inline bytes do not match their recorded hash; "
+                    f"{DAMAGED_HINT}"
+                )
+            return self.handlers.load(io.BytesIO(inline), info, self.serialization)
         what = f"entry {entry.key!r}"
-        if entry.inline is not None:
-            if self.verify_reads and hash_bytes(entry.inline) != entry.content_hash:
-                raise IntegrityError(f"{what}: inline bytes do not match their recorded hash")
-            return self.handlers.load(io.BytesIO(entry.inline), info, self.serialization)
         try:
             local_path = (
                 self.blobs.local_path(entry.blob_ref) if self.blobs.supports_local_path else None

@@ -211,9 +211,14 @@ def row_to_entry(row: Sequence[Any]) -> Entry:
     entry.content_hash = row[8]
     entry.etag = row[9]
     entry.version_id = row[10]
-    entry.created_at = _EPOCH + timedelta(0, 0, row[11])  # positional: measurably faster
-    entry.updated_at = _EPOCH + timedelta(0, 0, row[12])
-    entry.accessed_at = _EPOCH + timedelta(0, 0, row[13])
+    # Positional timedelta arguments are measurably faster; equal timestamps (a new
+    # entry has three) share one immutable datetime.
+    created, updated, accessed = row[11], row[12], row[13]
+    entry.created_at = created_at = _EPOCH + timedelta(0, 0, created)
+    entry.updated_at = updated_at = (
+        created_at if updated == created else _EPOCH + timedelta(0, 0, updated)
+    )
+    entry.accessed_at = updated_at if accessed == updated else _EPOCH + timedelta(0, 0, accessed)
     entry.access_count = row[14]
     metadata = row[15]  # SQLite and PostgreSQL (cast to text) both give JSON text
     entry.metadata = metadata if type(metadata) is dict else _json_decoder.decode(metadata)

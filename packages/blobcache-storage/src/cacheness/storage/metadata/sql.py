@@ -684,6 +684,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
         super().__init__(table=table, schema=None, dialect=sqlite_dialect.dialect())
+        assert (self._get.positional, self._get.sources) == (True, ("key",))  # get() binds (key,)
         self._set_journal_mode()
         self._ensure_schema()
 
@@ -818,6 +819,24 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             except BaseException:
                 self._rollback(conn)
                 raise
+
+    def get(self, key: str) -> Entry | None:
+        """Return the entry stored under ``key``, or None.
+
+        One statement on this thread's open connection; only when that fails (the
+        database busy, the connection not open yet) does the read go through the
+        retrying transaction loop. A key lookup is the hottest path of a store.
+        """
+        held: _ThreadConnection | None = getattr(self._local, "held", None)
+        if held is not None and held.conn is not None and held.pid == os.getpid():
+            validate_key(key)
+            try:
+                row = held.conn.execute(self._get.sql, (key,)).fetchone()
+            except sqlite3.Error as exc:
+                log.debug("SQLite index %s: quick read failed (%s); retrying", self.path, exc)
+            else:
+                return None if row is None else row_to_entry(row)
+        return super().get(key)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
