@@ -307,6 +307,17 @@ class Worker:
         self.close_pipes()
         return report
 
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the worker to exit; True if it did."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def kill(self) -> None:
         """SIGKILL the worker and reap it."""
         self.process.kill()
