@@ -27,9 +27,15 @@ from typing import BinaryIO, Protocol
 from cacheness.storage.errors import IntegrityError
 from cacheness.storage.hashing import BytesLike, ContentHasher
 
-__all__ = ["PayloadSink", "SpoolSink", "VerifyingReader"]
+__all__ = ["DAMAGED_HINT", "PayloadSink", "SpoolSink", "VerifyingReader"]
 
 _CHUNK = 1 << 20
+
+DAMAGED_HINT = (
+    "the stored data is lost: delete the entry and store it again "
+    "(BlobStore.repair(dry_run=False) removes every damaged entry)"
+)
+"""What to do about an entry whose stored bytes fail their checks (ends IntegrityError messages)."""
 
 
 class _Writable(Protocol):
@@ -157,8 +163,11 @@ class SpoolSink(io.RawIOBase):
 class VerifyingReader(io.RawIOBase):
     """A readable stream that hashes what passes through and checks it at the end.
 
-    Call :meth:`verify` after the consumer is done: it reads whatever the consumer left,
-    then compares size and hash with the expected ones.
+    The check runs on the read that reaches the recorded size (or meets the end of the
+    source first), before that read returns: a consumer that reads everything at once,
+    or that reads to the end before decoding (``Decompressor.finish``), never decodes
+    bytes that fail their hash. Call :meth:`verify` after the consumer is done: it reads
+    whatever the consumer left and runs the same check.
 
     Args:
         source: the stored bytes.
@@ -185,6 +194,7 @@ class VerifyingReader(io.RawIOBase):
         self._what = what
         self._hasher = ContentHasher()
         self._size = 0
+        self._checked = False
 
     def readable(self) -> bool:
         """Return True."""
@@ -195,25 +205,28 @@ class VerifyingReader(io.RawIOBase):
         view = _as_bytes_view(buffer)
         data = self._source.read(view.nbytes)
         count = len(data)
+        self._account(data, ended=not count and view.nbytes > 0)
         view[:count] = data
-        self._account(data)
         return count
 
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left when ``size`` is -1 or None)."""
-        data = self._source.read(-1 if size is None else size)
-        self._account(data)
+        whole = size is None or size < 0
+        data = self._source.read(-1 if whole else size)
+        self._account(data, ended=whole or (not data and size != 0))
         return data
 
-    def _account(self, data: bytes) -> None:
+    def _account(self, data: bytes, *, ended: bool) -> None:
         if data:
             self._hasher.update(data)
             self._size += len(data)
             if self._size > self._expected_size:
                 raise IntegrityError(
                     f"{self._what}: stored bytes are longer than the recorded "
-                    f"{self._expected_size} bytes; the blob was changed or replaced"
+                    f"{self._expected_size} bytes, the blob was changed or replaced; {DAMAGED_HINT}"
                 )
+        if ended or self._size == self._expected_size:
+            self._check()
 
     def verify(self) -> None:
         """Read what is left and check size and hash.
@@ -223,16 +236,22 @@ class VerifyingReader(io.RawIOBase):
         """
         while self.read(_CHUNK):
             pass
+        self._check()
+
+    def _check(self) -> None:
+        if self._checked:
+            return
         if self._size != self._expected_size:
             raise IntegrityError(
                 f"{self._what}: stored bytes end after {self._size} of "
-                f"{self._expected_size} bytes: truncated"
+                f"{self._expected_size} bytes, truncated; {DAMAGED_HINT}"
             )
         if self._expected_hash and self._hasher.hexdigest() != self._expected_hash:
             raise IntegrityError(
                 f"{self._what}: stored bytes do not match their recorded hash "
-                f"{self._expected_hash} (got {self._hasher.hexdigest()}); the data is corrupt"
+                f"{self._expected_hash} (got {self._hasher.hexdigest()}), corrupt; {DAMAGED_HINT}"
             )
+        self._checked = True
 
     def close(self) -> None:
         """Close this reader and the stream under it."""

@@ -50,6 +50,7 @@ from cacheness.storage.errors import (
     EntryExistsError,
     EntryNotFoundError,
     IntegrityError,
+    InvalidEntryError,
     PayloadTooLargeError,
     StorageError,
 )
@@ -66,7 +67,7 @@ from cacheness.storage.pairing import pairing_problem
 from cacheness.storage.registry import blob_backends, metadata_backends
 from cacheness.storage.reports import IntegrityIssue, RepairReport
 
-from ._payload import PayloadSink, SpoolSink, VerifyingReader
+from ._payload import DAMAGED_HINT, PayloadSink, SpoolSink, VerifyingReader
 
 __all__ = ["DEFAULT_INLINE_THRESHOLD", "BlobStore"]
 
@@ -303,7 +304,7 @@ class BlobStore:
                 created_at=now,
                 updated_at=now,
                 accessed_at=now,
-                metadata=dict(metadata) if metadata is not None else {},
+                metadata=_user_metadata(metadata),
                 **stored.fields(),
             )
             replaced = self.metadata.put(entry, overwrite=overwrite)
@@ -398,7 +399,7 @@ class BlobStore:
                     created_at=now,
                     updated_at=now,
                     accessed_at=now,
-                    metadata=dict(extra.get(key, {})),
+                    metadata=_user_metadata(extra.get(key)),
                     **stored.fields(),
                 )
                 for (key, _), stored in zip(pairs, stored_all, strict=True)
@@ -500,13 +501,17 @@ class BlobStore:
         if merge:
             current = self.metadata.get_many(updates)
             changes = {
-                key: {"metadata": {**current[key].metadata, **updates[key]}, "updated_at": now}
+                key: {
+                    "metadata": {**current[key].metadata, **_user_metadata(updates[key])},
+                    "updated_at": now,
+                }
                 for key in updates
                 if key in current
             }
         else:
             changes = {
-                key: {"metadata": dict(value), "updated_at": now} for key, value in updates.items()
+                key: {"metadata": _user_metadata(value), "updated_at": now}
+                for key, value in updates.items()
             }
         return len(self.metadata.update_many(changes))
 
@@ -769,7 +774,7 @@ class BlobStore:
                 if actual != entry.content_hash:
                     raise IntegrityError(
                         f"{what}: blob {entry.blob_ref!r} does not match its recorded hash "
-                        f"{entry.content_hash} (got {actual}); the data is corrupt"
+                        f"{entry.content_hash} (got {actual}), corrupt; {DAMAGED_HINT}"
                     )
                 source.seek(0)
                 return self.handlers.load(source, info, self.serialization, local_path=local_path)
@@ -1240,6 +1245,17 @@ class BlobStore:
                 refs[0] if refs else None,
                 exc_info=True,
             )
+
+
+def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of the user's metadata; its values are checked by the metadata backend."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidEntryError(
+            f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}"
+        )
+    return dict(metadata)
 
 
 def _copy_stream(source: BinaryIO, sink: BlobWriter, chunk: int = 1 << 20) -> None:

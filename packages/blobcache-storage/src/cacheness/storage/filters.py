@@ -27,7 +27,8 @@ Semantics, identical in every backend:
 
 Values are data, never code: SQL backends bind every value and every metadata path as a
 parameter. Anything the language does not know is a :class:`~cacheness.storage.errors.FilterError`
-(also a ``ValueError``) naming the culprit, never "match all".
+(also a ``ValueError``) naming the culprit, never "match all"; so is a string operand or
+path key holding NUL or a lone surrogate, which no stored string can contain.
 
 Example:
     >>> from cacheness.storage.entry import Entry
@@ -293,6 +294,7 @@ def _metadata_path(name: str, rest: str) -> tuple[str, ...]:
                 f"field {name!r}: metadata path keys cannot contain quotes, backslashes "
                 f"or control characters (found {''.join(sorted(bad))!r})"
             )
+        _text(name, "metadata path key", segment)
     return path
 
 
@@ -341,7 +343,7 @@ def _operand(name: str, kind: FieldKind, op: str, value: Any) -> Any:
     if kind == "str" or op == "$prefix":
         if not isinstance(value, str):
             raise FilterError(f"field {name!r}: {op!r} takes a string, got {value!r}")
-        return value
+        return _text(name, f"{op!r} operand", value)
     if kind == "int":
         return _number(name, op, value)
     if kind == "time":
@@ -383,14 +385,34 @@ def _timestamp(name: str, value: Any) -> datetime:
     )
 
 
+def _text(name: str, what: str, value: str) -> str:
+    """A string operand or path key: stored strings are UTF-8 without NUL, so it must be too."""
+    if "\x00" in value:
+        raise FilterError(
+            f"field {name!r}: {what} {value!r} contains NUL; no stored key or metadata "
+            "string can, so remove it"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FilterError(
+                f"field {name!r}: {what} {value!r} is not valid Unicode text (a lone "
+                "surrogate); no stored string can hold one"
+            ) from None
+    return value
+
+
 def _json_scalar(name: str, op: str, value: Any) -> Any:
     if op in _RANGE_OPS:
         if isinstance(value, str):
-            return value
+            return _text(name, f"{op!r} operand", value)
         if isinstance(value, bool) or value is None:
             raise FilterError(f"field {name!r}: {op!r} takes a number or a string, got {value!r}")
         return _number(name, op, value)
-    if value is None or isinstance(value, bool | str):
+    if isinstance(value, str):
+        return _text(name, f"{op!r} operand", value)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int | float):
         return _number(name, op, value)

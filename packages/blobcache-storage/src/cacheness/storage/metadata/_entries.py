@@ -71,14 +71,27 @@ def clone(entry: Entry) -> Entry:
     return _entry_decoder.decode(_msgpack_encoder.encode(entry))
 
 
+def _text_problem(value: str) -> str | None:
+    """Why a string cannot be stored (SQL text and JSON hold UTF-8 without NUL), or None."""
+    if "\x00" in value:
+        return "cannot contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode text (lone surrogates cannot be stored)"
+    return None
+
+
 def _check_text(field: str, value: object, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str):
         expected = "a str or None" if optional else "a str"
         raise InvalidEntryError(f"Entry.{field} must be {expected}, got {value!r}")
-    if "\x00" in value:
-        raise InvalidEntryError(f"Entry.{field} must not contain NUL characters: {value!r}")
+    problem = _text_problem(value)
+    if problem:
+        raise InvalidEntryError(f"Entry.{field} {problem}: {value!r}")
 
 
 def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
@@ -88,8 +101,9 @@ def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidEntryError(f"Entry.{field}{where}: strings cannot contain NUL")
+        problem = _text_problem(value)
+        if problem:
+            raise InvalidEntryError(f"Entry.{field}{where}: strings {problem}: {value!r}")
         return
     if isinstance(value, int):
         if not -INT64_MAX - 1 <= value <= INT64_MAX:
@@ -107,8 +121,9 @@ def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
                 raise InvalidEntryError(
                     f"Entry.{field}{where}: object keys must be strings, got {key!r}"
                 )
-            if "\x00" in key:
-                raise InvalidEntryError(f"Entry.{field}{where}: keys cannot contain NUL")
+            problem = _text_problem(key)
+            if problem:
+                raise InvalidEntryError(f"Entry.{field}{where}: keys {problem}: {key!r}")
             _check_json(field, item, f"{where}[{key!r}]", depth + 1)
         return
     if isinstance(value, list | tuple):
