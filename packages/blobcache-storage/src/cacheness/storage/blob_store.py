@@ -62,7 +62,7 @@ from cacheness.storage.handlers.base import (
     default_registry,
 )
 from cacheness.storage.hashing import hash_bytes, hash_stream
-from cacheness.storage.metadata.base import MetadataBackend
+from cacheness.storage.metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage.pairing import pairing_problem
 from cacheness.storage.registry import blob_backends, metadata_backends
 from cacheness.storage.reports import IntegrityIssue, RepairReport
@@ -705,10 +705,10 @@ class BlobStore:
             'fallback'
         """
         self._check_open()
-        entry = self.metadata.get(key)
-        if entry is None:
+        payload = self.metadata.get_payload(key)  # only what reading needs: fewer columns
+        if payload is None:
             return default
-        return self.read(entry)
+        return self.read(payload)
 
     def get_with_metadata(self, key: str) -> tuple[Any, Entry] | None:
         """Return ``(object, entry)`` for ``key``, or None when there is none.
@@ -738,15 +738,18 @@ class BlobStore:
         entries = self.metadata.get_many(wanted)
         return {key: self.read(entries[key]) if key in entries else default for key in wanted}
 
-    def read(self, entry: Entry) -> Any:
+    def read(self, entry: Entry | PayloadInfo) -> Any:
         """Load the object an entry (from :meth:`get_metadata`, :meth:`list`...) describes.
+
+        Also takes the :class:`~cacheness.storage.metadata.base.PayloadInfo` of
+        ``MetadataBackend.get_payload``.
 
         Raises:
             IntegrityError: the bytes are missing, truncated or fail their hash.
             SerializationError: the bytes cannot be decoded.
         """
         self._check_open()
-        info = FormatInfo.from_entry(entry)
+        info = FormatInfo.from_entry(entry)  # type: ignore[arg-type] - same field names
         inline = entry.inline
         if inline is not None:  # the small-object hot path: nothing more to look up
             if self.verify_reads and hash_bytes(inline) != entry.content_hash:

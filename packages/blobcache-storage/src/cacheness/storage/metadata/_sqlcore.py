@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from cacheness.storage.entry import Entry
 from cacheness.storage.errors import ConfigError
 from cacheness.storage.metadata._entries import encode_json
+from cacheness.storage.metadata.base import PayloadInfo
 
 __all__ = [
     "COLUMNS",
@@ -45,6 +46,7 @@ __all__ = [
     "entry_params",
     "from_micros",
     "row_to_entry",
+    "row_to_payload",
     "to_micros",
     "validate_identifier",
 ]
@@ -226,6 +228,23 @@ def row_to_entry(row: Sequence[Any]) -> Entry:
     inline = row[17]
     entry.inline = None if inline is None else bytes(inline)
     return entry
+
+
+def row_to_payload(row: Sequence[Any]) -> PayloadInfo:
+    """Build a :class:`PayloadInfo` from a row of the ``PAYLOAD_FIELDS`` columns, in order."""
+    key, blob_ref, handler, fmt, format_info, codec, size, raw_size, content_hash, inline = row
+    return PayloadInfo(
+        key=key,
+        blob_ref=blob_ref,
+        handler=handler,
+        format=fmt,
+        format_info={} if format_info == "{}" else _json_decoder.decode(format_info),
+        codec=codec,
+        size=size,
+        raw_size=raw_size,
+        content_hash=content_hash,
+        inline=None if inline is None else bytes(inline),
+    )
 
 
 @dataclass(frozen=True, slots=True)

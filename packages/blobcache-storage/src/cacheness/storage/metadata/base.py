@@ -32,6 +32,8 @@ from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+import msgspec
+
 from cacheness.storage.entry import Entry, utc_now, validate_key
 from cacheness.storage.filters import Filter, parse_filter
 from cacheness.storage.metadata._entries import (
@@ -47,9 +49,55 @@ from cacheness.storage.metadata._entries import (
 from cacheness.storage.metadata._locks import FileLocks, ThreadLocks
 from cacheness.storage.pairing import Scope
 
-__all__ = ["MetadataBackend", "Scope"]
+__all__ = ["PAYLOAD_FIELDS", "MetadataBackend", "PayloadInfo", "Scope"]
 
 _LOCKS_GUARD = threading.Lock()
+
+
+class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What reading an entry's data takes: where the bytes are and how to decode them.
+
+    The fields are those of :class:`~cacheness.storage.entry.Entry` with the same
+    names and meaning; :meth:`MetadataBackend.get_payload` returns them without the rest
+    of the entry (timestamps, user metadata), which is what a plain read needs.
+
+    Example:
+        >>> entry = Entry.new("k", handler="raw", format="bytes", size=3, inline=b"abc")
+        >>> info = PayloadInfo.of(entry)
+        >>> info.key, info.handler, info.inline
+        ('k', 'raw', b'abc')
+    """
+
+    key: str
+    blob_ref: str = ""
+    handler: str = ""
+    format: str = ""
+    format_info: dict[str, Any] = msgspec.field(default_factory=dict)
+    codec: str = "none"
+    size: int = 0
+    raw_size: int = 0
+    content_hash: str = ""
+    inline: bytes | None = None
+
+    @classmethod
+    def of(cls, entry: Entry) -> PayloadInfo:
+        """Return the payload fields of ``entry``."""
+        return cls(
+            key=entry.key,
+            blob_ref=entry.blob_ref,
+            handler=entry.handler,
+            format=entry.format,
+            format_info=entry.format_info,
+            codec=entry.codec,
+            size=entry.size,
+            raw_size=entry.raw_size,
+            content_hash=entry.content_hash,
+            inline=entry.inline,
+        )
+
+
+PAYLOAD_FIELDS: tuple[str, ...] = PayloadInfo.__struct_fields__
+"""The entry fields a :class:`PayloadInfo` holds, in order."""
 
 
 class MetadataBackend(ABC):
@@ -153,6 +201,28 @@ class MetadataBackend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections and files. Idempotent; later calls raise ``MetadataError``."""
+
+    # ----------------------------------------------------------------- reads
+
+    def get_payload(self, key: str) -> PayloadInfo | None:
+        """Return where ``key``'s data is and how to decode it, or None.
+
+        :meth:`get` without the timestamps and user metadata: the SQL backends select
+        only these columns, which makes the most frequent read (``BlobStore.get``)
+        cheaper. The default builds the result from :meth:`get`.
+
+        Raises:
+            InvalidKeyError: ``key`` is not a valid key.
+
+        Example:
+            >>> from cacheness.storage.metadata.memory import MemoryMetadataBackend
+            >>> index = MemoryMetadataBackend()
+            >>> _ = index.put(Entry.new("k", blob_ref="ab/abc", size=10))
+            >>> index.get_payload("k").blob_ref, index.get_payload("missing")
+            ('ab/abc', None)
+        """
+        entry = self.get(key)
+        return None if entry is None else PayloadInfo.of(entry)
 
     # ----------------------------------------------------------------- batch defaults
 

@@ -89,9 +89,10 @@ from cacheness.storage.metadata._sqlcore import (
     compile_statement,
     entry_params,
     row_to_entry,
+    row_to_payload,
 )
 from cacheness.storage.metadata._sqlfilter import after, compile_filter, order_components
-from cacheness.storage.metadata.base import MetadataBackend, Scope
+from cacheness.storage.metadata.base import PAYLOAD_FIELDS, MetadataBackend, PayloadInfo, Scope
 from cacheness.storage.optional import import_optional
 
 if TYPE_CHECKING:
@@ -202,6 +203,8 @@ class SqlMetadataBackend(MetadataBackend):
         c = self.table.c
         key_is = c.key == sa.bindparam("p_key")
         self._get = self._compile(sa.select(*self._columns).where(key_is))
+        payload_columns = [c[name] for name in PAYLOAD_FIELDS]
+        self._get_payload = self._compile(sa.select(*payload_columns).where(key_is))
         self._get_locked = self._compile(sa.select(*self._columns).where(key_is).with_for_update())
         self._exists = self._compile(sa.select(sa.literal_column("1")).where(key_is))
         self._insert = self._compile(
@@ -348,6 +351,12 @@ class SqlMetadataBackend(MetadataBackend):
         validate_key(key)
         row = self._run(lambda cursor: cursor.first(self._get, {"key": key}), write=False)
         return None if row is None else row_to_entry(row)
+
+    def get_payload(self, key: str) -> PayloadInfo | None:
+        """Return where ``key``'s data is and how to decode it (ten columns), or None."""
+        validate_key(key)
+        row = self._run(lambda cursor: cursor.first(self._get_payload, {"key": key}), write=False)
+        return None if row is None else row_to_payload(row)
 
     def put(self, entry: Entry, *, overwrite: bool = True) -> Entry | None:
         """Store ``entry`` in one transaction; return the entry it replaced."""
@@ -684,7 +693,8 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
         super().__init__(table=table, schema=None, dialect=sqlite_dialect.dialect())
-        assert (self._get.positional, self._get.sources) == (True, ("key",))  # get() binds (key,)
+        for quick in (self._get, self._get_payload):  # _quick_row binds (key,)
+            assert (quick.positional, quick.sources) == (True, ("key",))
         self._set_journal_mode()
         self._ensure_schema()
 
@@ -827,16 +837,33 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         database busy, the connection not open yet) does the read go through the
         retrying transaction loop. A key lookup is the hottest path of a store.
         """
+        found, row = self._quick_row(self._get, key)
+        if not found:
+            return super().get(key)
+        return None if row is None else row_to_entry(row)
+
+    def get_payload(self, key: str) -> PayloadInfo | None:
+        """Return where ``key``'s data is and how to decode it, or None (as :meth:`get`)."""
+        found, row = self._quick_row(self._get_payload, key)
+        if not found:
+            return super().get_payload(key)
+        return None if row is None else row_to_payload(row)
+
+    def _quick_row(self, statement: Statement, key: str) -> tuple[bool, Any]:
+        """Run a one-key SELECT on this thread's open connection: ``(ran, row or None)``.
+
+        ``ran`` is False when there is no open connection yet (another thread, a forked
+        child) or the statement failed: the caller then takes the retrying path.
+        """
         held: _ThreadConnection | None = getattr(self._local, "held", None)
-        if held is not None and held.conn is not None and held.pid == os.getpid():
-            validate_key(key)
-            try:
-                row = held.conn.execute(self._get.sql, (key,)).fetchone()
-            except sqlite3.Error as exc:
-                log.debug("SQLite index %s: quick read failed (%s); retrying", self.path, exc)
-            else:
-                return None if row is None else row_to_entry(row)
-        return super().get(key)
+        if held is None or held.conn is None or held.pid != os.getpid():
+            return False, None
+        validate_key(key)
+        try:
+            return True, held.conn.execute(statement.sql, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            log.debug("SQLite index %s: quick read failed (%s); retrying", self.path, exc)
+            return False, None
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:

@@ -1,0 +1,95 @@
+"""``get_payload``: the fields a read needs, on every metadata backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from cacheness.storage.entry import Entry
+from cacheness.storage.errors import InvalidKeyError, MetadataError
+from cacheness.storage.metadata.base import PAYLOAD_FIELDS, MetadataBackend, PayloadInfo
+from cacheness.storage.metadata.json import JsonMetadataBackend
+from cacheness.storage.metadata.memory import MemoryMetadataBackend
+from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
+
+ENTRIES = [
+    Entry.new(
+        "blob",
+        blob_ref="ab/abcdef",
+        handler="numpy",
+        format="ndarray",
+        format_info={"dtype": "<f8", "shape": [10, 3]},
+        codec="blosc2",
+        size=123,
+        raw_size=240,
+        content_hash="0" * 32,
+        etag='"etag"',
+        metadata={"ignored": True},
+    ),
+    Entry.new("inline", handler="plain", format="msgpack", size=3, raw_size=3, inline=b"\x93\x01\x02"),
+    Entry.new("empty-inline", handler="raw", format="bytes", inline=b""),
+]
+
+
+@pytest.fixture(params=["memory", "json", "sqlite", "postgresql"])
+def index(request, tmp_path):
+    if request.param == "memory":
+        backend: MetadataBackend = MemoryMetadataBackend()
+    elif request.param == "json":
+        backend = JsonMetadataBackend(tmp_path / "index.json")
+    elif request.param == "sqlite":
+        backend = SqliteMetadataBackend(tmp_path / "index.sqlite")
+    else:
+        backend = PostgresMetadataBackend(request.getfixturevalue("fresh_postgres_url"))
+    with backend:
+        yield backend
+
+
+def test_payload_fields_match_the_entry(index):
+    index.put_many(ENTRIES)
+    for entry in ENTRIES:
+        payload = index.get_payload(entry.key)
+        assert isinstance(payload, PayloadInfo)
+        assert payload == PayloadInfo.of(entry)
+        for name in PAYLOAD_FIELDS:
+            assert getattr(payload, name) == getattr(index.get(entry.key), name)
+    assert index.get_payload("missing") is None
+
+
+def test_payload_follows_updates_and_deletes(index):
+    index.put_many(ENTRIES)
+    index.update("blob", blob_ref="cd/cdef", size=7, format_info={})
+    payload = index.get_payload("blob")
+    assert (payload.blob_ref, payload.size, payload.format_info) == ("cd/cdef", 7, {})
+    index.delete("blob")
+    assert index.get_payload("blob") is None
+
+
+def test_invalid_keys_and_closed_backends(index):
+    with pytest.raises(InvalidKeyError):
+        index.get_payload("")
+    index.close()
+    with pytest.raises(MetadataError, match="closed"):
+        index.get_payload("blob")
+
+
+def test_payload_fields_are_entry_fields():
+    assert set(PAYLOAD_FIELDS) <= set(Entry.__struct_fields__)
+
+
+def test_sqlite_payload_read_retries_when_locked(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "index.sqlite"
+    index = SqliteMetadataBackend(path, journal_mode="delete", busy_timeout=0.05, retries=1)
+    index.put_many(ENTRIES)
+    assert index.get_payload("inline").inline == b"\x93\x01\x02"  # the quick path
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(MetadataError, match="busy_timeout"):
+            index.get_payload("inline")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert index.get_payload("inline").size == 3
+    index.close()
