@@ -25,7 +25,9 @@ ENTRIES = [
         etag='"etag"',
         metadata={"ignored": True},
     ),
-    Entry.new("inline", handler="plain", format="msgpack", size=3, raw_size=3, inline=b"\x93\x01\x02"),
+    Entry.new(
+        "inline", handler="plain", format="msgpack", size=3, raw_size=3, inline=b"\x93\x01\x02"
+    ),
     Entry.new("empty-inline", handler="raw", format="bytes", inline=b""),
 ]
 
@@ -74,22 +76,3 @@ def test_invalid_keys_and_closed_backends(index):
 
 def test_payload_fields_are_entry_fields():
     assert set(PAYLOAD_FIELDS) <= set(Entry.__struct_fields__)
-
-
-def test_sqlite_payload_read_retries_when_locked(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "index.sqlite"
-    index = SqliteMetadataBackend(path, journal_mode="delete", busy_timeout=0.05, retries=1)
-    index.put_many(ENTRIES)
-    assert index.get_payload("inline").inline == b"\x93\x01\x02"  # the quick path
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(MetadataError, match="busy_timeout"):
-            index.get_payload("inline")
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
-    assert index.get_payload("inline").size == 3
-    index.close()

@@ -224,24 +224,25 @@ def test_a_forked_child_opens_its_own_connection(tmp_path, in_fork):
     backend.close()
 
 
-def test_get_in_a_locked_database_retries_then_fails_clearly(tmp_path):
-    # get() reads on the thread's open connection and falls back to the retrying loop.
+@pytest.mark.parametrize("read", ["get", "get_payload"])
+def test_reads_in_a_locked_database_retry_then_fail_clearly(tmp_path, read):
+    # Reads run on the thread's open connection and fall back to the retrying loop.
     path = tmp_path / "index.sqlite"
     backend = SqliteMetadataBackend(path, journal_mode="delete", busy_timeout=0.05, retries=1)
-    backend.put(Entry.new("k"))
-    assert backend.get("k") is not None  # the connection is open: the quick path runs
+    backend.put(Entry.new("k", size=3))
+    assert getattr(backend, read)("k") is not None  # the connection is open: the quick path
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # a rollback journal: readers are locked out
     try:
         with pytest.raises(MetadataError, match="busy_timeout"):
-            backend.get("k")
+            getattr(backend, read)("k")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert backend.get("k").key == "k"
+    assert getattr(backend, read)("k").size == 3
     backend.close()
     with pytest.raises(MetadataError, match="closed"):
-        backend.get("k")
+        getattr(backend, read)("k")
 
 
 def test_get_returns_distinct_and_shared_timestamps(tmp_path):
