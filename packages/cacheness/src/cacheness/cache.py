@@ -871,7 +871,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             log.info("entry %s was written by another cache format version: a miss", entry.key)
             self._stats.record_miss()
             return MISS
-        if self._expired(entry, now):
+        expires = facts.get("expires_at")  # as _expired(), on the facts already at hand
+        if expires is not None and expires <= now.timestamp():
             self._stats.record_miss(expired=True)
             self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
             return MISS

@@ -52,11 +52,20 @@ class CacheStats:
 
     def record_hit(self, bytes_read: int = 0) -> None:
         """Count a hit that read ``bytes_read`` stored bytes."""
-        self.add(hits=1, bytes_read=bytes_read)
+        with self._lock:  # every cache hit comes here: no keyword-argument loop
+            counts = self._counts
+            counts["hits"] += 1
+            counts["bytes_read"] += bytes_read
 
     def record_miss(self, *, expired: bool = False, error: bool = False) -> None:
         """Count a miss (an expired entry or an unreadable one is a miss too)."""
-        self.add(misses=1, expirations=int(expired), errors=int(error))
+        with self._lock:
+            counts = self._counts
+            counts["misses"] += 1
+            if expired:
+                counts["expirations"] += 1
+            if error:
+                counts["errors"] += 1
 
     def reset(self) -> None:
         """Set every counter back to zero."""

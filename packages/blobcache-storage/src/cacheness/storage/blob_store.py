@@ -1150,14 +1150,10 @@ class BlobStore:
         the same lock :meth:`_release` takes before deleting an unreferenced blob, so a
         blob is never deleted under a concurrent commit that refers to it.
         """
-        with contextlib.ExitStack() as stack:
-            for item in stored:
-                stack.callback(item.close)
-            pending = [item for item in stored if item.spool is not None]
-            for ref in sorted({self.blobs.ref_for(item.content_hash) for item in pending}):
-                stack.enter_context(self._content_lock(ref))
-            for item in pending:
-                self._ensure_addressed(item)
+        pending = [item for item in stored if item.spool is not None]
+        # Only content-addressed spools need locks and closing; a plain put skips the
+        # ExitStack (about 1 us of the ~50 us CPU a small put takes on SQLite).
+        with self._addressed(pending) if pending else contextlib.nullcontext():
             try:
                 yield
             except BackendUnavailableError:
@@ -1175,6 +1171,18 @@ class BlobStore:
                 for item in stored:
                     self._discard(item)
                 raise
+
+    @contextlib.contextmanager
+    def _addressed(self, pending: list[_Stored]) -> Iterator[None]:
+        """Hold the content locks of ``pending`` spools with their blobs in place."""
+        with contextlib.ExitStack() as stack:
+            for item in pending:
+                stack.callback(item.close)
+            for ref in sorted({self.blobs.ref_for(item.content_hash) for item in pending}):
+                stack.enter_context(self._content_lock(ref))
+            for item in pending:
+                self._ensure_addressed(item)
+            yield
 
     def _content_lock(self, ref: str) -> AbstractContextManager[bool]:
         return self.metadata.named_lock(f"cacheness.blobstore.content:{ref}")

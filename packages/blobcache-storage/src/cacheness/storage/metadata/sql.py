@@ -336,13 +336,17 @@ class SqlMetadataBackend(MetadataBackend):
             raise _Conflict(entry.key)
 
     def _put_locked(self, cursor: _Cursor, entry: Entry, *, overwrite: bool) -> Entry | None:
-        if not overwrite:
-            if cursor.execute(self._insert, entry_params(entry)).rowcount != 1:
-                raise exists_error(entry.key)
+        # Insert first: a new key (the common case) takes one statement, not a read too.
+        params = entry_params(entry)
+        if cursor.execute(self._insert, params).rowcount == 1:
             return None
+        if not overwrite:
+            raise exists_error(entry.key)
         row = cursor.first(self._get_locked, {"key": entry.key})
-        self._write_entry(cursor, entry, existed=row is not None)
-        return None if row is None else row_to_entry(row)
+        if row is None:  # deleted by another transaction since our insert saw it
+            raise _Conflict(entry.key)
+        cursor.execute(self._update_all, params)
+        return row_to_entry(row)
 
     # ------------------------------------------------------------------ primitives
 

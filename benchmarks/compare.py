@@ -1,0 +1,1006 @@
+"""Where cacheness stands next to its peers: diskcache, joblib.Memory, lru_cache, a bare call.
+
+Run:  python -m hatch run bench:python benchmarks/compare.py [--quick] [--rounds N]
+      [--json PATH] [--png PATH] [--strict]
+
+The issue's "Speed" targets, measured side by side in one run on the embedded default
+(cacheness: SQLite index + files under the cache directory, default settings; diskcache:
+``diskcache.Cache``, default settings; joblib: ``joblib.Memory(dir, verbose=0)``). Every
+system works in a fresh temporary directory of its own.
+
+Workloads (what each system does exactly is printed under the table and kept in the JSON):
+
+* ``decorator hit``    a cached ``f(x: int)``: 100 arguments computed once, then called
+                       again and again (hits only, checked): microseconds per call for
+                       ``@cached``, ``joblib.Memory.cache``, ``diskcache.Cache.memoize``,
+                       ``functools.lru_cache`` and the bare function.
+                       Targets: <= 1.5x diskcache memoize, <= 0.25x joblib.Memory.
+* ``put`` / ``get``    2,000 dicts of ~200 bytes (pickled), each put, then each read back
+                       (and compared) in a fresh cache every round: operations per second
+                       of ``cacheness.put/get`` (key parameters ``item=i``) and
+                       ``diskcache.Cache.set/get`` (key ``"item-i"``).
+                       Target: >= 80 % of diskcache's operations per second.
+* ``list entries``     10,000 entries: ``cacheness.list_entries()`` (each entry's key
+                       parameters, size, dates and expiry; no values) against diskcache
+                       iterating its keys and reading each key's expiry time and tag
+                       (``Cache.get(key, expire_time=True, tag=True)``: its only public way
+                       to see them, which reads the value too). Diskcache iterating its bare
+                       keys (``list(cache)``, the issue's literal wording) is shown beside.
+                       Target: <= 2x diskcache's time (keys + metadata).
+* ``cleanup expired``  100,000 entries put through each API, half with a 60 s TTL and
+                       half with a day; the clock then moves 2 minutes on (cacheness: an
+                       injected clock; diskcache: ``Cache.expire(now=...)``): seconds to
+                       remove the 50,000 expired ones. Target: <= 1 s.
+* ``derive_key``       5 scalar keyword arguments (the row of ``benchmarks/keys.py``,
+                       timed with its ``best_us``): cacheness ``derive_key``,
+                       ``joblib.hash`` (what joblib.Memory keys with) and diskcache
+                       memoize's key (``args_to_key`` plus the pickling of the key tuple
+                       its lookup does). Target: <= 10 us. (``keys.run()`` itself also
+                       hashes arrays, frames and directory trees, which take a minute and
+                       have no place here.)
+
+Rounds are interleaved (round 1 of every system, then round 2..., the order of systems
+rotated each round), so background load hits every system alike; before each timed
+section garbage is collected and dirty pages are flushed, and the collector is off while
+it runs. The table shows the **median** of the rounds (derive_key: median of per-round
+bests). Wall-clock time is what the table and the targets use; the process's CPU time
+is recorded beside it (JSON, and one line under the table), as a cross-check that does
+not move with the load of a shared machine.
+
+Output: one table (workload x system) on stdout, the JSON (``--json``, default
+``benchmarks/results/compare.json``, with the load average before and after) and a PNG
+bar chart (``--png``, default ``benchmarks/results/compare.png``): each workload's time
+relative to diskcache on a log scale with the targets drawn as lines, and each target's
+figure divided by its limit. ``--strict`` exits with status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import importlib.util
+import json
+import os
+import pickle
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from cacheness.cache import cacheness
+from cacheness.decorators import cached
+from cacheness.keys import derive_key
+
+try:  # the bench environment has them; the dev environment may not
+    import diskcache
+    from diskcache.core import args_to_key
+except ImportError:
+    diskcache = None
+try:
+    import joblib
+except ImportError:
+    joblib = None
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SYSTEMS = ("cacheness", "diskcache", "joblib.Memory", "lru_cache", "bare call")
+REFERENCE = "diskcache"
+ARGUMENTS = 100
+"""The decorated function is called with x in range(ARGUMENTS), over and over."""
+KWARGS = {"model": "resnet50", "epochs": 10, "lr": 0.001, "augment": True, "seed": 42}
+"""The 5 scalar keyword arguments of benchmarks/keys.py's first row."""
+SHORT_TTL, LONG_TTL, LATER = 60.0, 86_400.0, timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each workload does (``--quick`` shrinks everything)."""
+
+    rounds: int
+    hit_calls: int  # per round: cacheness, diskcache
+    slow_hit_calls: int  # per round: joblib.Memory
+    fast_hit_calls: int  # per round: lru_cache, the bare call
+    put_get: int
+    listed: int
+    expiring: int
+    cleanup_rounds: int
+    key_budget_s: float
+
+    @classmethod
+    def pick(cls, quick: bool, rounds: int | None) -> Sizes:
+        if quick:
+            return cls(rounds or 2, 1_000, 100, 20_000, 300, 1_000, 2_000, 1, 0.05)
+        return cls(rounds or 5, 10_000, 1_000, 500_000, 2_000, 10_000, 100_000, 3, 0.3)
+
+
+def small_dict(i: int) -> dict[str, Any]:
+    """A dict of about 200 bytes pickled (the shape of benchmarks/blob_store.py's)."""
+    return {
+        "id": i,
+        "name": f"user_{i}",
+        "email": f"user_{i}@example.org",
+        "score": round(i / 7, 4),
+        "tags": ["alpha", "beta", "gamma"],
+        "active": i % 2 == 0,
+        "notes": "x" * 60,
+    }
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of one timed section: wall clock, and this process's CPU time."""
+
+    wall: float
+    cpu: float
+
+    def per(self, count: int, scale: float = 1.0) -> Timing:
+        """Time per operation (times ``scale``: 1e6 for microseconds)."""
+        return Timing(self.wall / count * scale, self.cpu / count * scale)
+
+    def rate(self, count: int) -> Timing:
+        """Operations per second (a rate, not a time: higher is faster)."""
+        return Timing(count / self.wall, count / self.cpu)
+
+
+def timed(action: Callable[[], Any]) -> Timing:
+    """Time ``action`` with nothing left over from before: no garbage, no dirty pages."""
+    gc.collect()
+    if hasattr(os, "sync"):
+        os.sync()
+    gc.disable()
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        action()
+        return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+    finally:
+        gc.enable()
+
+
+Round = Callable[[], dict[str, Timing]]
+"""One timed round of a system: ``{workload: figure}``."""
+
+
+@dataclass
+class Contender:
+    """One system in one group of workloads.
+
+    ``open(folder)`` prepares the system in an empty folder of its own (untimed) and
+    returns the function that runs one round and the one that releases the system.
+    """
+
+    system: str
+    does: dict[str, str]
+    open: Callable[[Path], tuple[Round, Callable[[], None]]]
+
+
+def no_cleanup() -> None:
+    """Nothing to release (every round cleaned up after itself)."""
+
+
+@dataclass
+class Workload:
+    """One row of the table: a figure per system and round (wall clock and CPU time)."""
+
+    name: str
+    unit: str
+    higher_is_better: bool
+    rounds: dict[str, list[Timing]] = field(default_factory=dict)
+    does: dict[str, str] = field(default_factory=dict)
+
+    def value(self, system: str, clock: str = "wall") -> float | None:
+        """The median over rounds, or None when the system was not measured."""
+        figures = self.rounds.get(system)
+        if not figures:
+            return None
+        return statistics.median(getattr(figure, clock) for figure in figures)
+
+    def seconds(self, system: str, clock: str = "wall") -> float | None:
+        """The figure as a time per operation (rates are inverted), for ratios."""
+        value = self.value(system, clock)
+        if value is None:
+            return None
+        return 1 / value if self.higher_is_better else value
+
+
+def run_group(contenders: list[Contender], rounds: int) -> dict[str, dict[str, list[Timing]]]:
+    """Open every contender, then run ``rounds`` interleaved rounds: the figures."""
+    figures: dict[str, dict[str, list[Timing]]] = {}
+    with tempfile.TemporaryDirectory(prefix="cacheness-compare-") as tmp:
+        opened: list[tuple[str, Round, Callable[[], None]]] = []
+        try:
+            for contender in contenders:
+                folder = Path(tmp) / contender.system.replace(" ", "_")
+                folder.mkdir()
+                one_round, close = contender.open(folder)
+                opened.append((contender.system, one_round, close))
+            for number in range(rounds):
+                shift = number % len(opened)
+                for system, one_round, _ in opened[shift:] + opened[:shift]:
+                    for workload, figure in one_round().items():
+                        figures.setdefault(workload, {}).setdefault(system, []).append(figure)
+        finally:
+            for _, _, close in opened:
+                close()
+    return figures
+
+
+def fresh_folders(folder: Path) -> Callable[[], Path]:
+    """A new empty sub-folder of ``folder`` on each call (one per round)."""
+    counter = iter(range(1_000_000))
+
+    def make() -> Path:
+        where = folder / f"round-{next(counter)}"
+        where.mkdir()
+        return where
+
+    return make
+
+
+# --------------------------------------------------------------------------- decorator hit
+
+Decorate = Callable[[Path, Callable[[int], int], list[Callable[[], None]]], Callable[[int], int]]
+
+
+def hit_contender(system: str, does: str, decorate: Decorate | None, calls: int) -> Contender:
+    """A decorated ``f(x)``: every argument computed once, then timed on hits only."""
+
+    def open_(folder: Path) -> tuple[Round, Callable[[], None]]:
+        computed: list[int] = []
+        closers: list[Callable[[], None]] = []
+
+        def f(x: int) -> int:
+            computed.append(x)
+            return x * x
+
+        f.__qualname__ = f"f_{system.replace(' ', '_').replace('.', '_')}"
+        wrapped = f if decorate is None else decorate(folder, f, closers)
+        for x in range(ARGUMENTS):
+            assert wrapped(x) == x * x
+        warmed = len(computed)
+        xs = list(range(ARGUMENTS)) * (calls // ARGUMENTS)
+
+        def loop() -> None:
+            for x in xs:
+                wrapped(x)
+
+        def one_round() -> dict[str, Timing]:
+            timing = timed(loop)
+            if decorate is not None and len(computed) != warmed:
+                raise AssertionError(f"{system}: {len(computed) - warmed} hits were recomputed")
+            return {"decorator hit": timing.per(len(xs), 1e6)}
+
+        def close() -> None:
+            for closer in closers:
+                closer()
+
+        return one_round, close
+
+    return Contender(system, {"decorator hit": does}, open_)
+
+
+def with_cacheness(folder: Path, f: Callable[[int], int], closers: list) -> Callable[[int], int]:
+    cache = cacheness(cache_dir=folder)
+    closers.append(cache.close)
+    return cached(cache_instance=cache)(f)
+
+
+def with_diskcache(folder: Path, f: Callable[[int], int], closers: list) -> Callable[[int], int]:
+    cache = diskcache.Cache(str(folder))
+    closers.append(cache.close)
+    return cache.memoize()(f)
+
+
+def with_joblib(folder: Path, f: Callable[[int], int], closers: list) -> Callable[[int], int]:
+    return joblib.Memory(str(folder), verbose=0).cache(f)
+
+
+def with_lru_cache(folder: Path, f: Callable[[int], int], closers: list) -> Callable[[int], int]:
+    return functools.lru_cache(maxsize=None)(f)
+
+
+def decorator_contenders(sizes: Sizes) -> list[Contender]:
+    contenders = [
+        hit_contender(
+            "cacheness",
+            "@cached(cache_instance=cacheness(cache_dir=dir)) def f(x); default settings",
+            with_cacheness,
+            sizes.hit_calls,
+        )
+    ]
+    if diskcache is not None:
+        contenders.append(
+            hit_contender(
+                "diskcache",
+                "@diskcache.Cache(dir).memoize() def f(x)",
+                with_diskcache,
+                sizes.hit_calls,
+            )
+        )
+    if joblib is not None:
+        contenders.append(
+            hit_contender(
+                "joblib.Memory",
+                "joblib.Memory(dir, verbose=0).cache(f)",
+                with_joblib,
+                sizes.slow_hit_calls,
+            )
+        )
+    contenders.append(
+        hit_contender(
+            "lru_cache",
+            "@functools.lru_cache(maxsize=None) def f(x) (in memory, no copy)",
+            with_lru_cache,
+            sizes.fast_hit_calls,
+        )
+    )
+    contenders.append(hit_contender("bare call", "f(x), no cache", None, sizes.fast_hit_calls))
+    return contenders
+
+
+# --------------------------------------------------------------------------- put / get
+
+Opened = tuple[Callable[[int, Any], Any], Callable[[int], Any], Callable[[], None]]
+"""``(put(i, value), get(i), close())`` of a cache opened in a folder."""
+
+
+def put_get_contender(
+    system: str, does: dict[str, str], count: int, open_cache: Callable[[Path], Opened]
+) -> Contender:
+    """Put ``count`` small dicts, then get each back, in a fresh folder every round."""
+    values = [small_dict(i) for i in range(count)]
+
+    def open_(folder: Path) -> tuple[Round, Callable[[], None]]:
+        next_folder = fresh_folders(folder)
+
+        def one_round() -> dict[str, Timing]:
+            where = next_folder()
+            put, get, close = open_cache(where)
+            loaded: list[Any] = []
+            try:
+                put_time = timed(lambda: [put(i, value) for i, value in enumerate(values)])
+                get_time = timed(lambda: loaded.extend(get(i) for i in range(count)))
+            finally:
+                close()
+            if loaded != values:
+                raise AssertionError(f"{system}: get did not return what was put")
+            shutil.rmtree(where)
+            return {"put": put_time.rate(count), "get": get_time.rate(count)}
+
+        return one_round, no_cleanup
+
+    return Contender(system, does, open_)
+
+
+def cacheness_put_get(folder: Path) -> Opened:
+    cache = cacheness(cache_dir=folder)
+    return (lambda i, value: cache.put(value, item=i)), (lambda i: cache.get(item=i)), cache.close
+
+
+def diskcache_put_get(folder: Path) -> Opened:
+    cache = diskcache.Cache(str(folder))
+    return (
+        (lambda i, value: cache.set(f"item-{i}", value)),
+        (lambda i: cache.get(f"item-{i}")),
+        cache.close,
+    )
+
+
+def put_get_contenders(sizes: Sizes) -> list[Contender]:
+    contenders = [
+        put_get_contender(
+            "cacheness",
+            {"put": "cache.put(d, item=i)", "get": "cache.get(item=i)"},
+            sizes.put_get,
+            cacheness_put_get,
+        )
+    ]
+    if diskcache is not None:
+        contenders.append(
+            put_get_contender(
+                "diskcache",
+                {"put": "cache.set(f'item-{i}', d)", "get": "cache.get(f'item-{i}')"},
+                sizes.put_get,
+                diskcache_put_get,
+            )
+        )
+    return contenders
+
+
+# --------------------------------------------------------------------------- list entries
+
+
+def list_contenders(sizes: Sizes) -> list[Contender]:
+    count = sizes.listed
+
+    def open_cacheness(folder: Path) -> tuple[Round, Callable[[], None]]:
+        cache = cacheness(cache_dir=folder)
+        for i in range(count):
+            cache.put(small_dict(i), item=i)
+
+        def one_round() -> dict[str, Timing]:
+            listed: list[Any] = []
+            timing = timed(lambda: listed.extend(cache.list_entries()))
+            if len(listed) != count or listed[-1].params != {"item": count - 1}:
+                raise AssertionError(f"cacheness listed {len(listed)} of {count} entries")
+            return {"list entries": timing.per(1, 1e3)}
+
+        return one_round, cache.close
+
+    def open_diskcache(folder: Path) -> tuple[Round, Callable[[], None]]:
+        cache = diskcache.Cache(str(folder))
+        for i in range(count):
+            cache.set(f"item-{i}", small_dict(i))
+
+        def with_metadata() -> list[Any]:
+            return [(key, cache.get(key, expire_time=True, tag=True)) for key in cache]
+
+        def one_round() -> dict[str, Timing]:
+            listed: list[Any] = []
+            keys: list[Any] = []
+            timing = timed(lambda: listed.extend(with_metadata()))
+            keys_only = timed(lambda: keys.extend(cache))
+            if len(listed) != count or len(keys) != count:
+                raise AssertionError(f"diskcache listed {len(listed)} of {count} entries")
+            return {"list entries": timing.per(1, 1e3), "iterate keys": keys_only.per(1, 1e3)}
+
+        return one_round, cache.close
+
+    contenders = [
+        Contender(
+            "cacheness",
+            {"list entries": "cache.list_entries(): CacheEntry objects (params, size, dates)"},
+            open_cacheness,
+        )
+    ]
+    if diskcache is not None:
+        contenders.append(
+            Contender(
+                "diskcache",
+                {
+                    "list entries": "for key in cache: cache.get(key, expire_time=True, tag=True)",
+                    "iterate keys": "list(cache): the keys only, nothing about them",
+                },
+                open_diskcache,
+            )
+        )
+    return contenders
+
+
+# --------------------------------------------------------------------------- cleanup expired
+
+
+def ttl_of(i: int) -> float:
+    """Half the entries expire within the benchmark's 2 minutes, half live a day."""
+    return SHORT_TTL if i % 2 == 0 else LONG_TTL
+
+
+def cleanup_contenders(sizes: Sizes) -> list[Contender]:
+    count, half = sizes.expiring, sizes.expiring // 2
+    value = small_dict(0)
+
+    def open_cacheness(folder: Path) -> tuple[Round, Callable[[], None]]:
+        next_folder = fresh_folders(folder)
+
+        def one_round() -> dict[str, Timing]:
+            now = [datetime.now(UTC)]
+            where = next_folder()
+            with cacheness(cache_dir=where, clock=lambda: now[0]) as cache:
+                for i in range(count):
+                    cache.put(value, ttl_seconds=ttl_of(i), item=i)
+                now[0] += LATER
+                removed: list[int] = []
+                timing = timed(lambda: removed.append(cache.cleanup_expired()))
+                left = cache.count(include_expired=True)
+            if removed != [half] or left != count - half:
+                raise AssertionError(f"cacheness removed {removed} and left {left}")
+            shutil.rmtree(where)
+            return {"cleanup expired": timing}
+
+        return one_round, no_cleanup
+
+    def open_diskcache(folder: Path) -> tuple[Round, Callable[[], None]]:
+        next_folder = fresh_folders(folder)
+
+        def one_round() -> dict[str, Timing]:
+            where = next_folder()
+            with diskcache.Cache(str(where)) as cache:
+                for i in range(count):
+                    cache.set(f"item-{i}", value, expire=ttl_of(i))
+                later = time.time() + LATER.total_seconds()
+                removed: list[int] = []
+                timing = timed(lambda: removed.append(cache.expire(now=later)))
+                left = len(cache)
+            if removed != [half] or left != count - half:
+                raise AssertionError(f"diskcache removed {removed} and left {left}")
+            shutil.rmtree(where)
+            return {"cleanup expired": timing}
+
+        return one_round, no_cleanup
+
+    contenders = [
+        Contender(
+            "cacheness",
+            {"cleanup expired": "cache.cleanup_expired(): one DELETE ... WHERE expiry <= now"},
+            open_cacheness,
+        )
+    ]
+    if diskcache is not None:
+        contenders.append(
+            Contender("diskcache", {"cleanup expired": "cache.expire(now=later)"}, open_diskcache)
+        )
+    return contenders
+
+
+# --------------------------------------------------------------------------- derive_key
+
+
+def key_benchmark() -> Any:
+    """Import ``benchmarks/keys.py`` (a script, not a package module) for its ``best_us``."""
+    spec = importlib.util.spec_from_file_location("bench_keys", HERE / "keys.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {HERE / 'keys.py'}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def memoize_key() -> bytes:
+    """What diskcache's memoize does to turn the arguments into its index key."""
+    key = args_to_key(("compare.f",), (), KWARGS, False, set())
+    return pickle.dumps(key, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def key_contenders(sizes: Sizes) -> list[Contender]:
+    best_us = key_benchmark().best_us
+    assert len(derive_key(KWARGS)) == 32
+
+    def contender(system: str, does: str, fn: Callable[[], Any]) -> Contender:
+        def open_(folder: Path) -> tuple[Round, Callable[[], None]]:
+            def one_round() -> dict[str, Timing]:
+                best = best_us(fn, sizes.key_budget_s)  # best of timeit repeats, us
+                return {"derive_key": Timing(best, best)}  # no separate CPU figure
+
+            return one_round, no_cleanup
+
+        return Contender(system, {"derive_key": does}, open_)
+
+    contenders = [
+        contender("cacheness", "derive_key(5 kwargs)", lambda: derive_key(KWARGS)),
+    ]
+    if diskcache is not None:
+        contenders.append(
+            contender("diskcache", "memoize: args_to_key + pickle.dumps(key)", memoize_key)
+        )
+    if joblib is not None:
+        contenders.append(
+            contender("joblib.Memory", "joblib.hash(5 kwargs)", lambda: joblib.hash(KWARGS))
+        )
+    return contenders
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass
+class Target:
+    """One of the issue's targets; ``score`` <= 1 means it is met."""
+
+    workload: str
+    goal: str
+    figure: float
+    limit: float
+    higher_is_better: bool
+    shown: str
+    chart_level: float | None  # the limit as time relative to diskcache, for the chart
+
+    @property
+    def score(self) -> float:
+        return self.limit / self.figure if self.higher_is_better else self.figure / self.limit
+
+    @property
+    def met(self) -> bool:
+        return self.score <= 1.0
+
+
+def targets_of(rows: dict[str, Workload], clock: str = "wall") -> list[Target]:
+    """Check the issue's targets against the figures of ``clock`` ("wall" or "cpu")."""
+    targets: list[Target] = []
+
+    def ratio(workload: str, other: str) -> float | None:
+        """cacheness's time per operation over ``other``'s."""
+        row = rows.get(workload)
+        if row is None:
+            return None
+        mine, theirs = row.seconds("cacheness", clock), row.seconds(other, clock)
+        return None if mine is None or theirs is None else mine / theirs
+
+    def level(workload: str, seconds: float) -> float | None:
+        """``seconds`` per operation as a multiple of diskcache's time."""
+        reference = rows[workload].seconds(REFERENCE, clock)
+        return None if reference is None else seconds / reference
+
+    hit = ratio("decorator hit", "diskcache")
+    if hit is not None:
+        targets.append(
+            Target(
+                "decorator hit",
+                "<= 1.5x diskcache memoize",
+                hit,
+                1.5,
+                False,
+                f"{hit:.2f}x diskcache",
+                1.5,
+            )
+        )
+    hit = ratio("decorator hit", "joblib.Memory")
+    if hit is not None:
+        joblib_time = rows["decorator hit"].seconds("joblib.Memory", clock)
+        targets.append(
+            Target(
+                "decorator hit",
+                "<= 0.25x joblib.Memory",
+                hit,
+                0.25,
+                False,
+                f"{hit:.2f}x joblib.Memory",
+                level("decorator hit", 0.25 * joblib_time),
+            )
+        )
+    for op in ("put", "get"):
+        slower = ratio(op, "diskcache")
+        if slower is not None:
+            targets.append(
+                Target(
+                    op,
+                    ">= 80% of diskcache ops/s",
+                    1 / slower,
+                    0.8,
+                    True,
+                    f"{1 / slower:.0%} of diskcache",
+                    1 / 0.8,
+                )
+            )
+    listing = ratio("list entries", "diskcache")
+    if listing is not None:
+        targets.append(
+            Target(
+                "list entries",
+                "<= 2x diskcache (keys + metadata)",
+                listing,
+                2.0,
+                False,
+                f"{listing:.2f}x diskcache",
+                2.0,
+            )
+        )
+    for workload, limit, unit, digits in (
+        ("cleanup expired", 1.0, "s", 3),
+        ("derive_key", 10.0, "us", 2),
+    ):
+        mine = rows[workload].value("cacheness", clock) if workload in rows else None
+        if mine is not None:
+            targets.append(
+                Target(
+                    workload,
+                    f"<= {limit:g} {unit}",
+                    mine,
+                    limit,
+                    False,
+                    f"{mine:.{digits}f} {unit}",
+                    level(workload, limit),
+                )
+            )
+    return targets
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ops/s" or value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def literal_listing(rows: dict[str, Workload]) -> float | None:
+    """cacheness's listing time over diskcache iterating bare keys (the issue's wording)."""
+    listed, keys = rows.get("list entries"), rows.get("iterate keys")
+    if listed is None or keys is None:
+        return None
+    mine, theirs = listed.value("cacheness"), keys.value("diskcache")
+    return None if mine is None or theirs is None else mine / theirs
+
+
+def format_table(rows: dict[str, Workload], targets: list[Target], sizes: Sizes) -> str:
+    systems = [s for s in SYSTEMS if any(s in row.rounds for row in rows.values())]
+    first, width = 24, 14
+    header = f"{'workload (unit)':<{first}}" + "".join(f"{s:>{width}}" for s in systems)
+    rule = "-" * (len(header) + 48)
+    lines = [header + "   target (cacheness)", rule]
+    notes: dict[str, list[str]] = {}
+    for target in targets:
+        verdict = "ok" if target.met else "MISSED"
+        notes.setdefault(target.workload, []).append(f"{target.goal}: {target.shown}  {verdict}")
+    literal = literal_listing(rows)
+    if literal is not None:
+        notes["iterate keys"] = [f"(list entries is {literal:.1f}x this; no target)"]
+    for row in rows.values():
+        cells = "".join(f"{cell(row.value(s), row.unit):>{width}}" for s in systems)
+        comments = notes.get(row.name, [""])
+        lines.append(f"{f'{row.name} ({row.unit})':<{first}}{cells}   {comments[0]}")
+        lines.extend(f"{'':<{first + width * len(systems)}}   {more}" for more in comments[1:])
+    lines.append(rule)
+    lines.append(
+        f"median of {sizes.rounds} interleaved rounds (cleanup expired: {sizes.cleanup_rounds}; "
+        "derive_key: median of per-round timeit bests); wall-clock time"
+    )
+    cpu = targets_of(rows, "cpu")
+    lines.append(
+        "the targets in CPU time: "
+        + "; ".join(f"{t.workload} {t.shown} {'ok' if t.met else 'MISSED'}" for t in cpu)
+    )
+    lines.append("\nwhat each system does:")
+    for row in rows.values():
+        for system in systems:
+            if system in row.does:
+                lines.append(f"  {row.name:<16} {system:<14} {row.does[system]}")
+    return "\n".join(lines)
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in ("cacheness", "blobcache-storage", "diskcache", "joblib"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def to_json(
+    rows: dict[str, Workload], sizes: Sizes, quick: bool, load: dict[str, list[float]]
+) -> dict[str, Any]:
+    def target_dict(target: Target) -> dict[str, Any]:
+        return {
+            "workload": target.workload,
+            "goal": target.goal,
+            "figure": target.figure,
+            "limit": target.limit,
+            "shown": target.shown,
+            "met": target.met,
+        }
+
+    wall, cpu = targets_of(rows, "wall"), targets_of(rows, "cpu")
+    return {
+        "benchmark": "benchmarks/compare.py",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "cpus": os.cpu_count(),
+        "load_average": load,
+        "quick": quick,
+        "sizes": asdict(sizes),
+        "aggregate": "median of interleaved rounds (derive_key: median of per-round bests)",
+        "versions": versions(),
+        "workloads": [
+            {
+                "name": row.name,
+                "unit": row.unit,
+                "higher_is_better": row.higher_is_better,
+                "median": {s: row.value(s) for s in row.rounds},
+                "median_cpu": {s: row.value(s, "cpu") for s in row.rounds},
+                "rounds": {s: [t.wall for t in figures] for s, figures in row.rounds.items()},
+                "rounds_cpu": {s: [t.cpu for t in figures] for s, figures in row.rounds.items()},
+                "does": row.does,
+            }
+            for row in rows.values()
+        ],
+        "targets": [target_dict(target) for target in wall],
+        "targets_cpu": [target_dict(target) for target in cpu],
+        "all_targets_met": all(target.met for target in wall),
+        "list_entries_vs_bare_keys": literal_listing(rows),
+    }
+
+
+COLORS = {
+    "cacheness": "#1f77b4",
+    "diskcache": "#7f7f7f",
+    "joblib.Memory": "#ff7f0e",
+    "lru_cache": "#2ca02c",
+    "bare call": "#bcbd22",
+}
+
+
+def draw_chart(rows: dict[str, Workload], targets: list[Target], path: Path, title: str) -> None:
+    """Left: time relative to diskcache per workload (log), targets as red lines.
+    Right: each target's figure over its limit (<= 1: met)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    # "iterate keys" is diskcache alone: drawn as a mark in the "list entries" group.
+    shown = [
+        row for row in rows.values() if row.seconds(REFERENCE) is not None and len(row.rounds) > 1
+    ]
+    systems = [s for s in SYSTEMS if any(row.seconds(s) is not None for row in shown)]
+    fig, (bars, scores) = plt.subplots(
+        1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [2.2, 1]}, layout="constrained"
+    )
+    for index, row in enumerate(shown):
+        reference = row.seconds(REFERENCE)
+        present = [s for s in systems if row.seconds(s) is not None]
+        width = min(0.8 / len(present), 0.3)
+        start = index - width * (len(present) - 1) / 2
+        for offset, system in enumerate(present):
+            relative = row.seconds(system) / reference
+            x = start + offset * width
+            bars.bar(x, relative, width * 0.9, color=COLORS[system])
+            bars.annotate(
+                cell(row.value(system), row.unit),
+                (x, relative),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90,
+                bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+        keys = rows.get("iterate keys")
+        if row.name == "list entries" and keys is not None and keys.seconds(REFERENCE):
+            level = keys.seconds(REFERENCE) / reference
+            bars.hlines(level, index - 0.4, index + 0.4, colors="#7f7f7f", linestyles=":")
+            bars.annotate(
+                "diskcache, bare keys",
+                (index, level),
+                xytext=(0, -10),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color="#555555",
+            )
+        for target in targets:
+            if target.workload == row.name and target.chart_level is not None:
+                bars.hlines(
+                    target.chart_level,
+                    index - 0.45,
+                    index + 0.45,
+                    colors="crimson",
+                    linestyles="--",
+                    linewidth=1.3,
+                )
+    bars.set_yscale("log")
+    bars.axhline(1.0, color="#7f7f7f", linewidth=0.8)
+    bars.set_xticks(range(len(shown)))
+    bars.set_xticklabels([f"{row.name}\n({row.unit})" for row in shown], fontsize=9)
+    bars.set_ylabel("time per operation relative to diskcache (log scale; lower is faster)")
+    bars.set_title("Side by side; the figure on each bar is in the row's unit", fontsize=10)
+    handles = [Patch(color=COLORS[s], label=s) for s in systems]
+    handles.append(Line2D([], [], color="crimson", linestyle="--", label="target (see the right)"))
+    bars.legend(handles=handles, fontsize=8, loc="upper left")
+    bars.margins(y=0.3)
+
+    positions = list(range(len(targets)))
+    scores.barh(
+        positions,
+        [target.score for target in targets],
+        color=["#2ca02c" if target.met else "crimson" for target in targets],
+    )
+    scores.axvline(1.0, color="crimson", linestyle="--", linewidth=1.3)
+    for position, target in zip(positions, targets, strict=True):
+        scores.annotate(f" {target.shown}", (target.score, position), va="center", fontsize=8)
+    scores.set_yticks(positions)
+    scores.set_yticklabels([f"{t.workload}\n{t.goal}" for t in targets], fontsize=8)
+    scores.invert_yaxis()
+    scores.set_xlim(0, max([1.2, *(t.score for t in targets)]) * 1.7)
+    scores.set_xlabel("cacheness's figure / the target's limit (<= 1: met)")
+    scores.set_title("cacheness against the issue's targets (green: met)", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- main
+
+UNITS = {
+    "decorator hit": ("us/call", False),
+    "put": ("ops/s", True),
+    "get": ("ops/s", True),
+    "list entries": ("ms", False),
+    "iterate keys": ("ms", False),
+    "cleanup expired": ("s", False),
+    "derive_key": ("us", False),
+}
+
+
+def measure(sizes: Sizes) -> dict[str, Workload]:
+    groups = [
+        ("decorator hit", decorator_contenders(sizes), sizes.rounds),
+        ("put/get", put_get_contenders(sizes), sizes.rounds),
+        ("list entries", list_contenders(sizes), sizes.rounds),
+        ("cleanup expired", cleanup_contenders(sizes), sizes.cleanup_rounds),
+        ("derive_key", key_contenders(sizes), sizes.rounds),
+    ]
+    rows: dict[str, Workload] = {}
+    for title, contenders, rounds in groups:
+        started = time.perf_counter()
+        print(f"  {title}: {', '.join(c.system for c in contenders)} ...", end="", flush=True)
+        for workload, per_system in run_group(contenders, rounds).items():
+            unit, higher = UNITS[workload]
+            row = rows.setdefault(workload, Workload(workload, unit, higher))
+            row.rounds.update(per_system)
+            row.does.update({c.system: c.does[workload] for c in contenders if workload in c.does})
+        print(f" {time.perf_counter() - started:.0f} s", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run: small sizes")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (5)")
+    parser.add_argument("--json", type=Path, default=RESULTS / "compare.json")
+    parser.add_argument("--png", type=Path, default=RESULTS / "compare.png")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    sizes = Sizes.pick(args.quick, args.rounds)
+    absent = [name for name, module in (("diskcache", diskcache), ("joblib", joblib)) if not module]
+
+    before = list(os.getloadavg())
+    print(
+        f"cacheness vs peers - Python {platform.python_version()}, {platform.system()} "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{before[0]:.2f} {before[1]:.2f} {before[2]:.2f}" + (" (quick)" if args.quick else "")
+    )
+    if absent:
+        print(f"not installed, left out: {', '.join(absent)} (run in the bench environment)")
+    rows = measure(sizes)
+    after = list(os.getloadavg())
+    targets = targets_of(rows)
+    print()
+    print(format_table(rows, targets, sizes))
+    print(f"\nload average before {before[0]:.2f}, after {after[0]:.2f}")
+
+    payload = to_json(rows, sizes, args.quick, {"before": before, "after": after})
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    found = payload["versions"]
+    title = (
+        f"cacheness {found['cacheness']} vs diskcache {found['diskcache']}, "
+        f"joblib {found['joblib']}: {payload['date'][:10]}, Python {payload['python']}, "
+        f"{os.cpu_count()} CPUs, load average {before[0]:.1f}"
+        + (" (quick run)" if args.quick else "")
+    )
+    try:
+        draw_chart(rows, targets, args.png, title)
+    except ImportError:
+        print(f"matplotlib is not installed: no chart; wrote {args.json}")
+    else:
+        print(f"wrote {args.json} and {args.png}")
+    missed = [t for t in targets if not t.met]
+    if missed:
+        print("targets missed: " + "; ".join(f"{t.workload} {t.goal} ({t.shown})" for t in missed))
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
