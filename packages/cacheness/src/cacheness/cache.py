@@ -46,7 +46,9 @@ from cacheness.storage import (
     Entry,
     EntryNotFoundError,
     Filter,
+    FilterError,
     IntegrityError,
+    InvalidEntryError,
     PayloadTooLargeError,
     SerializationError,
     StorageError,
@@ -217,7 +219,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         Raises:
             UnsupportedKeyValueError: a parameter cannot be hashed (a ``TypeError``).
             PayloadTooLargeError: the value alone is larger than ``max_cache_size_mb``.
-            ValueError: bad ``ttl_seconds``, or ``metadata`` uses the reserved key.
+            ValueError: bad ``ttl_seconds``.
+            InvalidEntryError: ``metadata`` is not a dict of JSON-able values, or uses the
+                reserved key ``"_cacheness"`` (both are also ``ValueError``).
             SerializationError: no handler can store ``data``.
             StorageError: the backend failed; nothing was stored.
 
@@ -803,9 +807,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     @staticmethod
     def _with_facts(metadata: Mapping[str, Any] | None, facts: dict[str, Any]) -> dict[str, Any]:
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidEntryError(
+                f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}"
+            )
         user = dict(metadata or {})
         if RESERVED_METADATA_KEY in user:
-            raise ValueError(
+            raise InvalidEntryError(
                 f"metadata key {RESERVED_METADATA_KEY!r} is reserved for the cache's own facts; "
                 "rename it"
             )
@@ -829,9 +837,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         described = describe_params(params)
         missing = set(params) - set(described or {})
         if described is None or missing:
-            raise ValueError(
-                "only JSON-able key parameters are recorded and can be queried; "
-                f"cannot query by {', '.join(sorted(missing or params))}"
+            raise FilterError(
+                "only JSON-able key parameters an index can hold (no NUL, lone surrogates or "
+                "integers beyond 64 bits) are recorded and can be queried; cannot query by "
+                f"{', '.join(sorted(missing or params))}"
             )
         return described
 

@@ -69,6 +69,8 @@ _HASH_UNKNOWN = get_args(HashUnknown)
 _PATH_MODES = get_args(PathMode)
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 _NAN = float("nan")
 _xxh3_128_hexdigest = xxhash.xxh3_128_hexdigest
 
@@ -252,8 +254,10 @@ def describe_params(
     is :func:`derive_key`): tuples become lists, sets sorted lists, datetimes, UUIDs and
     Decimals strings, enums their values, dataclasses/Structs objects, paths strings,
     numpy scalars numbers, bytes base64, and NaN/infinity ``null`` (JSON has no such
-    numbers). Parameters without a JSON form (arrays, DataFrames, arbitrary objects)
-    or whose JSON exceeds ``max_value_bytes`` are left out. Applying the function to the
+    numbers). Parameters without a JSON form (arrays, DataFrames, arbitrary objects),
+    whose JSON exceeds ``max_value_bytes``, or that a metadata index cannot hold (text
+    with NUL characters or lone surrogates, integers beyond 64 bits) are left out; they
+    still count in the key. Applying the function to the
     arguments of a query gives values that compare equal to the stored ones.
 
     Args:
@@ -282,7 +286,9 @@ def describe_params(
     except _JSON_ERRORS:
         whole = None
     if whole is not None and len(whole) <= max_value_bytes:
-        return _json_decode(whole)
+        document = _json_decode(whole)
+        if _storable(document):
+            return document
     described: dict[str, Any] = {}
     for name in names:
         try:
@@ -298,5 +304,35 @@ def describe_params(
                 max_value_bytes,
             )
             continue
-        described[name] = _json_decode(encoded)
+        value = _json_decode(encoded)
+        if not (_storable_text(name) and _storable(value)):
+            logger.debug("key parameter %r cannot be stored in an index; not described", name)
+            continue
+        described[name] = value
     return described or None
+
+
+def _storable_text(text: str) -> bool:
+    """True when ``text`` fits a metadata index: UTF-8 encodable, no NUL characters."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(value: Any) -> bool:
+    """True when decoded JSON fits a metadata index (storable text, 64-bit integers)."""
+    if type(value) is str:
+        return _storable_text(value)
+    if type(value) is int:
+        return _INT64_MIN <= value <= _INT64_MAX
+    if type(value) is list:
+        return all(_storable(item) for item in value)
+    if type(value) is dict:
+        return all(_storable_text(k) and _storable(v) for k, v in value.items())
+    return True  # None, bool, finite float (JSON has no NaN)
