@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_path_like_cache_keys_are_opaque(tmp_path, cache, key):
 
 @pytest.mark.parametrize(
     ("prefix", "hint"),
-    [("ns\x00", "cannot contain NUL"), ("ns\ud800", "valid Unicode text")],
+    [("ns\x00", "contains a NUL character"), ("ns\ud800", "valid Unicode text")],
     ids=["nul", "surrogate"],
 )
 def test_a_key_prefix_that_cannot_be_recorded_is_refused_on_put(cache, prefix, hint):
@@ -217,7 +218,7 @@ BAD_METADATA = [
     pytest.param({"x": 2**64}, "store it as a string", id="huge-int"),
     pytest.param({7: "int key"}, "object keys must be strings", id="int-key"),
     pytest.param({"x": {(1, 2): 1}}, "object keys must be strings", id="tuple-key"),
-    pytest.param({"x": "nul\x00"}, "cannot contain NUL", id="nul"),
+    pytest.param({"x": "nul\x00"}, "contains a NUL character", id="nul"),
     pytest.param({"x": "lone\udfff"}, "valid Unicode text", id="surrogate"),
     pytest.param(
         {"_cacheness": {"v": 99}}, "reserved for the cache's own facts; rename it", id="reserved"
@@ -254,7 +255,7 @@ BAD_FILTERS = [
     ({"created_at": "yesterday"}, "not an ISO-8601 timestamp"),
     ({"metadata.owner": {"$in": "ana"}}, "takes a list of values"),
     ({"metadata.owner": {"$eq": ["ana"]}}, "compare nested values with a dotted path"),
-    ({"metadata.owner": "ana\x00"}, "contains NUL"),
+    ({"metadata.owner": "ana\x00"}, "contains a NUL character"),
     ({'metadata.o"wner': "ana"}, "cannot contain quotes"),
     ("owner = 'ana'", "a filter must be a mapping|takes a list of filter mappings"),
 ]
@@ -509,3 +510,24 @@ def test_config_with_wrong_types_or_unknown_keys_is_refused(tmp_path, options, h
         open_cache()
     assert isinstance(excinfo.value, ValueError)
     assert not (tmp_path / "never").exists()
+
+
+# --------------------------------------------------------------------------- the docs page
+
+PAGE = Path(__file__).resolve().parents[3] / "docs" / "bad-input.md"
+
+
+def test_the_docs_page_examples_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 4
+    namespace: dict[str, Any] = {"__name__": "bad_input_docs"}
+    for number, code in enumerate(blocks, start=1):
+        exec(compile(code, f"{PAGE.name} block {number}", "exec"), namespace)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "b'kept'"
+    assert [line.split(" - ")[0] for line in out[1:5]] == ["InvalidKeyError"] * 4
+    assert out[5] == "Entry.metadata['loss']: JSON cannot hold nan"
+    assert out[6] == "None"
+    assert out[7].startswith("IntegrityError: entry ")
+    assert out[8:] == ["recompute", "1", "True True"]

@@ -55,6 +55,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
+from cacheness.storage._text import text_problem
 from cacheness.storage.errors import FilterError
 
 if TYPE_CHECKING:
@@ -386,20 +387,12 @@ def _timestamp(name: str, value: Any) -> datetime:
 
 
 def _text(name: str, what: str, value: str) -> str:
-    """A string operand or path key: stored strings are UTF-8 without NUL, so it must be too."""
-    if "\x00" in value:
+    """A string operand or path key: it must be a string an index can store."""
+    problem = text_problem(value)
+    if problem:
         raise FilterError(
-            f"field {name!r}: {what} {value!r} contains NUL; no stored key or metadata "
-            "string can, so remove it"
+            f"field {name!r}: {what} {value!r} {problem}, which no stored string can; remove it"
         )
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise FilterError(
-                f"field {name!r}: {what} {value!r} is not valid Unicode text (a lone "
-                "surrogate); no stored string can hold one"
-            ) from None
     return value
 
 

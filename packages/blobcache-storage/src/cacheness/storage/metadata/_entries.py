@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
+from cacheness.storage._text import text_problem
 from cacheness.storage.entry import MUTABLE_FIELDS, Entry, validate_key
 from cacheness.storage.errors import (
     EntryExistsError,
@@ -71,27 +72,15 @@ def clone(entry: Entry) -> Entry:
     return _entry_decoder.decode(_msgpack_encoder.encode(entry))
 
 
-def _text_problem(value: str) -> str | None:
-    """Why a string cannot be stored (SQL text and JSON hold UTF-8 without NUL), or None."""
-    if "\x00" in value:
-        return "cannot contain NUL characters"
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "must be valid Unicode text (lone surrogates cannot be stored)"
-    return None
-
-
 def _check_text(field: str, value: object, *, optional: bool = False) -> None:
     if value is None and optional:
         return
     if not isinstance(value, str):
         expected = "a str or None" if optional else "a str"
         raise InvalidEntryError(f"Entry.{field} must be {expected}, got {value!r}")
-    problem = _text_problem(value)
+    problem = text_problem(value)
     if problem:
-        raise InvalidEntryError(f"Entry.{field} {problem}: {value!r}")
+        raise InvalidEntryError(f"Entry.{field} {value!r} {problem}; remove it")
 
 
 def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
@@ -101,9 +90,9 @@ def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
-        problem = _text_problem(value)
+        problem = text_problem(value)
         if problem:
-            raise InvalidEntryError(f"Entry.{field}{where}: strings {problem}: {value!r}")
+            raise InvalidEntryError(f"Entry.{field}{where}: the string {value!r} {problem}")
         return
     if isinstance(value, int):
         if not -INT64_MAX - 1 <= value <= INT64_MAX:
@@ -121,9 +110,9 @@ def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
                 raise InvalidEntryError(
                     f"Entry.{field}{where}: object keys must be strings, got {key!r}"
                 )
-            problem = _text_problem(key)
+            problem = text_problem(key)
             if problem:
-                raise InvalidEntryError(f"Entry.{field}{where}: keys {problem}: {key!r}")
+                raise InvalidEntryError(f"Entry.{field}{where}: the key {key!r} {problem}")
             _check_json(field, item, f"{where}[{key!r}]", depth + 1)
         return
     if isinstance(value, list | tuple):
