@@ -13,6 +13,7 @@ import pytest
 from cacheness.storage.blob_store import BlobStore
 from cacheness.storage.errors import BackendUnavailableError
 from cacheness.storage.metadata.sql import PostgresMetadataBackend
+from cacheness.storage.testing.flaky_proxy import FlakyProxy
 
 PREFIX = "team/"
 
@@ -119,3 +120,73 @@ def test_lost_commit_acknowledgement_never_leaves_an_entry_without_its_blob(stor
     assert entry.blob_ref in bucket_refs(s3_bucket)
     assert mine.get("report") == b"payload" * 1000
     assert mine.verify_integrity() == []
+
+
+# --------------------------------------------------------------------------- repair
+
+
+class RacingRepair(BlobStore):
+    """A store whose ``repair`` lets "another process" write right after it looked."""
+
+    between = None
+
+    def find_orphaned_blobs(self, *, min_age_seconds=3600.0):
+        orphans = super().find_orphaned_blobs(min_age_seconds=min_age_seconds)
+        hook, self.between = self.between, None
+        if hook is not None:
+            hook()
+        return orphans
+
+
+def test_repair_keeps_an_entry_rewritten_while_it_ran(fresh_postgres_url, s3_bucket):
+    blob_options = {"bucket": s3_bucket.name, "prefix": PREFIX}
+    blob_options.update(s3_bucket.endpoint.client_options())
+    options = {
+        "metadata_backend": "postgresql",
+        "metadata_options": {"url": fresh_postgres_url, "pool_size": 2},
+        "blob_backend": "s3",
+        "blob_options": blob_options,
+        "inline_threshold": 0,
+    }
+    with RacingRepair(**options) as repairer, BlobStore(**options) as writer:
+        writer.put(b"v1" * 1000, key="model")
+        writer.put(b"ok" * 1000, key="other")
+        lost = writer.get_metadata("model").blob_ref
+        s3_bucket.client().delete_object(Bucket=s3_bucket.name, Key=PREFIX + lost)  # damage
+        repairer.between = lambda: writer.put(b"v2" * 1000, key="model")  # fixed meanwhile
+
+        report = repairer.repair(dry_run=False, orphan_min_age_seconds=0)
+
+        assert [issue.problem for issue in report.issues] == ["missing_blob"]
+        assert report.entries_removed == []  # nothing was removed after all
+        assert writer.get("model") == b"v2" * 1000  # the rewrite survived the repair
+        assert writer.get("other") == b"ok" * 1000
+        assert writer.verify_integrity() == []
+
+
+def test_repair_during_a_partial_s3_outage_deletes_nothing(fresh_postgres_url, s3_bucket):
+    with FlakyProxy(s3_bucket.endpoint.endpoint_url) as proxy:
+        blob_options = {"bucket": s3_bucket.name, "prefix": PREFIX, "max_attempts": 2}
+        blob_options.update(s3_bucket.endpoint.client_options(), endpoint_url=proxy.url)
+        with BlobStore(
+            metadata_backend="postgresql",
+            metadata_options={"url": fresh_postgres_url, "pool_size": 2},
+            blob_backend="s3",
+            blob_options=blob_options,
+            inline_threshold=0,
+        ) as store:
+            for name in ("a", "b", "c"):
+                store.put(name.encode() * 5000, key=name)
+            # reads of objects fail (after the retries), listing the bucket still works
+            objects = lambda request: "list-type" not in request.path  # noqa: E731
+            proxy.fail_always("error", status=503, methods={"HEAD", "GET"}, when=objects)
+
+            report = store.repair(dry_run=False, orphan_min_age_seconds=0)
+
+            proxy.heal()
+            assert {issue.problem for issue in report.issues} == {"unreadable"}
+            assert report.entries_removed == []  # not proof of damage: kept
+            assert [store.get(name) for name in ("a", "b", "c")] == [
+                name.encode() * 5000 for name in ("a", "b", "c")
+            ]
+            assert len(bucket_refs(s3_bucket)) == 3

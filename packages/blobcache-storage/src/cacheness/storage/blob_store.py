@@ -1006,6 +1006,9 @@ class BlobStore:
         Removes entries whose bytes are missing or corrupt (their data is lost; keeping
         them would make every read fail), blobs no entry points at that are older than
         ``orphan_min_age_seconds``, and the blob backend's temporary-file debris.
+        Entries whose bytes could not be read (``unreadable``: an outage, a refused
+        permission) are reported but kept, and an entry rewritten by another writer
+        since it was checked is kept too.
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -1017,17 +1020,23 @@ class BlobStore:
         self._check_open()
         issues = self.verify_integrity()
         orphans = self.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
+        damaged = [issue for issue in issues if issue.problem != "unreadable"]
         report = RepairReport(
             dry_run=dry_run,
             issues=issues,
-            entries_removed=[issue.key for issue in issues],
+            entries_removed=[issue.key for issue in damaged],
             orphans_removed=orphans,
         )
         if dry_run:
             return report
-        if issues:
-            removed = self.metadata.delete_many(issue.key for issue in issues)
-            self._release(removed)
+        removed: list[Entry] = []
+        for start in range(0, len(damaged), _DELETE_CHUNK):
+            # only the entry as checked: a key rewritten meanwhile points at a new blob
+            chunk = damaged[start : start + _DELETE_CHUNK]
+            same = [{"key": issue.key, "blob_ref": issue.blob_ref} for issue in chunk]
+            removed += self.metadata.delete_where({"$or": same})
+        self._release(removed)
+        report.entries_removed = [entry.key for entry in removed]
         if orphans:
             self._delete_blobs(orphans)
         cleanup = getattr(self.blobs, "cleanup_temp_files", None)
