@@ -4,15 +4,17 @@ Usage: python _forged_payloads.py WORKDIR [S3_OPTIONS_JSON]
 
 Stores one value of each kind (a numpy array through Blosc2, zstd bytes, an Arrow IPC
 table, a polars Parquet frame, a pickled object) in a ``BlobStore`` whose blobs are files
-under WORKDIR (or objects in the bucket the JSON names: ``bucket`` plus boto3 client
-options), then, for every forgery of the stored bytes, overwrites the blob from outside
-the store (a plain file write, a plain boto3 ``put_object``) and reads the key back twice:
+under WORKDIR, and again in one whose blobs are objects in the bucket the JSON names
+(``bucket`` plus boto3 client options), then, for every forgery of the stored bytes,
+overwrites the blob from outside the store (a plain file write, a plain boto3
+``put_object``) and reads the key back twice:
 
 * ``kept``: the index still records the original hash: the read must fail its checks;
 * ``rehashed``: the index is updated to the forged bytes' size and hash, as if whoever
   forged them also rewrote the index, so the decoders themselves face the forged header.
 
-It prints one JSON object ``{"<kind>/<forgery>/<kept|rehashed>": outcome}`` where the
+It prints ``{"filesystem": outcomes, "s3": outcomes}`` as one line of JSON, the outcomes
+being ``{"<kind>/<forgery>/<kept|rehashed>": outcome}`` where the
 outcome is ``"equal"`` or ``"different"`` (a value came back) or the exception's class
 name; an untyped exception is reported as ``"untyped:<name>"``. The parent asserts on
 the outcomes and on this process's exit code: a crash in a C extension kills only this
@@ -203,45 +205,53 @@ def _outcome(read: Callable[[], Any], expected: Any, same: Callable[[Any, Any], 
         return f"different ({type(exc).__name__})"
 
 
-def main(argv: list[str]) -> None:
-    from cacheness.storage.blob_store import BlobStore
+def _run(store: Any, overwrite: Callable[[str, bytes], None]) -> dict[str, str]:
+    """Forge every kind's stored bytes every way; return the outcome of each read."""
     from cacheness.storage.hashing import hash_bytes
 
+    results: dict[str, str] = {}
+    for kind, (value, same, forgeries) in _kinds().items():
+        entry = store.put_entry(value, key=kind)
+        original = store.blobs.read_bytes(entry.blob_ref)
+        for name, forge in forgeries.items():
+            forged = forge(original)
+            overwrite(entry.blob_ref, forged)
+            case = f"{kind}/{name}"
+            results[f"{case}/kept"] = _outcome(lambda k=kind: store.get(k), value, same)
+            store.metadata.update(kind, size=len(forged), content_hash=hash_bytes(forged))
+            results[f"{case}/rehashed"] = _outcome(lambda k=kind: store.get(k), value, same)
+            overwrite(entry.blob_ref, original)
+            store.metadata.update(kind, size=entry.size, content_hash=entry.content_hash)
+        if not same(store.get(kind), value):  # the restored original loads again
+            results[f"{kind}/restored"] = "different"
+    return results
+
+
+def main(argv: list[str]) -> None:
+    from cacheness.storage.blob_store import BlobStore
+
     workdir = Path(argv[0])
-    s3 = json.loads(argv[1]) if len(argv) > 1 else None
-    options: dict[str, Any] = {"inline_threshold": 0}
-    if s3 is None:
-
-        def overwrite(ref: str, data: bytes) -> None:
-            (workdir / "blobs" / ref).write_bytes(data)
-
-    else:
+    report: dict[str, dict[str, str]] = {}
+    with BlobStore(workdir / "filesystem", inline_threshold=0) as store:
+        root = workdir / "filesystem" / "blobs"
+        report["filesystem"] = _run(store, lambda ref, data: (root / ref).write_bytes(data))
+    if len(argv) > 1:
         import boto3
 
+        s3 = json.loads(argv[1])
         bucket = s3.pop("bucket")
         client = boto3.client("s3", **s3)
-        options.update(
+        with BlobStore(
+            workdir / "s3",
+            inline_threshold=0,
             blob_backend="s3",
             blob_options={"bucket": bucket, **s3},
             allow_unsafe_pairing=True,
-        )
-
-        def overwrite(ref: str, data: bytes) -> None:
-            client.put_object(Bucket=bucket, Key=ref, Body=data)
-
-    results: dict[str, str] = {}
-    with BlobStore(workdir, **options) as store:
-        for kind, (value, same, forgeries) in _kinds().items():
-            for name, forge in forgeries.items():
-                key = f"{kind}/{name}"
-                entry = store.put_entry(value, key=key)
-                forged = forge(store.blobs.read_bytes(entry.blob_ref))
-                overwrite(entry.blob_ref, forged)
-                results[f"{key}/kept"] = _outcome(lambda k=key: store.get(k), value, same)
-                store.metadata.update(key, size=len(forged), content_hash=hash_bytes(forged))
-                results[f"{key}/rehashed"] = _outcome(lambda k=key: store.get(k), value, same)
-                store.delete(key)
-        sys.stdout.write(json.dumps(results) + "\n")
+        ) as store:
+            report["s3"] = _run(
+                store, lambda ref, data: client.put_object(Bucket=bucket, Key=ref, Body=data)
+            )
+    sys.stdout.write(json.dumps(report) + "\n")
 
 
 if __name__ == "__main__":
