@@ -83,6 +83,15 @@ def _check_text(field: str, value: object, *, optional: bool = False) -> None:
         raise InvalidEntryError(f"Entry.{field} {value!r} {problem}; remove it")
 
 
+def _ascii_texts(values: tuple[object, ...]) -> bool:
+    """True when every value is a str of ASCII without NUL (storable without a closer look)."""
+    try:
+        joined = "".join(values)  # type: ignore[arg-type]  # a non-str raises TypeError
+    except TypeError:
+        return False
+    return joined.isascii() and "\x00" not in joined
+
+
 def _check_json(field: str, value: object, where: str, depth: int = 0) -> None:
     """Refuse what JSON (and PostgreSQL's jsonb) cannot hold exactly."""
     if depth > _MAX_DEPTH:
@@ -135,16 +144,22 @@ def normalize_entry(entry: object) -> Entry:
     if not isinstance(entry, Entry):
         raise InvalidEntryError(f"expected an Entry, got {type(entry).__name__}: {entry!r}")
     validate_key(entry.key)
-    for field in _TEXT_FIELDS:
-        _check_text(field, getattr(entry, field))
-    for field in _OPTIONAL_TEXT_FIELDS:
-        _check_text(field, getattr(entry, field), optional=True)
-    for field in _INT_FIELDS:
-        value = getattr(entry, field)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
-            raise InvalidEntryError(
-                f"Entry.{field} must be an int between 0 and 2**63-1, got {value!r}"
-            )
+    # Every put comes here: the common case (ASCII texts, no optional texts, plain ints)
+    # is answered in one pass; anything else gets the field-by-field checks and messages.
+    texts = (entry.blob_ref, entry.handler, entry.format, entry.codec, entry.content_hash)
+    if not _ascii_texts(texts):
+        for field, text in zip(_TEXT_FIELDS, texts, strict=True):
+            _check_text(field, text)
+    if entry.etag is not None or entry.version_id is not None or entry.signature is not None:
+        for field in _OPTIONAL_TEXT_FIELDS:
+            _check_text(field, getattr(entry, field), optional=True)
+    counts = (entry.size, entry.raw_size, entry.access_count)
+    if not all(type(value) is int and 0 <= value <= INT64_MAX for value in counts):
+        for field, value in zip(_INT_FIELDS, counts, strict=True):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+                raise InvalidEntryError(
+                    f"Entry.{field} must be an int between 0 and 2**63-1, got {value!r}"
+                )
     for field in TIMESTAMP_FIELDS:
         value = getattr(entry, field)
         if not isinstance(value, datetime) or value.utcoffset() is None:
@@ -156,6 +171,9 @@ def normalize_entry(entry: object) -> Entry:
         value = getattr(entry, field)
         if not isinstance(value, dict):
             raise InvalidEntryError(f"Entry.{field} must be a dict, got {value!r}")
+        if not value:  # often format_info: nothing to check or to copy through JSON
+            json_values[field] = {}
+            continue
         try:
             _check_json(field, value, "")
         except RecursionError:
