@@ -300,3 +300,67 @@ def test_processes_writing_one_name_leave_one_complete_version(tmp_path: Path):
     assert data in [bytes([i]) * 262_144 for i in (1, 2, 3)]
     assert blobs.stat("sh/shared").content_hash == hash_bytes(data)
     assert temp_files(root) == []
+
+
+def test_large_blobs_are_flushed_while_they_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Past a few MiB a helper thread starts flushing, so the fsync at commit waits only
+    # for the tail; the bytes and the commit are the same.
+    flushed: list[int] = []
+    real = filesystem_module._datasync
+    monkeypatch.setattr(filesystem_module, "_datasync", lambda fd: (flushed.append(fd), real(fd)))
+    blobs = FilesystemBlobBackend(tmp_path)
+    chunk = os.urandom(1 << 20)
+    with blobs.open_write("abcdef") as writer:
+        for _ in range(12):
+            writer.write(chunk)
+    assert flushed  # at least one early flush ran
+    assert (tmp_path / "ab" / "abcdef").read_bytes() == chunk * 12
+    assert writer.info.content_hash == hash_bytes(chunk * 12)
+    flushed.clear()
+    blobs.write_bytes("small1", b"x" * 1000)
+    assert flushed == []  # small blobs: only the fsync at commit
+
+
+def test_a_failed_early_flush_fails_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def broken(fd: int) -> None:  # fault injection: the disk reports an I/O error
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(filesystem_module, "_datasync", broken)
+    blobs = FilesystemBlobBackend(tmp_path)
+    writer = blobs.open_write("abcdef")
+
+    def write_and_commit() -> None:
+        for _ in range(12):
+            writer.write(b"y" * (1 << 20))
+        writer.commit()
+
+    with pytest.raises(StorageError, match="Input/output error"):
+        write_and_commit()
+    assert writer.state == "aborted"
+    assert not blobs.exists("ab/abcdef")
+    assert temp_files(tmp_path) == []
+
+
+def test_aborting_waits_for_the_early_flush(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    closed_during_flush: list[bool] = []
+    real = filesystem_module._datasync
+
+    def slow(fd: int) -> None:
+        time.sleep(0.05)  # a slow disk: the abort must not close the file under the flush
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed_during_flush.append(True)
+        real(fd)
+
+    monkeypatch.setattr(filesystem_module, "_datasync", slow)
+    blobs = FilesystemBlobBackend(tmp_path)
+    writer = blobs.open_write("abcdef")
+    for _ in range(5):
+        writer.write(b"z" * (1 << 20))
+    writer.abort()
+    assert closed_during_flush == []
+    assert temp_files(tmp_path) == []
+    assert not blobs.exists("ab/abcdef")

@@ -4,7 +4,9 @@ A write goes to a temporary file in the blob's own directory, is fsynced and ren
 into place (``durable=True`` also fsyncs the directory), so readers see the old blob or
 the new one, never a partial file. A crash leaves at most a ``.cacheness-tmp-*`` file,
 which :meth:`~FilesystemBlobBackend.iter_refs` ignores and
-:meth:`~FilesystemBlobBackend.cleanup_temp_files` removes. Exclusive (create-only)
+:meth:`~FilesystemBlobBackend.cleanup_temp_files` removes. Past a few MiB a helper
+thread flushes the temporary file while the writer is still producing the rest, so the
+fsync before the rename waits for the tail only. Exclusive (create-only)
 writes publish with ``os.link``, which fails if the name exists.
 
 References are relative paths under the root with git-style sharding
@@ -39,6 +41,7 @@ import logging
 import os
 import shutil
 import stat as stat_module
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -64,6 +67,9 @@ HASH_XATTR = "user.cacheness.xxh3_128"
 """Extended attribute holding ``"<hash> <size> <mtime_ns>"`` of a blob file."""
 
 _WRITE_BUFFER = 1 << 20
+_EARLY_SYNC_BYTES = 4 << 20
+"""Unsynced bytes after which a helper thread starts flushing a blob being written."""
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
@@ -89,6 +95,37 @@ def _check_mode(value: object, what: str) -> int:
     return value
 
 
+class _BackgroundSync:
+    """``fdatasync`` of a file descriptor in a helper thread; the error, if any, at :meth:`join`.
+
+    Large blobs are flushed while the rest is still being produced (compressed), so the
+    ``fsync`` before the rename waits only for the tail instead of the whole file.
+    """
+
+    __slots__ = ("_error", "_thread")
+
+    def __init__(self, fd: int) -> None:
+        self._error: OSError | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(fd,), name="cacheness-blob-sync", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            _datasync(fd)
+        except OSError as exc:  # reported by join(), in the writer's thread
+            self._error = exc
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> OSError | None:
+        """Wait for the flush; return its error (None when it succeeded)."""
+        self._thread.join()
+        return self._error
+
+
 class _FileWriter(BlobWriter):
     def __init__(
         self, backend: FilesystemBlobBackend, name: str, ref: str, exclusive: bool
@@ -97,6 +134,8 @@ class _FileWriter(BlobWriter):
         self._backend = backend
         self._exclusive = exclusive
         self._tmp: str | None = None
+        self._unsynced = 0
+        self._sync: _BackgroundSync | None = None
         self._directory, self._final = backend._prepare_directory(ref)
         for attempt in range(3):
             try:
@@ -121,8 +160,22 @@ class _FileWriter(BlobWriter):
     def _write(self, data: memoryview) -> None:
         try:
             self._file.write(data)
+            self._unsynced += data.nbytes
+            if self._unsynced >= _EARLY_SYNC_BYTES and (
+                self._sync is None or not self._sync.running()
+            ):
+                self._join_sync()
+                self._file.flush()
+                self._sync = _BackgroundSync(self._file.fileno())
+                self._unsynced = 0
         except OSError as exc:
             raise self._backend._error("write blob", repr(self.ref), exc) from exc
+
+    def _join_sync(self) -> None:
+        """Wait for the background flush, if any; raise its error."""
+        sync, self._sync = self._sync, None
+        if sync is not None and (error := sync.join()) is not None:
+            raise error
 
     def _flush(self) -> None:
         try:
@@ -134,6 +187,7 @@ class _FileWriter(BlobWriter):
         assert self._tmp is not None
         backend = self._backend
         try:
+            self._join_sync()
             self._file.flush()
             fd = self._file.fileno()
             os.fsync(fd)
@@ -181,6 +235,9 @@ class _FileWriter(BlobWriter):
         self._unlink_tmp()
 
     def _abort(self) -> None:
+        sync, self._sync = getattr(self, "_sync", None), None
+        if sync is not None and (error := sync.join()) is not None:  # before the fd closes
+            log.debug("background flush of aborted temp file %s: %s", self._tmp, error)
         file = getattr(self, "_file", None)
         if file is not None:
             try:
