@@ -264,3 +264,11 @@ def test_verify_without_downloading_and_get_metadata_shows_where(make_cache):
     assert cache.get(dataset="d1", default="miss") == "miss"  # never the wrong value
     with pytest.raises(EntryNotFoundError):
         cache.verify(dataset="nope")
+
+
+def test_a_filter_must_be_a_mapping(make_cache):
+    from cacheness.storage import FilterError
+
+    cache = make_cache()
+    with pytest.raises(FilterError, match="mapping"):
+        cache.list_entries(filter="metadata.owner = 'ana'")

@@ -246,3 +246,19 @@ def test_damage_done_in_the_bucket(open_pairing, big, s3_bucket):
     assert sorted(pairing.index()) == ["fine"]
     assert pairing.blob_refs() == {store.get_metadata("fine").blob_ref}
     assert store.get("fine") == big(len("fine"))
+
+
+def test_an_index_pointing_outside_the_store_is_damage_not_a_path(open_pairing, big):
+    store = open_pairing("memory+memory").open()
+    store.put(big(), key="k")
+    store.metadata.update("k", blob_ref="../../etc/passwd")  # a hand-edited index
+    with pytest.raises(IntegrityError, match="invalid"):
+        store.get("k")
+
+
+def test_delete_by_prefix_refuses_the_empty_prefix(open_pairing):
+    store = open_pairing("memory+memory").open()
+    store.put(1, key="a")
+    with pytest.raises(ValueError, match="clear"):
+        store.delete_by_prefix("")
+    assert store.exists("a")

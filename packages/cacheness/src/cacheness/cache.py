@@ -827,6 +827,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     def _entries_filter(self, filter: Filter | None, include_expired: bool) -> Filter | None:
         """``filter``, restricted to live entries unless ``include_expired``."""
+        if filter is not None and not isinstance(filter, Mapping):
+            raise FilterError(
+                f"a filter is a mapping such as {{'metadata.owner': 'ana'}}, "
+                f"got {type(filter).__name__} {filter!r}"
+            )
         if include_expired:
             return filter
         now = self._clock().timestamp()

@@ -50,6 +50,7 @@ from cacheness.storage.errors import (
     EntryExistsError,
     EntryNotFoundError,
     IntegrityError,
+    InvalidBlobNameError,
     InvalidEntryError,
     PayloadTooLargeError,
     StorageError,
@@ -642,6 +643,9 @@ class BlobStore:
     def delete_by_prefix(self, prefix: str) -> int:
         """Delete every entry whose key starts with ``prefix``; return how many.
 
+        Raises:
+            ValueError: ``prefix`` is empty (that would delete everything: use :meth:`clear`).
+
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
             >>> _ = store.put_batch({"old/a": 1, "old/b": 2, "new/a": 3})
@@ -649,6 +653,11 @@ class BlobStore:
             2
         """
         self._check_open()
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(
+                f"delete_by_prefix needs a non-empty prefix, got {prefix!r}; "
+                "call clear() to delete every entry"
+            )
         deleted = self.metadata.delete_prefix(prefix)
         self._release(deleted)
         return len(deleted)
@@ -767,6 +776,11 @@ class BlobStore:
         except BlobNotFoundError as exc:
             raise IntegrityError(
                 f"{what}: its blob {entry.blob_ref!r} is missing; run BlobStore.repair()"
+            ) from exc
+        except InvalidBlobNameError as exc:  # the index itself was edited or damaged
+            raise IntegrityError(
+                f"{what}: its blob reference {entry.blob_ref!r} is invalid ({exc}); the index "
+                "was edited or damaged: run BlobStore.repair()"
             ) from exc
         with source:
             if not self.verify_reads:
