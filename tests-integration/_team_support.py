@@ -168,10 +168,13 @@ class Team:
         """Start a ``serve`` worker and wait until its cache is open."""
         return Served(self.spawn("serve", form))
 
+    def group(self, mode: str, count: int, **settings: Any) -> Worker:
+        """Start ``count`` processes of ``mode``, forked by one worker (see ``group``)."""
+        return self.spawn("group", run=mode, count=count, **settings)
+
     def run_all(self, mode: str, count: int, **settings: Any) -> list[dict[str, Any]]:
-        """Run ``count`` workers of ``mode`` at once; return their reports, in order."""
-        workers = [self.spawn(mode, worker=index, **settings) for index in range(count)]
-        return [worker.report() for worker in workers]
+        """Run ``count`` processes of ``mode`` at once; return their reports."""
+        return self.group(mode, count, **settings).reports(count)
 
     # -- ground truth around the cache ------------------------------------------------------
 
@@ -266,6 +269,7 @@ class Worker:
             text=True,
         )
         self._lines: queue.Queue[str] = queue.Queue()
+        self._early: list[dict[str, Any]] = []  # reports read while waiting for "started"
         threading.Thread(target=self._read, daemon=True).start()
 
     @property
@@ -298,6 +302,29 @@ class Worker:
                 f"worker {self.pid} exited ({self.process.returncode}):\n{self.stderr}"
             )
         return json.loads(text)
+
+    def started(self, count: int) -> list[int]:
+        """Wait until ``count`` processes announced an open cache; return their pids."""
+        pids = []
+        while len(pids) < count:
+            line = self.line()
+            if "started" in line:
+                pids.append(line["started"])
+            else:
+                self._early.append(line)
+        return pids
+
+    def reports(self, count: int) -> list[dict[str, Any]]:
+        """The final lines of ``count`` processes (a group); the group must succeed."""
+        found = self._early
+        while len(found) < count:
+            line = self.line()
+            if "started" not in line:
+                found.append(line)
+        code = self.process.wait(timeout=REPLY_TIMEOUT)
+        assert code == 0, self.stderr
+        self.close_pipes()
+        return found
 
     def report(self) -> dict[str, Any]:
         """Wait for the worker to finish successfully; return its last line."""

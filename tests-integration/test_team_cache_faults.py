@@ -108,29 +108,19 @@ def test_s3_errors_and_dropped_connections_are_retried_or_reported(flaky_team, t
 
 
 def test_flaky_s3_under_load_never_leaves_an_entry_without_its_blob(flaky_team, team, proxy):
-    workers = [
-        flaky_team.spawn(
-            "mixed",
-            worker=index,
-            ops=250,
-            keys=40,
-            seed=11,
-            tolerate=[UNAVAILABLE],
-            announce=True,
-        )
-        for index in range(4)
-    ]
-    for worker in workers:
-        worker.line()  # caches open: faults now hit operations
+    workers = flaky_team.group(
+        "mixed", 4, ops=250, keys=40, seed=11, tolerate=[UNAVAILABLE], announce=True
+    )
+    workers.started(4)  # caches open: faults now hit operations
     faults = [("error", 503), ("drop", 503), ("error", 500)]
     rounds = 0
-    while any(worker.running() for worker in workers):
+    while workers.running():
         fault, status = faults[rounds % len(faults)]
         proxy.fail_for(0.4, fault, status=status)  # a fault window, then 0.6 s of health
         rounds += 1
-        workers[rounds % len(workers)].wait(timeout=1.0)
+        workers.wait(timeout=1.0)
     proxy.heal()
-    reports = [worker.report() for worker in workers]
+    reports = workers.reports(4)
 
     assert proxy.stats().faults > 0
     done = sum(sum(report["ops"].values()) for report in reports)
@@ -190,25 +180,15 @@ def test_connection_killed_inside_a_transaction_is_retried(team):
 
 
 def test_killed_postgresql_connections_under_load_keep_the_index_consistent(team):
-    workers = [
-        team.spawn(
-            "mixed",
-            worker=index,
-            ops=250,
-            keys=40,
-            seed=13,
-            tolerate=[UNAVAILABLE],
-            announce=True,
-        )
-        for index in range(4)
-    ]
-    for worker in workers:
-        worker.line()
+    workers = team.group(
+        "mixed", 4, ops=250, keys=40, seed=13, tolerate=[UNAVAILABLE], announce=True
+    )
+    workers.started(4)
     kills = 0
-    while any(worker.running() for worker in workers):
+    while workers.running():
         kills += team.terminate_cache_connections()
-        workers[kills % len(workers)].wait(timeout=0.3)
-    reports = [worker.report() for worker in workers]
+        workers.wait(timeout=0.3)
+    reports = workers.reports(4)
 
     assert kills > 4
     for report in reports:
@@ -224,15 +204,11 @@ def test_killed_postgresql_connections_under_load_keep_the_index_consistent(team
 def test_worker_killed_mid_put_leaves_only_orphans(team, proxy):
     import psycopg
 
-    others = [
-        team.spawn("mixed", worker=index, ops=250, keys=40, seed=17, announce=True)
-        for index in range(3)
-    ]
+    others = team.group("mixed", 3, ops=250, keys=40, seed=17, announce=True)
     victim = team.serve()
     stalled = support.Team(team.url, team.bucket, team.scratch, endpoint_url=proxy.url).serve()
     try:
-        for other in others:
-            other.line()
+        others.started(3)
         # 1. killed after its blob was uploaded, before the entry was committed: the test
         #    holds the entry's row, so the commit waits until the process is gone
         model = {"victim": "model"}
@@ -256,7 +232,7 @@ def test_worker_killed_mid_put_leaves_only_orphans(team, proxy):
         stalled.worker.kill()
         proxy.latency = 0.0
 
-        reports = [other.report() for other in others]  # the others never noticed
+        reports = others.reports(3)  # the others never noticed
     finally:
         for worker in (victim.worker, stalled.worker):
             if worker.running():
