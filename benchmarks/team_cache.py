@@ -37,15 +37,12 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,50 +53,6 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 # --------------------------------------------------------------------------- services
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's S3 server in a process of its own (its own interpreter lock)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("moto's server did not start within 30 s")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def postgres_schema(url: str) -> Iterator[str]:
-    """A schema of our own in the PostgreSQL database at ``url``, dropped afterwards."""
-    import psycopg
-    import sqlalchemy as sa
-
-    schema = f"cacheness_team_bench_{secrets.token_hex(4)}"
-    conninfo = (
-        sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def team_config(scratch: Path, postgres_url: str, schema: str, endpoint: str) -> dict[str, Any]:
@@ -287,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(part) for part in args.sizes.split(",") if part]
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.2f} at start")
+    # the sibling benchmarks' service helpers (this file's folder is on sys.path)
+    from blob_backends import moto_server  # moto in a process of its own
+    from metadata_backends import postgres_schema  # a schema of our own, dropped after
+
     scratch = Path(tempfile.mkdtemp(prefix="cacheness-team-bench-", dir=args.dir))
     results: dict[str, Any] = {"load_average_start": load, "clients": clients, "sizes": sizes}
     results["seconds"] = 0.5 if args.quick else args.seconds
