@@ -71,6 +71,7 @@ def test_update_data_racing_a_put_leaks_no_blob(stores, s3_bucket):
     index.after_get = lambda: other.put(b"v1" * 1000, key="model")
 
     assert mine.update_data("model", b"v2" * 1000) is True
+    assert index.after_get is None  # the other writer did run in between
 
     entry = mine.get_metadata("model")
     assert mine.get("model") == b"v2" * 1000  # the last committed write wins
@@ -84,6 +85,7 @@ def test_update_data_racing_an_update_leaks_no_blob(stores, s3_bucket):
     index.after_get = lambda: other.update_data("model", b"v1" * 1000)
 
     assert mine.update_data("model", b"v2" * 1000) is True
+    assert index.after_get is None  # the other writer did run in between
 
     assert mine.get("model") == b"v2" * 1000
     assert bucket_refs(s3_bucket) == {mine.get_metadata("model").blob_ref}
@@ -95,6 +97,7 @@ def test_update_data_racing_a_delete_does_not_resurrect_the_key(stores, s3_bucke
     index.after_get = lambda: other.delete("model")
 
     assert mine.update_data("model", b"v2" * 1000) is False
+    assert index.after_get is None
 
     assert not mine.exists("model")
     assert not other.exists("model")
@@ -114,6 +117,7 @@ def test_lost_commit_acknowledgement_never_leaves_an_entry_without_its_blob(stor
     index.after_put = connection_lost
     with pytest.raises(BackendUnavailableError):
         mine.put(b"payload" * 1000, key="report")
+    assert index.after_put is None
 
     entry = mine.get_metadata("report")  # committed after all
     assert entry is not None
@@ -156,6 +160,7 @@ def test_repair_keeps_an_entry_rewritten_while_it_ran(fresh_postgres_url, s3_buc
         repairer.between = lambda: writer.put(b"v2" * 1000, key="model")  # fixed meanwhile
 
         report = repairer.repair(dry_run=False, orphan_min_age_seconds=0)
+        assert repairer.between is None
 
         assert [issue.problem for issue in report.issues] == ["missing_blob"]
         assert report.entries_removed == []  # nothing was removed after all
