@@ -221,8 +221,10 @@ def test_a_symlinked_shard_directory_is_refused(local, outside):
     (blob_root / shard).symlink_to(outside, target_is_directory=True)
     before = files_under(outside)
 
-    with pytest.raises(InvalidBlobNameError, match="outside the blob root"):
+    # Reading through the index: damage, not data (the cause names the refused path).
+    with pytest.raises(IntegrityError, match="outside the blob root") as excinfo:
         local.get("victim")
+    assert isinstance(excinfo.value.__cause__, InvalidBlobNameError)
     with pytest.raises(InvalidBlobNameError, match="refusing to follow"):
         local.blobs.write_bytes(shard + "0000", b"planted")
     with pytest.raises(InvalidBlobNameError, match="refusing to follow"):
@@ -835,7 +837,8 @@ def test_a_tampered_blob_reference_in_the_index_is_refused(tmp_path):
             entry["blob_ref"] = "../../../etc/passwd"
     index.write_text(json.dumps(document))
     with BlobStore(root, metadata_backend="json") as store:
-        with pytest.raises(InvalidBlobNameError, match=r"'\.\.' is not allowed") as excinfo:
+        with pytest.raises(IntegrityError, match=r"'\.\.' is not allowed") as excinfo:
             store.get("blob")
+        assert isinstance(excinfo.value.__cause__, InvalidBlobNameError)
         assert isinstance(excinfo.value, CacheError)
         assert store.get("small") == SEEDED["small"]

@@ -829,7 +829,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """``filter``, restricted to live entries unless ``include_expired``."""
         if filter is not None and not isinstance(filter, Mapping):
             raise FilterError(
-                f"a filter is a mapping such as {{'metadata.owner': 'ana'}}, "
+                f"a filter must be a mapping such as {{'metadata.owner': 'ana'}}, "
                 f"got {type(filter).__name__} {filter!r}"
             )
         if include_expired:
