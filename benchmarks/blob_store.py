@@ -5,10 +5,12 @@ smoke run on small data, ``--json out.json`` to keep the figures, ``--strict`` t
 with status 1 when a target is missed).
 
 ``BlobStore`` runs on its default pairing, sqlite + filesystem. Every contender works in
-a fresh temporary directory in every round; contenders run interleaved, round by round,
-so background load hits them alike. Speeds are the best of ``--repeat`` rounds (the
-least disturbed by other work), with the median beside it; the machine's load average
-is printed before and after.
+a fresh temporary directory in every round; contenders run interleaved, round by round
+(their order rotated each round), so background load hits them alike. Before each timed
+section garbage is collected and dirty pages are flushed (``os.sync``), so no contender
+pays for another's writeback. Speeds are the best of ``--repeat`` rounds (the least
+disturbed by other work), with the median beside it; the machine's load average is
+printed before and after.
 
 * **small objects**: 2,000 dicts of ~200 bytes, one ``put`` and one ``get`` per dict.
   Contenders: ``diskcache.Cache``; ``joblib.Memory`` (a cached function returning the
@@ -208,8 +210,11 @@ def run_case(case: Case, contenders: list[Contender], repeat: int) -> None:
     _OBJECTS.clear()
     _OBJECTS.update(case.objects)
     case.rows = [Row(contender.name) for contender in contenders]
-    for _ in range(repeat):
-        for contender, row in zip(contenders, case.rows, strict=True):
+    pairs = list(zip(contenders, case.rows, strict=True))
+    for turn in range(repeat):
+        # Rotate the order each round: no contender always runs right after the same one.
+        shift = turn % len(pairs)
+        for contender, row in pairs[shift:] + pairs[:shift]:
             with tempfile.TemporaryDirectory(prefix="bench-blob-store-") as tmp:
                 folder = Path(tmp)
                 handle = contender.open(folder)
@@ -412,7 +417,7 @@ def bench_pandas(n: int, repeat: int) -> tuple[Case, list[str], list[Target]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7, help="rounds per case (best is kept)")
+    parser.add_argument("--repeat", type=int, default=11, help="rounds per case (best is kept)")
     parser.add_argument("--quick", action="store_true", help="small data: a smoke run")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
