@@ -49,6 +49,7 @@ from cacheness.storage import (
     FilterError,
     IntegrityError,
     InvalidEntryError,
+    PayloadInfo,
     PayloadTooLargeError,
     SerializationError,
     StorageError,
@@ -131,6 +132,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self.config = resolve_config(config, **overrides)
         validate_config_strict(self.config)
         self._clock = clock or utc_now
+        self._hash_unknown = self.config.hash_unknown
         self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
         max_bytes = (
             None
@@ -179,6 +181,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key_params: Mapping[str, Any] | None,
         params: Mapping[str, Any],
     ) -> tuple[str, dict[str, Any]]:
+        if cache_key is None and not key_params and params:  # the common call: kwargs only
+            return derive_key(params, prefix=key_prefix, hash_unknown=self._hash_unknown), params
         merged = dict(key_params or {})
         clash = merged.keys() & params.keys()
         if clash:
@@ -188,7 +192,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return validate_key(cache_key), merged
         if not merged and not key_prefix:
             raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
-        return derive_key(merged, prefix=key_prefix, hash_unknown=self.config.hash_unknown), merged
+        return derive_key(merged, prefix=key_prefix, hash_unknown=self._hash_unknown), merged
 
     # ------------------------------------------------------------------ writing
 
@@ -871,13 +875,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         return CacheEntry.from_entry(entry, location)
 
     def _lookup(self, key: str) -> Any:
-        entry = self._store.get_metadata(key)
-        if entry is None:
+        # Only the columns a hit needs: where the bytes are, the facts, the access time.
+        payload = self._store.metadata.get_payload(key, with_metadata=True)
+        if payload is None:
             self._stats.record_miss()
             return MISS
-        return self._load(entry)
+        return self._load(payload)
 
-    def _load(self, entry: Entry) -> Any:
+    def _load(self, entry: Entry | PayloadInfo) -> Any:
         """Return the entry's value, or MISS (expired, other format, unreadable)."""
         now = self._clock()
         facts = cache_facts(entry)
@@ -897,24 +902,25 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 raise
             log.warning("cache entry %s cannot be read back: a miss (%s)", entry.key, exc)
             self._stats.record_miss(error=True)
-            self._remove_if_unchanged(entry, {"updated_at": entry.updated_at})
+            self._remove_if_unchanged(entry, {"content_hash": entry.content_hash})
             return MISS
         self._stats.record_hit(bytes_read=entry.size)
         self._accessed(entry, now)
         return value
 
-    def _remove_if_unchanged(self, entry: Entry, condition: Filter) -> None:
+    def _remove_if_unchanged(self, entry: Entry | PayloadInfo, condition: Filter) -> None:
         """Delete ``entry`` unless someone rewrote its key meanwhile (a conditional delete)."""
         try:
             self._store.delete_where({"$and": [{"key": entry.key}, condition]})
         except StorageError:
             log.warning("could not remove unusable cache entry %s", entry.key, exc_info=True)
 
-    def _accessed(self, entry: Entry, now: datetime) -> None:
+    def _accessed(self, entry: Entry | PayloadInfo, now: datetime) -> None:
         """Record a hit: at most one index write per key per access interval."""
         with self._access_lock:
             pending = self._pending_access.pop(entry.key, 0) + 1
-            if now - entry.accessed_at < self._access_interval:
+            last = entry.accessed_at
+            if last is not None and now - last < self._access_interval:
                 self._pending_access[entry.key] = pending
                 if len(self._pending_access) < _MAX_PENDING_ACCESS:
                     return

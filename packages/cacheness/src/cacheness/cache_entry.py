@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from cacheness.storage import Entry
+from cacheness.storage import Entry, PayloadInfo
 
 __all__ = ["FORMAT_VERSION", "RESERVED_METADATA_KEY", "CacheEntry", "cache_facts"]
 
@@ -33,9 +33,9 @@ FORMAT_VERSION = 1
 """Version of the cache's facts layout; entries of another version are misses."""
 
 
-def cache_facts(entry: Entry) -> dict[str, Any]:
+def cache_facts(entry: Entry | PayloadInfo) -> dict[str, Any]:
     """Return the cache's facts stored with ``entry`` (empty if it has none)."""
-    facts = entry.metadata.get(RESERVED_METADATA_KEY)
+    facts = (entry.metadata or {}).get(RESERVED_METADATA_KEY)
     return facts if isinstance(facts, dict) else {}
 
 

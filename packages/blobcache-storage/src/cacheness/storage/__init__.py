@@ -97,7 +97,7 @@ from cacheness.storage.hashing import (
     hash_bytes,
     hash_stream,
 )
-from cacheness.storage.metadata.base import MetadataBackend
+from cacheness.storage.metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage.metadata.json import JsonMetadataBackend
 from cacheness.storage.metadata.memory import MemoryMetadataBackend
 from cacheness.storage.pairing import Scope, pairing_problem
@@ -158,6 +158,7 @@ __all__ = [
     "NetworkFilesystemWarning",
     "NotFoundError",
     "ObjectDeclinedError",
+    "PayloadInfo",
     "PayloadTooLargeError",
     "PostgresMetadataBackend",
     "RepairReport",

@@ -29,6 +29,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -49,7 +50,7 @@ from cacheness.storage.metadata._entries import (
 from cacheness.storage.metadata._locks import FileLocks, ThreadLocks
 from cacheness.storage.pairing import Scope
 
-__all__ = ["PAYLOAD_FIELDS", "MetadataBackend", "PayloadInfo", "Scope"]
+__all__ = ["PAYLOAD_FIELDS", "PAYLOAD_STATE_FIELDS", "MetadataBackend", "PayloadInfo", "Scope"]
 
 _LOCKS_GUARD = threading.Lock()
 
@@ -59,7 +60,9 @@ class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     The fields are those of :class:`~cacheness.storage.entry.Entry` with the same
     names and meaning; :meth:`MetadataBackend.get_payload` returns them without the rest
-    of the entry (timestamps, user metadata), which is what a plain read needs.
+    of the entry (timestamps, user metadata), which is what a plain read needs. With
+    ``with_metadata=True`` it also fills ``metadata`` and ``accessed_at`` (what a cache
+    needs to decide a hit: its expiry lives in the metadata); otherwise they are None.
 
     Example:
         >>> entry = Entry.new("k", handler="raw", format="bytes", size=3, inline=b"abc")
@@ -78,10 +81,12 @@ class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
     raw_size: int = 0
     content_hash: str = ""
     inline: bytes | None = None
+    metadata: dict[str, Any] | None = None
+    accessed_at: datetime | None = None
 
     @classmethod
-    def of(cls, entry: Entry) -> PayloadInfo:
-        """Return the payload fields of ``entry``."""
+    def of(cls, entry: Entry, *, with_metadata: bool = False) -> PayloadInfo:
+        """Return the payload fields of ``entry`` (and its metadata and access time)."""
         return cls(
             key=entry.key,
             blob_ref=entry.blob_ref,
@@ -93,11 +98,16 @@ class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
             raw_size=entry.raw_size,
             content_hash=entry.content_hash,
             inline=entry.inline,
+            metadata=entry.metadata if with_metadata else None,
+            accessed_at=entry.accessed_at if with_metadata else None,
         )
 
 
-PAYLOAD_FIELDS: tuple[str, ...] = PayloadInfo.__struct_fields__
-"""The entry fields a :class:`PayloadInfo` holds, in order."""
+PAYLOAD_FIELDS: tuple[str, ...] = PayloadInfo.__struct_fields__[:-2]
+"""The entry fields a :class:`PayloadInfo` always holds, in order."""
+
+PAYLOAD_STATE_FIELDS: tuple[str, ...] = PayloadInfo.__struct_fields__[-2:]
+"""The fields ``get_payload(with_metadata=True)`` adds: ``metadata``, ``accessed_at``."""
 
 
 class MetadataBackend(ABC):
@@ -204,12 +214,13 @@ class MetadataBackend(ABC):
 
     # ----------------------------------------------------------------- reads
 
-    def get_payload(self, key: str) -> PayloadInfo | None:
+    def get_payload(self, key: str, *, with_metadata: bool = False) -> PayloadInfo | None:
         """Return where ``key``'s data is and how to decode it, or None.
 
         :meth:`get` without the timestamps and user metadata: the SQL backends select
         only these columns, which makes the most frequent read (``BlobStore.get``)
-        cheaper. The default builds the result from :meth:`get`.
+        cheaper. ``with_metadata=True`` adds the user metadata and ``accessed_at``. The
+        default builds the result from :meth:`get`.
 
         Raises:
             InvalidKeyError: ``key`` is not a valid key.
@@ -222,7 +233,7 @@ class MetadataBackend(ABC):
             ('ab/abc', None)
         """
         entry = self.get(key)
-        return None if entry is None else PayloadInfo.of(entry)
+        return None if entry is None else PayloadInfo.of(entry, with_metadata=with_metadata)
 
     # ----------------------------------------------------------------- batch defaults
 

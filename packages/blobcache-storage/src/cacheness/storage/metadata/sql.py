@@ -92,7 +92,13 @@ from cacheness.storage.metadata._sqlcore import (
     row_to_payload,
 )
 from cacheness.storage.metadata._sqlfilter import after, compile_filter, order_components
-from cacheness.storage.metadata.base import PAYLOAD_FIELDS, MetadataBackend, PayloadInfo, Scope
+from cacheness.storage.metadata.base import (
+    PAYLOAD_FIELDS,
+    PAYLOAD_STATE_FIELDS,
+    MetadataBackend,
+    PayloadInfo,
+    Scope,
+)
 from cacheness.storage.optional import import_optional
 
 if TYPE_CHECKING:
@@ -205,6 +211,10 @@ class SqlMetadataBackend(MetadataBackend):
         self._get = self._compile(sa.select(*self._columns).where(key_is))
         payload_columns = [c[name] for name in PAYLOAD_FIELDS]
         self._get_payload = self._compile(sa.select(*payload_columns).where(key_is))
+        state_columns = [self._columns[COLUMNS.index(name)] for name in PAYLOAD_STATE_FIELDS]
+        self._get_payload_state = self._compile(
+            sa.select(*payload_columns, *state_columns).where(key_is)
+        )
         self._get_locked = self._compile(sa.select(*self._columns).where(key_is).with_for_update())
         self._exists = self._compile(sa.select(sa.literal_column("1")).where(key_is))
         self._insert = self._compile(
@@ -356,10 +366,12 @@ class SqlMetadataBackend(MetadataBackend):
         row = self._run(lambda cursor: cursor.first(self._get, {"key": key}), write=False)
         return None if row is None else row_to_entry(row)
 
-    def get_payload(self, key: str) -> PayloadInfo | None:
-        """Return where ``key``'s data is and how to decode it (ten columns), or None."""
+    def get_payload(self, key: str, *, with_metadata: bool = False) -> PayloadInfo | None:
+        """Return where ``key``'s data is and how to decode it (ten columns; twelve
+        ``with_metadata``), or None."""
         validate_key(key)
-        row = self._run(lambda cursor: cursor.first(self._get_payload, {"key": key}), write=False)
+        statement = self._get_payload_state if with_metadata else self._get_payload
+        row = self._run(lambda cursor: cursor.first(statement, {"key": key}), write=False)
         return None if row is None else row_to_payload(row)
 
     def put(self, entry: Entry, *, overwrite: bool = True) -> Entry | None:
@@ -697,7 +709,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
         super().__init__(table=table, schema=None, dialect=sqlite_dialect.dialect())
-        for quick in (self._get, self._get_payload):  # _quick_row binds (key,)
+        for quick in (self._get, self._get_payload, self._get_payload_state):  # binds (key,)
             assert (quick.positional, quick.sources) == (True, ("key",))
         self._set_journal_mode()
         self._ensure_schema()
@@ -846,11 +858,12 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             return super().get(key)
         return None if row is None else row_to_entry(row)
 
-    def get_payload(self, key: str) -> PayloadInfo | None:
+    def get_payload(self, key: str, *, with_metadata: bool = False) -> PayloadInfo | None:
         """Return where ``key``'s data is and how to decode it, or None (as :meth:`get`)."""
-        found, row = self._quick_row(self._get_payload, key)
+        statement = self._get_payload_state if with_metadata else self._get_payload
+        found, row = self._quick_row(statement, key)
         if not found:
-            return super().get_payload(key)
+            return super().get_payload(key, with_metadata=with_metadata)
         return None if row is None else row_to_payload(row)
 
     def _quick_row(self, statement: Statement, key: str) -> tuple[bool, Any]:

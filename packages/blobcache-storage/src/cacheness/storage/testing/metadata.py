@@ -56,7 +56,7 @@ from cacheness.storage.errors import (
     MetadataError,
 )
 from cacheness.storage.filters import ORDER_FIELDS, Filter, matches, sort_key
-from cacheness.storage.metadata.base import MetadataBackend
+from cacheness.storage.metadata.base import MetadataBackend, PayloadInfo
 
 __all__ = [
     "FILTER_CASES",
@@ -339,6 +339,20 @@ class MetadataBackendConformance:
         assert got.metadata["ünï"] == "Ωμέγα 😀"
         assert [e.key for e in backend.query()] == ["full"]
         self.check_ground_truth(ground_truth, {"full": entry})
+
+    def test_get_payload_projects_the_entry(self, backend: MetadataBackend) -> None:
+        entry = _full_entry()
+        backend.put(entry)
+        stored = backend.get(entry.key)
+        assert stored is not None
+        plain = backend.get_payload(entry.key)
+        assert plain == PayloadInfo.of(stored)
+        assert (plain.metadata, plain.accessed_at) == (None, None)
+        with_state = backend.get_payload(entry.key, with_metadata=True)
+        assert with_state == PayloadInfo.of(stored, with_metadata=True)
+        assert with_state.metadata == stored.metadata
+        assert with_state.accessed_at == stored.accessed_at
+        assert backend.get_payload("missing", with_metadata=True) is None
 
     def test_entry_without_optional_fields(self, backend: MetadataBackend) -> None:
         entry = Entry.new("bare")
