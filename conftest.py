@@ -8,7 +8,12 @@ failures. ``HYPOTHESIS_PROFILE=thorough`` runs more examples locally.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -22,3 +27,52 @@ settings.register_profile(
     max_examples=1000,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# --------------------------------------------------------------------------- docs pages
+
+DOCS = Path(__file__).resolve().parent / "docs"
+_BLOCK = re.compile(r"(<!-- not run[^>]*-->\n)?```(\w+)\n(.*?)```", re.S)
+
+
+class DocsPage:
+    """A page of ``docs/`` whose code blocks the tests run, so the docs stay true.
+
+    Blocks preceded by a ``<!-- not run: why -->`` comment are left out.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.path = DOCS / name
+        self.text = self.path.read_text(encoding="utf-8")
+
+    def blocks(self, language: str = "python") -> list[str]:
+        """The page's runnable ``language`` blocks, in order."""
+        return [
+            code for skip, lang, code in _BLOCK.findall(self.text) if lang == language and not skip
+        ]
+
+    def run(
+        self,
+        *,
+        module: str = "__main__",
+        rewrite: Callable[[str], str] = lambda code: code,
+    ) -> dict[str, Any]:
+        """Run the Python blocks in order in one namespace (as a reader would); return it.
+
+        ``module`` is the namespace's ``__name__``; ``rewrite`` adapts each block first
+        (e.g. to point documented host names at the test's services). A failing block
+        fails the test with its number and code.
+        """
+        namespace: dict[str, Any] = {"__name__": module}
+        for number, code in enumerate(self.blocks(), start=1):
+            try:
+                exec(compile(rewrite(code), f"{self.path.name} block {number}", "exec"), namespace)
+            except Exception as exc:  # noqa: BLE001 - reported with the block that raised
+                pytest.fail(f"block {number} of {self.path.name} failed: {exc!r}\n{code}")
+        return namespace
+
+
+@pytest.fixture
+def docs_page() -> Callable[[str], DocsPage]:
+    """Open a page of ``docs/`` by file name: ``docs_page("keys.md").run()``."""
+    return DocsPage

@@ -19,7 +19,6 @@ from cacheness import cacheness
 from cacheness.config import load_config, resolve_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
-PAGE = REPO / "docs" / "team-cache.md"
 S3_SOURCE = REPO / "packages/blobcache-storage/src/cacheness/storage/blob/s3.py"
 DOC_DB = "postgresql://cache:secret@db.internal:5432/cache"
 DOC_DB_NO_PASSWORD = "postgresql://cache@db.internal:5432/cache"
@@ -48,10 +47,6 @@ S3_OPERATIONS = {
 }
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
-
-
 @pytest.fixture
 def services(fresh_postgres_url, s3_bucket, tmp_path, monkeypatch):
     """Point the page's names at the real services; return a function rewriting text."""
@@ -78,15 +73,14 @@ def services(fresh_postgres_url, s3_bucket, tmp_path, monkeypatch):
     return rewrite
 
 
-def test_the_python_examples_run_in_order(services, s3_bucket, capsys):
-    code = blocks("python")
-    assert len(code) >= 7
-    namespace: dict = {"__name__": "team_cache_docs"}
-    for number, block in enumerate(code, start=1):
-        try:
-            exec(compile(services(block), f"{PAGE.name} block {number}", "exec"), namespace)
-        except Exception as exc:
-            pytest.fail(f"block {number} of {PAGE.name} failed: {exc!r}\n{block}")
+@pytest.fixture
+def page(docs_page):
+    return docs_page("team-cache.md")
+
+
+def test_the_python_examples_run_in_order(page, services, s3_bucket, capsys):
+    assert len(page.blocks()) >= 7
+    page.run(module="team_cache_docs", rewrite=services)
     out = capsys.readouterr().out
     assert "inline in the index" in out
     listing = s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name)
@@ -94,8 +88,8 @@ def test_the_python_examples_run_in_order(services, s3_bucket, capsys):
     assert prefixes == {"cache"}  # the 100 kB report; the other values were small: inline
 
 
-def test_the_environment_variables_open_the_team_cache(services, monkeypatch):
-    (exports,) = [block for block in blocks("bash") if "CACHENESS_METADATA_BACKEND" in block]
+def test_the_environment_variables_open_the_team_cache(page, services, monkeypatch):
+    (exports,) = [block for block in page.blocks("bash") if "CACHENESS_METADATA_BACKEND" in block]
     variables = dict(
         line.removeprefix("export ").split("=", 1)
         for line in services(exports).splitlines()
@@ -114,8 +108,8 @@ def test_the_environment_variables_open_the_team_cache(services, monkeypatch):
         assert cache.store.blobs.prefix == "cache/v1/"
 
 
-def test_the_toml_file_opens_the_team_cache(services, tmp_path, monkeypatch):
-    (toml,) = blocks("toml")
+def test_the_toml_file_opens_the_team_cache(page, services, tmp_path, monkeypatch):
+    (toml,) = page.blocks("toml")
     path = tmp_path / "team.toml"
     path.write_text(services(toml))
     config = load_config(path)
@@ -129,21 +123,19 @@ def test_the_toml_file_opens_the_team_cache(services, tmp_path, monkeypatch):
         assert cache.config.default_ttl_seconds == 604800
 
 
-def test_the_iam_table_covers_every_s3_call_the_backend_makes():
+def test_the_iam_table_covers_every_s3_call_the_backend_makes(page):
     calls = set(re.findall(r"self\._client\.([a-z_0-9]+)\(", S3_SOURCE.read_text()))
     unknown = calls - set(S3_OPERATIONS)
     assert not unknown, f"s3.py makes S3 calls the docs do not cover: {unknown}"
-    text = PAGE.read_text(encoding="utf-8")
-    table = text.split("## IAM permissions", 1)[1].split("```json", 1)[0]
+    table = page.text.split("## IAM permissions", 1)[1].split("```json", 1)[0]
     for call in calls:
         for operation in S3_OPERATIONS[call]:
             assert operation in table, f"{operation} ({call}) is missing from the IAM table"
 
 
-def test_the_iam_policy_grants_what_the_table_asks_for():
-    (policy,) = [json.loads(block) for block in blocks("json")]
+def test_the_iam_policy_grants_what_the_table_asks_for(page):
+    (policy,) = [json.loads(block) for block in page.blocks("json")]
     granted = {action for statement in policy["Statement"] for action in statement["Action"]}
-    text = PAGE.read_text(encoding="utf-8")
-    table = text.split("## IAM permissions", 1)[1].split("```json", 1)[0]
+    table = page.text.split("## IAM permissions", 1)[1].split("```json", 1)[0]
     needed = set(re.findall(r"`(s3:[A-Za-z]+)`", table)) - {"s3:CreateBucket"}
     assert needed == granted

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -514,16 +513,12 @@ def test_config_with_wrong_types_or_unknown_keys_is_refused(tmp_path, options, h
 
 # --------------------------------------------------------------------------- the docs page
 
-PAGE = Path(__file__).resolve().parents[3] / "docs" / "bad-input.md"
 
-
-def test_the_docs_page_examples_run(tmp_path, monkeypatch, capsys):
+def test_the_docs_page_examples_run(tmp_path, monkeypatch, capsys, docs_page):
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 4
-    namespace: dict[str, Any] = {"__name__": "bad_input_docs"}
-    for number, code in enumerate(blocks, start=1):
-        exec(compile(code, f"{PAGE.name} block {number}", "exec"), namespace)
+    page = docs_page("bad-input.md")
+    assert len(page.blocks()) == 4
+    page.run(module="bad_input_docs")
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "b'kept'"
     assert [line.split(" - ")[0] for line in out[1:5]] == ["InvalidKeyError"] * 4

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -550,28 +549,24 @@ def test_unsafe_pairing_opt_out_reaches_the_store(s3_bucket, tmp_path):
 
 # -- the documentation page -------------------------------------------------------------------
 
-DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+
+def test_docs_examples_run(docs_page):
+    page = docs_page("configuration.md")
+    assert len(page.blocks()) >= 6
+    page.run(module="docs_configuration")
 
 
-def test_docs_examples_run():
-    text = DOCS_PAGE.read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) >= 6
-    for block in blocks:
-        exec(compile(block, str(DOCS_PAGE), "exec"), {"__name__": "docs_configuration"})
-
-
-def test_docs_yaml_and_toml_examples_load(tmp_path):
-    text = DOCS_PAGE.read_text(encoding="utf-8")
+def test_docs_yaml_and_toml_examples_load(tmp_path, docs_page):
+    page = docs_page("configuration.md")
     for language, suffix in (("yaml", ".yaml"), ("toml", ".toml")):
-        (block,) = re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+        (block,) = page.blocks(language)
         path = tmp_path / f"example{suffix}"
         path.write_text(block)
         assert validate_config(load_config(path).replace(cache_dir=str(tmp_path))) == []
 
 
-def test_docs_list_every_environment_variable():
-    text = DOCS_PAGE.read_text(encoding="utf-8")
+def test_docs_list_every_environment_variable(docs_page):
+    text = docs_page("configuration.md").text
     for variable, target in ENVIRONMENT_VARIABLES.items():
         assert f"| `{variable}` | `{target}` |" in text
     assert f"| `{CONFIG_FILE_VARIABLE}` |" in text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -152,14 +151,10 @@ def test_caches_made_by_get_cache_are_closed_at_exit(tmp_path, exit_mode):
     assert entry.access_count == (3 if exit_mode == "normal" else 0)
 
 
-DOCS = Path(__file__).parents[3] / "docs" / "decorators.md"
-
-
-def test_the_examples_of_the_decorators_page_run(default_dir, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
-    assert len(blocks) >= 8
-    for number, block in enumerate(blocks):
-        exec(compile(block, f"{DOCS.name}[{number}]", "exec"), {"__name__": "__main__"})
+def test_the_examples_of_the_decorators_page_run(default_dir, capsys, docs_page):
+    page = docs_page("decorators.md")
+    assert len(page.blocks()) >= 8
+    page.run()
     printed = capsys.readouterr().out
     assert "CacheInfo(hits=2, misses=1, maxsize=None, currsize=1, errors=0)" in printed
     assert "__main__.clean@version=3@code=" in printed

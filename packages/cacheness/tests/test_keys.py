@@ -8,14 +8,13 @@ import datetime as dt
 import enum
 import json
 import pickle
-import re
 import subprocess
 import sys
 import typing
 import uuid
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import PurePosixPath, PureWindowsPath
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -581,20 +580,16 @@ def test_describe_params_rejects_non_str_names():
 
 # -- the documentation page -----------------------------------------------------------------
 
-DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "keys.md"
+
+def test_docs_examples_run(docs_page):
+    page = docs_page("keys.md")
+    assert len(page.blocks()) >= 3
+    page.run(module="docs_keys")
 
 
-def test_docs_examples_run():
-    text = DOCS_PAGE.read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    assert len(blocks) >= 3
-    for block in blocks:
-        exec(compile(block, str(DOCS_PAGE), "exec"), {"__name__": "docs_keys"})
-
-
-def test_docs_state_the_real_parallel_thresholds():
+def test_docs_state_the_real_parallel_thresholds(docs_page):
     from cacheness import _keys_paths
 
-    text = DOCS_PAGE.read_text(encoding="utf-8")
+    text = docs_page("keys.md").text
     assert f"at least {_keys_paths.PARALLEL_MIN_FILES} files" in text
     assert f"{_keys_paths.PARALLEL_MIN_BYTES >> 20} MiB" in text
