@@ -1,13 +1,12 @@
 """Test-side helpers of the team-cache tests: configs, worker processes, ground truth.
 
-pytest runs in importlib mode, so the test modules load this file by path
-(:func:`load`). Ground truth is read *around* the cache: the entries table with plain
-SQL (psycopg), the bucket with a plain boto3 client.
+``conftest.py`` imports this file by path (pytest runs in importlib mode) and hands it
+to the tests as the ``support`` fixture. Ground truth is read *around* the cache: the
+entries table with plain SQL (psycopg), the bucket with a plain boto3 client.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -27,20 +26,7 @@ TABLE = "cacheness_entries"
 REPLY_TIMEOUT = 120.0
 
 
-def load(name: str) -> ModuleType:
-    """Import ``tests-integration/<name>.py`` once (importlib mode has no sys.path entry)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-worker_module = load("_team_worker")
+worker_module: ModuleType = sys.modules["_team_worker"]  # imported first by conftest.py
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

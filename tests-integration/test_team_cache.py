@@ -8,29 +8,15 @@ the bucket with a plain boto3 client (see ``_team_support.Team.check``).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
-
-_path = Path(__file__).with_name("_team_support.py")
-if "_team_support" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("_team_support", _path)
-    sys.modules["_team_support"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["_team_support"])
-support = sys.modules["_team_support"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process control")
 
 PROCESSES = 8
 OPERATIONS = 1000
 KEYS = 200
-
-
-@pytest.fixture
-def team(fresh_postgres_url, s3_bucket, tmp_path):
-    return support.Team(fresh_postgres_url, s3_bucket, tmp_path)
 
 
 def test_two_processes_share_writes_updates_and_deletes(team):
@@ -81,7 +67,7 @@ def test_two_processes_share_writes_updates_and_deletes(team):
     assert team.check() == set()
 
 
-def test_every_config_form_opens_the_same_team_cache(team):
+def test_every_config_form_opens_the_same_team_cache(support, team):
     first = team.serve("sections")
     try:
         first("put", key={"report": "q3"}, size=50_000, version=7)
@@ -148,7 +134,7 @@ def test_stampede_of_eight_processes_computes_once(team):
     assert not any(report["errors"] for report in reports)
 
 
-def test_stampede_waiters_compute_anyway_after_lock_timeout_and_log_it(team):
+def test_stampede_waiters_compute_anyway_after_lock_timeout_and_log_it(support, team):
     team.sql("CREATE TABLE stampede_runs (pid int NOT NULL)")
     # the first process computes and keeps the key until a second computation happened
     slow = team.spawn("stampede", runs_url=team.url, hold="runs", runs=2)
@@ -164,7 +150,7 @@ def test_stampede_waiters_compute_anyway_after_lock_timeout_and_log_it(team):
     assert "waited lock_timeout=0.5s for another caller computing" in impatient.stderr
 
 
-def test_stampede_lock_of_a_killed_process_is_released_by_the_server(team):
+def test_stampede_lock_of_a_killed_process_is_released_by_the_server(support, team):
     team.sql("CREATE TABLE stampede_runs (pid int NOT NULL)")
     doomed = team.spawn("stampede", runs_url=team.url, hold="forever")
     support.wait_for(lambda: team.sql("SELECT pid FROM stampede_runs"), "the first run")

@@ -11,30 +11,16 @@ reports, and every value reads back intact.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
 from cacheness.storage.testing.flaky_proxy import FlakyProxy
 
-_path = Path(__file__).with_name("_team_support.py")
-if "_team_support" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("_team_support", _path)
-    sys.modules["_team_support"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["_team_support"])
-support = sys.modules["_team_support"]
-
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process control")
 
 UNAVAILABLE = "BackendUnavailableError"
 BLOCKED_BY = "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))"
-
-
-@pytest.fixture
-def team(fresh_postgres_url, s3_bucket, tmp_path):
-    return support.Team(fresh_postgres_url, s3_bucket, tmp_path)
 
 
 @pytest.fixture
@@ -44,7 +30,7 @@ def proxy(s3_endpoint):
 
 
 @pytest.fixture
-def flaky_team(team, proxy):
+def flaky_team(support, team, proxy):
     """The same team cache, its workers reaching S3 through the flaky proxy."""
     return support.Team(
         team.url,
@@ -156,7 +142,7 @@ def test_killed_postgresql_connections_are_replaced_on_the_next_operation(team):
     assert team.check() == set()
 
 
-def test_connection_killed_inside_a_transaction_is_retried(team):
+def test_connection_killed_inside_a_transaction_is_retried(support, team):
     import psycopg
 
     worker = team.serve()
@@ -201,7 +187,7 @@ def test_killed_postgresql_connections_under_load_keep_the_index_consistent(team
 # --------------------------------------------------------------------------- SIGKILL
 
 
-def test_worker_killed_mid_put_leaves_only_orphans(team, proxy):
+def test_worker_killed_mid_put_leaves_only_orphans(support, team, proxy):
     import psycopg
 
     others = team.group("mixed", 3, ops=250, keys=40, seed=17, announce=True)
