@@ -309,3 +309,78 @@ def test_unknown_codecs():
 def test_threads_default_to_all_usable_cores():
     assert CodecSettings().threads == default_threads() >= 1
     assert CodecSettings(nthreads=3).threads == 3
+
+
+# --------------------------------------------------------------------------- zstd contexts
+
+
+def test_finished_zstd_contexts_are_reused():
+    from cacheness.storage import compression
+
+    stream_compress([b"warm up " * 100], "zstd")
+    (context,) = compression._zstd_pool(3)[-1:]
+    sink = io.BytesIO()
+    with open_compressor(sink, "zstd") as writer:
+        writer.write(b"second" * 100)
+        assert writer._cctx is context  # taken from the pool, not built anew
+        assert context not in compression._zstd_pool(3)  # lent to one frame only
+    assert compression._zstd_pool(3)[-1] is context  # given back when the frame ended
+    reader = open_decompressor(io.BytesIO(sink.getvalue()), "zstd", raw_size=600)
+    lent = reader._dctx
+    assert reader.read_all() == b"second" * 100
+    assert compression._zstd_pool(None)[-1] is lent
+
+
+@given(
+    script=st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from(["write", "close", "abandon"])),
+        max_size=30,
+    ),
+    level=st.sampled_from([1, 3]),
+)
+@settings(max_examples=100)
+def test_interleaved_and_abandoned_zstd_streams_never_share_a_context(script, level):
+    """Three writers and their readers on one thread, in any order, some abandoned
+    mid-frame: every finished stream decodes to exactly what was written to it."""
+    options = CodecSettings(level=level)
+    open_writers: dict[int, tuple] = {}
+    finished: list[tuple[bytes, bytes]] = []
+    for slot, action in script:
+        if slot not in open_writers:
+            sink = io.BytesIO()
+            open_writers[slot] = (open_compressor(sink, "zstd", options), sink, bytearray())
+        writer, sink, written = open_writers[slot]
+        if action == "write":
+            part = os.urandom(50) + bytes([slot]) * 500
+            writer.write(part)
+            written += part
+        elif action == "close":
+            writer.close()
+            finished.append((sink.getvalue(), bytes(written)))
+            del open_writers[slot]
+        else:  # a failed producer: the frame is never completed
+            with pytest.raises(RuntimeError), writer:
+                raise RuntimeError("producer failed")
+            del open_writers[slot]
+    readers = [
+        (open_decompressor(io.BytesIO(stored), "zstd", raw_size=len(data)), data)
+        for stored, data in finished
+    ]
+    for reader, data in readers[::2]:  # half are dropped after a partial read
+        reader.read(min(len(data), 10))
+    for reader, data in readers[1::2]:
+        assert reader.read_all() == data
+    for stored, data in finished:
+        assert decompress(stored, "zstd", raw_size=len(data)) == data
+
+
+def test_a_finished_reader_does_not_touch_a_context_lent_to_another_stream():
+    stored = stream_compress([b"first" * 100], "zstd")
+    reader = open_decompressor(io.BytesIO(stored), "zstd", raw_size=500)
+    assert reader.read_all() == b"first" * 100
+    other = stream_compress([b"other" * 100], "zstd")
+    second = open_decompressor(io.BytesIO(other), "zstd", raw_size=500)
+    assert second.read(5) == b"other"
+    reader.finish()  # again: must not read through the context `second` now holds
+    assert reader.read(10) == b""
+    assert second.read_all() == b"other" * 99

@@ -98,6 +98,7 @@ _GZIP_LEVELS = range(10)
 _DEFAULT_LEVEL = {"zstd": 3, "gzip": 6}
 _ZSTD_MAX_WINDOW = 1 << 27  # libzstd's own default limit, made explicit: 128 MiB
 _ZSTD_THREADS_FROM = 4 << 20  # below this, zstd worker threads cost more than they save
+_ZSTD_POOL_SIZE = 4  # finished single-threaded contexts kept per thread and level
 _BLOSC2_MAX_CHUNK = 1 << 30  # Blosc2 buffers must stay below 2 GiB
 _BLOSC2_OVERHEAD = 64  # a Blosc2 chunk is at most its data plus a small header
 _READ_BLOCK = 1 << 20
@@ -409,13 +410,17 @@ class _ZstdWriter(Compressor):
         self._level = settings.level_for("zstd")
         self._threads = 0 if threads == 1 else threads
         self._writer: Any = None
+        self._cctx: Any = None
 
     def _write(self, data: BytesLike) -> None:
         zstd = _zstandard()
         try:
             if self._writer is None:
-                cctx = zstd.ZstdCompressor(level=self._level, threads=self._threads)
-                self._writer = cctx.stream_writer(_SinkAdapter(self), closefd=False)
+                if self._threads:
+                    self._cctx = zstd.ZstdCompressor(level=self._level, threads=self._threads)
+                else:
+                    self._cctx = _borrow_zstd(self._level)
+                self._writer = self._cctx.stream_writer(_SinkAdapter(self), closefd=False)
             self._writer.write(data)
         except zstd.ZstdError as exc:
             raise CompressionError(f"zstd compression failed: {exc}") from exc
@@ -427,6 +432,8 @@ class _ZstdWriter(Compressor):
             self._writer.close()
         except _zstandard().ZstdError as exc:
             raise CompressionError(f"zstd compression failed: {exc}") from exc
+        if not self._threads:  # the frame is complete: the context can start another
+            _give_back_zstd(self._level, self._cctx)
 
 
 class _GzipWriter(Compressor):
@@ -697,9 +704,8 @@ class _ZstdReader(Decompressor):
 
     def __init__(self, source: BinaryIO, raw_size: int) -> None:
         super().__init__(source, raw_size)
-        zstd = _zstandard()
-        dctx = zstd.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
-        self._reader = dctx.stream_reader(source, closefd=False, read_across_frames=True)
+        self._dctx = _borrow_zstd(None)
+        self._reader: Any = self._dctx.stream_reader(source, closefd=False, read_across_frames=True)
 
     def _readinto(self, view: memoryview) -> int:
         try:
@@ -708,10 +714,16 @@ class _ZstdReader(Decompressor):
             raise IntegrityError(f"zstd stream is corrupt: {exc}") from exc
 
     def _has_more(self) -> bool:
+        if self._reader is None:  # finished before; the context went back to the pool
+            return False
         try:
-            return bool(self._reader.read(1)) or bool(self._source.read(1))
+            more = bool(self._reader.read(1)) or bool(self._source.read(1))
         except _zstandard().ZstdError as exc:
             raise IntegrityError(f"zstd stream is corrupt: {exc}") from exc
+        if not more:  # the whole frame was read and checked: the context can be reused
+            self._reader = None
+            _give_back_zstd(None, self._dctx)
+        return more
 
 
 class _GzipReader(Decompressor):
@@ -885,7 +897,11 @@ def compress(
     if codec == "none" or (not len(data) and codec == "zstd"):
         return bytes(data)
     if codec == "zstd" and len(data) < _ZSTD_THREADS_FROM:
-        return _zstd_compressor(settings.level_for("zstd")).compress(data)
+        level = settings.level_for("zstd")
+        cctx = _borrow_zstd(level)
+        compressed: bytes = cctx.compress(data)
+        _give_back_zstd(level, cctx)
+        return compressed
     out = io.BytesIO()
     with open_compressor(out, codec, settings, typesize=typesize, size_hint=len(data)) as writer:
         writer.write(data)
@@ -918,14 +934,36 @@ def decompress(
 _local = threading.local()
 
 
-def _zstd_compressor(level: int) -> Any:
-    cache: dict[int, Any] | None = getattr(_local, "zstd", None)
-    if cache is None:
-        cache = _local.zstd = {}
-    cctx = cache.get(level)
-    if cctx is None:
-        cctx = cache[level] = _zstandard().ZstdCompressor(level=level)
-    return cctx
+def _borrow_zstd(level: int | None) -> Any:
+    """Take a zstd context from this thread's pool: a single-threaded ``ZstdCompressor``
+    of ``level``, or (``level=None``) a ``ZstdDecompressor``.
+
+    A fresh context costs its window and tables (MiBs, zeroed: up to hundreds of
+    microseconds, far more than coding a small value), so finished contexts are reused.
+    Each is lent to one frame at a time: two streams open on one thread get two
+    contexts, and one whose frame was abandoned or failed is never given back.
+    """
+    free = _zstd_pool(level)
+    if free:
+        return free.pop()
+    zstd = _zstandard()
+    if level is None:
+        return zstd.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+    return zstd.ZstdCompressor(level=level)
+
+
+def _give_back_zstd(level: int | None, context: Any) -> None:
+    """Return a context whose frame is complete to this thread's pool (kept small)."""
+    free = _zstd_pool(level)
+    if len(free) < _ZSTD_POOL_SIZE:
+        free.append(context)
+
+
+def _zstd_pool(level: int | None) -> list[Any]:
+    pools: dict[int | None, list[Any]] | None = getattr(_local, "zstd", None)
+    if pools is None:
+        pools = _local.zstd = {}
+    return pools.setdefault(level, [])
 
 
 def _zstandard() -> Any:
