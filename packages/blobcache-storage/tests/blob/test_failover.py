@@ -184,3 +184,18 @@ def test_both_down_is_an_error(tmp_path: Path, outage):
     proxy.fail_always("drop")
     with pytest.raises((BackendUnavailableError, StorageError)):
         dead.write_bytes("nowhere", b"x")
+
+
+def test_cleanup_covers_both_backends(tmp_path: Path):
+    primary = FilesystemBlobBackend(tmp_path / "primary")
+    fallback = FilesystemBlobBackend(tmp_path / "fallback")
+    debris = []
+    for root in (tmp_path / "primary", tmp_path / "fallback"):
+        (root / "ab").mkdir(parents=True, exist_ok=True)
+        debris.append(root / "ab" / ".cacheness-tmp-0123456789abcdef")
+        debris[-1].write_bytes(b"half a blob")
+    blobs = FailoverBlobBackend(primary, fallback)
+    assert blobs.cleanup_temp_files(0, dry_run=True) == 2
+    assert all(path.exists() for path in debris)
+    assert blobs.cleanup_temp_files(0) == 2
+    assert not any(path.exists() for path in debris)

@@ -146,6 +146,20 @@ def test_temp_files_are_invisible_and_cleaned_up(tmp_path: Path):
     assert temp_files(tmp_path) == []
 
 
+def test_a_dry_run_counts_stale_temp_files_and_changes_nothing(tmp_path: Path):
+    blobs = FilesystemBlobBackend(tmp_path)
+    ref = blobs.write_bytes("abcdef", b"x").ref
+    blobs.delete(ref)  # leaves the empty shard directory "ab"
+    stale = tmp_path / "cd" / ".cacheness-tmp-deadbeefdeadbeef"
+    stale.parent.mkdir()
+    stale.write_bytes(b"left by a crash")
+    assert blobs.cleanup_temp_files(0, dry_run=True) == 1
+    assert stale.exists()
+    assert (tmp_path / "ab").is_dir()
+    assert blobs.cleanup_temp_files(0) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cleanup_removes_empty_shard_directories(tmp_path: Path):
     blobs = FilesystemBlobBackend(tmp_path)
     ref = blobs.write_bytes("abcdef", b"x").ref

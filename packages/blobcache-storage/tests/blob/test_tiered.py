@@ -268,3 +268,23 @@ def test_over_s3_a_hit_costs_one_head(proxied_options, flaky_proxy: FlakyProxy, 
     assert blobs.read_bytes(info.ref) == data
     assert flaky_proxy.stats().by_method == {"HEAD": 1}
     assert blobs.scope == "shared"
+
+
+def test_cleanup_covers_the_remote_and_the_local_cache(tmp_path: Path):
+    remote = FilesystemBlobBackend(tmp_path / "remote")
+    blobs = TieredBlobBackend(remote, cache_dir=tmp_path / "cache")
+    info = blobs.write_bytes("abcdef", b"cached")
+    local = tmp_path / "cache" / "blobs" / info.ref
+    assert local.is_file()
+    debris = [
+        tmp_path / "remote" / "ab" / ".cacheness-tmp-0123456789abcdef",
+        local.with_name(".cacheness-tmp-fedcba9876543210"),
+    ]
+    for path in debris:
+        path.write_bytes(b"half a blob")
+    assert blobs.cleanup_temp_files(0, dry_run=True) == 2
+    assert all(path.exists() for path in debris)
+    assert blobs.cleanup_temp_files(0) == 2
+    assert not any(path.exists() for path in debris)
+    assert blobs.read_bytes(info.ref) == b"cached"
+    blobs.close()

@@ -159,7 +159,7 @@ def test_temporary_files_of_crashed_writes_are_removed(local, damaged):
     assert damaged.repair(dry_run=False).temp_files_removed == 0  # young: may be in use
     assert debris.exists()
     age(debris, 2 * HOUR)
-    assert damaged.repair(dry_run=True).temp_files_removed == 0
+    assert damaged.repair(dry_run=True).temp_files_removed == 1  # what it would remove
     assert debris.exists()
     report = damaged.repair(dry_run=False)
     assert report.temp_files_removed == 1

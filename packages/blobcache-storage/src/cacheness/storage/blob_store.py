@@ -1042,6 +1042,9 @@ class BlobStore:
             orphans_removed=orphans,
         )
         if dry_run:
+            report.temp_files_removed = self.blobs.cleanup_temp_files(
+                orphan_min_age_seconds, dry_run=True
+            )
             return report
         removed: list[Entry] = []
         for start in range(0, len(damaged), _DELETE_CHUNK):
@@ -1053,9 +1056,7 @@ class BlobStore:
         report.entries_removed = [entry.key for entry in removed]
         if orphans:
             self._delete_blobs(orphans)
-        cleanup = getattr(self.blobs, "cleanup_temp_files", None)
-        if cleanup is not None:
-            report.temp_files_removed = int(cleanup(orphan_min_age_seconds))
+        report.temp_files_removed = self.blobs.cleanup_temp_files(orphan_min_age_seconds)
         return report
 
     # ------------------------------------------------------------------ lifecycle

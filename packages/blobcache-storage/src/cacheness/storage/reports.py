@@ -55,7 +55,8 @@ class RepairReport(msgspec.Struct, kw_only=True):
         entries_removed: keys of those entries, removed (or to be removed): their data
             is lost either way, and keeping them would turn every read into an error.
         orphans_removed: blob references no entry points at, removed (or to be removed).
-        temp_files_removed: debris of interrupted writes removed by the blob backend.
+        temp_files_removed: debris of interrupted writes (temporary files) the blob
+            backend removed (or would remove), older than the orphan age.
     """
 
     dry_run: bool

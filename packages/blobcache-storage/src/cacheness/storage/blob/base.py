@@ -447,6 +447,21 @@ class BlobBackend(ABC):
         with self.open_read(ref) as stream:
             return wanted == hash_stream(stream, CHUNK_SIZE)
 
+    def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
+        """Remove the debris of interrupted writes; return how many pieces (were) found.
+
+        Only pieces untouched for ``older_than`` seconds count, so writes in progress in
+        other processes are left alone; ``dry_run`` counts without removing. Backends
+        whose interrupted writes leave nothing behind keep this default, which finds
+        nothing.
+
+        Example:
+            >>> from cacheness.storage.blob.memory import MemoryBlobBackend
+            >>> MemoryBlobBackend().cleanup_temp_files(dry_run=True)
+            0
+        """
+        return 0
+
     def close(self) -> None:  # noqa: B027 - a concrete, optional hook
         """Release connections and files; the backend must not be used afterwards."""
 

@@ -377,6 +377,12 @@ class FailoverBlobBackend(BlobBackend):
         """Verify on the primary, else on the fallback."""
         return self._read(ref, "verify", lambda backend, r: backend.verify(r, expected))
 
+    def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
+        """Clean up (or with ``dry_run``, count) both backends' interrupted-write debris."""
+        return self.primary.cleanup_temp_files(
+            older_than, dry_run=dry_run
+        ) + self.fallback.cleanup_temp_files(older_than, dry_run=dry_run)
+
     def close(self) -> None:
         """Close both backends."""
         try:

@@ -546,13 +546,14 @@ class FilesystemBlobBackend(BlobBackend):
     # -- maintenance ---------------------------------------------------------------------
 
     def cleanup_temp_files(
-        self, older_than: float = 3600.0, *, remove_empty_dirs: bool = True
+        self, older_than: float = 3600.0, *, dry_run: bool = False, remove_empty_dirs: bool = True
     ) -> int:
         """Remove temporary files left by crashed writers; return how many were removed.
 
         Args:
             older_than: only files untouched for this many seconds are removed, so
                 writes in progress in other processes are left alone; 0 removes all.
+            dry_run: count the files that would be removed; remove nothing.
             remove_empty_dirs: also remove shard directories left empty.
 
         Example:
@@ -561,9 +562,9 @@ class FilesystemBlobBackend(BlobBackend):
             0
         """
         deadline = time.time() - older_than
-        return self._cleanup(self._root, deadline, remove_empty_dirs)
+        return self._cleanup(self._root, deadline, remove=not dry_run, dirs=remove_empty_dirs)
 
-    def _cleanup(self, directory: str, deadline: float, remove_empty_dirs: bool) -> int:
+    def _cleanup(self, directory: str, deadline: float, *, remove: bool, dirs: bool) -> int:
         removed = 0
         try:
             entries = list(os.scandir(directory))
@@ -573,16 +574,18 @@ class FilesystemBlobBackend(BlobBackend):
             if entry.is_symlink():
                 continue
             if entry.is_dir(follow_symlinks=False):
-                removed += self._cleanup(entry.path, deadline, remove_empty_dirs)
-                if remove_empty_dirs:
+                removed += self._cleanup(entry.path, deadline, remove=remove, dirs=dirs)
+                if remove and dirs:
                     with contextlib.suppress(OSError):  # not empty, or already gone
                         os.rmdir(entry.path)
             elif entry.name.startswith(TEMP_PREFIX):
                 try:
-                    if entry.stat(follow_symlinks=False).st_mtime <= deadline:
+                    if entry.stat(follow_symlinks=False).st_mtime > deadline:
+                        continue
+                    if remove:
                         os.unlink(entry.path)
-                        removed += 1
                         log.info("removed abandoned temporary file %s", entry.path)
+                    removed += 1
                 except FileNotFoundError:
                     continue
         return removed

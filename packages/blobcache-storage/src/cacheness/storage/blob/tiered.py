@@ -557,6 +557,13 @@ class TieredBlobBackend(BlobBackend):
             "temp_files": temp_files,
         }
 
+    def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
+        """Clean up (or with ``dry_run``, count) the remote's and the local cache's
+        interrupted-write debris."""
+        return self.remote.cleanup_temp_files(
+            older_than, dry_run=dry_run
+        ) + self._local.cleanup_temp_files(older_than, dry_run=dry_run)
+
     def close(self) -> None:
         """Close the index and the remote."""
         self._index.close()
