@@ -42,6 +42,8 @@ S3_OPERATIONS = {
     "delete_objects": ["DeleteObjects"],
     "list_objects_v2": ["ListObjectsV2"],
     "copy_object": ["CopyObject"],
+    "list_multipart_uploads": ["ListMultipartUploads"],
+    "abort_multipart_upload": ["AbortMultipartUpload"],
     "copy": ["CopyObject", "UploadPartCopy"],
     "generate_presigned_url": ["presigned URL"],
 }

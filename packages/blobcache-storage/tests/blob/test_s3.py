@@ -7,6 +7,7 @@ import os
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,32 @@ def test_missing_blob_is_not_a_failure(s3_options):
         with pytest.raises(BlobNotFoundError):
             blobs.read_bytes("no/such")
     assert blobs.circuit_breaker.state == "closed"
+
+
+def test_cleanup_aborts_abandoned_multipart_uploads_under_the_prefix(s3_options, s3_bucket):
+    client = s3_bucket.client()
+
+    def abandon(key: str) -> str:
+        """What a writer killed mid-upload leaves: an upload with a part, never completed."""
+        upload = client.create_multipart_upload(Bucket=s3_bucket.name, Key=key)["UploadId"]
+        client.upload_part(
+            Bucket=s3_bucket.name, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * MiB
+        )
+        return upload
+
+    def pending() -> dict[str, datetime]:
+        uploads = client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", [])
+        return {upload["UploadId"]: upload["Initiated"] for upload in uploads}
+
+    ours = abandon("team/ab/abandoned")
+    other = abandon("elsewhere/ab/abandoned")  # another application's: not under the prefix
+    blobs = S3BlobBackend(prefix="team", **s3_options)
+    # the server's own start time decides the age (moto reports a fixed one from 2010)
+    age = (datetime.now(UTC) - pending()[ours]).total_seconds()
+    assert blobs.cleanup_temp_files(older_than=age + 3600) == 0  # young: may be in progress
+    assert blobs.cleanup_temp_files(older_than=max(age - 3600, 0), dry_run=True) == 1
+    assert blobs.cleanup_temp_files(0, dry_run=True) == 1
+    assert pending().keys() == {ours, other}
+    assert blobs.cleanup_temp_files(0) == 1
+    assert pending().keys() == {other}
+    assert blobs.cleanup_temp_files(0) == 0

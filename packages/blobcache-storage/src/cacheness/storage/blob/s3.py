@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, ClassVar, Literal
 
 from cacheness.storage.blob._circuit_breaker import CircuitBreaker
@@ -735,6 +736,40 @@ class S3BlobBackend(BlobBackend):
             if not page.get("IsTruncated"):
                 return
             options["ContinuationToken"] = page["NextContinuationToken"]
+
+    def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
+        """Abort multipart uploads under the prefix that were never completed.
+
+        A writer killed during a multipart upload leaves one behind: its parts are
+        invisible to listings but stored (and billed) until aborted. Uploads started
+        less than ``older_than`` seconds ago may be in progress and are left alone;
+        ``dry_run`` counts without aborting. Returns how many were (or would be) aborted.
+        """
+        self._ensure_bucket()
+        deadline = datetime.now(UTC) - timedelta(seconds=older_than)
+        options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+        found = 0
+        while True:
+            with self._call("list the multipart uploads of"):
+                page = self._client.list_multipart_uploads(**options)
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] > deadline:
+                    continue
+                if dry_run:
+                    found += 1
+                    continue
+                key = upload["Key"]
+                with contextlib.suppress(BlobNotFoundError):  # completed or aborted meanwhile
+                    with self._call("abort the multipart upload of", key[len(self.prefix) :]):
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                        )
+                    found += 1
+                    log.info("aborted abandoned multipart upload of s3://%s/%s", self.bucket, key)
+            if not page.get("IsTruncated"):
+                return found
+            options["KeyMarker"] = page["NextKeyMarker"]
+            options["UploadIdMarker"] = page["NextUploadIdMarker"]
 
     # -- server-side operations --------------------------------------------------------------
 
