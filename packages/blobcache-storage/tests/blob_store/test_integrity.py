@@ -262,3 +262,27 @@ def test_delete_by_prefix_refuses_the_empty_prefix(open_pairing):
     with pytest.raises(ValueError, match="clear"):
         store.delete_by_prefix("")
     assert store.exists("a")
+
+
+def test_a_refused_temp_file_cleanup_does_not_undo_the_repair(tmp_path, caplog):
+    from cacheness.storage import BlobStore
+    from cacheness.storage.blob.memory import MemoryBlobBackend
+    from cacheness.storage.errors import StorageError
+
+    class NoCleanupAllowed(MemoryBlobBackend):
+        """Fault injection: a backend whose clean-up is refused (a bucket policy)."""
+
+        def cleanup_temp_files(self, older_than=3600.0, *, dry_run=False):
+            raise StorageError("AccessDenied: s3:ListBucketMultipartUploads (injected)")
+
+    blobs = NoCleanupAllowed()
+    store = BlobStore(tmp_path, blob_backend=blobs, inline_threshold=0)
+    store.put(b"kept" * 100, key="kept")
+    orphan = blobs.write_bytes("orphan", b"stray").ref
+    for dry_run in (True, False):
+        report = store.repair(dry_run=dry_run, orphan_min_age_seconds=0)
+        assert (report.orphans_removed, report.temp_files_removed) == ([orphan], 0)
+    assert "could not clean up interrupted writes" in caplog.text
+    assert store.find_orphaned_blobs(min_age_seconds=0) == []
+    assert store.get("kept") == b"kept" * 100
+    store.close()

@@ -1042,9 +1042,7 @@ class BlobStore:
             orphans_removed=orphans,
         )
         if dry_run:
-            report.temp_files_removed = self.blobs.cleanup_temp_files(
-                orphan_min_age_seconds, dry_run=True
-            )
+            report.temp_files_removed = self._cleanup_temp_files(orphan_min_age_seconds, True)
             return report
         removed: list[Entry] = []
         for start in range(0, len(damaged), _DELETE_CHUNK):
@@ -1056,8 +1054,21 @@ class BlobStore:
         report.entries_removed = [entry.key for entry in removed]
         if orphans:
             self._delete_blobs(orphans)
-        report.temp_files_removed = self.blobs.cleanup_temp_files(orphan_min_age_seconds)
+        report.temp_files_removed = self._cleanup_temp_files(orphan_min_age_seconds, False)
         return report
+
+    def _cleanup_temp_files(self, older_than: float, dry_run: bool) -> int:
+        """The blob backend's clean-up of interrupted writes, as part of :meth:`repair`.
+
+        A refusal (e.g. a bucket policy without ``s3:ListBucketMultipartUploads``) or
+        an outage here is logged and counted as nothing found: the rest of the repair
+        stands.
+        """
+        try:
+            return self.blobs.cleanup_temp_files(older_than, dry_run=dry_run)
+        except StorageError as exc:
+            log.warning("repair: could not clean up interrupted writes in %r: %s", self.blobs, exc)
+            return 0
 
     # ------------------------------------------------------------------ lifecycle
 
