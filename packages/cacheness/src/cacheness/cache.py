@@ -132,7 +132,6 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self.config = resolve_config(config, **overrides)
         validate_config_strict(self.config)
         self._clock = clock or utc_now
-        self._hash_unknown = self.config.hash_unknown
         self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
         max_bytes = (
             None
@@ -181,18 +180,18 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key_params: Mapping[str, Any] | None,
         params: Mapping[str, Any],
     ) -> tuple[str, dict[str, Any]]:
-        if cache_key is None and not key_params and params:  # the common call: kwargs only
-            return derive_key(params, prefix=key_prefix, hash_unknown=self._hash_unknown), params
-        merged = dict(key_params or {})
-        clash = merged.keys() & params.keys()
-        if clash:
-            raise TypeError(f"key parameter(s) given twice: {', '.join(sorted(clash))}")
-        merged.update(params)
+        if key_params:
+            clash = key_params.keys() & params.keys()
+            if clash:
+                raise TypeError(f"key parameter(s) given twice: {', '.join(sorted(clash))}")
+            merged = {**key_params, **params}
+        else:  # the common call: keyword arguments only
+            merged = dict(params)
         if cache_key is not None:
             return validate_key(cache_key), merged
         if not merged and not key_prefix:
             raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
-        return derive_key(merged, prefix=key_prefix, hash_unknown=self._hash_unknown), merged
+        return derive_key(merged, prefix=key_prefix, hash_unknown=self.config.hash_unknown), merged
 
     # ------------------------------------------------------------------ writing
 

@@ -379,9 +379,8 @@ class FailoverBlobBackend(BlobBackend):
 
     def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Clean up (or with ``dry_run``, count) both backends' interrupted-write debris."""
-        return self.primary.cleanup_temp_files(
-            older_than, dry_run=dry_run
-        ) + self.fallback.cleanup_temp_files(older_than, dry_run=dry_run)
+        backends = (self.primary, self.fallback)
+        return sum(blobs.cleanup_temp_files(older_than, dry_run=dry_run) for blobs in backends)
 
     def close(self) -> None:
         """Close both backends."""

@@ -560,9 +560,8 @@ class TieredBlobBackend(BlobBackend):
     def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Clean up (or with ``dry_run``, count) the remote's and the local cache's
         interrupted-write debris."""
-        return self.remote.cleanup_temp_files(
-            older_than, dry_run=dry_run
-        ) + self._local.cleanup_temp_files(older_than, dry_run=dry_run)
+        backends = (self.remote, self._local)
+        return sum(blobs.cleanup_temp_files(older_than, dry_run=dry_run) for blobs in backends)
 
     def close(self) -> None:
         """Close the index and the remote."""
