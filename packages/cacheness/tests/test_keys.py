@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import datetime as dt
 import enum
+import itertools
 import json
 import pickle
 import subprocess
@@ -593,3 +594,16 @@ def test_docs_state_the_real_parallel_thresholds(docs_page):
     text = docs_page("keys.md").text
     assert f"at least {_keys_paths.PARALLEL_MIN_FILES} files" in text
     assert f"{_keys_paths.PARALLEL_MIN_BYTES >> 20} MiB" in text
+
+
+def test_sets_of_frozensets_are_described_in_one_order():
+    # frozensets compare by the subset relation, a partial order: sorting by it would
+    # follow the order the set was built in (hypothesis found this)
+    elements = [frozenset(), frozenset({"p"}), frozenset({frozenset()})]
+    described = set()
+    for order in itertools.permutations(elements):
+        built: set = set()
+        for element in order:
+            built.add(element)
+        described.add(repr(describe_params({"groups": built})))
+    assert described == {"{'groups': [['p'], [[]], []]}"}

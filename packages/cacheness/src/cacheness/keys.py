@@ -239,9 +239,32 @@ def _json_hook(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} has no JSON form")
 
 
-_json_encode = msgspec.json.Encoder(enc_hook=_json_hook, order="deterministic").encode
+_json_encode_raw = msgspec.json.Encoder(enc_hook=_json_hook, order="deterministic").encode
 _json_decode = msgspec.json.decode
 _JSON_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
+_PLAIN_ELEMENTS = (str, int, float, bool, bytes, type(None))
+
+
+def _json_encode(value: Any) -> bytes:
+    """JSON of ``value`` with every set in one order, whatever order it was built in."""
+    return _json_encode_raw(_ordered_sets(value))
+
+
+def _ordered_sets(value: Any) -> Any:
+    """``value`` with sets of containers (frozensets, tuples) made lists in JSON order.
+
+    msgspec sorts sets by comparing their elements, which for frozensets means the
+    subset relation: a partial order, so the result would depend on insertion order.
+    Sets of plain scalars are left to msgspec (numbers stay in numeric order).
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: _ordered_sets(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_ordered_sets(v) for v in value]
+    if (kind is set or kind is frozenset) and not all(type(v) in _PLAIN_ELEMENTS for v in value):
+        return sorted((_ordered_sets(v) for v in value), key=_json_encode_raw)
+    return value
 
 
 def describe_params(
