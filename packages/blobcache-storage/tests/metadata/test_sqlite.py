@@ -272,3 +272,46 @@ def test_a_forked_child_reads_on_its_own_connection(tmp_path, in_fork):
     assert in_fork(child) == 0
     assert backend.get("parent") is not None
     backend.close()
+
+
+LEFT_OPEN = """
+import logging, sys, threading
+from cacheness.storage import BlobStore
+from cacheness.storage.metadata import sql  # keeps the backend module alive to the end
+
+store = BlobStore(sys.argv[1])
+store.put(1, key="k")
+store.get("k")
+worker = threading.Thread(target=store.get, args=("k",))  # a second thread's connection
+worker.start()
+worker.join()
+
+
+class Attached:  # something of the application's, with a finalizer, hung on the store
+    def __del__(self):
+        pass
+
+
+store.attached = Attached()
+# Held by a module imported before the sqlite backend's: at exit the interpreter clears
+# the backend module's globals (os -> None) before this one's, and the store goes last.
+logging.left_open = store
+del store
+"""
+
+
+def test_stores_left_open_at_exit_print_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.run(
+        [sys.executable, "-c", LEFT_OPEN, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stderr == ""
+    with SqliteMetadataBackend(tmp_path / "store" / "index.sqlite") as index:
+        assert index.exists("k")

@@ -605,9 +605,18 @@ _inherited_connections: list[sqlite3.Connection] = []
 
 
 class _ThreadConnection:
-    """One thread's SQLite connection; closed when the thread (and its locals) go away."""
+    """One thread's SQLite connection; closed when the thread (and its locals) go away.
+
+    It may be finalized while the interpreter exits, after this module's globals were
+    set to None: everything ``close`` needs is bound on the class.
+    """
 
     __slots__ = ("__weakref__", "conn", "pid")
+
+    _getpid = staticmethod(os.getpid)
+    _inherited: ClassVar[list[sqlite3.Connection]] = _inherited_connections
+    _sqlite_error: ClassVar[type[Exception]] = sqlite3.Error
+    _log: ClassVar[logging.Logger] = log
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn: sqlite3.Connection | None = conn
@@ -617,13 +626,13 @@ class _ThreadConnection:
         conn, self.conn = self.conn, None
         if conn is None:
             return
-        if self.pid != os.getpid():
-            _inherited_connections.append(conn)  # the parent's: closing would disturb it
+        if self.pid != self._getpid():
+            self._inherited.append(conn)  # the parent's: closing would disturb it
             return
         try:
             conn.close()
-        except sqlite3.Error:
-            log.warning("closing a SQLite connection failed", exc_info=True)
+        except self._sqlite_error:
+            self._log.warning("closing a SQLite connection failed", exc_info=True)
 
     def __del__(self) -> None:
         self.close()
