@@ -12,7 +12,9 @@ Fields:
 * ``created_at``, ``updated_at``, ``accessed_at``: timestamps; operands are
   timezone-aware ``datetime`` objects or ISO-8601 strings with an offset;
 * ``metadata.<path>``: a value inside the user's metadata; dots separate the keys of
-  nested objects (``metadata.train.lr``). Arrays are not indexed into.
+  nested objects (``metadata.train.lr``). A backslash escapes a dot or a backslash that
+  belongs to a key (``metadata.a\\.b`` names the key ``"a.b"``);
+  :func:`metadata_field` writes the escapes. Arrays are not indexed into.
 
 Operators: ``$eq $ne $gt $gte $lt $lte $in $nin $prefix $exists``.
 
@@ -28,7 +30,8 @@ Semantics, identical in every backend:
 Values are data, never code: SQL backends bind every value and every metadata path as a
 parameter. Anything the language does not know is a :class:`~cacheness.storage.errors.FilterError`
 (also a ``ValueError``) naming the culprit, never "match all"; so is a string operand or
-path key holding NUL or a lone surrogate, which no stored string can contain.
+path key holding NUL or a lone surrogate, which no stored string can contain. Every other
+metadata key can be named, quotes, backslashes and control characters included.
 
 Example:
     >>> from cacheness.storage.entry import Entry
@@ -78,6 +81,7 @@ __all__ = [
     "compile_predicate",
     "json_rank",
     "matches",
+    "metadata_field",
     "parse_filter",
     "parse_order_by",
     "sort_key",
@@ -140,7 +144,6 @@ INT64_MAX: Final[int] = 2**63 - 1
 _RANGE_OPS = frozenset({"$gt", "$gte", "$lt", "$lte"})
 _LIST_OPS = frozenset({"$in", "$nin"})
 _METADATA = "metadata"
-_FORBIDDEN_IN_SEGMENT = frozenset('"\\') | frozenset(map(chr, range(32))) | {"\x7f"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +168,7 @@ class Condition:
     @property
     def name(self) -> str:
         """The field as written in the filter (``"metadata.a.b"``)."""
-        return ".".join((self.field, *self.path))
+        return metadata_field(*self.path) if self.path else self.field
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ class OrderBy:
     @property
     def name(self) -> str:
         """The field as written (``"metadata.score"``)."""
-        return ".".join((self.field, *self.path))
+        return metadata_field(*self.path) if self.path else self.field
 
 
 # --------------------------------------------------------------------------- parsing
@@ -284,19 +287,61 @@ def _split_field(name: str) -> tuple[str, tuple[str, ...], FieldKind]:
     raise FilterError(f"unknown field {name!r}; known: {known}")
 
 
+def metadata_field(*path: str) -> str:
+    """Return the filter field naming the metadata value at ``path`` (keys, outermost first).
+
+    Dots and backslashes inside a key are escaped with a backslash, so any key can be
+    named, whatever characters it holds.
+
+    Raises:
+        FilterError: no key given, or a key that is not a non-empty string.
+
+    Example:
+        >>> metadata_field("train", "lr")
+        'metadata.train.lr'
+        >>> metadata_field("lr.max", "a\\b")
+        'metadata.lr\\.max.a\\\\b'
+        >>> parse_filter({metadata_field("lr.max"): 1}).path
+        ('lr.max',)
+    """
+    if not path:
+        raise FilterError("metadata_field needs at least one key")
+    for segment in path:
+        if not isinstance(segment, str) or not segment:
+            raise FilterError(f"metadata keys must be non-empty strings, got {segment!r}")
+    escaped = (segment.replace("\\", "\\\\").replace(".", "\\.") for segment in path)
+    return ".".join((_METADATA, *escaped))
+
+
 def _metadata_path(name: str, rest: str) -> tuple[str, ...]:
-    path = tuple(rest.split("."))
+    path: list[str] = []
+    if "\\" not in rest:  # the common case: no escapes
+        path = rest.split(".")
+        rest = ""
+    current: list[str] = []
+    chars = iter(rest)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, "")
+            if escaped not in (".", "\\"):
+                found = "\\" + escaped
+                raise FilterError(
+                    f"field {name!r}: a backslash in a metadata path escapes a dot or a "
+                    f"backslash, got {found!r}; metadata_field() writes the escapes"
+                )
+            current.append(escaped)
+        elif char == ".":
+            path.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if rest:
+        path.append("".join(current))
     for segment in path:
         if not segment:
             raise FilterError(f"field {name!r}: empty key in the metadata path")
-        bad = _FORBIDDEN_IN_SEGMENT.intersection(segment)
-        if bad:
-            raise FilterError(
-                f"field {name!r}: metadata path keys cannot contain quotes, backslashes "
-                f"or control characters (found {''.join(sorted(bad))!r})"
-            )
         _text(name, "metadata path key", segment)
-    return path
+    return tuple(path)
 
 
 def _parse_field(name: str, spec: Any) -> list[Condition]:

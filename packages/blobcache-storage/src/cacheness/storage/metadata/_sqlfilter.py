@@ -6,7 +6,9 @@ Python evaluator there is the reference and the conformance suite checks that bo
 agree. Every operand and every metadata path is a bound parameter.
 
 SQLite reads metadata with ``json_type``/``json_extract`` and a quoted JSON path
-(``$."a"."b"``). PostgreSQL uses ``jsonb`` operators: ``@>`` containment for
+(``$."a"."b"``); a key holding a double quote, a backslash or a control character, which
+SQLite's path syntax cannot spell the same way in every SQLite version, is looked up with
+``json_each`` subqueries instead (slower, exact). PostgreSQL uses ``jsonb`` operators: ``@>`` containment for
 equality (served by the GIN index), ``#>``/``#>>`` with a ``text[]`` path otherwise,
 casting numbers to ``numeric`` only where ``jsonb_typeof`` says they are numbers.
 """
@@ -156,18 +158,45 @@ class _JsonPath:
         raise NotImplementedError
 
 
+def _plain_label(segment: str) -> bool:
+    """True when SQLite's quoted path label ``"segment"`` names exactly this key."""
+    return '"' not in segment and "\\" not in segment and all(" " <= c != "\x7f" for c in segment)
+
+
 class _SqlitePath(_JsonPath):
     def __init__(self, column: sa.Column[Any], path: tuple[str, ...]) -> None:
         self.column = column
+        self.segments = path
+        self.plain = all(_plain_label(segment) for segment in path)
         self.path = "$" + "".join(f'."{segment}"' for segment in path)
 
     def _path(self) -> ColumnElement[str]:
         return sa.literal(self.path, sa.Text)
 
+    def _member(self, column: str) -> ColumnElement[Any]:
+        """``column`` (type or value) of the last key, found with ``json_each`` lookups."""
+        document: ColumnElement[Any] = self.column
+        *parents, last = self.segments
+        for segment in parents:
+            each = sa.func.json_each(document).table_valued("key", "value", "type")
+            document = (
+                sa.select(each.c.value)
+                .where(each.c.key == sa.literal(segment, sa.Text), each.c.type == "object")
+                .scalar_subquery()
+            )
+        each = sa.func.json_each(document).table_valued("key", "value", "type")
+        return (
+            sa.select(each.c[column]).where(each.c.key == sa.literal(last, sa.Text)).scalar_subquery()
+        )
+
     def kind(self) -> ColumnElement[Any]:
+        if not self.plain:
+            return self._member("type")
         return sa.func.json_type(self.column, self._path())
 
     def value(self) -> ColumnElement[Any]:
+        if not self.plain:
+            return self._member("value")
         return sa.func.json_extract(self.column, self._path())
 
     def exists(self) -> ColumnElement[bool]:

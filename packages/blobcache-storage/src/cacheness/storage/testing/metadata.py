@@ -26,7 +26,11 @@ operator on every field kind with hand-written expected results, ordering on eve
 field (``metadata.<path>`` included) with ``limit``/``offset`` and multi-page reads,
 batch operations with mixed hits and misses, duplicates and empty input, key
 immutability, copy/move semantics, and concurrent use from threads (atomic replace,
-insert-if-absent and move under contention).
+insert-if-absent and move under contention). Two properties run under hypothesis:
+metadata values round-trip with their exact type and value (floats with their sign and
+every bit, ints up to 64 bits, nesting) through every read, update, copy and re-put, and
+every metadata key (dots, quotes, backslashes, control characters) can be named in a
+filter and an ordering.
 
 :func:`metadata_state_machine` builds a hypothesis ``RuleBasedStateMachine`` that
 drives a backend with random operations and compares it with a dict model after every
@@ -44,6 +48,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cacheness.storage.entry import MAX_KEY_LENGTH, Entry, utc_now
 from cacheness.storage.errors import (
@@ -55,14 +61,24 @@ from cacheness.storage.errors import (
     KeyImmutableError,
     MetadataError,
 )
-from cacheness.storage.filters import ORDER_FIELDS, Filter, matches, sort_key
+from cacheness.storage.filters import (
+    INT64_MAX,
+    ORDER_FIELDS,
+    Filter,
+    matches,
+    metadata_field,
+    sort_key,
+)
 from cacheness.storage.metadata.base import MetadataBackend, PayloadInfo
 
 __all__ = [
     "FILTER_CASES",
+    "ODD_METADATA_KEYS",
     "GroundTruth",
     "MetadataBackendConformance",
     "assert_copy_of",
+    "exact_json",
+    "exact_metadata",
     "filter_dataset",
     "metadata_state_machine",
     "run_mixed_workload",
@@ -73,6 +89,80 @@ GroundTruth = Callable[[], "dict[str, Entry]"]
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
+
+
+def exact_json(value: Any) -> Any:
+    """Return ``value`` in a form that compares equal only for the same JSON type and value.
+
+    ``1 == 1.0`` and ``0.0 == -0.0`` in Python; here they differ, so an assertion on the
+    result catches a backend that turns floats into ints or loses a sign (PostgreSQL's
+    ``jsonb`` does both).
+
+    Example:
+        >>> exact_json({"a": 1}) == exact_json({"a": 1.0}), exact_json(-0.0) == exact_json(0.0)
+        (False, False)
+    """
+    kind = type(value)
+    if kind is float:
+        return ("float", value.hex())
+    if kind is dict:
+        return ("dict", sorted((key, exact_json(item)) for key, item in value.items()))
+    if kind is list:
+        return ("list", [exact_json(item) for item in value])
+    return (kind.__name__, value)
+
+
+_JSON_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=8,
+)
+_FLOAT_MAX = 1.7976931348623157e308
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_EXACT_FLOATS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=1e16, max_value=_FLOAT_MAX),
+    st.floats(min_value=-_FLOAT_MAX, max_value=-1e16),
+    st.floats(min_value=-_SMALLEST_NORMAL, max_value=_SMALLEST_NORMAL),  # subnormals, +-0.0
+    st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 1e16, 1e20, -1e20, 1e300, _FLOAT_MAX, 2.0**63]),
+)
+_EXACT_SCALARS = st.one_of(
+    _EXACT_FLOATS,
+    st.integers(min_value=-INT64_MAX, max_value=INT64_MAX),
+    st.sampled_from([INT64_MAX, -INT64_MAX, 2**53 + 1, 0]),
+    st.booleans(),
+    st.none(),
+    _JSON_TEXT,
+)
+
+
+def exact_metadata() -> st.SearchStrategy[dict[str, Any]]:
+    """A hypothesis strategy of metadata dicts that stress exact round trips.
+
+    Floats of every magnitude (+-0.0, subnormals, 1e16..1e308), ints up to +-(2**63 - 1),
+    booleans, None, text, lists and nested objects.
+    """
+    values = st.recursive(
+        _EXACT_SCALARS,
+        lambda children: st.lists(children, max_size=4)
+        | st.dictionaries(_JSON_TEXT, children, max_size=4),
+        max_leaves=12,
+    )
+    return st.dictionaries(_JSON_TEXT, values, max_size=5)
+
+
+ODD_METADATA_KEYS: tuple[str, ...] = (
+    "a.b",
+    'say "hi"',
+    "back\\slash",
+    "tab\there",
+    "line\nbreak",
+    "del\x7f",
+    "$.x[0]",
+    "..",
+    "ünï.códe",
+    "0",
+)
+"""Metadata keys a filter must be able to name (with :func:`metadata_field`)."""
 
 
 def filter_dataset() -> list[Entry]:
@@ -441,6 +531,72 @@ class MetadataBackendConformance:
         assert got.metadata == {"pair": [1, 2]}
         assert got.format_info == {"shape": [3]}
 
+    def test_metadata_values_round_trip_exactly(self, backend: MetadataBackend) -> None:
+        @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(metadata=exact_metadata(), extra=exact_metadata())
+        def round_trip(metadata: dict[str, Any], extra: dict[str, Any]) -> None:
+            self.check_exact_round_trip(backend, metadata, extra)
+
+        round_trip()
+
+    @staticmethod
+    def check_exact_round_trip(
+        backend: MetadataBackend, metadata: dict[str, Any], extra: dict[str, Any]
+    ) -> None:
+        """Every read, update, copy and re-put keeps ``metadata``'s exact values."""
+        expected = exact_json(metadata)
+        backend.put(Entry.new("exact", metadata=metadata))
+        got = backend.get("exact")
+        assert got is not None
+        assert exact_json(got.metadata) == expected
+        payload = backend.get_payload("exact", with_metadata=True)
+        assert payload is not None
+        assert exact_json(payload.metadata) == expected
+        assert exact_json(backend.get_many(["exact"])["exact"].metadata) == expected
+        assert [exact_json(e.metadata) for e in backend.query({"key": "exact"})] == [expected]
+        # what was read back can be written again, merged, copied and moved
+        backend.put(Entry.new("again", metadata=got.metadata))
+        merged = {**got.metadata, **extra}
+        updated = backend.update("again", metadata=merged)
+        assert updated is not None
+        assert exact_json(updated.metadata) == exact_json(merged)
+        many = backend.update_many({"exact": {"metadata": merged}})
+        assert exact_json(many["exact"].metadata) == exact_json(merged)
+        copy, _ = backend.copy("again", "copied", overwrite=True)
+        assert exact_json(copy.metadata) == exact_json(merged)
+        moved, _ = backend.move("copied", "moved", overwrite=True)
+        assert exact_json(moved.metadata) == exact_json(merged)
+        for key in ("exact", "again", "moved"):
+            stored = backend.get(key)
+            assert stored is not None
+            assert exact_json(stored.metadata) == exact_json(merged)
+
+    def test_every_metadata_key_can_be_named(self, backend: MetadataBackend) -> None:
+        entries = [
+            Entry.new(f"odd{i}", size=i, metadata={name: i, "nested": {name: f"v{i}"}})
+            for i, name in enumerate(ODD_METADATA_KEYS)
+        ]
+        backend.put_many([*entries, Entry.new("plain", metadata={"nested": {"x": 1}})])
+        everything = [*entries, backend.get("plain")]
+        for i, name in enumerate(ODD_METADATA_KEYS):
+            top, inner = metadata_field(name), metadata_field("nested", name)
+            for filter_ in (
+                {top: i},
+                {top: {"$gte": i, "$lt": i + 1}},
+                {top: {"$in": [i, -1]}},
+                {inner: f"v{i}"},
+                {inner: {"$prefix": f"v{i}"}},
+                {inner: {"$exists": True}},
+            ):
+                assert _keys(backend.query(filter_)) == [f"odd{i}"], filter_
+            others = sorted(e.key for e in everything if e is not None and e.key != f"odd{i}")
+            assert sorted(_keys(backend.query({top: {"$ne": i}}))) == others
+            assert sorted(_keys(backend.query({inner: {"$exists": False}}))) == others
+        ordered = _keys(backend.query(order_by=metadata_field("nested", "a.b")))
+        assert ordered[-1] == "odd0"  # the only string there; missing paths sort first
+        assert [e.key for e in backend.delete_where({metadata_field('say "hi"'): 1})] == ["odd1"]
+        assert backend.count() == len(ODD_METADATA_KEYS)
+
     @pytest.mark.parametrize("key", ["", "a\x00b", "x" * (MAX_KEY_LENGTH + 1), 17, None])
     def test_invalid_keys_are_refused(self, backend: MetadataBackend, key: Any) -> None:
         for call in (backend.get, backend.delete, backend.exists):
@@ -540,7 +696,7 @@ class MetadataBackendConformance:
             ({"metadata": "x"}, "metadata"),
             ({"metadata.": 1}, "metadata."),
             ({"metadata.a..b": 1}, "metadata.a..b"),
-            ({'metadata.a"b': 1}, "metadata.a"),
+            ({"metadata.a\\b": 1}, "metadata.a"),
             ({"size": "big"}, "size"),
             ({"size": True}, "size"),
             ({"key": 5}, "key"),
