@@ -27,6 +27,8 @@ def entry_from_row(row: Mapping[str, Any]) -> Entry:
     values = dict(row)
     for name in ("created_at", "updated_at", "accessed_at"):
         values[name] = EPOCH + timedelta(microseconds=values[name])
+    if values.get("metadata_text") is not None:  # PostgreSQL's exact text of the jsonb
+        values["metadata"] = values["metadata_text"]
     for name in ("metadata", "format_info"):
         if isinstance(values[name], str):
             values[name] = json.loads(values[name])

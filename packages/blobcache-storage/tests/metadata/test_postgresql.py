@@ -112,6 +112,52 @@ def test_schema_table_names_indexes_and_jsonb(fresh_postgres_url):
     assert stored == ({"p": "x"},)
 
 
+EXACT = {"loss": 1e20, "negz": -0.0, "huge": 1e300, "tiny": 5e-324, "n": 2**63 - 1}
+
+
+def test_metadata_is_read_from_its_exact_text_and_queried_through_jsonb(fresh_postgres_url):
+    with PostgresMetadataBackend(fresh_postgres_url) as index:
+        index.put(Entry.new("k", metadata=EXACT))
+        got = index.get("k").metadata
+        assert [(name, type(value), repr(value)) for name, value in got.items()] == [
+            (name, type(value), repr(value)) for name, value in EXACT.items()
+        ]
+        assert [e.key for e in index.query({"metadata.loss": {"$gte": 1e20}})] == ["k"]
+        assert [e.key for e in index.query({"metadata.negz": 0})] == ["k"]
+        with psycopg.connect(conninfo(fresh_postgres_url)) as conn:
+            jsonb, text = conn.execute(
+                "SELECT metadata, metadata_text FROM cacheness_entries"
+            ).fetchone()
+        assert jsonb["loss"] == 10**20  # what jsonb alone would have given back
+        assert text == '{"loss":1e20,"negz":-0.0,"huge":1e300,"tiny":5e-324,"n":9223372036854775807}'
+
+
+def test_a_layout_1_table_is_migrated_and_its_rows_still_read(fresh_postgres_url):
+    with PostgresMetadataBackend(fresh_postgres_url) as index:
+        index.put(Entry.new("old", metadata={"a": 1}))
+    with psycopg.connect(conninfo(fresh_postgres_url)) as conn:  # back to layout 1
+        conn.execute("DROP TRIGGER cacheness_entries_metadata_text ON cacheness_entries")
+        conn.execute("ALTER TABLE cacheness_entries DROP COLUMN metadata_text")
+        conn.execute("UPDATE cacheness_entries_info SET value = '1'")
+    with PostgresMetadataBackend(fresh_postgres_url) as index:
+        assert index.get("old").metadata == {"a": 1}  # from the jsonb: no exact text yet
+        index.put(Entry.new("new", metadata=EXACT))
+        assert repr(index.get("new").metadata["loss"]) == "1e+20"
+        with psycopg.connect(conninfo(fresh_postgres_url)) as conn:
+            version = conn.execute("SELECT value FROM cacheness_entries_info").fetchone()
+    assert version == ("2",)
+
+
+def test_a_writer_unaware_of_the_exact_text_does_not_leave_it_stale(fresh_postgres_url):
+    with PostgresMetadataBackend(fresh_postgres_url) as index:
+        index.put(Entry.new("k", metadata={"v": 1.5}))
+        with psycopg.connect(conninfo(fresh_postgres_url)) as conn:  # as an older release
+            conn.execute("""UPDATE cacheness_entries SET metadata = '{"v": 2}'""")
+        assert index.get("k").metadata == {"v": 2}  # not the stale 1.5
+        index.update("k", metadata={"v": 2.0})
+        assert repr(index.get("k").metadata["v"]) == "2.0"
+
+
 def test_newer_schema_is_refused(fresh_postgres_url):
     PostgresMetadataBackend(fresh_postgres_url).close()
     with psycopg.connect(conninfo(fresh_postgres_url)) as conn:

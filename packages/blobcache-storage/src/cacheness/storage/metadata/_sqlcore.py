@@ -7,7 +7,10 @@ One SQLAlchemy Core schema serves SQLite and PostgreSQL; only column variants di
   and ordered and range-filtered by plain integer comparison on both dialects;
   :class:`UtcMicros` maps them to aware datetimes for users of the table in Core;
 * ``metadata`` is JSON text on SQLite (queried with ``json_extract``/``json_type``)
-  and ``jsonb`` on PostgreSQL (queried with ``#>``, ``@>``, GIN-indexed);
+  and ``jsonb`` on PostgreSQL (queried with ``#>``, ``@>``, GIN-indexed). ``jsonb``
+  normalises numbers (``1e20`` reads back as an integer, ``-0.0`` as ``0``), so
+  PostgreSQL also keeps the exact JSON text in ``metadata_text``, which reads return;
+  filters and orderings keep using the indexed ``jsonb`` column;
 * ``format_info`` is JSON text, ``inline`` a ``BLOB``/``bytea``;
 * text columns use the ``"C"`` collation on PostgreSQL so that ordering and prefix
   ranges follow Unicode code points, as SQLite and Python do.
@@ -38,7 +41,9 @@ from cacheness.storage.metadata.base import PayloadInfo
 
 __all__ = [
     "COLUMNS",
+    "METADATA_TEXT",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "Statement",
     "UtcMicros",
     "build_tables",
@@ -51,8 +56,19 @@ __all__ = [
     "validate_identifier",
 ]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the table layout, recorded in the ``<table>_info`` table."""
+SCHEMA_VERSION: Final = 2
+"""Newest version of the table layout, recorded in the ``<table>_info`` table.
+
+1: the first layout. 2 (PostgreSQL only): the ``metadata_text`` column holding the exact
+JSON text of ``metadata``, kept right by a trigger against writers that predate it.
+SQLite tables stay at 1 (their ``metadata`` is the exact text already).
+"""
+
+SCHEMA_VERSIONS: Final[Mapping[str, int]] = {"sqlite": 1, "postgresql": SCHEMA_VERSION}
+"""The table layout each dialect is at."""
+
+METADATA_TEXT: Final = "metadata_text"
+"""PostgreSQL's column with the exact JSON text of ``metadata``."""
 
 COLUMNS: Final[tuple[str, ...]] = tuple(Entry.__struct_fields__)
 """Column names, in the order of the entry fields (and of every selected row)."""
@@ -148,6 +164,8 @@ def build_tables(name: str, schema: str | None, dialect: str) -> tuple[sa.Table,
         sa.Column("signature", _text(), nullable=True),
         sa.Column("inline", sa.LargeBinary(), nullable=True),
     )
+    if dialect == "postgresql":
+        entries.append_column(sa.Column(METADATA_TEXT, sa.Text(), nullable=True))
     for column in ("created_at", "accessed_at", "handler"):
         sa.Index(f"ix_{name}_{column}", entries.c[column])
     if dialect == "postgresql":

@@ -82,7 +82,9 @@ from cacheness.storage.metadata._fs import (
 from cacheness.storage.metadata._locks import FileLocks, poll_until
 from cacheness.storage.metadata._sqlcore import (
     COLUMNS,
+    METADATA_TEXT,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     Statement,
     UtcMicros,
     build_tables,
@@ -219,13 +221,13 @@ class SqlMetadataBackend(MetadataBackend):
         self._exists = self._compile(sa.select(sa.literal_column("1")).where(key_is))
         self._insert = self._compile(
             self._insert_construct()
-            .values({name: sa.bindparam(f"p_{name}") for name in COLUMNS})
+            .values(self._write_values(COLUMNS))
             .on_conflict_do_nothing(index_elements=[c.key])
         )
         self._update_all = self._compile(
             sa.update(self.table)
             .where(key_is)
-            .values({name: sa.bindparam(f"p_{name}") for name in COLUMNS if name != "key"})
+            .values(self._write_values([name for name in COLUMNS if name != "key"]))
         )
         self._delete = self._compile(sa.delete(self.table).where(key_is).returning(*self._columns))
 
@@ -247,7 +249,11 @@ class SqlMetadataBackend(MetadataBackend):
         """Serialize schema creation between processes (inside the write transaction)."""
 
     def _row_columns(self) -> list[ColumnElement[Any]]:
-        return list(self.table.c)
+        return [self.table.c[name] for name in COLUMNS]
+
+    def _write_values(self, fields: Iterable[str]) -> dict[str, Any]:
+        """The ``SET``/``VALUES`` of a write of ``fields``: each from its ``p_<name>``."""
+        return {name: sa.bindparam(f"p_{name}") for name in fields}
 
     # ------------------------------------------------------------------ statements
 
@@ -279,7 +285,7 @@ class SqlMetadataBackend(MetadataBackend):
             return (
                 sa.update(self.table)
                 .where(self.table.c.key == sa.bindparam("p_key"))
-                .values({name: sa.bindparam(f"p_{name}") for name in fields})
+                .values(self._write_values(fields))
                 .returning(*self._columns)
             )
 
@@ -296,9 +302,14 @@ class SqlMetadataBackend(MetadataBackend):
 
     # ------------------------------------------------------------------ schema
 
+    @property
+    def schema_version(self) -> int:
+        """The table layout this backend writes (see :data:`SCHEMA_VERSION`)."""
+        return SCHEMA_VERSIONS[self.dialect_name]
+
     def _ensure_schema(self) -> None:
         version = self._run(self._read_version, write=False)
-        if version != SCHEMA_VERSION:
+        if version != self.schema_version:
             self._run(self._create_schema, write=True)
 
     def _read_version(self, cursor: _Cursor) -> int | None:
@@ -309,13 +320,16 @@ class SqlMetadataBackend(MetadataBackend):
             self._compile(sa.select(info.c.value).where(info.c.name == _VERSION_ROW))
         )
         version = None if row is None else int(row[0])
-        if version is not None and version > SCHEMA_VERSION:
+        if version is not None and version > self.schema_version:
             raise MetadataError(
                 f"table {self.table.fullname!r} was created by a newer blobcache-storage "
-                f"(schema version {version}, this release knows {SCHEMA_VERSION}); "
+                f"(schema version {version}, this release knows {self.schema_version}); "
                 "upgrade blobcache-storage, or use another table name"
             )
         return version
+
+    def _migrate(self, cursor: _Cursor, version: int) -> None:
+        """Bring a table at layout ``version`` up to :attr:`schema_version` (lock held)."""
 
     def _create_schema(self, cursor: _Cursor) -> None:
         self._lock_ddl(cursor)
@@ -325,12 +339,33 @@ class SqlMetadataBackend(MetadataBackend):
             for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
                 ddl = CreateIndex(index, if_not_exists=True).compile(dialect=self._dialect)
                 cursor.raw.execute(str(ddl))
-        if self._read_version(cursor) is None:
-            info = self.info_table
+        version = self._read_version(cursor)
+        info = self.info_table
+        if version is None:
+            self._migrate(cursor, 0)
             cursor.execute(
-                self._compile(sa.insert(info).values(name=_VERSION_ROW, value=str(SCHEMA_VERSION)))
+                self._compile(
+                    sa.insert(info).values(name=_VERSION_ROW, value=str(self.schema_version))
+                )
             )
-            log.info("created metadata table %s (schema %d)", self.table.fullname, SCHEMA_VERSION)
+            log.info(
+                "created metadata table %s (schema %d)", self.table.fullname, self.schema_version
+            )
+        elif version < self.schema_version:
+            self._migrate(cursor, version)
+            cursor.execute(
+                self._compile(
+                    sa.update(info)
+                    .where(info.c.name == _VERSION_ROW)
+                    .values(value=str(self.schema_version))
+                )
+            )
+            log.info(
+                "migrated metadata table %s from schema %d to %d",
+                self.table.fullname,
+                version,
+                self.schema_version,
+            )
 
     # ------------------------------------------------------------------ helpers
 
@@ -1030,11 +1065,47 @@ postgresql:// URL, got 'sqlite:///x.db'...
     # ------------------------------------------------------------------ dialect hooks
 
     def _row_columns(self) -> list[ColumnElement[Any]]:
-        # jsonb comes back as text, decoded by msgspec like SQLite's (faster than json)
-        return [
-            sa.cast(column, sa.Text).label("metadata") if column.name == "metadata" else column
-            for column in self.table.c
-        ]
+        # The exact JSON text, decoded by msgspec like SQLite's; the jsonb as text only
+        # for rows written before the column existed (numbers normalised by jsonb).
+        c = self.table.c
+        exact = sa.func.coalesce(c[METADATA_TEXT], sa.cast(c.metadata, sa.Text))
+        return [exact.label("metadata") if name == "metadata" else c[name] for name in COLUMNS]
+
+    def _write_values(self, fields: Iterable[str]) -> dict[str, Any]:
+        values = super()._write_values(fields)
+        if "metadata" in values:  # the queryable jsonb and the exact text, from one value
+            # one parameter, one type: text, parsed into jsonb by the server
+            text = sa.bindparam("p_metadata", type_=sa.Text)
+            values["metadata"] = sa.cast(text, postgresql.JSONB)
+            values[METADATA_TEXT] = text
+        return values
+
+    def _migrate(self, cursor: _Cursor, version: int) -> None:
+        """Add ``metadata_text`` (layout 2) and the trigger that keeps it honest.
+
+        A process still running an older release writes ``metadata`` without
+        ``metadata_text``; the trigger then clears the stale text, so reads fall back to
+        the ``jsonb`` instead of returning what the row held before.
+        """
+        if version >= 2:
+            return
+        preparer = self._dialect.identifier_preparer
+        table = preparer.format_table(self.table)
+        column = preparer.quote(METADATA_TEXT)
+        schema = f"{preparer.quote_schema(self.table.schema)}." if self.table.schema else ""
+        function = f"{schema}{preparer.quote(self.table.name + '_metadata_text')}"
+        trigger = preparer.quote(f"{self.table.name}_metadata_text")
+        cursor.raw.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} text")
+        cursor.raw.execute(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN IF NEW.metadata IS DISTINCT FROM OLD.metadata AND NEW.{column} IS NOT "
+            f"DISTINCT FROM OLD.{column} THEN NEW.{column} := NULL; END IF; RETURN NEW; END $$"
+        )
+        cursor.raw.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+        cursor.raw.execute(
+            f"CREATE TRIGGER {trigger} BEFORE UPDATE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+        )
 
     def _insert_construct(self) -> Any:
         return postgresql.insert(self.table)
