@@ -129,7 +129,8 @@ def test_metadata_is_read_from_its_exact_text_and_queried_through_jsonb(fresh_po
                 "SELECT metadata, metadata_text FROM cacheness_entries"
             ).fetchone()
         assert jsonb["loss"] == 10**20  # what jsonb alone would have given back
-        assert text == '{"loss":1e20,"negz":-0.0,"huge":1e300,"tiny":5e-324,"n":9223372036854775807}'
+        exact = '{"loss":1e20,"negz":-0.0,"huge":1e300,"tiny":5e-324,"n":9223372036854775807}'
+        assert text == exact
 
 
 def test_a_layout_1_table_is_migrated_and_its_rows_still_read(fresh_postgres_url):

@@ -8,8 +8,9 @@ agree. Every operand and every metadata path is a bound parameter.
 SQLite reads metadata with ``json_type``/``json_extract`` and a quoted JSON path
 (``$."a"."b"``); a key holding a double quote, a backslash or a control character, which
 SQLite's path syntax cannot spell the same way in every SQLite version, is looked up with
-``json_each`` subqueries instead (slower, exact). PostgreSQL uses ``jsonb`` operators: ``@>`` containment for
-equality (served by the GIN index), ``#>``/``#>>`` with a ``text[]`` path otherwise,
+``json_each`` subqueries instead (slower, exact). PostgreSQL uses ``jsonb`` operators:
+``@>`` containment for equality (served by the GIN index), ``#>``/``#>>`` with a
+``text[]`` path otherwise,
 casting numbers to ``numeric`` only where ``jsonb_typeof`` says they are numbers.
 """
 
@@ -185,9 +186,8 @@ class _SqlitePath(_JsonPath):
                 .scalar_subquery()
             )
         each = sa.func.json_each(document).table_valued("key", "value", "type")
-        return (
-            sa.select(each.c[column]).where(each.c.key == sa.literal(last, sa.Text)).scalar_subquery()
-        )
+        found = sa.select(each.c[column]).where(each.c.key == sa.literal(last, sa.Text))
+        return found.scalar_subquery()
 
     def kind(self) -> ColumnElement[Any]:
         if not self.plain:
