@@ -143,8 +143,9 @@ def exact_metadata() -> st.SearchStrategy[dict[str, Any]]:
     """
     values = st.recursive(
         _EXACT_SCALARS,
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(_JSON_TEXT, children, max_size=4),
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(_JSON_TEXT, children, max_size=4)
+        ),
         max_leaves=12,
     )
     return st.dictionaries(_JSON_TEXT, values, max_size=5)
