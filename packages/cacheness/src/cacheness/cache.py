@@ -8,10 +8,13 @@ back. The embedded default is a SQLite index with files under the cache director
 PostgreSQL + S3 serve a team (see the configuration docs).
 
 Key parameters are given as keyword arguments (``cache.get(model="resnet", epochs=10)``)
-or as a mapping (``key_params={...}``, for names that clash with the keyword arguments
-the methods take: ``default``, ``cache_key``, ``key_prefix``, ``key_params``,
-``ttl_seconds``, ``metadata``, ``check_expiration``). Every method also accepts
-``cache_key=`` instead of key parameters.
+or as a mapping (``key_params={...}``). The names of the methods' own options
+(:data:`OPTION_NAMES`: ``default``, ``cache_key``, ``key_prefix``, ``key_params``,
+``ttl_seconds``, ``max_age_seconds``, ``metadata``, ``check_expiration``, ``data``,
+``deep``, ``filter``) are reserved: a method that does not take one of them raises
+``TypeError`` instead of silently using it as a key parameter; key parameters with
+those names go through ``key_params=``. Every method also accepts ``cache_key=``
+instead of key parameters.
 
 Example:
     >>> import tempfile
@@ -36,13 +39,21 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
-from cacheness.cache_entry import FORMAT_VERSION, RESERVED_METADATA_KEY, CacheEntry, cache_facts
+from cacheness.cache_entry import (
+    FORMAT_VERSION,
+    RESERVED_METADATA_KEY,
+    CacheEntry,
+    cache_facts,
+    expiry_seconds,
+    ttl_of,
+)
 from cacheness.config import CacheConfig, resolve_config, validate_config_strict
 from cacheness.eviction import Evictor
 from cacheness.keys import derive_key, describe_params
 from cacheness.stats import CacheStats
 from cacheness.storage import (
     BlobStore,
+    ConfigError,
     Entry,
     EntryNotFoundError,
     Filter,
@@ -53,19 +64,80 @@ from cacheness.storage import (
     PayloadTooLargeError,
     SerializationError,
     StorageError,
+    metadata_field,
     utc_now,
     validate_key,
 )
 from cacheness.ttl import expiry_time, validate_ttl
 
-__all__ = ["MISS", "UnifiedCache", "cacheness"]
+__all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness"]
 
 log = logging.getLogger(__name__)
 
 _EXPIRES: Final = f"metadata.{RESERVED_METADATA_KEY}.expires_at"
-_PARAMS: Final = f"metadata.{RESERVED_METADATA_KEY}.params"
-_PREFIX: Final = f"metadata.{RESERVED_METADATA_KEY}.prefix"
 _MAX_PENDING_ACCESS: Final = 10_000
+
+OPTION_NAMES: Final = frozenset(
+    {
+        "cache_key",
+        "check_expiration",
+        "data",
+        "deep",
+        "default",
+        "filter",
+        "key_params",
+        "key_prefix",
+        "max_age_seconds",
+        "metadata",
+        "ttl_seconds",
+    }
+)
+"""Names the cache methods take as options: never read as key parameters (use ``key_params``)."""
+
+_READ_OPTION_HINT: Final = {
+    "ttl_seconds": "; to accept only values stored less than N seconds ago pass max_age_seconds=N",
+}
+
+
+def _param_field(name: str) -> str:
+    """The filter field of key parameter ``name`` (any name: dots and quotes escaped)."""
+    return metadata_field(RESERVED_METADATA_KEY, "params", name)
+
+
+def _refuse_options(method: str, params: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` for option names given to a method that does not take them."""
+    clash = sorted(OPTION_NAMES.intersection(params))
+    if not clash:
+        return
+    name = clash[0]
+    hint = _READ_OPTION_HINT.get(name, "") if method.startswith(("get", "exists")) else ""
+    raise TypeError(
+        f"{method}() takes no option {name!r}: it would silently become a key parameter. "
+        f"Pass key parameters named like the cache's options through key_params="
+        f"{{{name!r}: ...}}{hint}"
+    )
+
+
+def _check_clock(clock: Any) -> Callable[[], datetime]:
+    """Return ``clock`` wrapped so that each reading is checked; raise ``ConfigError`` now
+    when it is not a callable giving an aware datetime."""
+    if not callable(clock):
+        raise ConfigError(
+            f"clock must be a callable returning the current time as an aware UTC datetime "
+            f"(e.g. lambda: datetime.now(timezone.utc)), got {type(clock).__name__} {clock!r}"
+        )
+
+    def checked() -> datetime:
+        now = clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ConfigError(
+                f"the cache's clock must return an aware datetime (e.g. "
+                f"datetime.now(timezone.utc)), it returned {type(now).__name__} {now!r}"
+            )
+        return now
+
+    checked()
+    return checked
 
 
 class _Miss:
@@ -100,15 +172,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     Args:
         config: a :class:`~cacheness.config.CacheConfig`; None uses the defaults,
             ``CACHENESS_*`` environment variables and ``CACHENESS_CONFIG`` (a file).
-        clock: returns the current UTC time; tests inject one to move time without
-            sleeping (TTL, LRU order).
+        clock: returns the current time as an aware datetime; tests inject one to move
+            time without sleeping (TTL, LRU order). It is called once here and its every
+            reading is checked: anything else than an aware datetime is a ``ConfigError``.
         **overrides: top-level or flat-shortcut fields of ``CacheConfig``
             (``cache_dir=``, ``default_ttl_seconds=``, ``max_cache_size_mb=``,
             ``metadata_backend=``...); explicit arguments win over the environment,
             which wins over a config file.
 
     Raises:
-        ConfigError: the configuration is invalid (the message lists every problem).
+        ConfigError: the configuration is invalid (the message lists every problem), or
+            ``clock`` is not a callable returning an aware datetime.
         MissingDependencyError: a configured backend needs an extra that is not installed.
 
     Example:
@@ -129,9 +203,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         clock: Callable[[], datetime] | None = None,
         **overrides: Any,
     ) -> None:
+        self._clock = utc_now if clock is None else _check_clock(clock)
         self.config = resolve_config(config, **overrides)
         validate_config_strict(self.config)
-        self._clock = clock or utc_now
         self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
         max_bytes = (
             None
@@ -171,7 +245,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             UnsupportedKeyValueError: a parameter value cannot be hashed stably (a
                 ``TypeError`` saying what to do).
         """
-        return self._resolve(None, key_prefix, key_params, params)[0]
+        return self._resolve(None, key_prefix, key_params, params, "key_for")[0]
 
     def _resolve(
         self,
@@ -179,7 +253,15 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key_prefix: str | None,
         key_params: Mapping[str, Any] | None,
         params: Mapping[str, Any],
+        method: str,
     ) -> tuple[str, dict[str, Any]]:
+        if params and not OPTION_NAMES.isdisjoint(params):
+            _refuse_options(method, params)
+        if key_params is not None and not isinstance(key_params, Mapping):
+            raise TypeError(
+                f"{method}(): key_params must be a mapping of key parameters such as "
+                f"{{'model': 'a'}}, got {type(key_params).__name__} {key_params!r}"
+            )
         if key_params:
             clash = key_params.keys() & params.keys()
             if clash:
@@ -236,7 +318,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             {'owner': 'ana'}
         """
         self._check_open()
-        key, merged = self._resolve(cache_key, key_prefix, key_params, params)
+        key, merged = self._resolve(cache_key, key_prefix, key_params, params, "put")
         ttl = self._ttl(ttl_seconds)
         facts = self._facts(self._clock(), ttl, merged, key_prefix)
         try:
@@ -277,7 +359,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             False
         """
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "update_data")
         entry = self._store.get_metadata(key)
         if entry is None or self._expired(entry, self._clock()):
             return False
@@ -311,7 +393,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             172800.0
         """
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "touch")
         return self._touch_entries([key], ttl_seconds) == 1
 
     def touch_batch(
@@ -319,6 +401,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         *,
         ttl_seconds: float | timedelta | None = None,
         filter: Filter | None = None,
+        key_params: Mapping[str, Any] | None = None,
         **equals: Any,
     ) -> int:
         """Restart the TTL of every live entry matching; return how many.
@@ -326,10 +409,20 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         Args:
             ttl_seconds: a new TTL for all of them; None keeps each entry's own TTL.
             filter: a storage filter over entry fields (see ``list_entries``).
+            key_params: key parameters the entries must have, as a mapping (any name).
             **equals: key parameters the entries must have (``project="ml"``).
+
+        Raises:
+            TypeError: no selector at all (no key parameters, no filter): pass one.
         """
         self._check_open()
-        keys = [entry.cache_key for entry in self.query_meta(filter=filter, **equals)]
+        selector = self._params_filter(equals, key_params, filter, "touch_batch")
+        if selector is None:
+            raise TypeError(
+                "touch_batch() needs key parameters or filter= to select the entries; "
+                "it does not touch every entry of the cache by default"
+            )
+        keys = [entry.cache_key for entry in self.list_entries(filter=selector)]
         return self._touch_entries(keys, ttl_seconds)
 
     def _touch_entries(self, keys: list[str], ttl_seconds: float | timedelta | None) -> int:
@@ -351,9 +444,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         A ``key_params`` mapping may hold ``cache_key`` instead of parameters.
         """
         self._check_open()
-        return sum(
-            self.update_data(data, cache_key=self._resolve_spec(spec)[0]) for spec, data in items
-        )
+        pairs = []
+        for item in self._items(
+            items, "update_batch", "(key parameters, data) pairs, e.g. [({'model': 'a'}, value)]"
+        ):
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise TypeError(
+                    f"update_batch() takes (key parameters, data) pairs such as "
+                    f"({{'model': 'a'}}, value), got {type(item).__name__} {item!r}"
+                )
+            pairs.append((self._resolve_spec(item[0], "update_batch")[0], item[1]))
+        return sum(self.update_data(data, cache_key=key) for key, data in pairs)
 
     def copy(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
@@ -391,8 +492,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         operation: Callable[..., Entry],
     ) -> str:
         self._check_open()
-        src = self._resolve_spec(source)[0]
-        dst, dst_params = self._resolve_spec(dest)
+        src = self._resolve_spec(source, operation.__name__)[0]
+        dst, dst_params = self._resolve_spec(dest, operation.__name__)
         entry = operation(src, dst, overwrite=overwrite)
         facts = dict(cache_facts(entry))
         described = describe_params(dst_params) if dst_params else None
@@ -409,6 +510,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self,
         *,
         default: Any = None,
+        max_age_seconds: float | timedelta | None = None,
         cache_key: str | None = None,
         key_prefix: str | None = None,
         key_params: Mapping[str, Any] | None = None,
@@ -420,10 +522,19 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         after an upgrade) is a miss too: logged, counted as an error and removed, unless
         the cache is ``strict``, which raises instead.
 
+        Args:
+            default: returned on a miss (:data:`MISS` tells a miss from a stored None).
+            max_age_seconds: a read-time freshness limit: a value stored (or last
+                updated or touched) more than this many seconds ago is a miss for this
+                call; the entry stays for readers without the limit.
+            cache_key, key_prefix, key_params, **params: which entry (see ``put``).
+
         Raises:
             IntegrityError, SerializationError: only with ``strict=True``.
             BackendUnavailableError: the storage cannot be reached (not a miss: the
                 entries are kept).
+            TypeError: an option name of another method given as a key parameter
+                (``ttl_seconds=``...): pass it through ``key_params=``.
 
         Example:
             >>> import tempfile
@@ -436,24 +547,28 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             True
         """
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
-        value = self._lookup(key)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
+        if max_age_seconds is None:
+            value = self._lookup(key)
+        else:
+            entry = self._fresh_entry(key, max_age_seconds)
+            value = MISS if entry is None else self._load(entry)
         return default if value is MISS else value
 
     def get_with_metadata(
         self,
         *,
+        max_age_seconds: float | timedelta | None = None,
         cache_key: str | None = None,
         key_prefix: str | None = None,
         key_params: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> tuple[Any, CacheEntry] | None:
-        """Return ``(value, CacheEntry)``, or None on a miss."""
+        """Return ``(value, CacheEntry)``, or None on a miss (``max_age_seconds`` as in ``get``)."""
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
-        entry = self._store.get_metadata(key)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get_with_metadata")
+        entry = self._fresh_entry(key, max_age_seconds)
         if entry is None:
-            self._stats.record_miss()
             return None
         value = self._load(entry)
         if value is MISS:
@@ -473,7 +588,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             ['a', None]
         """
         self._check_open()
-        keys = [self._resolve_spec(item)[0] for item in items]
+        keys = [self._resolve_spec(item, "get_batch")[0] for item in self._items(items, "get_batch")]
         entries = self._store.metadata.get_many(keys)
         results = []
         for key in keys:
@@ -489,16 +604,32 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     def exists(
         self,
         *,
+        check_expiration: bool = True,
         cache_key: str | None = None,
         key_prefix: str | None = None,
         key_params: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> bool:
-        """Return True when a live (not expired) entry exists; loads nothing."""
+        """Return True when a live (not expired) entry exists; loads nothing.
+
+        ``check_expiration=False`` also counts an expired entry that is still stored.
+
+        Example:
+            >>> import tempfile
+            >>> from datetime import UTC, datetime, timedelta
+            >>> now = [datetime(2026, 1, 1, tzinfo=UTC)]
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp(), clock=lambda: now[0])
+            >>> _ = cache.put(1, ttl_seconds=10, n=1)
+            >>> now[0] += timedelta(seconds=11)
+            >>> cache.exists(n=1), cache.exists(n=1, check_expiration=False)
+            (False, True)
+        """
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "exists")
         entry = self._store.get_metadata(key)
-        return entry is not None and not self._expired(entry, self._clock())
+        if entry is None:
+            return False
+        return not (check_expiration and self._expired(entry, self._clock()))
 
     def get_metadata(
         self,
@@ -514,7 +645,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         Expired entries give None unless ``check_expiration=False``.
         """
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get_metadata")
         entry = self._store.get_metadata(key)
         if entry is None or (check_expiration and self._expired(entry, self._clock())):
             return None
@@ -561,8 +692,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._check_open()
         return self._store.count(filter=self._entries_filter(filter, include_expired))
 
-    def query_meta(self, *, filter: Filter | None = None, **equals: Any) -> list[CacheEntry]:
+    def query_meta(
+        self,
+        *,
+        filter: Filter | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **equals: Any,
+    ) -> list[CacheEntry]:
         """Return the live entries whose key parameters equal ``equals`` (and match ``filter``).
+
+        Key parameters of any name can be given as a mapping in ``key_params`` (names
+        of the cache's options, names with dots or quotes).
 
         Example:
             >>> import tempfile
@@ -572,7 +712,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> [e.params["run"] for e in cache.query_meta(project="ml")]
             [1]
         """
-        return self.list_entries(filter=self._params_filter(equals, filter))
+        return self.list_entries(
+            filter=self._params_filter(equals, key_params, filter, "query_meta")
+        )
 
     def verify(
         self,
@@ -601,7 +743,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             (True, True)
         """
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "verify")
         if not self._store.exists(key):
             raise EntryNotFoundError(f"no cache entry with key {key!r}")
         issues = self._store.verify_integrity([key], deep=deep)
@@ -621,17 +763,25 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     ) -> bool:
         """Delete one entry; return False if it did not exist."""
         self._check_open()
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params)
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "invalidate")
         return self._store.delete(key)
 
     def delete_batch(self, items: Iterable[Mapping[str, Any]]) -> int:
         """Delete the entries of several key parameter mappings; return how many existed."""
         self._check_open()
-        keys = [self._resolve_spec(item)[0] for item in items]
+        keys = [
+            self._resolve_spec(item, "delete_batch")[0]
+            for item in self._items(items, "delete_batch")
+        ]
         return self._store.delete_batch(keys)
 
     def delete_where(self, where: Filter | Predicate) -> int:
         """Delete the entries a storage filter (or a predicate on ``CacheEntry``) selects.
+
+        Raises:
+            TypeError: an empty filter (``{}``, None), which would delete every entry:
+                call ``clear_all()`` for that.
+            FilterError: an invalid filter.
 
         Example:
             >>> import tempfile
@@ -644,14 +794,33 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if callable(where):
             predicate = where
             return self._store.delete_where(lambda entry: predicate(self._describe(entry)))
+        if where is None or (isinstance(where, Mapping) and not where):
+            raise _empty_selector("delete_where", "a filter")
         return self._store.delete_where(where)
 
-    def delete_matching(self, **equals: Any) -> int:
-        """Delete the entries whose key parameters equal ``equals``; return how many."""
-        self._check_open()
-        return self._store.delete_where(self._params_filter(equals, None))
+    def delete_matching(self, *, key_params: Mapping[str, Any] | None = None, **equals: Any) -> int:
+        """Delete the entries whose key parameters equal ``equals``; return how many.
 
-    def delete_by_prefix(self, **prefixes: Any) -> int:
+        Raises:
+            TypeError: no key parameters given (that would delete every entry: call
+                ``clear_all()`` for that).
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put(1, project="ml", run=1)
+            >>> cache.delete_matching(project="ml"), cache.count()
+            (1, 0)
+        """
+        self._check_open()
+        selector = self._params_filter(equals, key_params, None, "delete_matching")
+        if selector is None:
+            raise _empty_selector("delete_matching", "key parameters")
+        return self._store.delete_where(selector)
+
+    def delete_by_prefix(
+        self, *, key_params: Mapping[str, Any] | None = None, **prefixes: Any
+    ) -> int:
         """Delete the entries whose key parameters start with the given values.
 
         String values match as prefixes (``experiment="exp_"`` removes ``exp_001``,
@@ -667,11 +836,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             2
         """
         self._check_open()
-        if not prefixes:
-            raise TypeError("pass at least one key parameter prefix")
-        described = self._described(prefixes)
+        merged = self._selector_params(prefixes, key_params, "delete_by_prefix")
+        if not merged:
+            raise _empty_selector("delete_by_prefix", "key parameter prefixes")
+        described = self._described(merged)
         clauses = {
-            f"{_PARAMS}.{name}": {"$prefix": value} if isinstance(value, str) else value
+            _param_field(name): {"$prefix": value} if isinstance(value, str) else value
             for name, value in described.items()
         }
         return self._store.delete_where(clauses)
@@ -698,7 +868,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             1
         """
         self._check_open()
-        removed = self._store.delete_where({_EXPIRES: {"$lte": self._clock().timestamp()}})
+        removed = self._store.delete_where(self._expired_filter(self._clock().timestamp()))
         self._stats.add(expirations=removed)
         return removed
 
@@ -714,6 +884,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         True when held, False when ``timeout`` ran out.
         """
         self._check_open()
+        validate_key(cache_key)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+        ):
+            raise TypeError(
+                f"compute_lock(): timeout must be a number of seconds >= 0 or None (wait as "
+                f"long as it takes), got {timeout!r}"
+            )
         return self._store.metadata.named_lock(f"cacheness.compute:{cache_key}", timeout=timeout)
 
     def get_stats(self) -> dict[str, Any]:
@@ -799,7 +977,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     def _refreshed_facts(self, entry: Entry, now: datetime, ttl: float | None) -> dict[str, Any]:
         facts = dict(cache_facts(entry))
         facts["v"] = FORMAT_VERSION
-        keep = ttl if ttl is not None else facts.get("ttl")
+        keep = ttl if ttl is not None else ttl_of(facts)
         if keep is None:
             facts.pop("ttl", None)
             facts.pop("expires_at", None)
@@ -825,8 +1003,20 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     @staticmethod
     def _expired(entry: Entry, now: datetime) -> bool:
-        expires = cache_facts(entry).get("expires_at")
+        expires = expiry_seconds(cache_facts(entry))
         return expires is not None and expires <= now.timestamp()
+
+    def _fresh_entry(self, key: str, max_age_seconds: float | timedelta | None) -> Entry | None:
+        """The entry of ``key`` unless absent or older than ``max_age_seconds`` (a miss)."""
+        max_age = None if max_age_seconds is None else validate_ttl(max_age_seconds, "max_age_seconds")
+        entry = self._store.get_metadata(key)
+        if entry is None:
+            self._stats.record_miss()
+            return None
+        if max_age is not None and (self._clock() - entry.updated_at).total_seconds() > max_age:
+            self._stats.record_miss()
+            return None
+        return entry
 
     def _entries_filter(self, filter: Filter | None, include_expired: bool) -> Filter | None:
         """``filter``, restricted to live entries unless ``include_expired``."""
@@ -837,9 +1027,18 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             )
         if include_expired:
             return filter
-        now = self._clock().timestamp()
-        live = {"$or": [{_EXPIRES: {"$exists": False}}, {_EXPIRES: {"$gt": now}}]}
+        live = self._live_filter(self._clock().timestamp())
         return live if filter is None else {"$and": [filter, live]}
+
+    @staticmethod
+    def _live_filter(now: float) -> Filter:
+        """Entries with no expiry, or a numeric one after ``now`` (as ``_expired``)."""
+        return {"$or": [{_EXPIRES: {"$exists": False}}, {_EXPIRES: {"$gt": now}}]}
+
+    @classmethod
+    def _expired_filter(cls, now: float) -> Filter:
+        """The complement of :meth:`_live_filter`: expired, or an expiry that is no number."""
+        return {"$not": cls._live_filter(now)}
 
     def _described(self, params: Mapping[str, Any]) -> dict[str, Any]:
         described = describe_params(params)
@@ -852,22 +1051,64 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             )
         return described
 
-    def _params_filter(self, equals: Mapping[str, Any], filter: Filter | None) -> Filter | None:
+    @staticmethod
+    def _selector_params(
+        equals: Mapping[str, Any], key_params: Mapping[str, Any] | None, method: str
+    ) -> dict[str, Any]:
+        """The key parameters a bulk call selects by: ``equals`` and ``key_params``."""
+        if equals and not OPTION_NAMES.isdisjoint(equals):
+            _refuse_options(method, equals)
+        if key_params is None:
+            return dict(equals)
+        if not isinstance(key_params, Mapping):
+            raise TypeError(
+                f"{method}(): key_params must be a mapping of key parameters such as "
+                f"{{'model': 'a'}}, got {type(key_params).__name__} {key_params!r}"
+            )
+        clash = key_params.keys() & equals.keys()
+        if clash:
+            raise TypeError(f"key parameter(s) given twice: {', '.join(sorted(clash))}")
+        return {**key_params, **equals}
+
+    def _params_filter(
+        self,
+        equals: Mapping[str, Any],
+        key_params: Mapping[str, Any] | None,
+        filter: Filter | None,
+        method: str,
+    ) -> Filter | None:
         parts: list[Mapping[str, Any]] = []
-        if equals:
-            parts.append({f"{_PARAMS}.{k}": v for k, v in self._described(equals).items()})
+        selected = self._selector_params(equals, key_params, method)
+        if selected:
+            parts.append({_param_field(k): v for k, v in self._described(selected).items()})
         if filter:
             parts.append(filter)
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
-    def _resolve_spec(self, spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    @staticmethod
+    def _items(
+        items: Any,
+        method: str,
+        what: str = "key parameter mappings, e.g. [{'model': 'a'}, {'cache_key': key}]",
+    ) -> list[Any]:
+        """``items`` as a list, or ``TypeError`` when it is no collection of items."""
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise TypeError(f"{method}() takes a list of {what}; got {type(items).__name__} {items!r}")
+        return list(items)
+
+    def _resolve_spec(self, spec: Any, method: str) -> tuple[str, dict[str, Any]]:
         """Resolve a mapping of key parameters (or ``cache_key``/``key_prefix``)."""
+        if not isinstance(spec, Mapping):
+            raise TypeError(
+                f"{method}() takes key parameter mappings such as {{'model': 'a'}} or "
+                f"{{'cache_key': key}}, got {type(spec).__name__} {spec!r}"
+            )
         params = dict(spec)
         cache_key = params.pop("cache_key", None)
         key_prefix = params.pop("key_prefix", None)
-        return self._resolve(cache_key, key_prefix, params, {})
+        return self._resolve(cache_key, key_prefix, params, {}, method)
 
     def _describe(self, entry: Entry) -> CacheEntry:
         location = self._store.blobs.location(entry.blob_ref) if entry.blob_ref else ""
@@ -889,7 +1130,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             log.info("entry %s was written by another cache format version: a miss", entry.key)
             self._stats.record_miss()
             return MISS
-        expires = facts.get("expires_at")  # as _expired(), on the facts already at hand
+        expires = expiry_seconds(facts)  # as _expired(), on the facts already at hand
         if expires is not None and expires <= now.timestamp():
             self._stats.record_miss(expired=True)
             self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
@@ -940,6 +1181,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         except StorageError:
             # Access times only steer eviction: losing some must not fail a read.
             log.warning("could not record access times of %d entries", len(counts), exc_info=True)
+
+
+def _empty_selector(method: str, what: str) -> TypeError:
+    return TypeError(
+        f"{method}() needs {what} to select the entries to delete; it never deletes "
+        "everything by default: call clear_all() to delete every entry"
+    )
 
 
 UnifiedCache = cacheness

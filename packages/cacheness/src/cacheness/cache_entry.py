@@ -17,14 +17,23 @@ Example:
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from cacheness.storage import Entry, PayloadInfo
 
-__all__ = ["FORMAT_VERSION", "RESERVED_METADATA_KEY", "CacheEntry", "cache_facts"]
+__all__ = [
+    "FORMAT_VERSION",
+    "RESERVED_METADATA_KEY",
+    "CacheEntry",
+    "cache_facts",
+    "expiry_datetime",
+    "expiry_seconds",
+    "ttl_of",
+]
 
 RESERVED_METADATA_KEY = "_cacheness"
 """Metadata key under which the cache keeps its own facts; users cannot use it."""
@@ -33,10 +42,59 @@ FORMAT_VERSION = 1
 """Version of the cache's facts layout; entries of another version are misses."""
 
 
+_LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
+
+
 def cache_facts(entry: Entry | PayloadInfo) -> dict[str, Any]:
     """Return the cache's facts stored with ``entry`` (empty if it has none)."""
     facts = (entry.metadata or {}).get(RESERVED_METADATA_KEY)
     return facts if isinstance(facts, dict) else {}
+
+
+def expiry_seconds(facts: dict[str, Any]) -> float | None:
+    """Return the expiry in the facts as epoch seconds, None for "never expires".
+
+    A value that is not a number (a row edited by hand, or damaged) reads as expired
+    long ago (``-inf``), which is what the index's filters make of it too.
+
+    Example:
+        >>> expiry_seconds({}), expiry_seconds({"expires_at": 1e12}), expiry_seconds({"expires_at": "x"})
+        (None, 1000000000000.0, -inf)
+    """
+    if "expires_at" not in facts:
+        return None
+    value = facts["expires_at"]
+    if type(value) is float or type(value) is int:
+        return float(value) if value == value else -math.inf
+    return -math.inf
+
+
+def expiry_datetime(facts: dict[str, Any]) -> datetime | None:
+    """Return the expiry in the facts as an aware datetime, None for "never expires".
+
+    An expiry past the last instant ``datetime`` can represent (the end of year 9999),
+    which a TTL of about 2.5e11 seconds or more gives, never comes: None. An expiry
+    that is no number reads as expired long ago (``datetime.min``).
+
+    Example:
+        >>> expiry_datetime({"expires_at": 0}).year, expiry_datetime({"expires_at": 1e20})
+        (1970, None)
+    """
+    seconds = expiry_seconds(facts)
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None if seconds > 0 else _LONG_AGO
+
+
+def ttl_of(facts: dict[str, Any]) -> float | None:
+    """Return the TTL recorded in the facts, None when there is none (or it is no number)."""
+    value = facts.get("ttl")
+    if (type(value) is float or type(value) is int) and 0 < value < math.inf:
+        return float(value)
+    return None
 
 
 class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,7 +105,8 @@ class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
         params: the JSON-able key parameters the value was stored under, if known.
         prefix: the key prefix (a decorated function's namespace), if any.
         metadata: the user's metadata.
-        expires_at: when the value expires (UTC), None for never.
+        expires_at: when the value expires (UTC), None for never (also for an expiry
+            past the year 9999, which ``datetime`` cannot represent).
         ttl_seconds: the TTL it was stored or last touched with, None for no expiry.
         handler, format, codec, size, raw_size, content_hash: how the value is stored.
         etag, version_id: the blob's S3 ETag and object version, if any.
@@ -81,15 +140,15 @@ class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
     def from_entry(cls, entry: Entry, location: str = "") -> CacheEntry:
         """Build a ``CacheEntry`` from a storage entry."""
         facts = cache_facts(entry)
-        expires = facts.get("expires_at")
+        params, prefix = facts.get("params"), facts.get("prefix")
         user = {k: v for k, v in entry.metadata.items() if k != RESERVED_METADATA_KEY}
         return cls(
             cache_key=entry.key,
-            params=facts.get("params"),
-            prefix=facts.get("prefix"),
+            params=params if isinstance(params, dict) else None,
+            prefix=prefix if isinstance(prefix, str) else None,
             metadata=user,
-            expires_at=None if expires is None else datetime.fromtimestamp(expires, UTC),
-            ttl_seconds=facts.get("ttl"),
+            expires_at=expiry_datetime(facts),
+            ttl_seconds=ttl_of(facts),
             handler=entry.handler,
             format=entry.format,
             codec=entry.codec,

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from datetime import datetime, timedelta
 
 __all__ = ["days", "expiry_time", "hours", "minutes", "seconds", "validate_ttl"]
@@ -47,7 +48,10 @@ def validate_ttl(ttl_seconds: float | timedelta | None, what: str = "ttl_seconds
     """Return the TTL as float seconds (None stays None), or raise ``ValueError``.
 
     A ``timedelta`` is accepted and converted. Zero, negative, NaN and infinite values
-    are refused: use None for "never expires" and ``invalidate`` to drop an entry.
+    are refused: use None for "never expires" and ``invalidate`` to drop an entry. A TTL
+    too large to reach is accepted: an expiry past the year 9999 (about 2.5e11 seconds
+    from now and beyond) never comes, and an integer beyond the float range counts as
+    the largest float.
 
     Example:
         >>> validate_ttl(timedelta(minutes=5))
@@ -65,7 +69,9 @@ def validate_ttl(ttl_seconds: float | timedelta | None, what: str = "ttl_seconds
         raise ValueError(
             f"{what} must be a number of seconds or None, got {type(ttl_seconds).__name__}"
         )
-    if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
+    if isinstance(ttl_seconds, int) and ttl_seconds > sys.float_info.max:
+        return sys.float_info.max  # beyond any representable expiry: never comes
+    if ttl_seconds <= 0 or not math.isfinite(ttl_seconds):
         raise ValueError(
             f"{what} must be a positive number of seconds or None (never expires), "
             f"got {ttl_seconds!r}"

@@ -78,6 +78,7 @@ from cacheness.storage.errors import (
 from cacheness.storage.filters import (
     Filter,
     matches,
+    metadata_field,
     parse_filter,
 )
 from cacheness.storage.handlers.base import (
@@ -183,6 +184,7 @@ __all__ = [
     "list_handlers",
     "list_metadata_backends",
     "matches",
+    "metadata_field",
     "open_compressor",
     "open_decompressor",
     "pairing_problem",
