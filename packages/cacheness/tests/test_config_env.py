@@ -293,3 +293,24 @@ def test_paths_from_the_environment_are_expanded():
     config = resolve_config(environ={"CACHENESS_DIR": "~/env-cache", "CACHENESS_BLOB_ROOT": "~/b"})
     assert config.cache_dir == os.path.expanduser("~/env-cache")
     assert config.blob.root == os.path.expanduser("~/b")
+
+
+def test_a_value_set_in_code_wins_over_the_environment_even_when_it_is_the_default(tmp_path):
+    env = {"CACHENESS_EVICTION_POLICY": "lfu", "CACHENESS_DEFAULT_TTL_SECONDS": "60"}
+    config = resolve_config(CacheConfig(eviction_policy="lru"), environ=env)
+    assert config.eviction_policy == "lru"  # said in code
+    assert config.default_ttl_seconds == 60.0  # not said in code: the environment's
+    assert resolve_config(CacheConfig(default_ttl_seconds=None), environ=env).default_ttl_seconds is None
+    # a section naming the default backend explicitly keeps it
+    env = {"CACHENESS_METADATA_BACKEND": "postgresql", "CACHENESS_METADATA_URL": "postgresql://e/d"}
+    code = CacheConfig(metadata=CacheMetadataConfig(backend="sqlite"))
+    assert resolve_config(code, environ=env).metadata == CacheMetadataConfig("sqlite")
+    assert resolve_config(CacheConfig(metadata_backend="sqlite"), environ=env).metadata == (
+        CacheMetadataConfig("sqlite")
+    )
+    # file < environment < code, for a value equal to the default at every layer but one
+    path = write_json(tmp_path / "c.json", {"eviction_policy": "fifo", "strict": True})
+    env = {CONFIG_FILE_VARIABLE: path, "CACHENESS_STRICT": "false"}
+    layered = resolve_config(CacheConfig(eviction_policy="lru"), environ=env)
+    assert (layered.eviction_policy, layered.strict) == ("lru", False)
+    assert resolve_config(environ=env).eviction_policy == "fifo"

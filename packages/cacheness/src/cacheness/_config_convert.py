@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
@@ -23,16 +24,53 @@ __all__ = [
     "check_types",
     "copy_value",
     "did_you_mean",
+    "explicit_fields",
     "field_types",
     "from_mapping",
     "init_names",
     "is_section",
+    "mark_explicit",
     "overlay",
     "same_backend",
     "to_builtins",
+    "tracks_explicit",
 ]
 
 T = TypeVar("T")
+
+_EXPLICIT = "_explicit_fields"
+
+
+def explicit_fields(obj: object) -> frozenset[str]:
+    """Return the fields of a config dataclass that were set explicitly (not defaulted)."""
+    return getattr(obj, _EXPLICIT, frozenset())
+
+
+def mark_explicit(obj: object, names: Iterable[str]) -> None:
+    """Record ``names`` as set explicitly on ``obj`` (besides those recorded already)."""
+    object.__setattr__(obj, _EXPLICIT, explicit_fields(obj) | frozenset(names))
+
+
+def tracks_explicit(cls: type[T]) -> type[T]:
+    """Make a config dataclass record which fields its constructor was given.
+
+    A value given explicitly wins over lower layers (environment, file) even when it
+    equals the default: ``CacheConfig(eviction_policy="lru")`` means lru. The record is
+    an attribute beside the fields, so equality and encoding ignore it.
+    """
+    init = cls.__init__
+    parameters = list(inspect.signature(init).parameters)[1:]
+    field_names = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        object.__setattr__(self, _EXPLICIT, frozenset())  # __post_init__ may add to it
+        init(self, *args, **kwargs)
+        given = {*parameters[: len(args)], *kwargs}
+        mark_explicit(self, given & field_names)
+
+    cls.__init__ = __init__  # type: ignore[assignment]
+    return cls
 
 
 def did_you_mean(name: object, known: Iterable[str], cutoff: float = 0.6) -> str:
@@ -132,7 +170,9 @@ def copy_value(value: T) -> T:
             f.name: copy_value(getattr(value, f.name))
             for f in dataclasses.fields(value)  # type: ignore[arg-type]
         }
-        return type(value)(**changes)  # the constructor, not replace(): no shortcut re-folding
+        copy = type(value)(**changes)  # the constructor, not replace(): no shortcut re-folding
+        object.__setattr__(copy, _EXPLICIT, explicit_fields(value))
+        return copy
     if isinstance(value, dict):
         return {k: copy_value(v) for k, v in value.items()}  # type: ignore[return-value]
     if isinstance(value, list):
@@ -146,25 +186,28 @@ def same_backend(a: object, b: object) -> bool:
 
 
 def _names_other_backend(upper: Any, lower: Any, default: Any) -> bool:
-    if not hasattr(upper, "backend"):
+    if not hasattr(upper, "backend") or same_backend(upper.backend, lower.backend):
         return False
-    return not (
-        same_backend(upper.backend, default.backend) or same_backend(upper.backend, lower.backend)
+    return "backend" in explicit_fields(upper) or not same_backend(
+        upper.backend, default.backend
     )
 
 
 def overlay(lower: T, upper: T, default: T) -> T:
-    """Return ``lower`` with every value of ``upper`` that differs from ``default`` on top.
+    """Return ``lower`` with every value of ``upper`` that was set explicitly on top.
 
-    Options dicts are merged key by key. A backend section of ``upper`` that names
-    (explicitly, not by default) another backend than ``lower`` replaces ``lower``'s
+    A value counts as set when its constructor was given it (see
+    :func:`tracks_explicit`) or when it differs from ``default``. Options dicts are
+    merged key by key. A backend section of ``upper`` that names another backend than
+    ``lower`` (explicitly, or by a value other than the default) replaces ``lower``'s
     section as a whole: settings made for one backend do not carry over to another.
     """
     values: dict[str, Any] = {}
+    explicit = explicit_fields(upper)
     for field in dataclasses.fields(upper):  # type: ignore[arg-type]
         low, up, base = (getattr(obj, field.name) for obj in (lower, upper, default))
         if is_section(up):
-            if up == base:
+            if up == base and not explicit_fields(up):
                 values[field.name] = copy_value(low)
             elif _names_other_backend(up, low, base):
                 values[field.name] = copy_value(up)
@@ -173,8 +216,11 @@ def overlay(lower: T, upper: T, default: T) -> T:
         elif isinstance(up, dict):
             values[field.name] = {**copy_value(low), **copy_value(up)}
         else:
-            values[field.name] = copy_value(up if up != base else low)
-    return type(upper)(**values)
+            chosen = up if field.name in explicit or up != base else low
+            values[field.name] = copy_value(chosen)
+    result = type(upper)(**values)
+    object.__setattr__(result, _EXPLICIT, explicit_fields(lower) | explicit)
+    return result
 
 
 def _encode_hook(value: Any) -> Any:

@@ -61,9 +61,11 @@ from cacheness._config_convert import (
     field_types,
     from_mapping,
     init_names,
+    mark_explicit,
     overlay,
     same_backend,
     to_builtins,
+    tracks_explicit,
 )
 from cacheness.keys import HashUnknown
 from cacheness.storage import (
@@ -214,6 +216,7 @@ def _section_repr(section: Any) -> str:
     return f"{type(section).__name__}({', '.join(parts)})"
 
 
+@tracks_explicit
 @dataclass(repr=False)
 class CacheMetadataConfig:
     """Where the index of entries lives: a metadata backend and its options.
@@ -254,6 +257,7 @@ class CacheMetadataConfig:
         return _section_repr(self)
 
 
+@tracks_explicit
 @dataclass(repr=False)
 class CacheBlobConfig:
     """Where the bytes go: a blob backend and its options.
@@ -292,6 +296,7 @@ class CacheBlobConfig:
         return _section_repr(self)
 
 
+@tracks_explicit
 @dataclass
 class CompressionConfig:
     """How stored bytes are compressed (the codec fields of ``SerializationOptions``).
@@ -326,6 +331,7 @@ class CompressionConfig:
     auto_min_saving: float = _STORAGE_DEFAULTS.auto_min_saving
 
 
+@tracks_explicit
 @dataclass
 class SerializationConfig:
     """How objects become stored bytes.
@@ -354,6 +360,7 @@ class SerializationConfig:
     content_addressable: bool = False
 
 
+@tracks_explicit
 @dataclass
 class HandlersConfig:
     """Which serialization handlers the cache uses, in which order.
@@ -380,6 +387,7 @@ class HandlersConfig:
     custom: list[HandlerSpec] = field(default_factory=list)
 
 
+@tracks_explicit
 @dataclass
 class SecurityConfig:
     """Integrity settings.
@@ -416,6 +424,7 @@ _FLAT: Final = {
 }
 
 
+@tracks_explicit
 @dataclass
 class CacheConfig:
     """Everything a cache needs: storage sections and the cache policy.
@@ -530,7 +539,9 @@ class CacheConfig:
                         "set the option in one place"
                     )
                 section.options[key] = option
+        mark_explicit(section, [attribute])
         setattr(self, section_name, section)
+        mark_explicit(self, [section_name])
 
     def replace(self, **changes: Any) -> CacheConfig:
         """Return a copy with ``changes`` applied: top-level fields, sections, shortcuts.
