@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cacheness import cacheness
-from cacheness.cache import OPTION_NAMES
 from cacheness.storage import ConfigError
 
 # --------------------------------------------------------------------------- empty selectors
@@ -101,12 +100,15 @@ def test_option_names_never_silently_become_key_parameters(make_cache, call, met
 
 
 def test_key_parameters_named_like_options_go_through_key_params(make_cache):
+    from cacheness.cache import OPTION_NAMES
+
     cache = make_cache()
     params = {name: i for i, name in enumerate(sorted(OPTION_NAMES))}
     key = cache.put("value", key_params=params)
     assert cache.get(key_params=params) == "value"
     assert cache.get_metadata(key_params=params).params == params
-    assert [e.cache_key for e in cache.query_meta(key_params={"ttl_seconds": params["ttl_seconds"]})] == [key]
+    found = cache.query_meta(key_params={"ttl_seconds": params["ttl_seconds"]})
+    assert [e.cache_key for e in found] == [key]
     assert cache.delete_matching(key_params={"default": params["default"]}) == 1
 
 
@@ -134,7 +136,9 @@ def test_exists_check_expiration_and_get_max_age_seconds(make_cache, clock):
 # --------------------------------------------------------------------------- TTLs and odd rows
 
 
-@pytest.mark.parametrize("ttl", [1e12, 1e20, 1e300, 10**400], ids=["1e12", "1e20", "1e300", "10**400"])
+@pytest.mark.parametrize(
+    "ttl", [1e12, 1e20, 1e300, 10**400], ids=["1e12", "1e20", "1e300", "10**400"]
+)
 def test_a_ttl_too_large_to_reach_never_expires_and_breaks_nothing(make_cache, clock, ttl):
     cache = make_cache(clock=clock)
     key = cache.put("forever", ttl_seconds=ttl, run="huge")
@@ -233,9 +237,11 @@ def test_a_bad_clock_is_a_config_error_at_construction(tmp_path, clock, hint):
 
 def test_a_clock_that_goes_bad_later_is_a_config_error_at_first_use(tmp_path):
     readings = iter([datetime(2026, 1, 1, tzinfo=UTC)])
-    with cacheness(cache_dir=str(tmp_path), clock=lambda: next(readings, 0.0)) as cache:
-        with pytest.raises(ConfigError, match="must return an aware datetime"):
-            cache.put(1, x=1)
+    with (
+        cacheness(cache_dir=str(tmp_path), clock=lambda: next(readings, 0.0)) as cache,
+        pytest.raises(ConfigError, match="must return an aware datetime"),
+    ):
+        cache.put(1, x=1)
 
 
 # --------------------------------------------------------------------------- exact values

@@ -300,7 +300,8 @@ def test_a_value_set_in_code_wins_over_the_environment_even_when_it_is_the_defau
     config = resolve_config(CacheConfig(eviction_policy="lru"), environ=env)
     assert config.eviction_policy == "lru"  # said in code
     assert config.default_ttl_seconds == 60.0  # not said in code: the environment's
-    assert resolve_config(CacheConfig(default_ttl_seconds=None), environ=env).default_ttl_seconds is None
+    unset = resolve_config(CacheConfig(default_ttl_seconds=None), environ=env)
+    assert unset.default_ttl_seconds is None
     # a section naming the default backend explicitly keeps it
     env = {"CACHENESS_METADATA_BACKEND": "postgresql", "CACHENESS_METADATA_URL": "postgresql://e/d"}
     code = CacheConfig(metadata=CacheMetadataConfig(backend="sqlite"))

@@ -188,9 +188,7 @@ def same_backend(a: object, b: object) -> bool:
 def _names_other_backend(upper: Any, lower: Any, default: Any) -> bool:
     if not hasattr(upper, "backend") or same_backend(upper.backend, lower.backend):
         return False
-    return "backend" in explicit_fields(upper) or not same_backend(
-        upper.backend, default.backend
-    )
+    return "backend" in explicit_fields(upper) or not same_backend(upper.backend, default.backend)
 
 
 def overlay(lower: T, upper: T, default: T) -> T:

@@ -588,7 +588,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             ['a', None]
         """
         self._check_open()
-        keys = [self._resolve_spec(item, "get_batch")[0] for item in self._items(items, "get_batch")]
+        specs = self._items(items, "get_batch")
+        keys = [self._resolve_spec(item, "get_batch")[0] for item in specs]
         entries = self._store.metadata.get_many(keys)
         results = []
         for key in keys:
@@ -1008,7 +1009,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     def _fresh_entry(self, key: str, max_age_seconds: float | timedelta | None) -> Entry | None:
         """The entry of ``key`` unless absent or older than ``max_age_seconds`` (a miss)."""
-        max_age = None if max_age_seconds is None else validate_ttl(max_age_seconds, "max_age_seconds")
+        max_age = validate_ttl(max_age_seconds, "max_age_seconds")
         entry = self._store.get_metadata(key)
         if entry is None:
             self._stats.record_miss()
@@ -1095,7 +1096,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     ) -> list[Any]:
         """``items`` as a list, or ``TypeError`` when it is no collection of items."""
         if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
-            raise TypeError(f"{method}() takes a list of {what}; got {type(items).__name__} {items!r}")
+            raise TypeError(
+                f"{method}() takes a list of {what}; got {type(items).__name__} {items!r}"
+            )
         return list(items)
 
     def _resolve_spec(self, spec: Any, method: str) -> tuple[str, dict[str, Any]]:

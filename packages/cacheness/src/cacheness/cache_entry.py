@@ -58,8 +58,10 @@ def expiry_seconds(facts: dict[str, Any]) -> float | None:
     long ago (``-inf``), which is what the index's filters make of it too.
 
     Example:
-        >>> expiry_seconds({}), expiry_seconds({"expires_at": 1e12}), expiry_seconds({"expires_at": "x"})
-        (None, 1000000000000.0, -inf)
+        >>> expiry_seconds({}), expiry_seconds({"expires_at": 1e12})
+        (None, 1000000000000.0)
+        >>> expiry_seconds({"expires_at": "x"})
+        -inf
     """
     if "expires_at" not in facts:
         return None
