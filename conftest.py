@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,28 @@ class DocsPage:
 def docs_page() -> Callable[[str], DocsPage]:
     """Open a page of ``docs/`` by file name: ``docs_page("keys.md").run()``."""
     return DocsPage
+
+
+# --------------------------------------------------------------------------- a small disk
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a real 20 MiB filesystem (a size-limited tmpfs), to fill to the brim.
+
+    Mounting needs root (or CAP_SYS_ADMIN); where it is impossible the test is skipped
+    with the reason: a machine capability, not a service.
+    """
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=20m,mode=0755", "tmpfs", str(mount_point)]
+    try:
+        mounted = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        pytest.skip(f"cannot mount a 20 MiB tmpfs here: {exc}")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 20 MiB tmpfs here: {mounted.stderr.strip() or 'refused'}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)

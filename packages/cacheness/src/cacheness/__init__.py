@@ -73,6 +73,7 @@ from cacheness.storage.errors import (
     PayloadTooLargeError,
     SerializationError,
     StorageError,
+    StorageFullError,
 )
 from cacheness.ttl import days, hours, minutes, seconds
 
@@ -112,6 +113,7 @@ __all__ = [
     "SerializationConfig",
     "SerializationError",
     "StorageError",
+    "StorageFullError",
     "UnifiedCache",
     "UnsupportedKeyValueError",
     "__version__",

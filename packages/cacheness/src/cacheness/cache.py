@@ -64,6 +64,7 @@ from cacheness.storage import (
     PayloadTooLargeError,
     SerializationError,
     StorageError,
+    StorageFullError,
     metadata_field,
     utc_now,
     validate_key,
@@ -308,6 +309,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             InvalidEntryError: ``metadata`` is not a dict of JSON-able values, or uses the
                 reserved key ``"_cacheness"`` (both are also ``ValueError``).
             SerializationError: no handler can store ``data``.
+            StorageFullError: the disk is full (a cache with size or count limits first
+                evicts a tenth of its entries and retries once); nothing was stored.
+                Deleting entries works on a full disk.
             StorageError: the backend failed; nothing was stored.
 
         Example:
@@ -321,10 +325,18 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key, merged = self._resolve(cache_key, key_prefix, key_params, params, "put")
         ttl = self._ttl(ttl_seconds)
         facts = self._facts(self._clock(), ttl, merged, key_prefix)
+        stored = self._with_facts(metadata, facts)
         try:
-            entry = self._store.put_entry(
-                data, key, self._with_facts(metadata, facts), max_size=self._max_item_bytes
-            )
+            try:
+                entry = self._store.put_entry(data, key, stored, max_size=self._max_item_bytes)
+            except StorageFullError:
+                # A cache with limits lets entries go when room is needed: evict, retry once.
+                evicted = self._evictor.make_room(keep=key)
+                if not evicted:
+                    raise
+                self._stats.add(evictions=evicted)
+                log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
+                entry = self._store.put_entry(data, key, stored, max_size=self._max_item_bytes)
         except PayloadTooLargeError as exc:
             raise PayloadTooLargeError(
                 f"the value takes more than the whole cache limit (max_cache_size_mb="

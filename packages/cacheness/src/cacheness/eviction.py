@@ -118,6 +118,24 @@ class Evictor:
                 return 0
             return self._evict(total_bytes, total_entries, keep=key)
 
+    def make_room(self, *, keep: str | None = None) -> int:
+        """Evict a tenth of the cache by its policy (a put found the disk full); return how many.
+
+        Only a cache with a limit evicts on its own: its owner agreed that entries go
+        when room is needed. Without limits this evicts nothing.
+        """
+        if not self.enabled:
+            return 0
+        with self._lock:
+            total_bytes, total_entries = self._exact_totals()
+            return self._evict(
+                total_bytes,
+                total_entries,
+                keep=keep,
+                bytes_to_free=total_bytes - int(total_bytes * TARGET_FRACTION),
+                entries_to_free=total_entries - int(total_entries * TARGET_FRACTION),
+            )
+
     def _over(self, total_bytes: int, total_entries: int) -> bool:
         return (self.max_bytes is not None and total_bytes > self.max_bytes) or (
             self.max_entries is not None and total_entries > self.max_entries
@@ -128,17 +146,27 @@ class Evictor:
         self._known, self._since, self._puts_since = totals, (0, 0), 0
         return totals
 
-    def _evict(self, total_bytes: int, total_entries: int, *, keep: str) -> int:
-        bytes_to_free = (
-            total_bytes - int(self.max_bytes * TARGET_FRACTION)
-            if self.max_bytes is not None and total_bytes > self.max_bytes
-            else 0
-        )
-        entries_to_free = (
-            total_entries - int(self.max_entries * TARGET_FRACTION)
-            if self.max_entries is not None and total_entries > self.max_entries
-            else 0
-        )
+    def _evict(
+        self,
+        total_bytes: int,
+        total_entries: int,
+        *,
+        keep: str | None,
+        bytes_to_free: int | None = None,
+        entries_to_free: int | None = None,
+    ) -> int:
+        if bytes_to_free is None:
+            bytes_to_free = (
+                total_bytes - int(self.max_bytes * TARGET_FRACTION)
+                if self.max_bytes is not None and total_bytes > self.max_bytes
+                else 0
+            )
+        if entries_to_free is None:
+            entries_to_free = (
+                total_entries - int(self.max_entries * TARGET_FRACTION)
+                if self.max_entries is not None and total_entries > self.max_entries
+                else 0
+            )
         victims: list[str] = []
         freed = 0
         for entry in self.store.iter_entries(order_by=self._order_by):

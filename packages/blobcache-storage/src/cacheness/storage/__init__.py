@@ -74,6 +74,7 @@ from cacheness.storage.errors import (
     PayloadTooLargeError,
     SerializationError,
     StorageError,
+    StorageFullError,
 )
 from cacheness.storage.filters import (
     Filter,
@@ -169,6 +170,7 @@ __all__ = [
     "SerializationOptions",
     "SqliteMetadataBackend",
     "StorageError",
+    "StorageFullError",
     "TieredBlobBackend",
     "__version__",
     "compress",

@@ -48,6 +48,7 @@ __all__ = [
     "PayloadTooLargeError",
     "SerializationError",
     "StorageError",
+    "StorageFullError",
 ]
 
 
@@ -68,6 +69,15 @@ class BackendUnavailableError(StorageError, ConnectionError):
 
 class MetadataError(StorageError):
     """A metadata backend rejected or failed an operation."""
+
+
+class StorageFullError(StorageError):
+    """The disk (or quota) holding the index or the blobs is full; nothing was stored.
+
+    Deletions still work on a full disk (the file-based indexes keep a small reserve
+    beside them for that): delete entries to make room. Raised by the index it is
+    also a :class:`MetadataError`.
+    """
 
 
 class SerializationError(CacheError):

@@ -56,6 +56,7 @@ from cacheness.storage.errors import (
     ConfigError,
     InvalidBlobNameError,
     StorageError,
+    StorageFullError,
 )
 from cacheness.storage.hashing import HASH_HEX_LENGTH, hash_stream
 
@@ -365,8 +366,12 @@ class FilesystemBlobBackend(BlobBackend):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             with contextlib.suppress(OSError):
                 hint = f"; {shutil.disk_usage(self._root).free >> 20} MiB free"
-            hint += "; free some space or lower the cache size"
-        elif exc.errno in (errno.EACCES, errno.EPERM):
+            hint += (
+                "; delete entries to make room (deletions work on a full disk), free some "
+                "space or lower the cache size"
+            )
+            return StorageFullError(f"could not {action} {where} under {self._root}: {exc}{hint}")
+        if exc.errno in (errno.EACCES, errno.EPERM):
             hint = "; check the permissions of the blob root"
         return StorageError(f"could not {action} {where} under {self._root}: {exc}{hint}")
 

@@ -8,16 +8,20 @@
 * :func:`exclusive_lock` holds an OS lock on a lock file (``flock``/``LockFileEx``).
 * :func:`atomic_write` writes a sibling temporary file, fsyncs it and renames it over
   the target, so readers see the old or the new file, never a torn one.
+* :class:`SpaceReserve` keeps a file of reserved bytes beside an index, released when
+  the disk is full so that a deletion (the way to get space back) can still commit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import stat
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +31,7 @@ from cacheness.storage.errors import ConfigError, MetadataError, NetworkFilesyst
 __all__ = [
     "MOUNTINFO",
     "NETWORK_FILESYSTEMS",
+    "SpaceReserve",
     "atomic_write",
     "exclusive_lock",
     "mount_of",
@@ -239,3 +244,124 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_re
     if durable:
         _fsync_directory(path.parent)
     return os.stat(path)
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def no_space(exc: BaseException) -> bool:
+    """True when ``exc`` says the disk (or a quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE
+
+
+class SpaceReserve:
+    """Bytes set aside in a file beside an index, for deletions on a full disk.
+
+    A full disk stops every write, deletions included: SQLite appends a deletion to its
+    WAL and a checkpoint may grow the database file; the json index rewrites its file.
+    The reserve is allocated while there is room (:meth:`ensure`); when a deletion finds
+    the disk full, the index releases it (:meth:`release`) and retries, and the
+    deletion commits in the space it gave back. Once released it must be allocated again
+    before anything else is written (:attr:`released`): the index refuses other writes
+    until the deleted blobs have freed room for it, so the next full disk finds it in
+    place. A reserve that could not be allocated in the first place (no room, a
+    read-only directory) is only retried, every ``retry_seconds``.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> reserve = SpaceReserve(pathlib.Path(tempfile.mkdtemp()) / "index.reserve", 4096)
+        >>> reserve.ensure(), reserve.path.stat().st_size
+        (True, 4096)
+        >>> reserve.release(), reserve.path.exists()
+        (True, False)
+    """
+
+    retry_seconds = 5.0
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = max(int(size), 0)
+        self.wanted = self.size > 0  # False once allocated; True again after a release
+        self.released = False  # released for a deletion and not allocated again yet
+        self._next_attempt = 0.0
+        self._lock = threading.Lock()
+
+    def ensure(self, size: int = 0) -> bool:
+        """Allocate the reserve (at least ``size`` bytes) unless it is there; True if it is."""
+        want = max(self.size, size)
+        if want <= 0:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_attempt and not self.released:
+                return False
+            try:
+                have = os.stat(self.path).st_size
+            except FileNotFoundError:
+                have = -1
+            except OSError:
+                return False
+            if have >= want:
+                self.wanted = self.released = False
+                return True
+            if have >= 0:  # grow it in place: never two copies at once
+                try:
+                    fd = os.open(self.path, os.O_WRONLY | _O_BINARY)
+                    try:
+                        _allocate(fd, want, have)
+                    finally:
+                        os.close(fd)
+                except OSError as exc:
+                    self._next_attempt = now + self.retry_seconds
+                    log.debug("cannot grow the reserve %s to %d bytes (%s)", self.path, want, exc)
+                    return False
+                self.wanted = self.released = False
+                return True
+            temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
+                try:
+                    _allocate(fd, want)
+                finally:
+                    os.close(fd)
+                os.replace(temp, self.path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                self._next_attempt = now + self.retry_seconds
+                log.debug("cannot reserve %d bytes at %s (%s)", want, self.path, exc)
+                return False
+            self.wanted = self.released = False
+            return True
+
+    def release(self) -> bool:
+        """Give the reserved bytes back to the filesystem; True when there were any."""
+        with self._lock:
+            self.wanted = self.size > 0
+            self._next_attempt = 0.0
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                log.warning("cannot release the space reserved at %s: %s", self.path, exc)
+                return False
+            self.released = True
+            return True
+
+
+def _allocate(fd: int, size: int, start: int = 0) -> None:
+    """Allocate bytes ``start..size`` of ``fd`` for real (not sparse, not compressible)."""
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, start, size - start)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    chunk = os.urandom(min(size - start, 1 << 20))  # random: no filesystem compresses it
+    os.lseek(fd, start, os.SEEK_SET)
+    written = start
+    while written < size:
+        written += os.write(fd, chunk[: size - written])
+    os.fsync(fd)

@@ -39,11 +39,13 @@ from typing import ClassVar, Final
 import msgspec
 
 from cacheness.storage.entry import Entry
-from cacheness.storage.errors import MetadataError
+from cacheness.storage.errors import ConfigError, MetadataError, StorageFullError
 from cacheness.storage.metadata._dict import DictMetadataBackend
 from cacheness.storage.metadata._fs import (
+    SpaceReserve,
     atomic_write,
     exclusive_lock,
+    no_space,
     prepare_file,
     warn_network_filesystem,
 )
@@ -78,6 +80,10 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_File)
 
 
+class _IndexFullError(StorageFullError, MetadataError):
+    """The disk under a json index is full (a ``StorageFullError`` and a ``MetadataError``)."""
+
+
 def _signature(stat: os.stat_result) -> tuple[int, int, int]:
     # os.replace gives every written file a new inode, so this changes on every write.
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
@@ -90,6 +96,11 @@ class JsonMetadataBackend(DictMetadataBackend):
         path: the JSON file (created with its parent directories on first write).
         fsync: flush every write to the disk before renaming it into place (turn off
             only for throwaway indexes: a power cut could then lose recent writes).
+        reserve_mb: the least space kept in ``<path>.reserve`` for deletions on a full
+            disk; the reserve grows with the index, since a rewrite needs room for a
+            whole new file (0 disables). A rewrite that does not grow the index (a
+            deletion) releases it when the disk is full, and it is allocated again at
+            the next write that finds room.
 
     Raises:
         ConfigError: ``path`` is a directory.
@@ -105,9 +116,18 @@ class JsonMetadataBackend(DictMetadataBackend):
     name: ClassVar[str] = "json"
     scope: ClassVar[Scope] = "host"
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, fsync: bool = True, reserve_mb: float = 1.0
+    ) -> None:
         super().__init__()
+        if isinstance(reserve_mb, bool) or not (
+            isinstance(reserve_mb, int | float) and 0 <= reserve_mb <= 1024
+        ):
+            raise ConfigError(f"reserve_mb must be a number of MiB in 0..1024, got {reserve_mb!r}")
         self.path = prepare_file(path, "json", "index.json")
+        self.reserve = SpaceReserve(
+            self.path.with_name(self.path.name + ".reserve"), int(reserve_mb * (1 << 20))
+        )
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._fsync = fsync
         self._signature_loaded: tuple[int, int, int] | None = None
@@ -120,6 +140,14 @@ class JsonMetadataBackend(DictMetadataBackend):
         )
         with self._lock:
             self._refresh()
+        if self.reserve.size:
+            self.reserve.ensure(self._file_size())
+
+    def _file_size(self) -> int:
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return 0
 
     def __repr__(self) -> str:
         return f"<JsonMetadataBackend {str(self.path)!r}{' closed' if self._closed else ''}>"
@@ -188,13 +216,42 @@ class JsonMetadataBackend(DictMetadataBackend):
 
     def _persist(self) -> None:
         document = _File(FILE_FORMAT, FILE_VERSION, list(self._entries.values()))
+        data = _encoder.encode(document)
+        reserve = self.reserve
+        if reserve.released and len(data) > self._file_size() and not reserve.ensure(len(data)):
+            raise _IndexFullError(
+                f"cannot write the metadata file {self.path}: the disk is full: the space kept "
+                "beside it for deletions was used and there is no room to set it aside again; "
+                "delete more entries or free space on the filesystem (the change was not saved)"
+            )
         try:
-            stat = atomic_write(self.path, _encoder.encode(document), durable=self._fsync)
+            try:
+                stat = atomic_write(self.path, data, durable=self._fsync)
+            except OSError as exc:
+                # A rewrite that does not grow the index (a deletion) may use the reserve.
+                shrinks = len(data) <= self._file_size()
+                if not (no_space(exc) and shrinks and self.reserve.release()):
+                    raise
+                log.warning(
+                    "%s: the disk is full; released the space reserved beside it to save "
+                    "the change",
+                    self.path,
+                )
+                stat = atomic_write(self.path, data, durable=self._fsync)
         except OSError as exc:
-            raise MetadataError(
-                f"cannot write the metadata file {self.path}: {exc}; the change was not saved"
+            error = _IndexFullError if no_space(exc) else MetadataError
+            hint = (
+                "; the disk is full: delete entries to make room (deletions work on a full "
+                "disk) or free space on the filesystem"
+                if no_space(exc)
+                else ""
+            )
+            raise error(
+                f"cannot write the metadata file {self.path}: {exc}; the change was not saved{hint}"
             ) from exc
         self._signature_loaded = _signature(stat)
+        if self.reserve.size and (self.reserve.wanted or stat.st_size > self.reserve.size):
+            self.reserve.ensure(stat.st_size)
 
     def _discard(self) -> None:
         log.warning("discarding unsaved changes to %s; reloading it", self.path)

@@ -60,6 +60,7 @@ from cacheness.storage.errors import (
     BackendUnavailableError,
     ConfigError,
     MetadataError,
+    StorageFullError,
 )
 from cacheness.storage.filters import Filter, parse_filter
 from cacheness.storage.metadata._entries import (
@@ -75,6 +76,7 @@ from cacheness.storage.metadata._entries import (
     validate_changes,
 )
 from cacheness.storage.metadata._fs import (
+    SpaceReserve,
     network_filesystem,
     prepare_file,
     warn_network_filesystem,
@@ -234,8 +236,12 @@ class SqlMetadataBackend(MetadataBackend):
     # ------------------------------------------------------------------ dialect hooks
 
     @abstractmethod
-    def _run(self, work: Callable[[_Cursor], T], *, write: bool) -> T:
-        """Run ``work`` in a transaction (``write``) or as plain reads, with retries."""
+    def _run(self, work: Callable[[_Cursor], T], *, write: bool, frees_space: bool = False) -> T:
+        """Run ``work`` in a transaction (``write``) or as plain reads, with retries.
+
+        ``frees_space`` marks a deletion: on a full disk it may use the space reserved
+        for deletions (see :class:`SqliteMetadataBackend`).
+        """
 
     @abstractmethod
     def _insert_construct(self) -> Any:
@@ -419,7 +425,9 @@ class SqlMetadataBackend(MetadataBackend):
     def delete(self, key: str) -> Entry | None:
         """Remove ``key`` (one ``DELETE ... RETURNING``); return the removed entry."""
         validate_key(key)
-        row = self._run(lambda cursor: cursor.first(self._delete, {"key": key}), write=True)
+        row = self._run(
+            lambda cursor: cursor.first(self._delete, {"key": key}), write=True, frees_space=True
+        )
         return None if row is None else row_to_entry(row)
 
     def update(self, key: str, /, **changes: Any) -> Entry | None:
@@ -554,7 +562,7 @@ class SqlMetadataBackend(MetadataBackend):
                     removed[row[0]] = row_to_entry(row)
             return removed
 
-        removed = self._run(work, write=True)
+        removed = self._run(work, write=True, frees_space=True)
         return [removed[key] for key in doomed if key in removed]
 
     def delete_where(self, filter: Filter) -> list[Entry]:
@@ -563,7 +571,7 @@ class SqlMetadataBackend(MetadataBackend):
         statement = self._compile(
             sa.delete(self.table).where(where).returning(*self._columns), reusable=False
         )
-        rows = self._run(lambda cursor: cursor.rows(statement), write=True)
+        rows = self._run(lambda cursor: cursor.rows(statement), write=True, frees_space=True)
         return [row_to_entry(row) for row in rows]
 
     def count(self, filter: Filter | None = None) -> int:
@@ -673,6 +681,17 @@ class _ThreadConnection:
         self.close()
 
 
+class _IndexFullError(StorageFullError, MetadataError):
+    """The disk under a SQLite index is full (a ``StorageFullError`` and a ``MetadataError``)."""
+
+
+def _sqlite_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "database or disk is full" in str(exc).lower()
+
+
 def _sqlite_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -695,6 +714,12 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             commits, never corrupt) and ``"FULL"`` with a rollback journal.
         retries: extra attempts of a transaction that still finds the database locked.
         cache_mb: page cache of each connection, in MiB (filled only as pages are read).
+        reserve_mb: space kept in ``<path>.reserve`` for deletions on a full disk
+            (0 disables). A deletion that finds the disk full releases it, checkpoints
+            the WAL (whose space is then reused, never truncated) and retries; a large
+            deletion that still does not fit commits in chunks. The reserve is
+            allocated again at the next write that finds room. About one WAL
+            auto-checkpoint (1,000 pages) of room covers what a checkpoint may need.
 
     Raises:
         ConfigError: bad path or options.
@@ -722,6 +747,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] | None = None,
         retries: int = 5,
         cache_mb: int = 64,
+        reserve_mb: float = 4.0,
     ) -> None:
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise ConfigError(
@@ -738,12 +764,19 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             )
         if not busy_timeout > 0:
             raise ConfigError(f"busy_timeout must be > 0 seconds, got {busy_timeout!r}")
+        if isinstance(reserve_mb, bool) or not (
+            isinstance(reserve_mb, int | float) and 0 <= reserve_mb <= 1024
+        ):
+            raise ConfigError(f"reserve_mb must be a number of MiB in 0..1024, got {reserve_mb!r}")
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise ConfigError(
                 f"the sqlite metadata backend needs SQLite >= 3.35 (RETURNING), this Python "
                 f"links SQLite {sqlite3.sqlite_version}; upgrade Python or use postgresql"
             )
         self.path = prepare_file(path, "sqlite", "index.sqlite")
+        self.reserve = SpaceReserve(
+            self.path.with_name(self.path.name + ".reserve"), int(reserve_mb * (1 << 20))
+        )
         self._busy_timeout = float(busy_timeout)
         self._cache_kib = int(cache_mb) * 1024
         self._retries = int(retries)
@@ -757,6 +790,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             assert (quick.positional, quick.sources) == (True, ("key",))
         self._set_journal_mode()
         self._ensure_schema()
+        self.reserve.ensure()
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -847,6 +881,11 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         return row is not None
 
     def _error(self, exc: sqlite3.Error) -> MetadataError:
+        if _sqlite_full(exc):
+            return _IndexFullError(
+                f"SQLite index {self.path}: {exc}; the disk is full: delete entries to make "
+                "room (deletions work on a full disk) or free space on the filesystem"
+            )
         hint = ""
         message = str(exc).lower()
         if "readonly" in message or "unable to open" in message:
@@ -860,8 +899,17 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             )
         return MetadataError(f"SQLite index {self.path}: {exc}{hint}")
 
-    def _run(self, work: Callable[[_Cursor], T], *, write: bool) -> T:
+    def _run(self, work: Callable[[_Cursor], T], *, write: bool, frees_space: bool = False) -> T:
         attempt = conflicts = 0
+        used_reserve = False
+        if write and not frees_space and self.reserve.wanted and not self.reserve.ensure():
+            if self.reserve.released:  # a deletion used it: get it back before anything else
+                raise _IndexFullError(
+                    f"SQLite index {self.path}: the disk is full: the "
+                    f"{self.reserve.size >> 20} MiB kept beside the index for deletions were "
+                    "used and there is no room to set them aside again; delete more entries "
+                    "or free space on the filesystem (nothing was written)"
+                )
         while True:
             conn = self._connection()
             try:
@@ -873,6 +921,18 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 return result
             except sqlite3.Error as exc:
                 self._rollback(conn)
+                if frees_space and not used_reserve and _sqlite_full(exc):
+                    used_reserve = True
+                    released = self.reserve.release()
+                    log.warning(
+                        "SQLite index %s: the disk is full; %s and retrying the deletion",
+                        self.path,
+                        "releasing the space reserved beside it"
+                        if released
+                        else "checkpointing its WAL",
+                    )
+                    self._checkpoint(conn)
+                    continue
                 if _sqlite_busy(exc) and attempt < self._retries:
                     attempt += 1
                     log.debug("SQLite index %s busy (%s); retry %d", self.path, exc, attempt)
@@ -925,6 +985,69 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         except sqlite3.Error as exc:
             log.debug("SQLite index %s: quick read failed (%s); retrying", self.path, exc)
             return False, None
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the database so the next write starts the WAL over.
+
+        PASSIVE: never waits for readers. The WAL file keeps its size (no truncation),
+        so the next transactions reuse its space instead of asking the disk for more.
+        """
+        if self.journal_mode != "wal":
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("SQLite index %s: checkpoint failed (%s)", self.path, exc)
+
+    def delete_many(self, keys: Iterable[str]) -> list[Entry]:
+        """Remove the keys in one transaction (see ``SqlMetadataBackend.delete_many``).
+
+        On a full disk, a deletion too large for the room there is commits in chunks,
+        each followed by a WAL checkpoint so the next one reuses the WAL's space.
+        """
+        doomed = unique_keys(keys)
+        try:
+            return super().delete_many(doomed)
+        except StorageFullError:
+            return self._delete_in_chunks(doomed, None)
+
+    def delete_where(self, filter: Filter) -> list[Entry]:
+        """Remove every matching entry (one statement; in chunks on a full disk)."""
+        try:
+            return super().delete_where(filter)
+        except StorageFullError:
+            keys = [entry.key for entry in self.query(filter)]
+            return self._delete_in_chunks(keys, filter)
+
+    def _delete_in_chunks(self, keys: Sequence[str], filter: Filter | None) -> list[Entry]:
+        """Delete ``keys`` (still matching ``filter``) in ever smaller transactions."""
+        removed: list[Entry] = []
+        size, start = 256, 0
+        log.warning(
+            "SQLite index %s: the disk is full; deleting %d entries in chunks", self.path, len(keys)
+        )
+        while start < len(keys):
+            chunk = list(keys[start : start + size])
+            selector: Filter = {"key": {"$in": chunk}}
+            if filter is not None:
+                selector = {"$and": [selector, filter]}
+            try:
+                removed += super().delete_where(selector)
+            except StorageFullError:
+                if size == 1:
+                    if removed:  # committed: their blobs are orphans now, for repair()
+                        log.warning(
+                            "SQLite index %s: %d entries were deleted before the disk ran "
+                            "out of room entirely",
+                            self.path,
+                            len(removed),
+                        )
+                    raise
+                size = max(size // 4, 1)
+                continue
+            self._checkpoint(self._connection())
+            start += len(chunk)
+        return removed
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
@@ -1139,7 +1262,7 @@ postgresql:// URL, got 'sqlite:///x.db'...
             self._pid = os.getpid()
         return self.engine.raw_connection()
 
-    def _run(self, work: Callable[[_Cursor], T], *, write: bool) -> T:
+    def _run(self, work: Callable[[_Cursor], T], *, write: bool, frees_space: bool = False) -> T:
         psycopg = self._psycopg
         attempt = conflicts = 0
         while True:
