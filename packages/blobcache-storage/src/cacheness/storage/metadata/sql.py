@@ -902,14 +902,15 @@ class SqliteMetadataBackend(SqlMetadataBackend):
     def _run(self, work: Callable[[_Cursor], T], *, write: bool, frees_space: bool = False) -> T:
         attempt = conflicts = 0
         used_reserve = False
-        if write and not frees_space and self.reserve.wanted and not self.reserve.ensure():
-            if self.reserve.released:  # a deletion used it: get it back before anything else
-                raise _IndexFullError(
-                    f"SQLite index {self.path}: the disk is full: the "
-                    f"{self.reserve.size >> 20} MiB kept beside the index for deletions were "
-                    "used and there is no room to set them aside again; delete more entries "
-                    "or free space on the filesystem (nothing was written)"
-                )
+        reserve = self.reserve
+        taken_back = not (write and not frees_space and reserve.wanted) or reserve.ensure()
+        if not taken_back and reserve.released:
+            raise _IndexFullError(  # a deletion used it: get it back before anything else
+                f"SQLite index {self.path}: the disk is full: the "
+                f"{self.reserve.size >> 20} MiB kept beside the index for deletions were "
+                "used and there is no room to set them aside again; delete more entries "
+                "or free space on the filesystem (nothing was written)"
+            )
         while True:
             conn = self._connection()
             try:
