@@ -121,7 +121,8 @@ def test_settings_for_another_backend_name_what_the_backend_takes():
         blob=CacheBlobConfig(bucket="b", endpoint_url="http://minio:9000"),
     )
     assert found == [
-        "metadata.table: the json metadata backend has no option 'table'; it takes: path, fsync",
+        "metadata.table: the json metadata backend has no option 'table'; it takes: path, "
+        "fsync, reserve_mb",
         "blob.bucket: the filesystem blob backend has no option 'bucket'; it takes: root, "
         "shard_chars, durable, dir_mode, file_mode, create",
         "blob.endpoint_url: the filesystem blob backend has no option 'endpoint_url'; it takes: "

@@ -20,6 +20,7 @@ from cacheness.storage.errors import (
     ConfigError,
     InvalidBlobNameError,
     StorageError,
+    StorageFullError,
 )
 from cacheness.storage.hashing import hash_bytes
 
@@ -224,7 +225,7 @@ def test_disk_full_leaves_nothing_and_says_so(tmp_path: Path, monkeypatch: pytes
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(writer._file, "write", full)  # fault injection: a full disk
-    with pytest.raises(StorageError, match=r"MiB free; free some space"):
+    with pytest.raises(StorageFullError, match=r"MiB free; delete entries to make room"):
         writer.write(b"x" * 100)
     assert writer.state == "aborted"
     assert temp_files(tmp_path) == []

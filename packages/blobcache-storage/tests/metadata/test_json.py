@@ -54,7 +54,8 @@ def test_file_is_written_atomically_and_readable(tmp_path):
         assert document["entries"][0]["inline"] == "AP8="
         assert document["entries"][0]["created_at"].endswith("Z")
     names = sorted(p.name for p in path.parent.iterdir())
-    assert names == ["index.json", "index.json.lock"]  # no temporary file left
+    # no temporary file left; the reserve for deletions on a full disk beside the index
+    assert names == ["index.json", "index.json.lock", "index.json.reserve"]
 
 
 def test_nothing_is_written_for_a_change_that_changes_nothing(tmp_path):

@@ -837,7 +837,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """Delete the entries whose key parameters start with the given values.
 
         String values match as prefixes (``experiment="exp_"`` removes ``exp_001``,
-        ``exp_002``...); other values must be equal.
+        ``exp_002``...); other values must be equal. ``key_params`` takes parameters of
+        any name as a mapping.
+
+        Raises:
+            TypeError: no prefix given (that would delete every entry: call
+                ``clear_all()`` for that).
+            FilterError: a value that is not recorded with entries (see ``put``).
 
         Example:
             >>> import tempfile

@@ -288,7 +288,7 @@ def _split_field(name: str) -> tuple[str, tuple[str, ...], FieldKind]:
 
 
 def metadata_field(*path: str) -> str:
-    """Return the filter field naming the metadata value at ``path`` (keys, outermost first).
+    r"""Return the filter field naming the metadata value at ``path`` (keys, outermost first).
 
     Dots and backslashes inside a key are escaped with a backslash, so any key can be
     named, whatever characters it holds.
