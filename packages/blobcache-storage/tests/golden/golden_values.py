@@ -370,8 +370,27 @@ CLOUDPICKLE_ANSWER = 13
 
 
 def build(name: str) -> Any:
-    """Return a fresh copy of the value called ``name``."""
+    """Return a fresh copy of the value called ``name`` (as it was stored)."""
     return VALUE_BUILDERS[name]()
+
+
+READ_BACK_DIFFERENCES: dict[str, str] = {
+    "pd_series": (
+        "the pandas handler reads a 'string[pyarrow]' index (StringDtype(na_value=<NA>)) "
+        "back as 'str' (StringDtype(na_value=nan)); values, name and storage are kept. "
+        "A known loss of the code that wrote the stores, pinned so that a change shows"
+    ),
+}
+"""Values the code that wrote the golden stores does not read back exactly as stored."""
+
+
+def read_back(name: str) -> Any:
+    """Return the value called ``name`` as the stores give it back: :func:`build`, with
+    the :data:`READ_BACK_DIFFERENCES` applied."""
+    value = build(name)
+    if name == "pd_series":
+        value.index = value.index.astype("str")
+    return value
 
 
 # --------------------------------------------------------------------------- comparing
@@ -391,7 +410,8 @@ def assert_same(actual: Any, expected: Any, what: str = "value") -> None:
             pdt.assert_series_equal(actual, expected, check_exact=True, check_freq=True)
         else:
             pdt.assert_frame_equal(actual, expected, check_exact=True, check_freq=True)
-            assert actual.index.freq == expected.index.freq, f"{what}: index freq"
+        freq = getattr(expected.index, "freq", None)
+        assert getattr(actual.index, "freq", None) == freq, f"{what}: index freq"
         assert actual.attrs == expected.attrs, f"{what}: attrs"
     elif module == "pyarrow":
         assert actual.schema.equals(expected.schema, check_metadata=True), (

@@ -19,7 +19,9 @@ which errors are worth a retry).
 Every batch method runs as one transaction with set-based statements (``IN`` lists
 chunked under the bind-parameter limit), never one round trip per key; ``move`` is
 atomic. Timestamps are stored as integer microseconds since the epoch; the layout
-version is recorded in ``<table>_info`` so a later release can migrate or refuse.
+version is recorded in ``<table>_info`` and checked on open: a newer one is refused
+(:class:`~cacheness.storage.errors.FormatVersionError`), an older one is migrated by
+the steps registered in ``_MIGRATIONS`` (see :mod:`cacheness.storage.metadata._migrations`).
 
 Example:
     >>> import tempfile
@@ -80,6 +82,7 @@ from cacheness.storage.metadata._fs import (
     warn_network_filesystem,
 )
 from cacheness.storage.metadata._locks import FileLocks, poll_until
+from cacheness.storage.metadata._migrations import FormatMigrations
 from cacheness.storage.metadata._sqlcore import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -179,6 +182,14 @@ def _backoff(attempt: int, base: float) -> float:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_MIGRATIONS: Final[FormatMigrations[Callable[[SqlMetadataBackend, _Cursor], None]]] = (
+    FormatMigrations("metadata table schema", SCHEMA_VERSION)
+)
+"""Steps that upgrade an older table by one schema version, run in the write transaction
+that holds the DDL lock (none yet: a layout change bumps ``SCHEMA_VERSION`` and registers
+its step here)."""
 
 
 class SqlMetadataBackend(MetadataBackend):
@@ -298,39 +309,69 @@ class SqlMetadataBackend(MetadataBackend):
 
     def _ensure_schema(self) -> None:
         version = self._run(self._read_version, write=False)
-        if version != SCHEMA_VERSION:
+        if version != _MIGRATIONS.current:
             self._run(self._create_schema, write=True)
 
     def _read_version(self, cursor: _Cursor) -> int | None:
+        """The recorded schema version (None: no table yet); refuses a newer one."""
         if not self._info_exists(cursor):
             return None
         info = self.info_table
         row = cursor.first(
             self._compile(sa.select(info.c.value).where(info.c.name == _VERSION_ROW))
         )
-        version = None if row is None else int(row[0])
-        if version is not None and version > SCHEMA_VERSION:
+        if row is None:
+            return None
+        where = f"table {self.table.fullname!r}"
+        try:
+            version = int(row[0])
+        except ValueError:
             raise MetadataError(
-                f"table {self.table.fullname!r} was created by a newer blobcache-storage "
-                f"(schema version {version}, this release knows {SCHEMA_VERSION}); "
-                "upgrade blobcache-storage, or use another table name"
-            )
+                f"{where} records schema version {row[0]!r}, which is not a number: the "
+                f"{info.name} table was edited or damaged; restore it from a backup"
+            ) from None
+        _MIGRATIONS.check(version, where, hint=", or use another table name")
         return version
 
     def _create_schema(self, cursor: _Cursor) -> None:
+        """Create the tables, or migrate older ones (under the DDL lock, one transaction)."""
         self._lock_ddl(cursor)
+        version = self._read_version(cursor)  # again: another process may have done it
+        if version is not None:
+            self._migrate(cursor, version)
+            return
         for table in (self.table, self.info_table):
             create = CreateTable(table, if_not_exists=True).compile(dialect=self._dialect)
             cursor.raw.execute(str(create))
             for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
                 ddl = CreateIndex(index, if_not_exists=True).compile(dialect=self._dialect)
                 cursor.raw.execute(str(ddl))
-        if self._read_version(cursor) is None:
-            info = self.info_table
-            cursor.execute(
-                self._compile(sa.insert(info).values(name=_VERSION_ROW, value=str(SCHEMA_VERSION)))
+        current = _MIGRATIONS.current
+        info = self.info_table
+        cursor.execute(self._compile(sa.insert(info).values(name=_VERSION_ROW, value=str(current))))
+        log.info("created metadata table %s (schema %d)", self.table.fullname, current)
+
+    def _migrate(self, cursor: _Cursor, found: int) -> None:
+        """Upgrade a table of schema version ``found`` to the current one."""
+        steps = _MIGRATIONS.steps(found, f"table {self.table.fullname!r}")
+        if not steps:
+            return
+        for version, step in steps:
+            step(self, cursor)
+            log.info(
+                "migrated metadata table %s from schema %d to %d",
+                self.table.fullname,
+                version,
+                version + 1,
             )
-            log.info("created metadata table %s (schema %d)", self.table.fullname, SCHEMA_VERSION)
+        info = self.info_table
+        cursor.execute(
+            self._compile(
+                sa.update(info)
+                .where(info.c.name == _VERSION_ROW)
+                .values(value=str(_MIGRATIONS.current))
+            )
+        )
 
     # ------------------------------------------------------------------ helpers
 
