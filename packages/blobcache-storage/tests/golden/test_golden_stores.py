@@ -422,3 +422,9 @@ def test_an_older_format_version_goes_through_the_migrations(
     with golden.open() as store:  # migrated once, not again
         assert next_version.calls == [1]
         assert store.count() >= len(golden.entries)
+
+
+def test_the_documented_refusal_runs(docs_page, capsys) -> None:
+    (block,) = [b for b in docs_page("metadata-backends.md").blocks() if "FormatVersionError" in b]
+    exec(compile(block, "metadata-backends.md: format versions", "exec"), {"__name__": "__main__"})
+    assert capsys.readouterr().out == "2 1\n"
