@@ -11,7 +11,7 @@ from hypothesis import settings
 
 from cacheness.storage.entry import Entry
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
-from cacheness.storage.metadata.sql import SCHEMA_VERSION, PostgresMetadataBackend
+from cacheness.storage.metadata.sql import SCHEMA_VERSIONS, PostgresMetadataBackend
 from cacheness.storage.registry import get_metadata_backend
 from cacheness.storage.testing.metadata import (
     MetadataBackendConformance,
@@ -108,7 +108,7 @@ def test_schema_table_names_indexes_and_jsonb(fresh_postgres_url):
         "ix_team_a_accessed_at",
         "ix_team_a_handler",
     } <= indexes
-    assert version == (str(SCHEMA_VERSION),)
+    assert version == (str(SCHEMA_VERSIONS["postgresql"]),) == ("2",)
     assert stored == ({"p": "x"},)
 
 

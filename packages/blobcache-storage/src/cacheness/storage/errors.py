@@ -35,6 +35,7 @@ __all__ = [
     "EntryExistsError",
     "EntryNotFoundError",
     "FilterError",
+    "FormatVersionError",
     "IntegrityError",
     "InvalidBlobNameError",
     "InvalidEntryError",
@@ -71,12 +72,43 @@ class MetadataError(StorageError):
     """A metadata backend rejected or failed an operation."""
 
 
+class FormatVersionError(MetadataError):
+    """A store records a format version newer than this release reads.
+
+    Raised when a persistent metadata backend opens a store written by a newer
+    blobcache-storage (the SQL table's ``schema_version``, the JSON file's ``version``).
+    Nothing in the store is changed: upgrade blobcache-storage to open it. It is a
+    :class:`MetadataError`, so code catching that keeps working.
+
+    Attributes:
+        found: the version recorded in the store (None when unknown).
+        supported: the newest version this release reads (None when unknown).
+
+    Example:
+        >>> error = FormatVersionError("index.json is newer", found=2, supported=1)
+        >>> (error.found, error.supported, isinstance(error, MetadataError))
+        (2, 1, True)
+    """
+
+    def __init__(
+        self, message: str = "", *, found: int | None = None, supported: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.found = found
+        self.supported = supported
+
+
 class StorageFullError(StorageError):
     """The disk (or quota) holding the index or the blobs is full; nothing was stored.
 
     Deletions still work on a full disk (the file-based indexes keep a small reserve
     beside them for that): delete entries to make room. Raised by the index it is
     also a :class:`MetadataError`.
+
+    Example:
+        >>> error = StorageFullError("the disk is full: delete entries to make room")
+        >>> isinstance(error, StorageError), isinstance(error, MetadataError)
+        (True, False)
     """
 
 

@@ -42,7 +42,6 @@ from cacheness.storage.metadata.base import PayloadInfo
 __all__ = [
     "COLUMNS",
     "METADATA_TEXT",
-    "SCHEMA_VERSION",
     "SCHEMA_VERSIONS",
     "Statement",
     "UtcMicros",
@@ -56,16 +55,14 @@ __all__ = [
     "validate_identifier",
 ]
 
-SCHEMA_VERSION: Final = 2
-"""Newest version of the table layout, recorded in the ``<table>_info`` table.
+SCHEMA_VERSIONS: Final[Mapping[str, int]] = {"sqlite": 1, "postgresql": 2}
+"""The table layout each dialect writes, recorded as ``schema_version`` in ``<table>_info``.
 
 1: the first layout. 2 (PostgreSQL only): the ``metadata_text`` column holding the exact
-JSON text of ``metadata``, kept right by a trigger against writers that predate it.
-SQLite tables stay at 1 (their ``metadata`` is the exact text already).
+JSON text of ``metadata``, kept right by a trigger against writers unaware of it; older
+tables are migrated by the step registered in ``cacheness.storage.metadata.sql``. SQLite
+tables stay at 1 (their ``metadata`` is the exact text already).
 """
-
-SCHEMA_VERSIONS: Final[Mapping[str, int]] = {"sqlite": 1, "postgresql": SCHEMA_VERSION}
-"""The table layout each dialect is at."""
 
 METADATA_TEXT: Final = "metadata_text"
 """PostgreSQL's column with the exact JSON text of ``metadata``."""

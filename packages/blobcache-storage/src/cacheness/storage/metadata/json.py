@@ -14,7 +14,11 @@ File format (version 1)::
 
     {"format": "cacheness.storage.metadata", "version": 1, "entries": [{...}, ...]}
 
-Timestamps are RFC 3339 strings in UTC, ``inline`` payloads are base64.
+Timestamps are RFC 3339 strings in UTC, ``inline`` payloads are base64. The ``version``
+is checked whenever the file is read: a newer one is refused with
+:class:`~cacheness.storage.errors.FormatVersionError`, an older one is upgraded in memory
+by the registered migrations (see :mod:`cacheness.storage.metadata._migrations`) and
+written in the current version by the next change.
 
 Example:
     >>> import tempfile, pathlib
@@ -32,9 +36,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import msgspec
 
@@ -50,6 +54,7 @@ from cacheness.storage.metadata._fs import (
     warn_network_filesystem,
 )
 from cacheness.storage.metadata._locks import FileLocks
+from cacheness.storage.metadata._migrations import FormatMigrations
 from cacheness.storage.metadata.base import Scope
 
 __all__ = ["FILE_FORMAT", "FILE_VERSION", "JsonMetadataBackend"]
@@ -63,6 +68,11 @@ FILE_VERSION: Final = 1
 """The file layout version this release reads and writes."""
 
 _ABSENT: Final = (-1, -1, -1)
+
+_Step = Callable[[dict[str, Any]], dict[str, Any]]
+_MIGRATIONS: Final[FormatMigrations[_Step]] = FormatMigrations("JSON index", FILE_VERSION)
+"""Steps that upgrade an older file's decoded document by one version (none yet: a
+layout change bumps :data:`FILE_VERSION` and registers its step here)."""
 
 
 class _File(msgspec.Struct):
@@ -104,6 +114,7 @@ class JsonMetadataBackend(DictMetadataBackend):
 
     Raises:
         ConfigError: ``path`` is a directory.
+        FormatVersionError: the file was written by a newer blobcache-storage.
         MetadataError: the file exists but is not a valid index (nothing is overwritten).
 
     Example:
@@ -180,29 +191,55 @@ class JsonMetadataBackend(DictMetadataBackend):
     def _decode(self, data: bytes) -> dict[str, Entry]:
         if not data.strip():
             return {}
+        error: Exception | None = None
         try:
             document = _decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            raise self._unreadable(data, exc) from exc
-        if document.format != FILE_FORMAT or document.version != FILE_VERSION:
-            raise self._unreadable(data, None)
-        return {entry.key: entry for entry in document.entries}
-
-    def _unreadable(self, data: bytes, exc: Exception | None) -> MetadataError:
+            error = exc
+        else:
+            if document.format == FILE_FORMAT and document.version == _MIGRATIONS.current:
+                return {entry.key: entry for entry in document.entries}
+        # Not the current layout: another version (checked first, whatever the rest
+        # looks like), or not an index at all.
         try:
             header = msgspec.json.decode(data, type=_Header)
         except (msgspec.DecodeError, msgspec.ValidationError):
             header = _Header()
-        if header.format == FILE_FORMAT and header.version > FILE_VERSION:
-            return MetadataError(
-                f"{self.path} was written by a newer blobcache-storage (file version "
-                f"{header.version}, this release reads {FILE_VERSION}); upgrade blobcache-storage"
-            )
-        detail = f" ({exc})" if exc else f" (format {header.format!r}, version {header.version})"
-        return MetadataError(
+        if header.format == FILE_FORMAT and header.version >= 1:
+            steps = _MIGRATIONS.steps(header.version, str(self.path))  # newer: refused
+            if steps:
+                return self._migrated(data, header.version, steps)
+        if error is not None:
+            detail = f" ({error})"
+        else:
+            detail = f" (format {header.format!r}, version {header.version})"
+        raise MetadataError(
             f"{self.path} is not a valid cacheness metadata file{detail}; nothing was changed. "
             "Restore it from a backup, or move it away to start an empty index"
+        ) from error
+
+    def _migrated(
+        self, data: bytes, found: int, steps: list[tuple[int, _Step]]
+    ) -> dict[str, Entry]:
+        """Upgrade a file of version ``found`` in memory (written back by the next change)."""
+        try:
+            document = msgspec.json.decode(data)
+            for version, step in steps:
+                document = step(document)
+                document["version"] = version + 1
+            upgraded = _decoder.decode(_encoder.encode(document))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
+            raise MetadataError(
+                f"{self.path} (JSON index version {found}) could not be upgraded to version "
+                f"{_MIGRATIONS.current}: {exc}; nothing was changed. Restore it from a backup"
+            ) from exc
+        log.info(
+            "read %s as JSON index version %d, upgraded in memory to %d",
+            self.path,
+            found,
+            _MIGRATIONS.current,
         )
+        return {entry.key: entry for entry in upgraded.entries}
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:  # type: ignore[override]
@@ -215,7 +252,7 @@ class JsonMetadataBackend(DictMetadataBackend):
             yield
 
     def _persist(self) -> None:
-        document = _File(FILE_FORMAT, FILE_VERSION, list(self._entries.values()))
+        document = _File(FILE_FORMAT, _MIGRATIONS.current, list(self._entries.values()))
         data = _encoder.encode(document)
         reserve = self.reserve
         if reserve.released and len(data) > self._file_size() and not reserve.ensure(len(data)):

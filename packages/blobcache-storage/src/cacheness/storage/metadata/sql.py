@@ -19,7 +19,9 @@ which errors are worth a retry).
 Every batch method runs as one transaction with set-based statements (``IN`` lists
 chunked under the bind-parameter limit), never one round trip per key; ``move`` is
 atomic. Timestamps are stored as integer microseconds since the epoch; the layout
-version is recorded in ``<table>_info`` so a later release can migrate or refuse.
+version is recorded in ``<table>_info`` and checked on open: a newer one is refused
+(:class:`~cacheness.storage.errors.FormatVersionError`), an older one is migrated by
+the steps registered in ``_MIGRATIONS`` (see :mod:`cacheness.storage.metadata._migrations`).
 
 Example:
     >>> import tempfile
@@ -82,10 +84,10 @@ from cacheness.storage.metadata._fs import (
     warn_network_filesystem,
 )
 from cacheness.storage.metadata._locks import FileLocks, poll_until
+from cacheness.storage.metadata._migrations import FormatMigrations
 from cacheness.storage.metadata._sqlcore import (
     COLUMNS,
     METADATA_TEXT,
-    SCHEMA_VERSION,
     SCHEMA_VERSIONS,
     Statement,
     UtcMicros,
@@ -111,7 +113,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TABLE",
     "MIN_SQLITE",
-    "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "PostgresMetadataBackend",
     "SqlMetadataBackend",
     "SqliteMetadataBackend",
@@ -183,6 +185,19 @@ def _backoff(attempt: int, base: float) -> float:
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_SqlStep = Callable[["SqlMetadataBackend", _Cursor], None]
+_MIGRATIONS: Final[Mapping[str, FormatMigrations[_SqlStep]]] = {
+    "sqlite": FormatMigrations("SQLite metadata table schema", SCHEMA_VERSIONS["sqlite"]),
+    "postgresql": FormatMigrations(
+        "PostgreSQL metadata table schema", SCHEMA_VERSIONS["postgresql"]
+    ),
+}
+"""Per dialect: the steps that upgrade an older table by one schema version, run in the
+write transaction that holds the DDL lock. A layout change bumps the dialect's entry of
+``SCHEMA_VERSIONS`` and registers its step here (PostgreSQL 1 -> 2:
+:func:`_postgresql_exact_metadata_text`)."""
 
 
 class SqlMetadataBackend(MetadataBackend):
@@ -310,8 +325,12 @@ class SqlMetadataBackend(MetadataBackend):
 
     @property
     def schema_version(self) -> int:
-        """The table layout this backend writes (see :data:`SCHEMA_VERSION`)."""
-        return SCHEMA_VERSIONS[self.dialect_name]
+        """The table layout this backend writes (``SCHEMA_VERSIONS[dialect_name]``)."""
+        return self._migrations.current
+
+    @property
+    def _migrations(self) -> FormatMigrations[_SqlStep]:
+        return _MIGRATIONS[self.dialect_name]
 
     def _ensure_schema(self) -> None:
         version = self._run(self._read_version, write=False)
@@ -319,59 +338,70 @@ class SqlMetadataBackend(MetadataBackend):
             self._run(self._create_schema, write=True)
 
     def _read_version(self, cursor: _Cursor) -> int | None:
+        """The recorded schema version (None: no table yet); refuses a newer one."""
         if not self._info_exists(cursor):
             return None
         info = self.info_table
         row = cursor.first(
             self._compile(sa.select(info.c.value).where(info.c.name == _VERSION_ROW))
         )
-        version = None if row is None else int(row[0])
-        if version is not None and version > self.schema_version:
+        if row is None:
+            return None
+        where = f"table {self.table.fullname!r}"
+        try:
+            version = int(row[0])
+        except ValueError:
             raise MetadataError(
-                f"table {self.table.fullname!r} was created by a newer blobcache-storage "
-                f"(schema version {version}, this release knows {self.schema_version}); "
-                "upgrade blobcache-storage, or use another table name"
-            )
+                f"{where} records schema version {row[0]!r}, which is not a number: the "
+                f"{info.name} table was edited or damaged; restore it from a backup"
+            ) from None
+        self._migrations.check(version, where, hint=", or use another table name")
         return version
 
-    def _migrate(self, cursor: _Cursor, version: int) -> None:
-        """Bring a table at layout ``version`` up to :attr:`schema_version` (lock held)."""
-
     def _create_schema(self, cursor: _Cursor) -> None:
+        """Create the tables, or migrate older ones (under the DDL lock, one transaction)."""
         self._lock_ddl(cursor)
+        version = self._read_version(cursor)  # again: another process may have done it
+        if version is not None:
+            self._migrate(cursor, version)
+            return
         for table in (self.table, self.info_table):
             create = CreateTable(table, if_not_exists=True).compile(dialect=self._dialect)
             cursor.raw.execute(str(create))
             for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
                 ddl = CreateIndex(index, if_not_exists=True).compile(dialect=self._dialect)
                 cursor.raw.execute(str(ddl))
-        version = self._read_version(cursor)
+        self._complete_schema(cursor)
+        current = self.schema_version
         info = self.info_table
-        if version is None:
-            self._migrate(cursor, 0)
-            cursor.execute(
-                self._compile(
-                    sa.insert(info).values(name=_VERSION_ROW, value=str(self.schema_version))
-                )
-            )
-            log.info(
-                "created metadata table %s (schema %d)", self.table.fullname, self.schema_version
-            )
-        elif version < self.schema_version:
-            self._migrate(cursor, version)
-            cursor.execute(
-                self._compile(
-                    sa.update(info)
-                    .where(info.c.name == _VERSION_ROW)
-                    .values(value=str(self.schema_version))
-                )
-            )
+        cursor.execute(self._compile(sa.insert(info).values(name=_VERSION_ROW, value=str(current))))
+        log.info("created metadata table %s (schema %d)", self.table.fullname, current)
+
+    def _complete_schema(self, cursor: _Cursor) -> None:
+        """Create what the current layout has beyond tables and indexes (triggers)."""
+
+    def _migrate(self, cursor: _Cursor, found: int) -> None:
+        """Upgrade a table of schema version ``found`` to the current one."""
+        migrations = self._migrations
+        steps = migrations.steps(found, f"table {self.table.fullname!r}")
+        if not steps:
+            return
+        for version, step in steps:
+            step(self, cursor)
             log.info(
                 "migrated metadata table %s from schema %d to %d",
                 self.table.fullname,
                 version,
-                self.schema_version,
+                version + 1,
             )
+        info = self.info_table
+        cursor.execute(
+            self._compile(
+                sa.update(info)
+                .where(info.c.name == _VERSION_ROW)
+                .values(value=str(migrations.current))
+            )
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -686,7 +716,7 @@ class _IndexFullError(StorageFullError, MetadataError):
 
 
 def _sqlite_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF == sqlite3.SQLITE_FULL
     return "database or disk is full" in str(exc).lower()
@@ -1204,22 +1234,23 @@ postgresql:// URL, got 'sqlite:///x.db'...
             values[METADATA_TEXT] = text
         return values
 
-    def _migrate(self, cursor: _Cursor, version: int) -> None:
-        """Add ``metadata_text`` (layout 2) and the trigger that keeps it honest.
+    def _complete_schema(self, cursor: _Cursor) -> None:
+        self._guard_metadata_text(cursor)
 
-        A process still running an older release writes ``metadata`` without
-        ``metadata_text``; the trigger then clears the stale text, so reads fall back to
-        the ``jsonb`` instead of returning what the row held before.
+    def _guard_metadata_text(self, cursor: _Cursor) -> None:
+        """Install the trigger that clears ``metadata_text`` when a write leaves it stale.
+
+        A writer unaware of the column (a process that opened the table before it was
+        migrated, or SQL run by hand) changes ``metadata`` without ``metadata_text``; the
+        trigger then clears the stale text, so reads fall back to the ``jsonb`` instead
+        of returning what the row held before.
         """
-        if version >= 2:
-            return
         preparer = self._dialect.identifier_preparer
         table = preparer.format_table(self.table)
         column = preparer.quote(METADATA_TEXT)
         schema = f"{preparer.quote_schema(self.table.schema)}." if self.table.schema else ""
         function = f"{schema}{preparer.quote(self.table.name + '_metadata_text')}"
         trigger = preparer.quote(f"{self.table.name}_metadata_text")
-        cursor.raw.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} text")
         cursor.raw.execute(
             f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
             f"BEGIN IF NEW.metadata IS DISTINCT FROM OLD.metadata AND NEW.{column} IS NOT "
@@ -1399,3 +1430,20 @@ postgresql:// URL, got 'sqlite:///x.db'...
         self._closed = True
         if self._owns_engine:
             self.engine.dispose()
+
+
+@_MIGRATIONS["postgresql"].register(from_version=1)
+def _postgresql_exact_metadata_text(backend: SqlMetadataBackend, cursor: _Cursor) -> None:
+    """PostgreSQL schema 1 -> 2: add ``metadata_text``, the exact JSON text of ``metadata``.
+
+    ``jsonb`` normalises numbers (``1e20`` reads back as an int, ``-0.0`` as ``0``); from
+    layout 2 on, writes store the text as well and reads return it. Rows written before
+    keep a NULL text and read from the ``jsonb`` as they always did. Also installs the
+    trigger that keeps the text from going stale under writers unaware of it.
+    """
+    assert isinstance(backend, PostgresMetadataBackend)
+    preparer = backend._dialect.identifier_preparer
+    table = preparer.format_table(backend.table)
+    column = preparer.quote(METADATA_TEXT)
+    cursor.raw.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} text")
+    backend._guard_metadata_text(cursor)
