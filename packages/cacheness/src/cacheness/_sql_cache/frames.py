@@ -1,0 +1,310 @@
+"""DataFrames in and out: rows read from the table, and the fetcher's answers checked.
+
+Reading: each column gets the pandas dtype its SQL type calls for, whatever the
+database driver returns (date objects, ISO strings, naive or aware datetimes):
+
+======================  ==========================================================
+SQL type                pandas dtype
+======================  ==========================================================
+Integer (NOT NULL)      ``int64`` (nullable columns: ``Int64``)
+Float, Numeric(asdecimal=False)  ``float64``
+Numeric                 ``object`` (``decimal.Decimal``)
+Boolean (NOT NULL)      ``bool`` (nullable columns: ``boolean``)
+String, Text            pandas' default string dtype
+Date                    ``datetime64[ns]``
+DateTime                ``datetime64[ns]``; timezone-aware: ``datetime64[ns, UTC]``
+``cached_at``, ``expires_at``   ``datetime64[ns, UTC]``
+anything else           ``object``
+======================  ==========================================================
+
+Writing: :func:`prepare_rows` checks a fetched frame column by column against the table
+(names, dtypes, keys, NOT NULL) and turns it into the rows to bind, or raises
+:class:`InvalidFetchedDataError` naming the column and what is wrong. Nothing is written
+before the whole frame has passed.
+
+Example:
+    >>> import sqlalchemy as sa, pandas as pd
+    >>> from cacheness._sql_cache.schema import build_table, prepare_tables
+    >>> tables = prepare_tables(build_table("t", ["id"], {"id": sa.Integer, "x": sa.Float}),
+    ...                         schema=None, range_column=None, ordered=False)
+    >>> prepare_rows(tables, pd.DataFrame({"id": [1], "y": [2.0]}), {}).keys
+    Traceback (most recent call last):
+    ...
+    cacheness._sql_cache.errors.InvalidFetchedDataError: the fetcher returned column 'y' ...
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from cacheness._sql_cache.errors import InvalidFetchedDataError
+from cacheness._sql_cache.result import DataFrame
+from cacheness._sql_cache.schema import CACHED_AT, EXPIRES_AT, CacheTables, ColumnKind
+
+__all__ = ["FrameReader", "PreparedRows", "prepare_rows"]
+
+
+def _pandas() -> Any:
+    from cacheness.storage.optional import import_optional
+
+    return import_optional("pandas", extra="sql", distribution="cacheness", purpose="SqlCache")
+
+
+def _object_array(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+class FrameReader:
+    """Selects a table's columns and builds DataFrames with the table's dtypes."""
+
+    def __init__(self, tables: CacheTables, dialect: str) -> None:
+        self.tables = tables
+        self._aware = dialect == "postgresql"
+        self.columns: list[tuple[str, ColumnKind, bool]] = [
+            (column.name, tables.kinds[column.name], bool(column.nullable))
+            for column in tables.data.columns
+        ]
+        # UtcDateTime converts value by value in Python; read its stored form instead
+        # (naive UTC, or aware on PostgreSQL) and convert whole columns at once.
+        self.select_columns = [
+            sa.type_coerce(column, sa.DateTime(timezone=self._aware)).label(column.name)
+            if tables.kinds[column.name] == "utc"
+            else column
+            for column in tables.data.columns
+        ]
+
+    def _convert(self, kind: ColumnKind, nullable: bool, values: Sequence[Any]) -> Any:
+        pd = _pandas()
+        if kind == "int":
+            if nullable:
+                return pd.array(values, dtype="Int64")
+            return np.array(values, dtype=np.int64)
+        if kind == "float":
+            return np.array(values, dtype=np.float64)
+        if kind == "bool":
+            if nullable:
+                return pd.array(values, dtype="boolean")
+            return np.array(values, dtype=bool)
+        if kind == "date":
+            return np.array(values, dtype="datetime64[D]").astype("datetime64[ns]")
+        if kind == "naive":
+            return np.array(values, dtype="datetime64[us]").astype("datetime64[ns]")
+        if kind == "utc":
+            if self._aware:
+                return pd.to_datetime(_object_array(values), utc=True).as_unit("ns")
+            naive = np.array(values, dtype="datetime64[us]").astype("datetime64[ns]")
+            return pd.DatetimeIndex(naive).tz_localize("UTC")
+        return _object_array(values)
+
+    def frame(self, rows: Sequence[Sequence[Any]]) -> DataFrame:
+        """A DataFrame of ``rows`` (tuples in table column order) with the table's dtypes."""
+        pd = _pandas()
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.columns]
+        data = {
+            name: self._convert(kind, nullable, values)
+            for (name, kind, nullable), values in zip(self.columns, columns, strict=True)
+        }
+        return pd.DataFrame(data, copy=False)
+
+    def read(self, connection: sa.Connection, statement: sa.Select[Any]) -> DataFrame:
+        """Run ``statement`` (a select of :attr:`select_columns`) and build its frame."""
+        return self.frame(connection.execute(statement).fetchall())
+
+
+@dataclass(frozen=True)
+class PreparedRows:
+    """A fetched frame checked and converted: rows to bind and their keys."""
+
+    records: list[dict[str, Any]]
+    keys: list[tuple[Any, ...]]
+
+
+def _fail(column: str, message: str) -> InvalidFetchedDataError:
+    return InvalidFetchedDataError(f"the fetcher's column {column!r} {message}")
+
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA (containers such as lists are values, never missing)."""
+    if value is None:
+        return True
+    pd = _pandas()
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
+def _values(series: Any, column: str, kind: ColumnKind) -> list[Any]:
+    """The column's values as Python objects of its kind, None for missing ones."""
+    pd = _pandas()
+    dtype = series.dtype
+    types = pd.api.types
+    if kind in ("int", "float", "decimal"):
+        if types.is_bool_dtype(dtype):
+            raise _fail(column, f"holds booleans ({dtype}) but the table stores numbers")
+        if types.is_numeric_dtype(dtype):
+            floats = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            if kind == "int":
+                finite = floats[~np.isnan(floats)]
+                if types.is_float_dtype(dtype) and np.any(finite != np.round(finite)):
+                    raise _fail(column, "holds fractions but the table stores integers")
+                if types.is_integer_dtype(dtype) and not series.hasnans:
+                    return series.to_numpy(dtype=np.int64).tolist()  # type: ignore[no-any-return]
+                return [None if math.isnan(v) else int(v) for v in floats.tolist()]
+            return [None if math.isnan(v) else v for v in floats.tolist()]
+        out: list[Any] = []
+        for value in series.tolist():
+            if _is_missing(value):
+                out.append(None)
+            elif isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+                raise _fail(
+                    column,
+                    f"holds {value!r} ({type(value).__name__}) but the table stores numbers",
+                )
+            elif kind == "int" and value != int(value):
+                raise _fail(column, f"holds {value!r} but the table stores integers")
+            else:
+                out.append(int(value) if kind == "int" else value)
+        return out
+    if kind == "bool":
+        if types.is_bool_dtype(dtype):
+            return [None if _is_missing(v) else bool(v) for v in series.tolist()]
+        values = series.tolist()
+        bad = next((v for v in values if not _is_missing(v) and not isinstance(v, bool)), None)
+        if bad is not None:
+            raise _fail(column, f"holds {bad!r} but the table stores booleans")
+        return [None if _is_missing(v) else v for v in values]
+    if kind == "str":
+        values = series.tolist()
+        for value in values:
+            if not _is_missing(value) and not isinstance(value, str):
+                raise _fail(
+                    column, f"holds {value!r} ({type(value).__name__}) but the table stores text"
+                )
+        return [None if _is_missing(v) else v for v in values]
+    if kind in ("date", "utc", "naive"):
+        return _temporal(series, column, kind)
+    return [None if _is_missing(v) else v for v in series.tolist()]
+
+
+def _temporal(series: Any, column: str, kind: ColumnKind) -> list[Any]:
+    pd = _pandas()
+    if not pd.api.types.is_datetime64_any_dtype(series.dtype):
+        if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
+            raise _fail(column, f"has dtype {series.dtype} but the table stores {kind} values")
+        values = [v for v in series.tolist() if not _is_missing(v)]
+        if kind == "date" and all(
+            isinstance(v, date) and not isinstance(v, datetime) for v in values
+        ):
+            return [None if _is_missing(v) else v for v in series.tolist()]
+        try:
+            series = pd.to_datetime(series)
+        except (ValueError, TypeError) as exc:
+            raise _fail(column, f"holds values that are not dates or times ({exc})") from None
+    aware = getattr(series.dtype, "tz", None) is not None
+    if kind == "utc":
+        if not aware:
+            raise _fail(
+                column,
+                "holds naive timestamps but the table stores timezone-aware ones: localize "
+                "them first, e.g. frame[col].dt.tz_localize('UTC')",
+            )
+        stamps = series.dt.tz_convert("UTC")
+        return [None if _is_missing(v) else v.to_pydatetime() for v in stamps.tolist()]
+    if aware:
+        raise _fail(
+            column,
+            "holds timezone-aware timestamps but the table stores "
+            + ("dates" if kind == "date" else "naive datetimes")
+            + ": convert them first (e.g. .dt.tz_localize(None))",
+        )
+    if kind == "date":
+        normalized = series.dt.normalize()
+        if not (normalized.isna() | (normalized == series)).all():
+            raise _fail(column, "holds times of day but the table stores dates: use .dt.date")
+        return [None if _is_missing(v) else v.date() for v in series.tolist()]
+    return [None if _is_missing(v) else v.to_pydatetime() for v in series.tolist()]
+
+
+def prepare_rows(
+    tables: CacheTables,
+    frame: Any,
+    fixed: Mapping[str, Any],
+    *,
+    what: str = "the fetcher",
+) -> PreparedRows:
+    """Check a fetched frame against the table; return the rows to bind (no bookkeeping).
+
+    Args:
+        tables: the cache's tables.
+        frame: what the fetcher returned.
+        fixed: key values the call asked for one at a time (``symbol="AAPL"``): a frame
+            without that column gets it filled in.
+        what: who returned the frame, for messages.
+
+    Raises:
+        InvalidFetchedDataError: not a DataFrame; a column the table lacks; a key column
+            missing; a value of the wrong type; a missing key or NOT NULL value; two rows
+            with the same key.
+    """
+    pd = _pandas()
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidFetchedDataError(
+            f"{what} must return a pandas DataFrame (an empty one for no rows), got "
+            f"{type(frame).__name__}"
+        )
+    table = tables.data
+    names = [name for name in frame.index.names if name is not None]
+    if names and all(name in table.c and name not in frame.columns for name in names):
+        frame = frame.reset_index()
+    allowed = tables.data_columns
+    for name in frame.columns:
+        if name in (CACHED_AT, EXPIRES_AT):
+            raise InvalidFetchedDataError(
+                f"{what} returned column {name!r}: SqlCache sets it itself; drop it"
+            )
+        if name not in allowed:
+            raise InvalidFetchedDataError(
+                f"{what} returned column {name!r} that table {table.name!r} does not have "
+                f"(its columns: {', '.join(allowed)})"
+            )
+    if frame.columns.has_duplicates:
+        duplicated = frame.columns[frame.columns.duplicated()][0]
+        raise InvalidFetchedDataError(f"{what} returned column {duplicated!r} twice")
+    length = len(frame)
+    columns: dict[str, list[Any]] = {}
+    for name in allowed:
+        kind = tables.kinds[name]
+        if name in frame.columns:
+            columns[name] = _values(frame[name], name, kind) if length else []
+        elif name in tables.primary_keys:
+            if name not in fixed:
+                raise InvalidFetchedDataError(
+                    f"{what} returned no {name!r} column: it is part of the primary key "
+                    f"({', '.join(tables.primary_keys)}) and the call asked for several values"
+                )
+            columns[name] = [fixed[name]] * length
+        else:
+            columns[name] = [None] * length
+    for name in allowed:
+        column = table.c[name]
+        if not column.nullable and any(v is None for v in columns[name]):
+            where = "key column" if column.primary_key else "NOT NULL column"
+            raise _fail(name, f"has missing values but it is a {where}")
+    keys = list(zip(*(columns[key] for key in tables.primary_keys), strict=True))
+    if len(set(keys)) != len(keys):
+        seen: set[tuple[Any, ...]] = set()
+        duplicate = next(key for key in keys if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise InvalidFetchedDataError(
+            f"{what} returned two rows with the key "
+            f"{dict(zip(tables.primary_keys, duplicate, strict=True))}: keys are unique"
+        )
+    records = [dict(zip(allowed, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    return PreparedRows(records, keys)
