@@ -284,7 +284,7 @@ def prepare_rows(
         kind = tables.kinds[name]
         if name in frame.columns:
             columns[name] = _values(frame[name], name, kind) if length else []
-        elif name in tables.primary_keys:
+        elif name in tables.primary_keys and length:
             if name not in fixed:
                 raise InvalidFetchedDataError(
                     f"{what} returned no {name!r} column: it is part of the primary key "
