@@ -357,7 +357,7 @@ class SqlCache:
         probe = sa.select(*columns).limit(0)
         empty_probe = sa.select(*self.tables.empty.columns).limit(0)
         try:
-            with self._db.connect() as connection:
+            with self._db.connect(outage_errors=False) as connection:
                 connection.execute(probe).fetchall()
                 connection.execute(empty_probe).fetchall()
         except sa.exc.DBAPIError as exc:

@@ -112,9 +112,14 @@ class Database:
         return self._access_factory() if self._access_factory else contextlib.nullcontext()
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[sa.Connection]:
-        """A connection for reads (its implicit transaction is rolled back at the end)."""
-        with self._access(), self._unavailable(), self.engine.connect() as connection:
+    def connect(self, *, outage_errors: bool = True) -> Iterator[sa.Connection]:
+        """A connection for reads (its implicit transaction is rolled back at the end).
+
+        Database errors become :class:`BackendUnavailableError` unless ``outage_errors``
+        is False (a probe that wants the database's own answer).
+        """
+        errors = self._unavailable() if outage_errors else contextlib.nullcontext()
+        with self._access(), errors, self.engine.connect() as connection:
             yield connection
 
     @contextlib.contextmanager

@@ -114,7 +114,7 @@ def parse_kwargs(columns: Container[str], kwargs: Mapping[str, Any]) -> dict[str
     for name, value in kwargs.items():
         for prefix in ("start_", "end_"):
             column = name.removeprefix(prefix)
-            if name.startswith(prefix) and column in columns and column not in kwargs:
+            if name.startswith(prefix) and column in columns:
                 bounds.setdefault(column, {})[prefix[:-1]] = value
                 break
         else:
