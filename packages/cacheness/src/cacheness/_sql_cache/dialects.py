@@ -38,6 +38,8 @@ from cacheness._sql_cache.locks import (
     FillLocks,
     ProcessExclusive,
     ThreadFillLocks,
+    advisory_id,
+    lock_key,
 )
 from cacheness.storage.errors import BackendUnavailableError, ConfigError
 
@@ -157,8 +159,16 @@ class Database:
         return statement.on_conflict_do_update(index_elements=keys, set_=updates)
 
     def create(self, metadata: sa.MetaData, schema: str | None) -> None:
-        """Create the schema (when missing) and the tables that do not exist yet."""
+        """Create the schema (when missing) and the tables that do not exist yet.
+
+        Processes creating the same tables at once take turns (SQLite: the write lock
+        of ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock for the transaction).
+        """
         with self.begin() as connection:
+            if self.dialect == "postgresql":
+                names = ",".join(sorted(table.fullname for table in metadata.sorted_tables))
+                key = advisory_id(lock_key(names, "create"))
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             if schema is not None and not sa.inspect(connection).has_schema(schema):
                 connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
             metadata.create_all(connection, checkfirst=True)
