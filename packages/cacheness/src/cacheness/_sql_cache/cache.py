@@ -31,6 +31,7 @@ from cacheness._sql_cache.errors import (
 from cacheness._sql_cache.frames import FrameReader, PreparedRows, prepare_rows
 from cacheness._sql_cache.gaps import FetchRequest, GapFinder, missing_runs
 from cacheness._sql_cache.increments import (
+    EPOCH_UTC,
     Axis,
     BusinessDays,
     parse_ordered_increment,
@@ -247,9 +248,11 @@ class SqlCache:
         if schema is not None and self._db.dialect == "sqlite":
             self._db.dispose()
             raise ConfigError("schema= is for PostgreSQL and DuckDB; SQLite has none")
-        self._reader = FrameReader(self.tables, self._db.dialect)
+        self._reader = FrameReader(self.tables, self._db.engine.dialect)
+        self._selects: dict[tuple[tuple[str, type], ...], sa.Select[Any]] = {}
         self._upsert_rows = self._db.upsert(self.tables.data)
         self._upsert_empty = self._db.upsert(self.tables.empty)
+        self._columnar = "object" not in self.tables.kinds.values()
         self._stats_lock = threading.Lock()
         self._counters = dict.fromkeys(
             ("hits", "misses", "fetch_calls", "rows_fetched", "fetch_errors", "stale_served"), 0
@@ -662,17 +665,43 @@ class SqlCache:
                 ]
         return parts
 
-    def _read(self, connection: sa.Connection, specs: Mapping[str, Spec]) -> DataFrame:
+    def _select(self, specs: Mapping[str, Spec]) -> tuple[sa.Select[Any], dict[str, Any]]:
+        """The read statement of ``specs``' shape (built once per shape) and its values."""
+        shape = tuple((column, type(spec)) for column, spec in specs.items())
+        statement = self._selects.get(shape)
         table = self.tables.data
-        order = [table.c[key] for key in self.tables.primary_keys]
-        frames = [
-            self._reader.read(
-                connection,
+        if statement is None:
+            conditions = []
+            for position, (column, kind) in enumerate(shape):
+                name = f"p{position}"
+                if kind is Equals:
+                    conditions.append(table.c[column] == sa.bindparam(name))
+                elif kind is OneOf:
+                    conditions.append(table.c[column].in_(sa.bindparam(name, expanding=True)))
+                else:
+                    conditions.append(
+                        table.c[column].between(sa.bindparam(name), sa.bindparam(f"{name}_end"))
+                    )
+            statement = (
                 sa.select(*self._reader.select_columns)
-                .where(*self._conditions(table, part))
-                .order_by(*order),
+                .where(*conditions)
+                .order_by(*(table.c[key] for key in self.tables.primary_keys))
             )
-            for part in self._split_specs(specs)
+            self._selects[shape] = statement
+        values: dict[str, Any] = {}
+        for position, spec in enumerate(specs.values()):
+            name = f"p{position}"
+            if isinstance(spec, Equals):
+                values[name] = spec.value
+            elif isinstance(spec, OneOf):
+                values[name] = list(spec.values)
+            else:
+                values[name], values[f"{name}_end"] = spec.start, spec.end
+        return statement, values
+
+    def _read(self, connection: sa.Connection, specs: Mapping[str, Spec]) -> DataFrame:
+        frames = [
+            self._reader.read(connection, *self._select(part)) for part in self._split_specs(specs)
         ]
         if len(frames) == 1:
             return frames[0]
@@ -682,9 +711,11 @@ class SqlCache:
 
     @staticmethod
     def _live(frame: DataFrame, now: datetime) -> DataFrame:
-        expires = frame[EXPIRES_AT]
-        fresh = expires.isna() | (expires > now)
-        return frame if bool(fresh.all()) else frame[fresh.to_numpy()].reset_index(drop=True)
+        """The fresh rows of ``frame`` (the frame itself when all are)."""
+        expires = frame[EXPIRES_AT].array.asi8  # int64 nanoseconds, NaT (never) the lowest
+        limit = (now - EPOCH_UTC) // timedelta(microseconds=1) * 1000
+        fresh = (expires == np.iinfo(np.int64).min) | (expires > limit)
+        return frame if bool(fresh.all()) else frame[fresh].reset_index(drop=True)
 
     def _empty_live(self, now: datetime) -> Any:
         column = self.tables.empty.c[EXPIRES_AT]
@@ -980,10 +1011,12 @@ class SqlCache:
                     connection.execute(sa.delete(data).where(condition))
                 for condition in empty_deletes:
                     connection.execute(sa.delete(empty).where(condition))
-                if records:
-                    connection.execute(self._upsert_rows, records)
-                if empties:
-                    connection.execute(self._upsert_empty, empties)
+                self._db.write_rows(
+                    connection, data, self._upsert_rows, records, columnar=self._columnar
+                )
+                self._db.write_rows(
+                    connection, empty, self._upsert_empty, empties, columnar=self._columnar
+                )
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError) as exc:
             raise InvalidFetchedDataError(
                 f"the database refused the fetched rows of {self.tables.name!r}: {exc.orig}; "

@@ -22,13 +22,16 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import xxhash
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -42,6 +45,8 @@ from cacheness._sql_cache.locks import (
     lock_key,
 )
 from cacheness.storage.errors import BackendUnavailableError, ConfigError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Database", "duckdb_url", "normalize_url", "open_database", "sqlite_url"]
 
@@ -157,6 +162,70 @@ class Database:
             if column.name not in keys
         }
         return statement.on_conflict_do_update(index_elements=keys, set_=updates)
+
+    def write_rows(
+        self,
+        connection: sa.Connection,
+        table: sa.Table,
+        statement: Any,
+        records: list[dict[str, Any]],
+        *,
+        columnar: bool,
+    ) -> None:
+        """Upsert ``records`` with ``statement`` (from :meth:`upsert`) in ``connection``.
+
+        DuckDB runs an ``executemany`` row by row, slowly; there, when every column holds
+        plain values (``columnar``), the rows go in as one Arrow table registered on the
+        connection for the statement: ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``.
+        """
+        if not records:
+            return
+        if self.dialect == "duckdb" and columnar and len(records) > 1:
+            self._duckdb_bulk(connection, table, records)
+        else:
+            connection.execute(statement, records)
+
+    def _duckdb_bulk(
+        self, connection: sa.Connection, table: sa.Table, records: list[dict[str, Any]]
+    ) -> None:
+        from sqlalchemy.dialects import postgresql
+
+        from cacheness._sql_cache.schema import UtcDateTime
+        from cacheness.storage.optional import import_optional
+
+        pa = import_optional("pyarrow", extra="sql", distribution="cacheness")
+        names = [column.name for column in table.columns]
+        arrays: dict[str, list[Any]] = {}
+        for column in table.columns:
+            values = [record.get(column.name) for record in records]
+            if isinstance(column.type, UtcDateTime):  # stored as naive UTC
+                values = [
+                    None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+                    for value in values
+                ]
+            arrays[column.name] = values
+        # One name per table: a registration a failed write could not remove is replaced
+        # by the next write's.
+        relation = f"sqlcache_rows_{xxhash.xxh3_64_hexdigest(table.fullname.encode())}"
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        raw.register(relation, pa.table(arrays))
+        failed = True
+        try:
+            source = sa.select(*(sa.column(name) for name in names)).select_from(sa.table(relation))
+            insert = postgresql.insert(table).from_select(names, source)
+            keys = [column.name for column in table.primary_key.columns]
+            updates = {name: insert.excluded[name] for name in names if name not in keys}
+            connection.execute(insert.on_conflict_do_update(index_elements=keys, set_=updates))
+            failed = False
+        finally:
+            try:
+                raw.unregister(relation)
+            except Exception:
+                if not failed:
+                    raise
+                # The transaction is aborted: DuckDB refuses everything until the rollback.
+                log.debug("the rows of %s stay registered until the next write", table)
 
     def create(self, metadata: sa.MetaData, schema: str | None) -> None:
         """Create the schema (when missing) and the tables that do not exist yet.

@@ -64,26 +64,71 @@ def _object_array(values: Sequence[Any]) -> np.ndarray[Any, Any]:
     return array
 
 
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+
+
+def _first(values: Sequence[Any]) -> Any:
+    return next((value for value in values if value is not None), None)
+
+
+def _days(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """``datetime64[ns]`` dates from ISO strings (SQLite) or ``date`` objects."""
+    sample = _first(values)
+    if sample is None:
+        return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if isinstance(sample, str):
+        return np.array(values, dtype="datetime64[D]").astype("datetime64[ns]")
+    missing = [i for i, value in enumerate(values) if value is None]
+    ordinals = np.fromiter(
+        (_EPOCH_ORDINAL if value is None else value.toordinal() for value in values),
+        dtype=np.int64,
+        count=len(values),
+    )
+    days = (ordinals - _EPOCH_ORDINAL).astype("datetime64[D]").astype("datetime64[ns]")
+    if missing:
+        days[missing] = np.datetime64("NaT")
+    return days
+
+
+def _stamps(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """Naive ``datetime64[ns]`` from ISO strings (SQLite) or naive ``datetime`` objects."""
+    sample = _first(values)
+    if sample is None:
+        return np.full(len(values), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if isinstance(sample, str):
+        return np.array(values, dtype="datetime64[us]").astype("datetime64[ns]")
+    pd = _pandas()
+    return pd.DatetimeIndex(_object_array(values)).as_unit("ns").to_numpy()  # type: ignore[no-any-return]
+
+
 class FrameReader:
-    """Selects a table's columns and builds DataFrames with the table's dtypes."""
+    """Selects a table's columns and builds DataFrames with the table's dtypes.
 
-    def __init__(self, tables: CacheTables, dialect: str) -> None:
+    Columns are read as the driver returns them (no per-value conversion by SQLAlchemy)
+    and converted a whole column at a time; timezone-aware timestamps are read as naive
+    UTC (PostgreSQL converts them in the query).
+    """
+
+    def __init__(self, tables: CacheTables, dialect: sa.Dialect) -> None:
         self.tables = tables
-        self._aware = dialect == "postgresql"
-        self.columns: list[tuple[str, ColumnKind, bool]] = [
-            (column.name, tables.kinds[column.name], bool(column.nullable))
-            for column in tables.data.columns
-        ]
-        # UtcDateTime converts value by value in Python; read its stored form instead
-        # (naive UTC, or aware on PostgreSQL) and convert whole columns at once.
-        self.select_columns = [
-            sa.type_coerce(column, sa.DateTime(timezone=self._aware)).label(column.name)
-            if tables.kinds[column.name] == "utc"
-            else column
-            for column in tables.data.columns
-        ]
+        self.dialect = dialect
+        self.columns: list[tuple[str, ColumnKind, bool, Any]] = []
+        self.select_columns: list[Any] = []
+        for column in tables.data.columns:
+            kind = tables.kinds[column.name]
+            processor = None
+            if kind in ("decimal", "object"):
+                impl = column.type.dialect_impl(dialect)
+                processor = impl.result_processor(dialect, None)
+            self.columns.append((column.name, kind, bool(column.nullable), processor))
+            expression: Any = column
+            if kind == "utc" and dialect.name == "postgresql":
+                expression = sa.func.timezone("UTC", column)
+            self.select_columns.append(
+                sa.type_coerce(expression, sa.types.NullType()).label(column.name)
+            )
 
-    def _convert(self, kind: ColumnKind, nullable: bool, values: Sequence[Any]) -> Any:
+    def _convert(self, kind: ColumnKind, nullable: bool, processor: Any, values: Any) -> Any:
         pd = _pandas()
         if kind == "int":
             if nullable:
@@ -93,17 +138,16 @@ class FrameReader:
             return np.array(values, dtype=np.float64)
         if kind == "bool":
             if nullable:
-                return pd.array(values, dtype="boolean")
+                return pd.array([None if v is None else bool(v) for v in values], dtype="boolean")
             return np.array(values, dtype=bool)
         if kind == "date":
-            return np.array(values, dtype="datetime64[D]").astype("datetime64[ns]")
+            return _days(values)
         if kind == "naive":
-            return np.array(values, dtype="datetime64[us]").astype("datetime64[ns]")
+            return _stamps(values)
         if kind == "utc":
-            if self._aware:
-                return pd.to_datetime(_object_array(values), utc=True).as_unit("ns")
-            naive = np.array(values, dtype="datetime64[us]").astype("datetime64[ns]")
-            return pd.DatetimeIndex(naive).tz_localize("UTC")
+            return pd.DatetimeIndex(_stamps(values), tz="UTC")
+        if processor is not None:
+            values = [None if value is None else processor(value) for value in values]
         return _object_array(values)
 
     def frame(self, rows: Sequence[Sequence[Any]]) -> DataFrame:
@@ -111,14 +155,19 @@ class FrameReader:
         pd = _pandas()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in self.columns]
         data = {
-            name: self._convert(kind, nullable, values)
-            for (name, kind, nullable), values in zip(self.columns, columns, strict=True)
+            name: self._convert(kind, nullable, processor, values)
+            for (name, kind, nullable, processor), values in zip(self.columns, columns, strict=True)
         }
         return pd.DataFrame(data, copy=False)
 
-    def read(self, connection: sa.Connection, statement: sa.Select[Any]) -> DataFrame:
+    def read(
+        self,
+        connection: sa.Connection,
+        statement: sa.Select[Any],
+        values: Mapping[str, Any] | None = None,
+    ) -> DataFrame:
         """Run ``statement`` (a select of :attr:`select_columns`) and build its frame."""
-        return self.frame(connection.execute(statement).fetchall())
+        return self.frame(connection.execute(statement, values or {}).fetchall())
 
 
 @dataclass(frozen=True)

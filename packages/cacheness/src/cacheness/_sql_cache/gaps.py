@@ -168,6 +168,22 @@ class GapFinder:
             points[scope] = empty if rows is None else index[rows][on_grid[rows]]
         return points
 
+    def _all_complete(self, live: DataFrame, scopes: Sequence[Scope], expected: int) -> bool:
+        """True when every series has all ``expected`` grid points (one count, no grouping).
+
+        The frame holds only rows of the requested series, inside the requested range,
+        one per key: no series has more than ``expected`` on-grid rows, so the total is
+        ``expected`` times the series exactly when each of them is complete.
+        """
+        need = expected * len(scopes)
+        return len(live) >= need and self._on_grid(live) == need
+
+    def _on_grid(self, live: DataFrame) -> int:
+        assert self.axis is not None
+        assert self.tables.range_column is not None
+        units = self.axis.series_units(live[self.tables.range_column])
+        return int(np.count_nonzero(self.axis.grid(units)[1]))
+
     def _range_gaps(
         self, query: Query, live: DataFrame, known_empty: KnownEmpty
     ) -> list[FetchRequest]:
@@ -181,8 +197,14 @@ class GapFinder:
             return []  # no grid point in the range (a weekend on a business-day grid)
         scope_columns = self.tables.scope_columns
         scopes = _scope_values(specs, scope_columns)
+        expected = hi - lo + 1
+        if self._all_complete(live, scopes, expected):
+            return []  # the cached path: every series has every point
         points = self._series_points(live, scopes)
-        runs = {scope: missing_runs(lo, hi, points[scope]) for scope in scopes}
+        runs = {
+            scope: [] if len(points[scope]) == expected else missing_runs(lo, hi, points[scope])
+            for scope in scopes
+        }
         short = [scope for scope in scopes if runs[scope]]
         if not short:
             return []

@@ -33,6 +33,7 @@ import numpy as np
 from cacheness.storage.errors import ConfigError
 
 __all__ = [
+    "EPOCH_UTC",
     "Axis",
     "BusinessDays",
     "RangeKind",
