@@ -1046,23 +1046,24 @@ class SqlCache:
             hi = request.hi
             if provisional is not None:
                 hi = min(hi, self.axis.ceil(provisional) - 1)
-            returned: dict[tuple[Any, ...], list[int]] = {}
-            for key in prepared.keys:
-                returned.setdefault(tuple(key[p] for p in positions), []).append(
-                    self.axis.units(key[where])
-                )
-            for scope in request.scopes:
-                units = np.asarray(returned.get(scope, []), dtype=np.int64)
-                index, on_grid = self.axis.grid(units)
-                scope_values = dict(zip(scope_columns, scope, strict=True))
+            units = self.axis.units_of([key[where] for key in prepared.keys])
+            index, on_grid = self.axis.grid(units)
+            rows_of: dict[tuple[Any, ...], list[int]] = {}
+            for row, key in enumerate(prepared.keys):
+                rows_of.setdefault(tuple(key[p] for p in positions), []).append(row)
+            for chunk in _chunks(list(request.scopes)):
                 replaced.append(
                     sa.and_(
-                        *(empty.c[c] == v for c, v in scope_values.items()),
+                        self._scope_condition(empty, chunk),
                         empty.c[RANGE_START] >= self.axis.value(request.lo),
                         empty.c[RANGE_END] <= self.axis.value(request.hi),
                     )
                 )
-                for a, b in missing_runs(request.lo, hi, index[on_grid]):
+            for scope in request.scopes:
+                rows = np.asarray(rows_of.get(scope, []), dtype=np.int64)
+                points = index[rows][on_grid[rows]]
+                scope_values = dict(zip(scope_columns, scope, strict=True))
+                for a, b in missing_runs(request.lo, hi, points):
                     entries.append(
                         {
                             **scope_values,

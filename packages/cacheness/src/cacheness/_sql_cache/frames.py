@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from cacheness._sql_cache.schema import CACHED_AT, EXPIRES_AT, CacheTables, Colu
 __all__ = ["FrameReader", "PreparedRows", "prepare_rows"]
 
 
+@functools.cache
 def _pandas() -> Any:
     from cacheness.storage.optional import import_optional
 
@@ -223,24 +225,31 @@ def _values(series: Any, column: str, kind: ColumnKind) -> list[Any]:
                 out.append(int(value) if kind == "int" else value)
         return out
     if kind == "bool":
-        if types.is_bool_dtype(dtype):
-            return [None if _is_missing(v) else bool(v) for v in series.tolist()]
-        values = series.tolist()
-        bad = next((v for v in values if not _is_missing(v) and not isinstance(v, bool)), None)
+        values = _with_none(series)
+        bad = next((v for v in values if v is not None and not isinstance(v, bool)), None)
         if bad is not None:
             raise _fail(column, f"holds {bad!r} but the table stores booleans")
-        return [None if _is_missing(v) else v for v in values]
+        return values
     if kind == "str":
-        values = series.tolist()
-        for value in values:
-            if not _is_missing(value) and not isinstance(value, str):
-                raise _fail(
-                    column, f"holds {value!r} ({type(value).__name__}) but the table stores text"
-                )
-        return [None if _is_missing(v) else v for v in values]
+        values = _with_none(series)
+        bad = next((v for v in values if v is not None and not isinstance(v, str)), None)
+        if bad is not None:
+            raise _fail(column, f"holds {bad!r} ({type(bad).__name__}) but the table stores text")
+        return values
     if kind in ("date", "utc", "naive"):
         return _temporal(series, column, kind)
-    return [None if _is_missing(v) else v for v in series.tolist()]
+    return _with_none(series)
+
+
+def _with_none(series: Any) -> list[Any]:
+    """The column's values as Python objects, None where pandas sees a missing value."""
+    values: list[Any] = series.tolist()
+    missing = series.isna().to_numpy()
+    if missing.any():
+        values = [None if gone else value for value, gone in zip(values, missing, strict=True)]
+    if series.dtype == bool or str(series.dtype) == "boolean":
+        values = [None if value is None else bool(value) for value in values]
+    return values
 
 
 def _temporal(series: Any, column: str, kind: ColumnKind) -> list[Any]:
@@ -248,11 +257,11 @@ def _temporal(series: Any, column: str, kind: ColumnKind) -> list[Any]:
     if not pd.api.types.is_datetime64_any_dtype(series.dtype):
         if series.dtype != object and not pd.api.types.is_string_dtype(series.dtype):
             raise _fail(column, f"has dtype {series.dtype} but the table stores {kind} values")
-        values = [v for v in series.tolist() if not _is_missing(v)]
+        values = _with_none(series)
         if kind == "date" and all(
-            isinstance(v, date) and not isinstance(v, datetime) for v in values
+            v is None or (isinstance(v, date) and not isinstance(v, datetime)) for v in values
         ):
-            return [None if _is_missing(v) else v for v in series.tolist()]
+            return values
         try:
             series = pd.to_datetime(series)
         except (ValueError, TypeError) as exc:
@@ -265,8 +274,7 @@ def _temporal(series: Any, column: str, kind: ColumnKind) -> list[Any]:
                 "holds naive timestamps but the table stores timezone-aware ones: localize "
                 "them first, e.g. frame[col].dt.tz_localize('UTC')",
             )
-        stamps = series.dt.tz_convert("UTC")
-        return [None if _is_missing(v) else v.to_pydatetime() for v in stamps.tolist()]
+        return _python_values(series.dt.tz_convert("UTC"), "datetime")
     if aware:
         raise _fail(
             column,
@@ -278,8 +286,18 @@ def _temporal(series: Any, column: str, kind: ColumnKind) -> list[Any]:
         normalized = series.dt.normalize()
         if not (normalized.isna() | (normalized == series)).all():
             raise _fail(column, "holds times of day but the table stores dates: use .dt.date")
-        return [None if _is_missing(v) else v.date() for v in series.tolist()]
-    return [None if _is_missing(v) else v.to_pydatetime() for v in series.tolist()]
+        return _python_values(series, "date")
+    return _python_values(series, "datetime")
+
+
+def _python_values(series: Any, what: str) -> list[Any]:
+    """``date`` or ``datetime`` objects of a datetime64 column, None for NaT."""
+    objects = series.dt.date if what == "date" else series.dt.to_pydatetime()
+    values: list[Any] = list(objects)
+    missing = series.isna().to_numpy()
+    if missing.any():
+        values = [None if gone else value for value, gone in zip(values, missing, strict=True)]
+    return values
 
 
 def prepare_rows(

@@ -214,6 +214,16 @@ class Axis:
             return (value - EPOCH_NAIVE) // _ONE_US  # type: ignore[no-any-return]
         return int(value)
 
+    def units_of(self, values: list[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The units of many Python values of the column (already validated)."""
+        count = len(values)
+        if self.kind == "date":
+            ordinals = np.fromiter((v.toordinal() for v in values), dtype=np.int64, count=count)
+            return ordinals - EPOCH_DATE.toordinal()
+        if self.kind == "int":
+            return np.fromiter(values, dtype=np.int64, count=count)
+        return np.fromiter((self.units(v) for v in values), dtype=np.int64, count=count)
+
     def from_units(self, units: int) -> Any:
         """The Python value (``date``, aware or naive ``datetime``, ``int``) of ``units``."""
         if self.kind == "date":
