@@ -212,9 +212,8 @@ class Database:
         raw.register(relation, pa.table(arrays))
         failed = True
         try:
-            source: sa.Select[Any] = sa.select(*(sa.column(name) for name in names)).select_from(
-                sa.table(relation)
-            )
+            columns: list[sa.ColumnClause[Any]] = [sa.column(name) for name in names]
+            source = sa.select(*columns).select_from(sa.table(relation))
             insert = postgresql.insert(table).from_select(names, source)
             keys = [column.name for column in table.primary_key.columns]
             updates = {name: insert.excluded[name] for name in names if name not in keys}
