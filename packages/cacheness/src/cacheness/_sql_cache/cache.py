@@ -356,7 +356,7 @@ class SqlCache:
         return steps
 
     def _check_existing_table(self) -> None:
-        columns = [self.tables.data.c[name] for name in self.tables.data.c.keys()]  # noqa: SIM118
+        columns = list(self.tables.data.columns)
         probe = sa.select(*columns).limit(0)
         empty_probe = sa.select(*self.tables.empty.columns).limit(0)
         try:
@@ -419,6 +419,12 @@ class SqlCache:
         ``schema`` puts the tables in that schema (created when missing), e.g. beside
         a team cache's index in the same database. Other arguments as for
         :class:`SqlCache`. Needs psycopg (``pip install "cacheness[cloud]"``).
+
+        Example (needs a PostgreSQL server):
+            >>> prices = SqlCache.with_postgresql(  # doctest: +SKIP
+            ...     "postgresql://cache@db.internal/cache", "prices", data_fetcher=fetch,
+            ...     primary_keys=["symbol", "date"], schema="market_data",
+            ...     symbol=sa.String, date=sa.Date, close=sa.Float)
         """
         return cls(db_url, table, data_adapter, schema=schema, **options)
 
@@ -437,6 +443,14 @@ class SqlCache:
         DuckDB lets one process open a file at a time; ``multiprocess=True`` opens it
         for each operation under a lock beside it, so processes can share it.
         Other arguments as for :class:`SqlCache`.
+
+        Example:
+            >>> import pandas as pd
+            >>> t = sa.Table("t", sa.MetaData(), sa.Column("k", sa.String, primary_key=True))
+            >>> with SqlCache.with_duckdb(":memory:", t,
+            ...         data_fetcher=lambda k: pd.DataFrame({"k": [k]})) as cache:
+            ...     cache.get_result(k="a").status.value
+            'fetched'
         """
         return cls(duckdb_url(db_path), table, data_adapter, multiprocess=multiprocess, **options)
 
@@ -457,6 +471,16 @@ class SqlCache:
         The fetcher is called with the missing keys (a list when the caller asked
         with a list). SqlCache options (``stale_if_error=``, ``clock=``, ...) may be
         given as keyword arguments too. TTL: 12 hours.
+
+        Example:
+            >>> import pandas as pd
+            >>> def fetch(sku):
+            ...     return pd.DataFrame({"sku": sku, "price": [9.5] * len(sku)})
+            >>> with SqlCache.for_lookup_table(":memory:", table_name="products",
+            ...         primary_keys=["sku"], data_fetcher=fetch,
+            ...         sku=sa.String(20), price=sa.Float) as products:
+            ...     products.get_data(sku=["b-2", "a-1"])["sku"].tolist()
+            ['a-1', 'b-2']
         """
         options, columns = cls._split(columns)
         if data_fetcher is None:
@@ -482,7 +506,16 @@ class SqlCache:
         ttl_seconds: float | timedelta | None = 43200,
         **columns: Any,
     ) -> SqlCache:
-        """Like :meth:`for_lookup_table`, for analytical tables: a path means DuckDB."""
+        """Like :meth:`for_lookup_table`, for analytical tables: a path means DuckDB.
+
+        Example (a URL opens any database):
+            >>> import pandas as pd
+            >>> with SqlCache.for_analytics_table("sqlite://", primary_keys=["day"],
+            ...         data_fetcher=lambda day: pd.DataFrame({"day": [day], "sales": [3]}),
+            ...         day=sa.Date, sales=sa.Integer) as sales:
+            ...     int(sales.get_data(day="2024-05-01")["sales"].iloc[0])
+            3
+        """
         options, columns = cls._split(columns)
         if data_fetcher is None:
             raise ConfigError("for_analytics_table needs data_fetcher=function")
@@ -550,6 +583,17 @@ class SqlCache:
         is a Date for daily increments (``"1D"``, ``"1B"``), a timezone-aware UTC
         DateTime for finer ones (``"5min"``). Value columns are keyword arguments
         (``close=Float``). TTL: one day.
+
+        Example:
+            >>> import pandas as pd
+            >>> def bars(symbol, start_date, end_date):
+            ...     days = pd.bdate_range(start_date, end_date)
+            ...     return pd.DataFrame({"date": days, "close": 1.0})
+            >>> with SqlCache.for_timeseries("sqlite://", data_fetcher=bars,
+            ...                              time_increment="1B", close=sa.Float) as prices:
+            ...     len(prices.get_data(symbol="X", start_date="2024-01-01",
+            ...                         end_date="2024-01-14"))
+            10
         """
         return cls._series_table(
             db,
@@ -575,7 +619,15 @@ class SqlCache:
         time_increment: timedelta | float | str = "1D",
         **columns: Any,
     ) -> SqlCache:
-        """Like :meth:`for_timeseries` for recent data: a path means SQLite; TTL one hour."""
+        """Like :meth:`for_timeseries` for recent data: a path means SQLite; TTL one hour.
+
+        Example:
+            >>> cache = SqlCache.for_realtime_timeseries(":memory:", data_fetcher=print,
+            ...                                          time_increment="5min")
+            >>> cache.primary_keys, cache.ttl_seconds, str(cache.table.c.date.type)
+            (('symbol', 'date'), 3600.0, 'DATETIME')
+            >>> cache.close()
+        """
         return cls._series_table(
             db,
             "sqlite",
@@ -832,6 +884,15 @@ class SqlCache:
 
         ``query_params`` is the parsed query a gap detector receives, ``cached_frame``
         the fresh rows it has (a detector may drop some to have them refetched).
+
+        Example:
+            >>> import datetime as dt, pandas as pd
+            >>> cache = SqlCache.for_realtime_timeseries(":memory:", data_fetcher=print)
+            >>> cache.detect_gaps({"symbol": "A", "date": {"start": dt.date(2024, 1, 1),
+            ...                                            "end": dt.date(2024, 1, 3)}},
+            ...                   pd.DataFrame())  # nothing cached yet
+            [{'symbol': 'A', 'start_date': datetime.date(2024, 1, 1), 'end_date': ...}]
+            >>> cache.close()
         """
         self._check_open()
         query = normalize(self.tables, query_params)
@@ -858,6 +919,15 @@ class SqlCache:
             FetcherError: the fetcher raised (unless ``stale_if_error``); nothing stored.
             InvalidFetchedDataError: the fetcher's frame does not fit; nothing stored.
             BackendUnavailableError: the database cannot be reached.
+
+        Example:
+            >>> import pandas as pd
+            >>> cache = SqlCache.for_lookup_table(":memory:", primary_keys=["k"],
+            ...     data_fetcher=lambda k: pd.DataFrame({"k": k, "v": [len(x) for x in k]}),
+            ...     k=sa.String, v=sa.Integer)
+            >>> cache.get_data(k=["bb", "a"])[["k", "v"]].values.tolist()
+            [['a', 1], ['bb', 2]]
+            >>> cache.close()
         """
         return self.get_result(**params).data
 
@@ -932,10 +1002,11 @@ class SqlCache:
                     )
                     error = exc
                     continue
-                fixed = {
-                    column: spec.value
+                fixed = {  # key columns asked for one value: the frame may leave them out
+                    column: spec.value if isinstance(spec, Equals) else spec.values[0]
                     for column, spec in request.specs.items()
                     if isinstance(spec, Equals)
+                    or (isinstance(spec, OneOf) and len(spec.values) == 1)
                 }
                 prepared = prepare_rows(self.tables, answer, fixed)
                 fetched.append((request, prepared))
@@ -1108,6 +1179,16 @@ class SqlCache:
             ``range_column``, ``ttl_seconds``, and the counters of this instance:
             ``hits`` (calls answered from the table), ``misses`` (calls that fetched),
             ``fetch_calls``, ``rows_fetched``, ``fetch_errors``, ``stale_served``.
+
+        Example:
+            >>> import pandas as pd
+            >>> cache = SqlCache.for_lookup_table(":memory:", primary_keys=["k"],
+            ...     data_fetcher=lambda k: pd.DataFrame({"k": [k]}), k=sa.String)
+            >>> _ = cache.get_data(k="a"), cache.get_data(k="a")
+            >>> stats = cache.get_cache_stats()
+            >>> stats["total_records"], stats["hits"], stats["misses"], stats["fetch_calls"]
+            (1, 1, 1, 1)
+            >>> cache.close()
         """
         self._check_open()
         data, empty = self.tables.data, self.tables.empty
@@ -1137,7 +1218,20 @@ class SqlCache:
         }
 
     def cleanup_expired(self) -> int:
-        """Delete expired rows (and expired known-empty entries); return the rows deleted."""
+        """Delete expired rows (and expired known-empty entries); return the rows deleted.
+
+        Example:
+            >>> import datetime as dt, pandas as pd
+            >>> now = [dt.datetime(2024, 1, 1, tzinfo=dt.UTC)]
+            >>> cache = SqlCache.for_lookup_table(":memory:", primary_keys=["k"],
+            ...     data_fetcher=lambda k: pd.DataFrame({"k": [k]}), ttl_seconds=60,
+            ...     clock=lambda: now[0], k=sa.String)
+            >>> _ = cache.get_data(k="a")
+            >>> now[0] += dt.timedelta(minutes=2)
+            >>> cache.cleanup_expired()
+            1
+            >>> cache.close()
+        """
         self._check_open()
         now = self.now()
         data, empty = self.tables.data, self.tables.empty
@@ -1159,6 +1253,15 @@ class SqlCache:
 
         Raises:
             InvalidQueryError: no parameter, or parameters ``get_data`` would refuse.
+
+        Example:
+            >>> import pandas as pd
+            >>> cache = SqlCache.for_lookup_table(":memory:", primary_keys=["k"],
+            ...     data_fetcher=lambda k: pd.DataFrame({"k": k}), k=sa.String)
+            >>> _ = cache.get_data(k=["a", "b"])
+            >>> cache.invalidate_cache(k="a"), cache.clear_cache()
+            (1, 1)
+            >>> cache.close()
         """
         self._check_open()
         query = self._parse(params, partial=True)
