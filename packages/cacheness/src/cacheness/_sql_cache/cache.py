@@ -420,11 +420,13 @@ class SqlCache:
         a team cache's index in the same database. Other arguments as for
         :class:`SqlCache`. Needs psycopg (``pip install "cacheness[cloud]"``).
 
-        Example (needs a PostgreSQL server):
-            >>> prices = SqlCache.with_postgresql(  # doctest: +SKIP
-            ...     "postgresql://cache@db.internal/cache", "prices", data_fetcher=fetch,
-            ...     primary_keys=["symbol", "date"], schema="market_data",
-            ...     symbol=sa.String, date=sa.Date, close=sa.Float)
+        Example: the section "Beside a team cache in PostgreSQL" of the SqlCache docs
+        page (run by the tests against a real server)::
+
+            prices = SqlCache.with_postgresql(
+                "postgresql://cache@db.internal/cache", "daily_prices", data_fetcher=api,
+                primary_keys=["symbol", "date"], schema="market_data",
+                symbol=String(12), date=Date, close=Float, volume=Integer)
         """
         return cls(db_url, table, data_adapter, schema=schema, **options)
 
