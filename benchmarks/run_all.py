@@ -25,6 +25,7 @@ BENCHMARKS = (
     "keys",
     "compare",
     "team_cache",
+    "sql_cache",
 )
 
 

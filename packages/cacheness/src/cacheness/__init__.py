@@ -11,7 +11,9 @@ distribution (``cacheness.storage``).
 
 The public API is this module's ``__all__``: the cache class :class:`cacheness`
 (alias ``UnifiedCache``), configuration (:class:`CacheConfig` and friends), key
-derivation, TTL helpers and the whole error hierarchy of ``cacheness.storage``.
+derivation, TTL helpers, the whole error hierarchy of ``cacheness.storage``, and
+:class:`SqlCache` (a pull-through cache of tabular data, ``cacheness[sql]``), which is
+loaded on first use so that ``import cacheness`` imports neither SQLAlchemy nor pandas.
 
 Example:
     >>> import tempfile
@@ -77,6 +79,21 @@ from cacheness.storage.errors import (
 )
 from cacheness.ttl import days, hours, minutes, seconds
 
+# SqlCache and its companions come from cacheness._sql_cache, imported on first access
+# (module __getattr__ below): it needs SQLAlchemy, and pandas when used.
+_SQL_CACHE = frozenset(
+    {
+        "FetcherError",
+        "InvalidFetchedDataError",
+        "InvalidQueryError",
+        "SqlCache",
+        "SqlCacheAdapter",
+        "SqlCacheError",
+        "SqlCacheResult",
+        "SqlCacheStatus",
+    }
+)
+
 __all__ = [
     "KEY_SCHEMA_VERSION",
     "MISS",
@@ -96,12 +113,15 @@ __all__ = [
     "ConfigError",
     "EntryExistsError",
     "EntryNotFoundError",
+    "FetcherError",
     "FilterError",
     "HandlersConfig",
     "IntegrityError",
     "InvalidBlobNameError",
     "InvalidEntryError",
+    "InvalidFetchedDataError",
     "InvalidKeyError",
+    "InvalidQueryError",
     "KeyImmutableError",
     "MetadataError",
     "MissingDependencyError",
@@ -112,6 +132,11 @@ __all__ = [
     "SecurityConfig",
     "SerializationConfig",
     "SerializationError",
+    "SqlCache",
+    "SqlCacheAdapter",
+    "SqlCacheError",
+    "SqlCacheResult",
+    "SqlCacheStatus",
     "StorageError",
     "StorageFullError",
     "UnifiedCache",
@@ -153,3 +178,16 @@ def version_info() -> dict[str, str]:
     from cacheness.storage import __version__ as storage_version
 
     return {"cacheness": __version__, "blobcache-storage": storage_version}
+
+
+def __getattr__(name: str) -> object:
+    """Load SqlCache and its companions on first access (they import SQLAlchemy)."""
+    if name in _SQL_CACHE:
+        from cacheness import _sql_cache
+
+        return getattr(_sql_cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SQL_CACHE)
