@@ -29,6 +29,7 @@ from cacheness.storage.blob.filesystem import FilesystemBlobBackend
 from cacheness.storage.blob_store import BlobStore
 from cacheness.storage.entry import MAX_KEY_LENGTH, Entry
 from cacheness.storage.errors import (
+    BlobNotFoundError,
     CacheError,
     FilterError,
     IntegrityError,
@@ -66,6 +67,12 @@ def assert_seeded_intact(store: BlobStore) -> None:
     for key, value in SEEDED.items():
         assert store.get(key) == value
         assert store.get_metadata(key).metadata == SEEDED_METADATA
+
+
+def assert_seeded_intact_but(store: BlobStore, gone: str) -> None:
+    for key, value in SEEDED.items():
+        if key != gone:
+            assert store.get(key) == value
 
 
 def files_under(root: Path) -> dict[str, bytes]:
@@ -221,10 +228,13 @@ def test_a_symlinked_shard_directory_is_refused(local, outside):
     (blob_root / shard).symlink_to(outside, target_is_directory=True)
     before = files_under(outside)
 
-    # Reading through the index: damage, not data (the cause names the refused path).
-    with pytest.raises(IntegrityError, match="outside the blob root") as excinfo:
+    # Reading through the index: refused, as the docs say (and no repair advice: the
+    # directory is in the way, the entry is not damaged; repair keeps it).
+    with pytest.raises(InvalidBlobNameError, match="outside the blob root") as excinfo:
         local.get("victim")
-    assert isinstance(excinfo.value.__cause__, InvalidBlobNameError)
+    assert "repair" not in str(excinfo.value)
+    assert [(i.key, i.problem) for i in local.verify_integrity()] == [("victim", "unreadable")]
+    assert local.repair(dry_run=True).entries_removed == []
     with pytest.raises(InvalidBlobNameError, match="refusing to follow"):
         local.blobs.write_bytes(shard + "0000", b"planted")
     with pytest.raises(InvalidBlobNameError, match="refusing to follow"):
@@ -242,10 +252,18 @@ def test_a_symlinked_blob_file_is_never_followed(local, outside):
     # a symlink is not a blob: the entry's blob is missing (repair removes the entry)
     with pytest.raises(IntegrityError, match=r"missing; run BlobStore\.repair"):
         local.get("victim")
-    with pytest.raises(InvalidBlobNameError, match="is a symlink; refusing to follow it"):
-        local.blobs.read_bytes(ref)
+    for read in (local.blobs.read_bytes, local.blobs.stat, local.blobs.open_read):
+        with pytest.raises(BlobNotFoundError, match="a symlink is there"):
+            read(ref)
     assert local.blobs.exists(ref) is False
     assert local.blobs.delete(ref) is False
+    for deep in (True, False):  # every view agrees: missing, the damage repair removes
+        issues = local.verify_integrity(deep=deep)
+        assert [(i.key, i.problem) for i in issues] == [("victim", "missing_blob")]
+    report = local.repair(dry_run=False, orphan_min_age_seconds=0)
+    assert report.entries_removed == ["victim"]
+    assert not local.exists("victim")
+    assert local.verify_integrity() == []
     assert (outside / "secret").read_bytes() == b"not yours"
     assert_seeded_intact(local)
 
@@ -837,8 +855,17 @@ def test_a_tampered_blob_reference_in_the_index_is_refused(tmp_path):
             entry["blob_ref"] = "../../../etc/passwd"
     index.write_text(json.dumps(document))
     with BlobStore(root, metadata_backend="json") as store:
-        with pytest.raises(IntegrityError, match=r"'\.\.' is not allowed") as excinfo:
+        # InvalidBlobNameError, as the docs say, and advice that repair can follow
+        with pytest.raises(InvalidBlobNameError, match=r"'\.\.' is not allowed") as excinfo:
             store.get("blob")
-        assert isinstance(excinfo.value.__cause__, InvalidBlobNameError)
         assert isinstance(excinfo.value, CacheError)
+        assert "index was edited or damaged" in str(excinfo.value)
+        assert "repair(dry_run=False) removes the entry" in str(excinfo.value)
         assert store.get("small") == SEEDED["small"]
+        issues = store.verify_integrity()
+        assert [(i.key, i.problem) for i in issues] == [("blob", "invalid_ref")]
+        report = store.repair(dry_run=False, orphan_min_age_seconds=0)
+        assert report.entries_removed == ["blob"]
+        assert not store.exists("blob")
+        assert store.verify_integrity() == []
+        assert_seeded_intact_but(store, "blob")

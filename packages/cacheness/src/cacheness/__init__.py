@@ -72,6 +72,7 @@ from cacheness.storage.errors import (
     ObjectDeclinedError,
     PayloadTooLargeError,
     SerializationError,
+    StaleEntryError,
     StorageError,
 )
 from cacheness.ttl import days, hours, minutes, seconds
@@ -111,6 +112,7 @@ __all__ = [
     "SecurityConfig",
     "SerializationConfig",
     "SerializationError",
+    "StaleEntryError",
     "StorageError",
     "UnifiedCache",
     "UnsupportedKeyValueError",

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 
 from cacheness.cache_entry import FORMAT_VERSION, RESERVED_METADATA_KEY, CacheEntry, cache_facts
 from cacheness.config import CacheConfig, resolve_config, validate_config_strict
@@ -48,7 +48,9 @@ from cacheness.storage import (
     Filter,
     FilterError,
     IntegrityError,
+    InvalidBlobNameError,
     InvalidEntryError,
+    Lookup,
     PayloadInfo,
     PayloadTooLargeError,
     SerializationError,
@@ -455,10 +457,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if entry is None:
             self._stats.record_miss()
             return None
-        value = self._load(entry)
+        value, read = self._load(entry)
         if value is MISS:
             return None
-        return value, self._describe(entry)
+        return value, self._describe(cast(Entry, read))
 
     def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
         """Return the values for several key parameter mappings, in order (``default`` on misses).
@@ -482,7 +484,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 self._stats.record_miss()
                 results.append(default)
                 continue
-            value = self._load(entry)
+            value, _ = self._load(entry)
             results.append(default if value is MISS else value)
         return results
 
@@ -875,37 +877,60 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     def _lookup(self, key: str) -> Any:
         # Only the columns a hit needs: where the bytes are, the facts, the access time.
-        payload = self._store.metadata.get_payload(key, with_metadata=True)
-        if payload is None:
-            self._stats.record_miss()
-            return MISS
-        return self._load(payload)
+        return self._fetch(
+            lambda accept: self._store.lookup(key, with_metadata=True, accept=accept)
+        )[0]
 
-    def _load(self, entry: Entry | PayloadInfo) -> Any:
-        """Return the entry's value, or MISS (expired, other format, unreadable)."""
+    def _load(self, entry: Entry | PayloadInfo) -> tuple[Any, Entry | PayloadInfo | None]:
+        """Return the value of ``entry`` (or of the entry that replaced it) and that entry."""
+        return self._fetch(lambda accept: self._store.read_current(entry, accept=accept))
+
+    def _fetch(
+        self, read: Callable[[Callable[[Entry | PayloadInfo], bool]], Lookup | None]
+    ) -> tuple[Any, Entry | PayloadInfo | None]:
+        """Run one storage read and turn it into a hit or a miss (expired, other format,
+        deleted meanwhile, unreadable); return ``(value or MISS, entry read)``.
+
+        The store follows a key that a writer replaces or deletes during the read, so a
+        race is never an error here: only an entry that is still current and cannot be
+        read back counts as one (logged, counted, removed; raised when ``strict``).
+        """
         now = self._clock()
-        facts = cache_facts(entry)
-        if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
-            log.info("entry %s was written by another cache format version: a miss", entry.key)
-            self._stats.record_miss()
-            return MISS
-        expires = facts.get("expires_at")  # as _expired(), on the facts already at hand
-        if expires is not None and expires <= now.timestamp():
-            self._stats.record_miss(expired=True)
-            self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
-            return MISS
+        checked: list[Entry | PayloadInfo] = []
+
+        def usable(entry: Entry | PayloadInfo) -> bool:
+            checked.append(entry)
+            facts = cache_facts(entry)
+            if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
+                return False
+            expires = facts.get("expires_at")  # as _expired(), on the facts already at hand
+            return expires is None or expires > now.timestamp()
+
         try:
-            value = self._store.read(entry)
-        except (IntegrityError, SerializationError) as exc:
-            if self.config.strict:
+            found = read(usable)
+        except (IntegrityError, SerializationError, InvalidBlobNameError) as exc:
+            if self.config.strict or not checked:
                 raise
+            entry = checked[-1]
             log.warning("cache entry %s cannot be read back: a miss (%s)", entry.key, exc)
             self._stats.record_miss(error=True)
             self._remove_if_unchanged(entry, {"content_hash": entry.content_hash})
-            return MISS
+            return MISS, None
+        if found is None:  # absent, or deleted while being read
+            self._stats.record_miss()
+            return MISS, None
+        entry = found.entry
+        if not found.loaded:
+            if cache_facts(entry).get("v", FORMAT_VERSION) != FORMAT_VERSION:
+                log.info("entry %s was written by another cache format version: a miss", entry.key)
+                self._stats.record_miss()
+            else:
+                self._stats.record_miss(expired=True)
+                self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
+            return MISS, None
         self._stats.record_hit(bytes_read=entry.size)
         self._accessed(entry, now)
-        return value
+        return found.value, entry
 
     def _remove_if_unchanged(self, entry: Entry | PayloadInfo, condition: Filter) -> None:
         """Delete ``entry`` unless someone rewrote its key meanwhile (a conditional delete)."""

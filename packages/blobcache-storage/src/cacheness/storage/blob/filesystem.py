@@ -53,6 +53,7 @@ from cacheness.storage.blob._sharding import segment_problem, validate_name
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage.errors import (
     BlobExistsError,
+    BlobNotFoundError,
     ConfigError,
     InvalidBlobNameError,
     StorageError,
@@ -423,8 +424,11 @@ class FilesystemBlobBackend(BlobBackend):
             raise self._not_found(ref) from exc
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise InvalidBlobNameError(
-                    f"blob reference {ref!r} is a symlink; refusing to follow it"
+                # A symlink is never a blob (this backend writes regular files only), as
+                # exists(), delete() and iter_refs() agree: the blob is missing.
+                raise BlobNotFoundError(
+                    f"no blob with reference {ref!r} in {self!r}: a symlink is there, "
+                    "and symlinks are never followed"
                 ) from exc
             raise self._error("open blob", repr(ref), exc) from exc
         if not stat_module.S_ISREG(os.fstat(fd).st_mode):
@@ -436,8 +440,9 @@ class FilesystemBlobBackend(BlobBackend):
         """Open the blob file for reading.
 
         Raises:
-            BlobNotFoundError: no such blob.
-            InvalidBlobNameError: the reference is unsafe or a symlink.
+            BlobNotFoundError: no such blob (a symlink in its place counts as none: it
+                is never followed).
+            InvalidBlobNameError: the reference is unsafe, or its directory leaves the root.
         """
         return open(self._open_fd(ref), "rb")
 
