@@ -34,7 +34,8 @@ PROCESS_GETS = 1_500  # per reader: 2 readers x 1,500 = 3,000 reads
 
 def worker_module() -> Any:
     spec = importlib.util.spec_from_file_location("cache_race_worker", WORKER)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
