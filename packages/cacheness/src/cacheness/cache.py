@@ -457,10 +457,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if entry is None:
             self._stats.record_miss()
             return None
-        value, read = self._load(entry)
-        if value is MISS:
+        found = self._load(entry)
+        if found is None:
             return None
-        return value, self._describe(cast(Entry, read))
+        return found.value, self._describe(cast(Entry, found.entry))
 
     def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
         """Return the values for several key parameter mappings, in order (``default`` on misses).
@@ -484,8 +484,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 self._stats.record_miss()
                 results.append(default)
                 continue
-            value, _ = self._load(entry)
-            results.append(default if value is MISS else value)
+            found = self._load(entry)
+            results.append(default if found is None else found.value)
         return results
 
     def exists(
@@ -876,61 +876,62 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         return CacheEntry.from_entry(entry, location)
 
     def _lookup(self, key: str) -> Any:
-        # Only the columns a hit needs: where the bytes are, the facts, the access time.
-        return self._fetch(
-            lambda accept: self._store.lookup(key, with_metadata=True, accept=accept)
-        )[0]
+        found = self._fetch(key, None)
+        return MISS if found is None else found.value
 
-    def _load(self, entry: Entry | PayloadInfo) -> tuple[Any, Entry | PayloadInfo | None]:
-        """Return the value of ``entry`` (or of the entry that replaced it) and that entry."""
-        return self._fetch(lambda accept: self._store.read_current(entry, accept=accept))
+    def _load(self, entry: Entry | PayloadInfo) -> Lookup | None:
+        """Read ``entry``'s value (or that of the entry that replaced it); None on a miss."""
+        return self._fetch(entry.key, entry)
 
-    def _fetch(
-        self, read: Callable[[Callable[[Entry | PayloadInfo], bool]], Lookup | None]
-    ) -> tuple[Any, Entry | PayloadInfo | None]:
-        """Run one storage read and turn it into a hit or a miss (expired, other format,
-        deleted meanwhile, unreadable); return ``(value or MISS, entry read)``.
+    def _fetch(self, key: str, entry: Entry | PayloadInfo | None) -> Lookup | None:
+        """Read a value and turn it into a hit or a miss (expired, other format, deleted
+        meanwhile, unreadable); return what was read, or None on a miss.
 
-        The store follows a key that a writer replaces or deletes during the read, so a
-        race is never an error here: only an entry that is still current and cannot be
-        read back counts as one (logged, counted, removed; raised when ``strict``).
+        Without ``entry``, the index is asked for only the columns a hit needs: where
+        the bytes are, the facts, the access time. The store follows a key that a
+        writer replaces or deletes during the read, so a race is never an error here:
+        only an entry that is still current and cannot be read back counts as one
+        (logged, counted, removed; raised when ``strict``).
         """
         now = self._clock()
         checked: list[Entry | PayloadInfo] = []
 
-        def usable(entry: Entry | PayloadInfo) -> bool:
-            checked.append(entry)
-            facts = cache_facts(entry)
+        def usable(candidate: Entry | PayloadInfo) -> bool:
+            checked.append(candidate)
+            facts = cache_facts(candidate)
             if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
                 return False
             expires = facts.get("expires_at")  # as _expired(), on the facts already at hand
             return expires is None or expires > now.timestamp()
 
         try:
-            found = read(usable)
+            if entry is None:
+                found = self._store.lookup(key, with_metadata=True, accept=usable)
+            else:
+                found = self._store.read_current(entry, accept=usable)
         except (IntegrityError, SerializationError, InvalidBlobNameError) as exc:
             if self.config.strict or not checked:
                 raise
-            entry = checked[-1]
-            log.warning("cache entry %s cannot be read back: a miss (%s)", entry.key, exc)
+            damaged = checked[-1]
+            log.warning("cache entry %s cannot be read back: a miss (%s)", damaged.key, exc)
             self._stats.record_miss(error=True)
-            self._remove_if_unchanged(entry, {"content_hash": entry.content_hash})
-            return MISS, None
+            self._remove_if_unchanged(damaged, {"content_hash": damaged.content_hash})
+            return None
         if found is None:  # absent, or deleted while being read
             self._stats.record_miss()
-            return MISS, None
-        entry = found.entry
+            return None
+        read = found.entry
         if not found.loaded:
-            if cache_facts(entry).get("v", FORMAT_VERSION) != FORMAT_VERSION:
-                log.info("entry %s was written by another cache format version: a miss", entry.key)
+            if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
+                log.info("entry %s was written by another cache format version: a miss", read.key)
                 self._stats.record_miss()
             else:
                 self._stats.record_miss(expired=True)
-                self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
-            return MISS, None
-        self._stats.record_hit(bytes_read=entry.size)
-        self._accessed(entry, now)
-        return found.value, entry
+                self._remove_if_unchanged(read, {_EXPIRES: {"$lte": now.timestamp()}})
+            return None
+        self._stats.record_hit(bytes_read=read.size)
+        self._accessed(read, now)
+        return found
 
     def _remove_if_unchanged(self, entry: Entry | PayloadInfo, condition: Filter) -> None:
         """Delete ``entry`` unless someone rewrote its key meanwhile (a conditional delete)."""

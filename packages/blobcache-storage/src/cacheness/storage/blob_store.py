@@ -39,7 +39,9 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, NamedTuple, Self, cast
+from typing import Any, BinaryIO, Self, cast
+
+import msgspec
 
 from cacheness.storage.blob._sharding import validate_name
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter
@@ -101,7 +103,7 @@ _COPIED_FIELDS = (
 Predicate = Callable[[Entry], bool]
 
 
-class Lookup(NamedTuple):
+class Lookup(msgspec.Struct, frozen=True):
     """What :meth:`BlobStore.lookup` and :meth:`BlobStore.read_current` found.
 
     Attributes:
