@@ -52,6 +52,7 @@ from cacheness.storage.errors import (
     ConfigError,
     EntryExistsError,
     EntryNotFoundError,
+    FilterError,
     IntegrityError,
     InvalidBlobNameError,
     InvalidEntryError,
@@ -91,6 +92,7 @@ _PATH_OPTIONS = {
 _DELETE_CHUNK = 1000
 _MAX_FOLLOW = 64
 """Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
+_MAX_SECONDS = 1e11  # about 3,000 years: larger ages do not fit a timedelta
 _MAX_SAME_RETRIES = 3
 """Reads again of an unchanged entry whose blob was missing but exists again."""
 
@@ -234,6 +236,11 @@ class BlobStore:
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
             )
+        if path is not None and (not isinstance(path, str | os.PathLike) or not os.fspath(path)):
+            raise ConfigError(
+                "path must be a directory path (a non-empty str or os.PathLike; '.' is the "
+                f"current directory), got {type(path).__name__} {path!r}"
+            )
         self.path = Path(path).expanduser() if path is not None else None
         self.content_addressable = bool(content_addressable)
         self.inline_threshold = inline_threshold
@@ -243,8 +250,17 @@ class BlobStore:
             self.serialization = SerializationOptions()
         elif isinstance(serialization, SerializationOptions):
             self.serialization = serialization
-        else:
+        elif isinstance(serialization, Mapping):
             self.serialization = SerializationOptions.from_mapping(serialization)
+        else:
+            raise ConfigError(
+                "serialization must be a SerializationOptions or a dict of its fields, got "
+                f"{type(serialization).__name__}"
+            )
+        if clock is not None and not callable(clock):
+            raise ConfigError(
+                f"clock must be a function returning the current UTC datetime, got {clock!r}"
+            )
         self._clock = clock or utc_now
         self._closed = False
 
@@ -334,7 +350,7 @@ class BlobStore:
             validate_key(key)
         stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
-            now = self._clock()
+            now = self._now()
             entry = Entry(
                 key=key if key is not None else stored.content_hash,
                 created_at=now,
@@ -414,7 +430,12 @@ class BlobStore:
             {'a': 1, 'b': 2, 'c': None}
         """
         self._check_open()
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        pairs = _pairs(items)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidEntryError(
+                "put_batch(metadata=...) takes {key: metadata dict}, got "
+                f"{type(metadata).__name__}"
+            )
         extra = metadata or {}
         for key, _ in pairs:
             validate_key(key)
@@ -428,7 +449,7 @@ class BlobStore:
                 stored.close()
             raise
         with self._committing(stored_all):
-            now = self._clock()
+            now = self._now()
             entries = [
                 Entry(
                     key=key,
@@ -479,7 +500,7 @@ class BlobStore:
             return False
         stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
-            now = self._clock()
+            now = self._now()
             changes = stored.fields()
             if metadata:
                 changes["metadata"] = {**old.metadata, **metadata}
@@ -515,6 +536,7 @@ class BlobStore:
             >>> store.get_metadata("k").metadata
             {'a': 1, 'b': 2}
         """
+        validate_key(key)
         return self.update_batch({key: metadata}, merge=merge) == 1
 
     def update_batch(self, updates: Mapping[str, Mapping[str, Any]], *, merge: bool = True) -> int:
@@ -531,9 +553,13 @@ class BlobStore:
             2
         """
         self._check_open()
+        if not isinstance(updates, Mapping):
+            raise InvalidEntryError(
+                f"update_batch() takes {{key: metadata dict}}, got {type(updates).__name__}"
+            )
         if not updates:
             return 0
-        now = self._clock()
+        now = self._now()
         if merge:
             current = self.metadata.get_many(updates)
             changes = {
@@ -572,10 +598,20 @@ class BlobStore:
             3
         """
         self._check_open()
-        counts = dict(accesses) if isinstance(accesses, Mapping) else dict.fromkeys(accesses, 1)
+        if isinstance(accesses, Mapping):
+            counts = dict(accesses)
+            bad = [n for n in counts.values() if isinstance(n, bool) or not isinstance(n, int)]
+            if bad:
+                raise InvalidEntryError(f"record_access() counts reads with ints, got {bad[0]!r}")
+        else:
+            counts = dict.fromkeys(_key_list(accesses, "record_access"), 1)
+        if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
+            raise InvalidEntryError(
+                f"record_access(at=...) takes a timezone-aware datetime, got {at!r}"
+            )
         if not counts:
             return 0
-        when = at or self._clock()
+        when = at or self._now()
         current = self.metadata.get_many(counts)
         changes = {
             key: {"accessed_at": when, "access_count": entry.access_count + counts[key]}
@@ -702,7 +738,7 @@ class BlobStore:
     def delete_batch(self, keys: Iterable[str]) -> int:
         """Delete several entries and their data; return how many existed."""
         self._check_open()
-        deleted = self.metadata.delete_many(keys)
+        deleted = self.metadata.delete_many(_key_list(keys, "delete_batch"))
         self._release(deleted)
         return len(deleted)
 
@@ -710,7 +746,8 @@ class BlobStore:
         """Delete every entry whose key starts with ``prefix``; return how many.
 
         Raises:
-            ValueError: ``prefix`` is empty (that would delete everything: use :meth:`clear`).
+            InvalidKeyError: ``prefix`` is empty or not a str (an empty prefix would delete
+                everything: use :meth:`clear`); also a ``ValueError``.
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -720,7 +757,7 @@ class BlobStore:
         """
         self._check_open()
         if not isinstance(prefix, str) or not prefix:
-            raise ValueError(
+            raise InvalidKeyError(
                 f"delete_by_prefix needs a non-empty prefix, got {prefix!r}; "
                 "call clear() to delete every entry"
             )
@@ -882,6 +919,7 @@ class BlobStore:
             True
         """
         self._check_open()
+        _check_accept(accept)
         payload = self.metadata.get_payload(key, with_metadata=with_metadata)
         if payload is None:
             return None
@@ -917,6 +955,7 @@ class BlobStore:
         """
         self._check_open()
         _check_entry_argument(entry, "read_current")
+        _check_accept(accept)
         return self._read_current(entry, accept)
 
     def read(self, entry: Entry | PayloadInfo) -> Any:
@@ -1177,6 +1216,11 @@ class BlobStore:
         parts: list[Mapping[str, Any]] = []
         if prefix:
             parts.append({"key": {"$prefix": prefix}})
+        if metadata_filter is not None and not isinstance(metadata_filter, Mapping):
+            raise FilterError(
+                "metadata_filter must be a mapping such as {'project': 'ml'}, got "
+                f"{type(metadata_filter).__name__}"
+            )
         if metadata_filter:
             parts.append({f"metadata.{name}": value for name, value in metadata_filter.items()})
         if filter:
@@ -1212,7 +1256,7 @@ class BlobStore:
         if keys is None:
             entries: Iterable[Entry] = self.metadata.query()
         else:
-            found = self.metadata.get_many(keys)
+            found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
             entries = found.values()
         issues = []
         for entry in entries:
@@ -1285,8 +1329,9 @@ class BlobStore:
             True
         """
         self._check_open()
+        _check_seconds(min_age_seconds, "min_age_seconds")
         referenced = {entry.blob_ref for entry in self.metadata.query({"blob_ref": {"$ne": ""}})}
-        cutoff = self._clock() - timedelta(seconds=min_age_seconds)
+        cutoff = self._now() - timedelta(seconds=min_age_seconds)
         orphans = []
         for ref in self.blobs.iter_refs():
             if ref in referenced:
@@ -1321,6 +1366,7 @@ class BlobStore:
             (1, [])
         """
         self._check_open()
+        _check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         issues = self.verify_integrity()
         orphans = self.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
         damaged = [issue for issue in issues if issue.problem != "unreadable"]
@@ -1399,6 +1445,16 @@ class BlobStore:
         if self._closed:
             raise StorageError("this BlobStore is closed; open a new one")
 
+    def _now(self) -> datetime:
+        """The injected clock's time, checked: entries hold timezone-aware UTC times."""
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ConfigError(
+                f"the clock given to BlobStore returned {now!r}; it must return a timezone-"
+                "aware datetime, e.g. datetime.now(timezone.utc)"
+            )
+        return now
+
     @staticmethod
     def _fresh_name() -> str:
         return uuid.uuid4().hex
@@ -1418,6 +1474,14 @@ class BlobStore:
     def _serialize(self, data: Any, handler: str | None, max_size: int | None) -> _Stored:
         """Turn ``data`` into stored bytes: inline, in a new blob, or (content-addressed)
         in a spool until :meth:`_committing` puts it in its blob."""
+        if handler is not None and not isinstance(handler, str):
+            raise ConfigError(
+                f"handler must be the name of a registered handler (a str), got {handler!r}"
+            )
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+        ):
+            raise ConfigError(f"max_size must be None or an int >= 0 (bytes), got {max_size!r}")
         if self.content_addressable:
             stored = self._serialize_addressed(data, handler)
         else:
@@ -1624,6 +1688,44 @@ def _key_list(keys: Iterable[str], method: str) -> list[str]:
         raise InvalidKeyError(
             f"{method}() takes an iterable of keys (a list, a tuple...), got {type(keys).__name__}"
         ) from exc
+
+
+def _pairs(items: object) -> list[tuple[str, Any]]:
+    """``put_batch`` items as ``(key, data)`` pairs.
+
+    Raises:
+        InvalidKeyError: ``items`` is neither a mapping nor an iterable of pairs.
+    """
+    if isinstance(items, Mapping):
+        return list(items.items())
+    problem = f"got {type(items).__name__}"
+    if not isinstance(items, str | bytes):
+        try:
+            pairs = [tuple(pair) for pair in items]  # type: ignore[attr-defined]
+        except TypeError:
+            pairs = None
+        if pairs is not None:
+            odd = [pair for pair in pairs if len(pair) != 2]
+            if not odd:
+                return cast(list[tuple[str, Any]], pairs)
+            problem = f"got an item of {len(odd[0])} value(s)"
+    raise InvalidKeyError(f"put_batch() takes {{key: data}} or (key, data) pairs; {problem}")
+
+
+def _check_seconds(value: object, name: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < _MAX_SECONDS
+    ):
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _check_accept(accept: object) -> None:
+    if accept is not None and not callable(accept):
+        raise ConfigError(
+            f"accept must be None or a function of an entry returning a bool, got {accept!r}"
+        )
 
 
 def _format_of(entry: Entry | PayloadInfo) -> FormatInfo:

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from cacheness.storage.blob._args import digest, local_file, ref_prefix, seconds
 from cacheness.storage.blob._io import TEMP_PREFIX, atomic_output, copy_stream, create_temp_file
 from cacheness.storage.blob._sharding import segment_problem, validate_name
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
@@ -493,6 +494,7 @@ class FilesystemBlobBackend(BlobBackend):
 
         Temporary files, symlinks and anything that is not a regular file are skipped.
         """
+        prefix = ref_prefix(prefix)
         head, _, _ = prefix.rpartition("/")
         if head:
             validate_name(head, "reference prefix")
@@ -531,6 +533,7 @@ class FilesystemBlobBackend(BlobBackend):
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Copy the blob to ``path`` atomically, in the kernel where it can."""
+        path = local_file(path, output=True)
         fd = self._open_fd(ref)
         with open(fd, "rb") as source, atomic_output(path) as sink:
             _copy_file(source, sink)
@@ -545,6 +548,7 @@ class FilesystemBlobBackend(BlobBackend):
         Raises:
             BlobNotFoundError: no such blob.
         """
+        expected = digest(expected)
         with open(self._open_fd(ref), "rb") as stream:
             return hash_stream(stream) == expected.strip().lower()
 
@@ -566,6 +570,7 @@ class FilesystemBlobBackend(BlobBackend):
             >>> FilesystemBlobBackend(tempfile.mkdtemp()).cleanup_temp_files()
             0
         """
+        seconds(older_than, "older_than")
         deadline = time.time() - older_than
         return self._cleanup(self._root, deadline, remove=not dry_run, dirs=remove_empty_dirs)
 
