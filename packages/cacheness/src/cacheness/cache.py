@@ -476,7 +476,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         self._check_open()
         keys = [self._resolve_spec(item)[0] for item in items]
-        entries = self._store.metadata.get_many(keys)
+        entries = self._store.get_metadata_batch(keys)
         results = []
         for key in keys:
             entry = entries.get(key)

@@ -193,7 +193,10 @@ class BlobStore:
         inline_threshold: payloads smaller than this many bytes live in the entry
             itself (0 disables).
         verify_reads: check size and XXH3 hash of the stored bytes on every read
-            (cheap: hashed while reading); a mismatch raises ``IntegrityError``.
+            (cheap: hashed while reading); a mismatch raises ``IntegrityError``. Keep it
+            on where someone who cannot write the index can write blobs (a bucket, a
+            shared directory): with False, a blob replaced by a crafted pickle of the
+            same size is unpickled, and so runs that person's code.
         allow_unsafe_pairing: skip the pairing check (see :mod:`cacheness.storage.pairing`).
         clock: returns the current UTC time for entry timestamps (tests inject one).
 
@@ -861,6 +864,18 @@ class BlobStore:
         """Return the entry of ``key`` without loading its data, or None."""
         self._check_open()
         return self.metadata.get(key)
+
+    def get_metadata_batch(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """Return ``{key: entry}`` for the keys that exist (one metadata query).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="a")
+            >>> list(store.get_metadata_batch(["a", "zz"]))
+            ['a']
+        """
+        self._check_open()
+        return self.metadata.get_many(_key_list(keys, "get_metadata_batch"))
 
     def get_batch(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
         """Return ``{key: object}`` for ``keys`` (one metadata query), ``default`` for misses.
