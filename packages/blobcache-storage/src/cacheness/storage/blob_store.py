@@ -1015,8 +1015,9 @@ class BlobStore:
                 if current is None or not _same_payload(current, entry):
                     raise StaleEntryError(
                         f"entry {entry.key!r} was replaced or deleted after it was read, and "
-                        f"the bytes it describes are gone; read the current one with get() "
-                        f"or read_current()"
+                        f"the bytes it describes cannot be read any more "
+                        f"({type(exc).__name__}); read the current one with get() or "
+                        "read_current()"
                     ) from exc
                 self._judge_current(entry, exc, retries)
                 retries += 1
