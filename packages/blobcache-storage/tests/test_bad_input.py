@@ -29,13 +29,16 @@ from cacheness.storage.blob.filesystem import FilesystemBlobBackend
 from cacheness.storage.blob_store import BlobStore
 from cacheness.storage.entry import MAX_KEY_LENGTH, Entry
 from cacheness.storage.errors import (
+    BlobNotFoundError,
     CacheError,
+    ConfigError,
     FilterError,
     IntegrityError,
     InvalidBlobNameError,
     InvalidEntryError,
     InvalidKeyError,
     MetadataError,
+    SerializationError,
 )
 from cacheness.storage.metadata.json import JsonMetadataBackend
 from cacheness.storage.metadata.memory import MemoryMetadataBackend
@@ -66,6 +69,12 @@ def assert_seeded_intact(store: BlobStore) -> None:
     for key, value in SEEDED.items():
         assert store.get(key) == value
         assert store.get_metadata(key).metadata == SEEDED_METADATA
+
+
+def assert_seeded_intact_but(store: BlobStore, gone: str) -> None:
+    for key, value in SEEDED.items():
+        if key != gone:
+            assert store.get(key) == value
 
 
 def files_under(root: Path) -> dict[str, bytes]:
@@ -221,10 +230,13 @@ def test_a_symlinked_shard_directory_is_refused(local, outside):
     (blob_root / shard).symlink_to(outside, target_is_directory=True)
     before = files_under(outside)
 
-    # Reading through the index: damage, not data (the cause names the refused path).
-    with pytest.raises(IntegrityError, match="outside the blob root") as excinfo:
+    # Reading through the index: refused, as the docs say (and no repair advice: the
+    # directory is in the way, the entry is not damaged; repair keeps it).
+    with pytest.raises(InvalidBlobNameError, match="outside the blob root") as excinfo:
         local.get("victim")
-    assert isinstance(excinfo.value.__cause__, InvalidBlobNameError)
+    assert "repair" not in str(excinfo.value)
+    assert [(i.key, i.problem) for i in local.verify_integrity()] == [("victim", "unreadable")]
+    assert local.repair(dry_run=True).entries_removed == []
     with pytest.raises(InvalidBlobNameError, match="refusing to follow"):
         local.blobs.write_bytes(shard + "0000", b"planted")
     with pytest.raises(InvalidBlobNameError, match="refusing to follow"):
@@ -242,10 +254,18 @@ def test_a_symlinked_blob_file_is_never_followed(local, outside):
     # a symlink is not a blob: the entry's blob is missing (repair removes the entry)
     with pytest.raises(IntegrityError, match=r"missing; run BlobStore\.repair"):
         local.get("victim")
-    with pytest.raises(InvalidBlobNameError, match="is a symlink; refusing to follow it"):
-        local.blobs.read_bytes(ref)
+    for read in (local.blobs.read_bytes, local.blobs.stat, local.blobs.open_read):
+        with pytest.raises(BlobNotFoundError, match="a symlink is there"):
+            read(ref)
     assert local.blobs.exists(ref) is False
     assert local.blobs.delete(ref) is False
+    for deep in (True, False):  # every view agrees: missing, the damage repair removes
+        issues = local.verify_integrity(deep=deep)
+        assert [(i.key, i.problem) for i in issues] == [("victim", "missing_blob")]
+    report = local.repair(dry_run=False, orphan_min_age_seconds=0)
+    assert report.entries_removed == ["victim"]
+    assert not local.exists("victim")
+    assert local.verify_integrity() == []
     assert (outside / "secret").read_bytes() == b"not yours"
     assert_seeded_intact(local)
 
@@ -841,8 +861,189 @@ def test_a_tampered_blob_reference_in_the_index_is_refused(tmp_path):
             entry["blob_ref"] = "../../../etc/passwd"
     index.write_text(json.dumps(document))
     with BlobStore(root, metadata_backend="json") as store:
-        with pytest.raises(IntegrityError, match=r"'\.\.' is not allowed") as excinfo:
+        # InvalidBlobNameError, as the docs say, and advice that repair can follow
+        with pytest.raises(InvalidBlobNameError, match=r"'\.\.' is not allowed") as excinfo:
             store.get("blob")
-        assert isinstance(excinfo.value.__cause__, InvalidBlobNameError)
         assert isinstance(excinfo.value, CacheError)
+        assert "index was edited or damaged" in str(excinfo.value)
+        assert "repair(dry_run=False) removes the entry" in str(excinfo.value)
         assert store.get("small") == SEEDED["small"]
+        issues = store.verify_integrity()
+        assert [(i.key, i.problem) for i in issues] == [("blob", "invalid_ref")]
+        report = store.repair(dry_run=False, orphan_min_age_seconds=0)
+        assert report.entries_removed == ["blob"]
+        assert not store.exists("blob")
+        assert store.verify_integrity() == []
+        assert_seeded_intact_but(store, "blob")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _store_calls(store: Any) -> dict[str, tuple[Callable[[], Any], type[CacheError], str]]:
+    """Public BlobStore calls with a wrongly typed argument: (call, error, hint)."""
+    return {
+        "read(None)": (lambda: store.read(None), InvalidEntryError, "get_metadata returns None"),
+        "read('blob')": (lambda: store.read("blob"), InvalidEntryError, "call get\\(key\\)"),
+        "read_current(3)": (lambda: store.read_current(3), InvalidEntryError, "takes an Entry"),
+        "lookup(accept=1)": (lambda: store.lookup("blob", accept=1), ConfigError, "accept"),
+        "read_current(accept)": (
+            lambda: store.read_current(store.get_metadata("blob"), accept="yes"),
+            ConfigError,
+            "accept",
+        ),
+        "get_batch('abc')": (lambda: store.get_batch("abc"), InvalidKeyError, "pass \\['abc'\\]"),
+        "get_batch(5)": (lambda: store.get_batch(5), InvalidKeyError, "iterable of keys"),
+        "delete_batch('blob')": (lambda: store.delete_batch("blob"), InvalidKeyError, "single"),
+        "delete_batch(None)": (lambda: store.delete_batch(None), InvalidKeyError, "iterable"),
+        "verify_integrity(7)": (lambda: store.verify_integrity(7), InvalidKeyError, "iterable"),
+        "record_access(None)": (lambda: store.record_access(None), InvalidKeyError, "iterable"),
+        "record_access(at=1.5)": (
+            lambda: store.record_access(["blob"], at=1.5),
+            InvalidEntryError,
+            "timezone-aware datetime",
+        ),
+        "put_batch(None)": (lambda: store.put_batch(None), InvalidKeyError, "pairs"),
+        "put_batch(['ab'])": (lambda: store.put_batch([("a",)]), InvalidKeyError, "1 value"),
+        "put_batch(metadata=1)": (
+            lambda: store.put_batch({"a": 1}, metadata=1),
+            InvalidEntryError,
+            "key: metadata",
+        ),
+        "update_batch(3)": (lambda: store.update_batch(3), InvalidEntryError, "key: metadata"),
+        "update_metadata([k])": (
+            lambda: store.update_metadata(["blob"], {"a": 1}),
+            InvalidKeyError,
+            "str",
+        ),
+        "put(handler=[])": (lambda: store.put(1, key="h", handler=[]), ConfigError, "handler"),
+        "put(max_size=b'')": (
+            lambda: store.put(1, key="h", max_size=b"1"),
+            ConfigError,
+            "max_size",
+        ),
+        "list(metadata_filter=3)": (lambda: store.list(metadata_filter=3), FilterError, "mapping"),
+        "count(metadata_filter=[])": (
+            lambda: store.count(metadata_filter=[1]),
+            FilterError,
+            "mapping",
+        ),
+        "find_orphaned_blobs(None)": (
+            lambda: store.find_orphaned_blobs(min_age_seconds=None),
+            ConfigError,
+            "seconds",
+        ),
+        "repair(age=1e30)": (
+            lambda: store.repair(orphan_min_age_seconds=1e30),
+            ConfigError,
+            "seconds",
+        ),
+        "delete_by_prefix(None)": (lambda: store.delete_by_prefix(None), InvalidKeyError, "clear"),
+    }
+
+
+@pytest.mark.parametrize("call", list(_store_calls(None)))
+def test_a_wrongly_typed_argument_is_a_typed_error_saying_what_to_pass(local, call):
+    before = ground_truth(local)
+    operation, error, hint = _store_calls(local)[call]
+    with pytest.raises(error, match=hint):
+        operation()
+    assert ground_truth(local) == before  # nothing changed
+    assert_seeded_intact(local)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"path": 17},
+        {"path": ""},
+        {"path": "x" * 5000},
+        {"clock": 3},
+        {"serialization": 5},
+        {"inline_threshold": -1},
+    ],
+    ids=["path-int", "path-empty", "path-too-long", "clock", "serialization", "threshold"],
+)
+def test_bad_store_options_are_config_errors(tmp_path, options, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty path must not create anything here either
+    with pytest.raises(ConfigError):
+        BlobStore(**{"path": tmp_path / "s", **options})
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "s"])
+
+
+def test_a_clock_that_returns_no_datetime_is_a_config_error(tmp_path):
+    with BlobStore(tmp_path, clock=lambda: 1_700_000_000.0) as store:
+        with pytest.raises(ConfigError, match="timezone-aware datetime"):
+            store.put(1, key="k")
+        assert not store.exists("k")
+
+
+@pytest.mark.parametrize("offset", [2**63, 10**30])
+def test_an_offset_past_any_index_is_an_empty_page_not_an_overflow(local, offset):
+    assert local.list(offset=offset) == []
+    assert list(local.iter_entries(order_by="size", descending=True, offset=offset)) == []
+
+
+def test_a_limit_past_any_index_means_no_limit(local):
+    assert [e.key for e in local.list(limit=10**30)] == sorted(SEEDED)
+    assert [e.key for e in local.list(limit=10**30, offset=1)] == sorted(SEEDED)[1:]
+
+
+def _blob_calls(blobs: Any, ref: str, tmp: Path) -> dict[str, tuple[Callable[[], Any], type]]:
+    return {
+        "delete_many('ref')": (lambda: blobs.delete_many(ref), InvalidBlobNameError),
+        "delete_many(None)": (lambda: blobs.delete_many(None), InvalidBlobNameError),
+        "iter_refs(None)": (lambda: list(blobs.iter_refs(None)), InvalidBlobNameError),
+        "iter_refs(b'')": (lambda: list(blobs.iter_refs(b"ab")), InvalidBlobNameError),
+        "write_bytes(None)": (lambda: blobs.write_bytes("n", None), SerializationError),
+        "write_bytes(3)": (lambda: blobs.write_bytes("n", 3), SerializationError),
+        "write_bytes(10**30)": (lambda: blobs.write_bytes("n", 10**30), SerializationError),
+        "write_bytes('text')": (lambda: blobs.write_bytes("n", "text"), SerializationError),
+        "verify(None)": (lambda: blobs.verify(ref, None), ConfigError),
+        "write_from_file(1)": (lambda: blobs.write_from_file("n", 1), ConfigError),
+        "write_from_file(None)": (lambda: blobs.write_from_file("n", None), ConfigError),
+        "read_to_file(2)": (lambda: blobs.read_to_file(ref, 2), ConfigError),
+        "read_to_file('')": (lambda: blobs.read_to_file(ref, ""), ConfigError),
+        "read_to_file(dir)": (lambda: blobs.read_to_file(ref, tmp), ConfigError),
+        "cleanup_temp_files(None)": (lambda: blobs.cleanup_temp_files(None), ConfigError),
+        "cleanup_temp_files(-1)": (lambda: blobs.cleanup_temp_files(-1), ConfigError),
+    }
+
+
+BLOB_KINDS = ["filesystem", "memory", "tiered", "failover", "s3"]
+
+
+@pytest.mark.parametrize("kind", BLOB_KINDS)
+def test_blob_backends_refuse_wrongly_typed_arguments(tmp_path, request, kind):
+    from cacheness.storage.blob.failover import FailoverBlobBackend
+    from cacheness.storage.blob.memory import MemoryBlobBackend
+    from cacheness.storage.blob.s3 import S3BlobBackend
+    from cacheness.storage.blob.tiered import TieredBlobBackend
+
+    if kind == "filesystem":
+        blobs: Any = FilesystemBlobBackend(tmp_path / "root")
+    elif kind == "memory":
+        blobs = MemoryBlobBackend()
+    elif kind == "tiered":
+        blobs = TieredBlobBackend(MemoryBlobBackend(), tmp_path / "tiered")
+    elif kind == "failover":
+        blobs = FailoverBlobBackend(MemoryBlobBackend(), MemoryBlobBackend())
+    else:
+        bucket = request.getfixturevalue("s3_bucket")
+        blobs = S3BlobBackend(bucket.name, **bucket.endpoint.client_options())
+    ref = blobs.write_bytes("keep", b"kept").ref
+    out = tmp_path / "out"
+    out.mkdir()
+    stdout = os.dup(1)  # an int path must never be taken as a file descriptor
+    try:
+        for label, (call, error) in _blob_calls(blobs, ref, out).items():
+            with pytest.raises(error) as raised:
+                call()
+            assert isinstance(raised.value, CacheError), label
+        os.fstat(1)  # still open
+    finally:
+        os.close(stdout)
+    assert blobs.read_bytes(ref) == b"kept"
+    assert sorted(blobs.iter_refs()) == [ref]
+    assert list(out.iterdir()) == []
+    blobs.close()

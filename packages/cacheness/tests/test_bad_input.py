@@ -517,7 +517,7 @@ def test_config_with_wrong_types_or_unknown_keys_is_refused(tmp_path, options, h
 def test_the_docs_page_examples_run(tmp_path, monkeypatch, capsys, docs_page):
     monkeypatch.chdir(tmp_path)
     page = docs_page("bad-input.md")
-    assert len(page.blocks()) == 4
+    assert len(page.blocks()) == 5
     page.run(module="bad_input_docs")
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "b'kept'"
@@ -525,4 +525,7 @@ def test_the_docs_page_examples_run(tmp_path, monkeypatch, capsys, docs_page):
     assert out[5] == "Entry.metadata['loss']: JSON cannot hold nan"
     assert out[6] == "None"
     assert out[7].startswith("IntegrityError: entry ")
-    assert out[8:] == ["recompute", "1", "True True"]
+    assert out[8:11] == ["recompute", "1", "True True"]
+    errors = [line.split(" - ")[0] for line in out[11:14]]
+    assert errors == ["InvalidEntryError", "InvalidKeyError", "ConfigError"]
+    assert out[14:] == ["[]"]

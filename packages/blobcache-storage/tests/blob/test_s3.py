@@ -15,6 +15,7 @@ import pytest
 
 from cacheness.storage.blob.s3 import HASH_METADATA_KEY, S3BlobBackend
 from cacheness.storage.errors import (
+    BackendUnavailableError,
     BlobExistsError,
     BlobNotFoundError,
     ConfigError,
@@ -205,7 +206,9 @@ def test_reader_detects_an_object_replaced_mid_read(s3_options, s3_bucket):
         stream.read(10)
         s3_bucket.client().put_object(Bucket=s3_bucket.name, Key=info.ref, Body=b"replaced")
         stream.seek(MiB + 1)  # a ranged GET with If-Match on the first version's ETag
-        with pytest.raises(StorageError, match="changed on the server"):
+        # the version being read is gone: not found (a reader of an index entry then
+        # re-reads the index), never corrupt data
+        with pytest.raises(BlobNotFoundError, match="replaced or deleted on the server"):
             stream.read(10)
 
 
@@ -230,6 +233,72 @@ def test_create_bucket(s3_endpoint):
     finally:
         client.delete_object(Bucket=name, Key="ab/abc")
         client.delete_bucket(Bucket=name)
+
+
+def _empty_and_remove(client, name: str) -> None:
+    """What a server restarted without its data looks like: the bucket is gone."""
+    for item in client.list_objects_v2(Bucket=name).get("Contents", []):
+        client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+def test_a_bucket_that_disappeared_is_created_again_when_allowed(s3_endpoint, caplog):
+    """A long-lived backend with create_bucket=True whose server restarted empty."""
+    client = s3_endpoint.client()
+    name = "cacheness-vanishing-" + os.urandom(4).hex()
+    blobs = S3BlobBackend(name, create_bucket=True, **s3_endpoint.client_options())
+    try:
+        old = blobs.write_bytes("old", b"before the restart")
+        _empty_and_remove(client, name)
+        # a write goes through: the bucket is created again and the upload retried
+        new = blobs.write_bytes("new", b"after the restart")
+        assert client.get_object(Bucket=name, Key=new.ref)["Body"].read() == b"after the restart"
+        assert "had disappeared" in caplog.text
+        # the old blob is simply gone, and every call says so truthfully
+        _empty_and_remove(client, name)
+        with pytest.raises(BlobNotFoundError, match="created again, empty") as raised:
+            blobs.read_bytes(old.ref)
+        assert "pass create_bucket=True" not in str(raised.value)
+        assert sorted(blobs.iter_refs()) == []
+        assert blobs.exists(old.ref) is False
+        _empty_and_remove(client, name)
+        assert sorted(blobs.iter_refs()) == []  # a listing of the new, empty bucket
+        _empty_and_remove(client, name)
+        assert blobs.delete_many([old.ref]) == 0
+        assert blobs.write_bytes("again", b"x").size == 1
+    finally:
+        blobs.close()
+        _empty_and_remove(client, name)
+
+
+def test_a_bucket_that_disappeared_without_create_bucket_is_reported(s3_endpoint):
+    client = s3_endpoint.client()
+    name = "cacheness-vanishing-" + os.urandom(4).hex()
+    client.create_bucket(Bucket=name)
+    blobs = S3BlobBackend(name, **s3_endpoint.client_options())
+    info = blobs.write_bytes("old", b"x")
+    _empty_and_remove(client, name)
+    for call in (lambda: blobs.read_bytes(info.ref), lambda: blobs.write_bytes("new", b"y")):
+        with pytest.raises(StorageError, match="does not exist") as raised:
+            call()
+        assert "pass create_bucket=True" in str(raised.value)
+    blobs.close()
+
+
+def test_a_failed_batch_delete_names_the_objects_not_the_bucket(
+    proxied_options, flaky_proxy: FlakyProxy
+):
+    blobs = S3BlobBackend(max_attempts=1, **proxied_options)
+    refs = [blobs.write_bytes(f"doomed-{n}", b"x").ref for n in range(3)]
+    flaky_proxy.fail_always("drop", methods={"POST"})  # DeleteObjects is a POST
+    with pytest.raises(BackendUnavailableError) as raised:
+        blobs.delete_many(refs)
+    message = str(raised.value)
+    assert "delete 3 object(s)" in message
+    assert repr(refs[0]) in message
+    assert "delete bucket" not in message
+    flaky_proxy.heal()
+    assert blobs.delete_many(refs) == 3
 
 
 def test_checksum_headers_are_configurable(proxied_options, flaky_proxy: FlakyProxy):

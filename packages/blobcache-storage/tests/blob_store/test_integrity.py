@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cacheness.storage.errors import IntegrityError
+from cacheness.storage.errors import IntegrityError, InvalidBlobNameError
 
 HOUR = 3600.0
 
@@ -251,9 +251,40 @@ def test_damage_done_in_the_bucket(open_pairing, big, s3_bucket):
 def test_an_index_pointing_outside_the_store_is_damage_not_a_path(open_pairing, big):
     store = open_pairing("memory+memory").open()
     store.put(big(), key="k")
+    store.put(big(1), key="fine")
     store.metadata.update("k", blob_ref="../../etc/passwd")  # a hand-edited index
-    with pytest.raises(IntegrityError, match="invalid"):
+    # the error the docs name, with advice repair can follow
+    with pytest.raises(InvalidBlobNameError, match="index was edited or damaged") as excinfo:
         store.get("k")
+    assert "repair(dry_run=False) removes the entry" in str(excinfo.value)
+    with pytest.raises(InvalidBlobNameError):
+        store.read(store.get_metadata("k"))
+    assert problems(store.verify_integrity()) == {"k": "invalid_ref"}
+    assert problems(store.verify_integrity(deep=False)) == {"k": "invalid_ref"}
+    report = store.repair(dry_run=False, orphan_min_age_seconds=0)
+    assert report.entries_removed == ["k"]
+    assert not store.exists("k")
+    assert store.repair(dry_run=True, orphan_min_age_seconds=0).ok
+    assert store.get("fine") == big(1)
+
+
+@pytest.mark.parametrize("content_addressable", [False, True])
+def test_repair_never_deletes_a_blob_a_healthy_entry_uses(open_pairing, big, content_addressable):
+    """An edited index points a damaged entry at a healthy entry's blob: repair removes
+    the damaged entry and keeps the blob the healthy one still needs."""
+    store = open_pairing("memory+memory").open(content_addressable=content_addressable)
+    store.put(big(1), key="healthy")
+    store.put(big(2), key="edited")
+    healthy = store.get_metadata("healthy")
+    store.metadata.update("edited", blob_ref=healthy.blob_ref)  # the other entry's blob
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.get("edited")  # the bytes are not the ones its hash records
+    assert problems(store.verify_integrity()) == {"edited": "hash_mismatch"}
+    report = store.repair(dry_run=False, orphan_min_age_seconds=0)
+    assert report.entries_removed == ["edited"]
+    assert store.blobs.exists(healthy.blob_ref)
+    assert store.get("healthy") == big(1)
+    assert store.verify_integrity() == []
 
 
 def test_delete_by_prefix_refuses_the_empty_prefix(open_pairing):

@@ -74,6 +74,7 @@ from cacheness.storage.errors import (
     ObjectDeclinedError,
     PayloadTooLargeError,
     SerializationError,
+    StaleEntryError,
     StorageError,
     StorageFullError,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "SqlCacheError",
     "SqlCacheResult",
     "SqlCacheStatus",
+    "StaleEntryError",
     "StorageError",
     "StorageFullError",
     "UnifiedCache",

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, cast
 
 from cacheness.cache_entry import (
     FORMAT_VERSION,
@@ -59,7 +59,9 @@ from cacheness.storage import (
     Filter,
     FilterError,
     IntegrityError,
+    InvalidBlobNameError,
     InvalidEntryError,
+    Lookup,
     PayloadInfo,
     PayloadTooLargeError,
     SerializationError,
@@ -564,7 +566,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             value = self._lookup(key)
         else:
             entry = self._fresh_entry(key, max_age_seconds)
-            value = MISS if entry is None else self._load(entry)
+            found = None if entry is None else self._load(entry)
+            value = MISS if found is None else found.value
         return default if value is MISS else value
 
     def get_with_metadata(
@@ -582,10 +585,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         entry = self._fresh_entry(key, max_age_seconds)
         if entry is None:
             return None
-        value = self._load(entry)
-        if value is MISS:
+        found = self._load(entry)
+        if found is None:
             return None
-        return value, self._describe(entry)
+        return found.value, self._describe(cast(Entry, found.entry))
 
     def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
         """Return the values for several key parameter mappings, in order (``default`` on misses).
@@ -602,7 +605,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._check_open()
         specs = self._items(items, "get_batch")
         keys = [self._resolve_spec(item, "get_batch")[0] for item in specs]
-        entries = self._store.metadata.get_many(keys)
+        entries = self._store.get_metadata_batch(keys)
         results = []
         for key in keys:
             entry = entries.get(key)
@@ -610,8 +613,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 self._stats.record_miss()
                 results.append(default)
                 continue
-            value = self._load(entry)
-            results.append(default if value is MISS else value)
+            found = self._load(entry)
+            results.append(default if found is None else found.value)
         return results
 
     def exists(
@@ -1136,38 +1139,62 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         return CacheEntry.from_entry(entry, location)
 
     def _lookup(self, key: str) -> Any:
-        # Only the columns a hit needs: where the bytes are, the facts, the access time.
-        payload = self._store.metadata.get_payload(key, with_metadata=True)
-        if payload is None:
-            self._stats.record_miss()
-            return MISS
-        return self._load(payload)
+        found = self._fetch(key, None)
+        return MISS if found is None else found.value
 
-    def _load(self, entry: Entry | PayloadInfo) -> Any:
-        """Return the entry's value, or MISS (expired, other format, unreadable)."""
+    def _load(self, entry: Entry | PayloadInfo) -> Lookup | None:
+        """Read ``entry``'s value (or that of the entry that replaced it); None on a miss."""
+        return self._fetch(entry.key, entry)
+
+    def _fetch(self, key: str, entry: Entry | PayloadInfo | None) -> Lookup | None:
+        """Read a value and turn it into a hit or a miss (expired, other format, deleted
+        meanwhile, unreadable); return what was read, or None on a miss.
+
+        Without ``entry``, the index is asked for only the columns a hit needs: where
+        the bytes are, the facts, the access time. The store follows a key that a
+        writer replaces or deletes during the read, so a race is never an error here:
+        only an entry that is still current and cannot be read back counts as one
+        (logged, counted, removed; raised when ``strict``).
+        """
         now = self._clock()
-        facts = cache_facts(entry)
-        if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
-            log.info("entry %s was written by another cache format version: a miss", entry.key)
-            self._stats.record_miss()
-            return MISS
-        expires = expiry_seconds(facts)  # as _expired(), on the facts already at hand
-        if expires is not None and expires <= now.timestamp():
-            self._stats.record_miss(expired=True)
-            self._remove_if_unchanged(entry, {_EXPIRES: {"$lte": now.timestamp()}})
-            return MISS
+        checked: list[Entry | PayloadInfo] = []
+
+        def usable(candidate: Entry | PayloadInfo) -> bool:
+            checked.append(candidate)
+            facts = cache_facts(candidate)
+            if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
+                return False
+            expires = expiry_seconds(facts)  # as _expired(), on the facts already at hand
+            return expires is None or expires > now.timestamp()
+
         try:
-            value = self._store.read(entry)
-        except (IntegrityError, SerializationError) as exc:
-            if self.config.strict:
+            if entry is None:
+                found = self._store.lookup(key, with_metadata=True, accept=usable)
+            else:
+                found = self._store.read_current(entry, accept=usable)
+        except (IntegrityError, SerializationError, InvalidBlobNameError) as exc:
+            if self.config.strict or not checked:
                 raise
-            log.warning("cache entry %s cannot be read back: a miss (%s)", entry.key, exc)
+            damaged = checked[-1]
+            log.warning("cache entry %s cannot be read back: a miss (%s)", damaged.key, exc)
             self._stats.record_miss(error=True)
-            self._remove_if_unchanged(entry, {"content_hash": entry.content_hash})
-            return MISS
-        self._stats.record_hit(bytes_read=entry.size)
-        self._accessed(entry, now)
-        return value
+            self._remove_if_unchanged(damaged, {"content_hash": damaged.content_hash})
+            return None
+        if found is None:  # absent, or deleted while being read
+            self._stats.record_miss()
+            return None
+        read = found.entry
+        if not found.loaded:
+            if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
+                log.info("entry %s was written by another cache format version: a miss", read.key)
+                self._stats.record_miss()
+            else:
+                self._stats.record_miss(expired=True)
+                self._remove_if_unchanged(read, {_EXPIRES: {"$lte": now.timestamp()}})
+            return None
+        self._stats.record_hit(bytes_read=read.size)
+        self._accessed(read, now)
+        return found
 
     def _remove_if_unchanged(self, entry: Entry | PayloadInfo, condition: Filter) -> None:
         """Delete ``entry`` unless someone rewrote its key meanwhile (a conditional delete)."""

@@ -395,6 +395,8 @@ class SecurityConfig:
     Attributes:
         verify_reads: check the size and XXH3 hash of the stored bytes on every read;
             a mismatch is an ``IntegrityError`` (a miss unless the cache is strict).
+            Keep it on where someone who cannot write the index can write blobs: with
+            False, a blob replaced by a crafted pickle of the same size runs its code.
 
     Example:
         >>> SecurityConfig().verify_reads

@@ -35,7 +35,7 @@ from cacheness.storage.blob.filesystem import FilesystemBlobBackend
 from cacheness.storage.blob.memory import MemoryBlobBackend
 from cacheness.storage.blob.s3 import S3BlobBackend
 from cacheness.storage.blob.tiered import TieredBlobBackend
-from cacheness.storage.blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore
+from cacheness.storage.blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore, Lookup
 from cacheness.storage.compression import (
     CODECS,
     CodecSettings,
@@ -74,6 +74,7 @@ from cacheness.storage.errors import (
     ObjectDeclinedError,
     PayloadTooLargeError,
     SerializationError,
+    StaleEntryError,
     StorageError,
     StorageFullError,
 )
@@ -154,6 +155,7 @@ __all__ = [
     "InvalidKeyError",
     "JsonMetadataBackend",
     "KeyImmutableError",
+    "Lookup",
     "MemoryBlobBackend",
     "MemoryMetadataBackend",
     "MetadataBackend",
@@ -171,6 +173,7 @@ __all__ = [
     "SerializationError",
     "SerializationOptions",
     "SqliteMetadataBackend",
+    "StaleEntryError",
     "StorageError",
     "StorageFullError",
     "TieredBlobBackend",

@@ -41,6 +41,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self, cast
 
+import msgspec
+
+from cacheness.storage.blob._sharding import validate_name
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage.entry import Entry, utc_now, validate_key
 from cacheness.storage.errors import (
@@ -49,10 +52,13 @@ from cacheness.storage.errors import (
     ConfigError,
     EntryExistsError,
     EntryNotFoundError,
+    FilterError,
     IntegrityError,
     InvalidBlobNameError,
     InvalidEntryError,
+    InvalidKeyError,
     PayloadTooLargeError,
+    StaleEntryError,
     StorageError,
 )
 from cacheness.storage.filters import Filter
@@ -70,7 +76,7 @@ from cacheness.storage.reports import IntegrityIssue, RepairReport
 
 from ._payload import DAMAGED_HINT, PayloadSink, SpoolSink, VerifyingReader
 
-__all__ = ["DEFAULT_INLINE_THRESHOLD", "BlobStore"]
+__all__ = ["DEFAULT_INLINE_THRESHOLD", "BlobStore", "Lookup"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +90,39 @@ _PATH_OPTIONS = {
     "filesystem": ("root", "blobs"),
 }
 _DELETE_CHUNK = 1000
+_MAX_FOLLOW = 64
+"""Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
+_MAX_SECONDS = 1e11  # about 3,000 years: larger ages do not fit a timedelta
+_MAX_SAME_RETRIES = 3
+"""Reads again of an unchanged entry whose blob was missing but exists again."""
+
+_COPIED_FIELDS = (
+    "blob_ref", "handler", "format", "format_info", "codec", "size", "raw_size",
+    "content_hash", "etag", "version_id", "inline", "metadata",
+)  # fmt: skip
+"""The fields of a non-content-addressed copy taken from the source as its blob was copied."""
 
 Predicate = Callable[[Entry], bool]
+
+
+class Lookup(msgspec.Struct, frozen=True):
+    """What :meth:`BlobStore.lookup` and :meth:`BlobStore.read_current` found.
+
+    Attributes:
+        entry: the entry the value was read from (an :class:`Entry` or a
+            :class:`~cacheness.storage.metadata.base.PayloadInfo`, as asked). Under
+            concurrent writers it may be a newer entry of the key than the one asked for.
+        value: the stored object (None when not ``loaded``).
+        loaded: False when the caller's ``accept`` turned the entry down before reading.
+
+    Example:
+        >>> Lookup(Entry.new("k"), 42, True).value
+        42
+    """
+
+    entry: Entry | PayloadInfo
+    value: Any
+    loaded: bool
 
 
 class _Stored:
@@ -156,7 +193,10 @@ class BlobStore:
         inline_threshold: payloads smaller than this many bytes live in the entry
             itself (0 disables).
         verify_reads: check size and XXH3 hash of the stored bytes on every read
-            (cheap: hashed while reading); a mismatch raises ``IntegrityError``.
+            (cheap: hashed while reading); a mismatch raises ``IntegrityError``. Keep it
+            on where someone who cannot write the index can write blobs (a bucket, a
+            shared directory): with False, a blob replaced by a crafted pickle of the
+            same size is unpickled, and so runs that person's code.
         allow_unsafe_pairing: skip the pairing check (see :mod:`cacheness.storage.pairing`).
         clock: returns the current UTC time for entry timestamps (tests inject one).
 
@@ -199,6 +239,11 @@ class BlobStore:
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
             )
+        if path is not None and (not isinstance(path, str | os.PathLike) or not os.fspath(path)):
+            raise ConfigError(
+                "path must be a directory path (a non-empty str or os.PathLike; '.' is the "
+                f"current directory), got {type(path).__name__} {path!r}"
+            )
         self.path = Path(path).expanduser() if path is not None else None
         self.content_addressable = bool(content_addressable)
         self.inline_threshold = inline_threshold
@@ -208,8 +253,17 @@ class BlobStore:
             self.serialization = SerializationOptions()
         elif isinstance(serialization, SerializationOptions):
             self.serialization = serialization
-        else:
+        elif isinstance(serialization, Mapping):
             self.serialization = SerializationOptions.from_mapping(serialization)
+        else:
+            raise ConfigError(
+                "serialization must be a SerializationOptions or a dict of its fields, got "
+                f"{type(serialization).__name__}"
+            )
+        if clock is not None and not callable(clock):
+            raise ConfigError(
+                f"clock must be a function returning the current UTC datetime, got {clock!r}"
+            )
         self._clock = clock or utc_now
         self._closed = False
 
@@ -299,7 +353,7 @@ class BlobStore:
             validate_key(key)
         stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
-            now = self._clock()
+            now = self._now()
             entry = Entry(
                 key=key if key is not None else stored.content_hash,
                 created_at=now,
@@ -379,7 +433,12 @@ class BlobStore:
             {'a': 1, 'b': 2, 'c': None}
         """
         self._check_open()
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        pairs = _pairs(items)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidEntryError(
+                "put_batch(metadata=...) takes {key: metadata dict}, got "
+                f"{type(metadata).__name__}"
+            )
         extra = metadata or {}
         for key, _ in pairs:
             validate_key(key)
@@ -393,7 +452,7 @@ class BlobStore:
                 stored.close()
             raise
         with self._committing(stored_all):
-            now = self._clock()
+            now = self._now()
             entries = [
                 Entry(
                     key=key,
@@ -444,7 +503,7 @@ class BlobStore:
             return False
         stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
-            now = self._clock()
+            now = self._now()
             changes = stored.fields()
             if metadata:
                 changes["metadata"] = {**old.metadata, **metadata}
@@ -480,6 +539,7 @@ class BlobStore:
             >>> store.get_metadata("k").metadata
             {'a': 1, 'b': 2}
         """
+        validate_key(key)
         return self.update_batch({key: metadata}, merge=merge) == 1
 
     def update_batch(self, updates: Mapping[str, Mapping[str, Any]], *, merge: bool = True) -> int:
@@ -496,9 +556,13 @@ class BlobStore:
             2
         """
         self._check_open()
+        if not isinstance(updates, Mapping):
+            raise InvalidEntryError(
+                f"update_batch() takes {{key: metadata dict}}, got {type(updates).__name__}"
+            )
         if not updates:
             return 0
-        now = self._clock()
+        now = self._now()
         if merge:
             current = self.metadata.get_many(updates)
             changes = {
@@ -537,10 +601,20 @@ class BlobStore:
             3
         """
         self._check_open()
-        counts = dict(accesses) if isinstance(accesses, Mapping) else dict.fromkeys(accesses, 1)
+        if isinstance(accesses, Mapping):
+            counts = dict(accesses)
+            bad = [n for n in counts.values() if isinstance(n, bool) or not isinstance(n, int)]
+            if bad:
+                raise InvalidEntryError(f"record_access() counts reads with ints, got {bad[0]!r}")
+        else:
+            counts = dict.fromkeys(_key_list(accesses, "record_access"), 1)
+        if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
+            raise InvalidEntryError(
+                f"record_access(at=...) takes a timezone-aware datetime, got {at!r}"
+            )
         if not counts:
             return 0
-        when = at or self._clock()
+        when = at or self._now()
         current = self.metadata.get_many(counts)
         changes = {
             key: {"accessed_at": when, "access_count": entry.access_count + counts[key]}
@@ -576,12 +650,14 @@ class BlobStore:
         changes: dict[str, Any] = {}
         new_blob: BlobInfo | None = None
         if source.blob_ref and not self.content_addressable:
-            new_blob = self.blobs.copy(source.blob_ref, self._fresh_name())
-            changes = {
-                "blob_ref": new_blob.ref,
-                "etag": new_blob.etag,
-                "version_id": new_blob.version_id,
-            }
+            source, new_blob = self._copy_blob(source)
+            # The new entry describes exactly the bytes copied, even if ``src`` was
+            # rewritten since: the copy is of the source as it was when copied.
+            changes = {name: getattr(source, name) for name in _COPIED_FIELDS}
+            if new_blob is not None:
+                changes.update(
+                    blob_ref=new_blob.ref, etag=new_blob.etag, version_id=new_blob.version_id
+                )
         try:
             entry, replaced = self.metadata.copy(src, dst, overwrite=overwrite, **changes)
         except BaseException:
@@ -590,6 +666,35 @@ class BlobStore:
             raise
         self._release([replaced] if replaced is not None else [], keep=new_blob)
         return entry
+
+    def _copy_blob(self, source: Entry) -> tuple[Entry, BlobInfo | None]:
+        """Copy ``source``'s blob under a fresh name, following a source rewritten meanwhile.
+
+        Returns the source entry whose bytes were copied and the copy (None when the
+        source became an inline entry). A source deleted meanwhile raises
+        ``EntryNotFoundError``; a blob missing under an unchanged entry is damage.
+        """
+        retries = 0
+        for _ in range(_MAX_FOLLOW):
+            if not source.blob_ref:
+                return source, None
+            try:
+                return source, self.blobs.copy(source.blob_ref, self._fresh_name())
+            except Exception as exc:
+                current = self.metadata.get(source.key)
+                if current is None:
+                    raise EntryNotFoundError(
+                        f"cannot copy {source.key!r}: it was deleted while being copied"
+                    ) from exc
+                if _same_payload(current, source):
+                    self._judge_current(source, exc, retries)
+                    retries += 1
+                else:
+                    source, retries = current, 0
+        raise StorageError(
+            f"entry {source.key!r} was rewritten {_MAX_FOLLOW} times while being copied; "
+            "nothing is damaged, try again"
+        )
 
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
         """Rename an entry (atomically on SQL backends); return the moved entry.
@@ -636,7 +741,7 @@ class BlobStore:
     def delete_batch(self, keys: Iterable[str]) -> int:
         """Delete several entries and their data; return how many existed."""
         self._check_open()
-        deleted = self.metadata.delete_many(keys)
+        deleted = self.metadata.delete_many(_key_list(keys, "delete_batch"))
         self._release(deleted)
         return len(deleted)
 
@@ -644,7 +749,8 @@ class BlobStore:
         """Delete every entry whose key starts with ``prefix``; return how many.
 
         Raises:
-            ValueError: ``prefix`` is empty (that would delete everything: use :meth:`clear`).
+            InvalidKeyError: ``prefix`` is empty or not a str (an empty prefix would delete
+                everything: use :meth:`clear`); also a ``ValueError``.
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -654,7 +760,7 @@ class BlobStore:
         """
         self._check_open()
         if not isinstance(prefix, str) or not prefix:
-            raise ValueError(
+            raise InvalidKeyError(
                 f"delete_by_prefix needs a non-empty prefix, got {prefix!r}; "
                 "call clear() to delete every entry"
             )
@@ -699,9 +805,20 @@ class BlobStore:
         return len(deleted)
 
     # ------------------------------------------------------------------ reading
+    #
+    # Readers never see false damage. A reader takes an entry from the index, then
+    # opens its blob; a writer may commit a new entry for the key (or delete it) and
+    # release the old blob in between. A blob found missing is therefore damage only
+    # if the index still holds the very entry that was read: the failed read re-reads
+    # the index and follows the key to its current entry (the new value), reports a
+    # miss (deleted), or - the entry unchanged - reports the damage. The re-read
+    # happens only after a read failed, so the hot path costs nothing more.
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the object stored under ``key``, or ``default`` when there is none.
+
+        A writer replacing or deleting ``key`` meanwhile is no error: the value is the
+        old one, the new one, or ``default`` (deleted).
 
         Raises:
             IntegrityError: the stored bytes are missing or do not match the entry.
@@ -717,10 +834,15 @@ class BlobStore:
         payload = self.metadata.get_payload(key)  # only what reading needs: fewer columns
         if payload is None:
             return default
-        return self.read(payload)
+        if payload.inline is not None:  # the small-object hot path: nothing can go stale
+            return self._load_inline(payload)
+        found = self._follow(payload, None)
+        return default if found is None else found.value
 
     def get_with_metadata(self, key: str) -> tuple[Any, Entry] | None:
         """Return ``(object, entry)`` for ``key``, or None when there is none.
+
+        The entry is the one the object was read from, also under concurrent writers.
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -733,55 +855,271 @@ class BlobStore:
         entry = self.metadata.get(key)
         if entry is None:
             return None
-        return self.read(entry), entry
+        found = self._follow(entry, None)
+        if found is None:
+            return None
+        return found.value, cast(Entry, found.entry)
 
     def get_metadata(self, key: str) -> Entry | None:
         """Return the entry of ``key`` without loading its data, or None."""
         self._check_open()
         return self.metadata.get(key)
 
-    def get_batch(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
-        """Return ``{key: object}`` for ``keys`` (one metadata query), ``default`` for misses."""
+    def get_metadata_batch(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """Return ``{key: entry}`` for the keys that exist (one metadata query).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(1, key="a")
+            >>> list(store.get_metadata_batch(["a", "zz"]))
+            ['a']
+        """
         self._check_open()
-        wanted = list(keys)
+        return self.metadata.get_many(_key_list(keys, "get_metadata_batch"))
+
+    def get_batch(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
+        """Return ``{key: object}`` for ``keys`` (one metadata query), ``default`` for misses.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put_batch({"a": 1, "b": 2})
+            >>> store.get_batch(["a", "zz"], default=0)
+            {'a': 1, 'zz': 0}
+        """
+        self._check_open()
+        wanted = _key_list(keys, "get_batch")
         entries = self.metadata.get_many(wanted)
-        return {key: self.read(entries[key]) if key in entries else default for key in wanted}
+        values: dict[str, Any] = {}
+        for key in wanted:
+            entry = entries.get(key)
+            found = None if entry is None else self._follow(entry, None)
+            values[key] = default if found is None else found.value
+        return values
+
+    def lookup(
+        self,
+        key: str,
+        *,
+        with_metadata: bool = False,
+        accept: Callable[[Entry | PayloadInfo], bool] | None = None,
+    ) -> Lookup | None:
+        """Return the entry of ``key`` with its value, read consistently; None if absent.
+
+        What a cache needs for a hit, in one call: the index record (only the payload
+        fields, plus the user metadata and ``accessed_at`` with ``with_metadata``) and
+        the value read from it. A writer that replaces or deletes the key meanwhile
+        makes this follow the key to its new entry or return None; it never reports
+        damage that is not there.
+
+        Args:
+            key: the key.
+            with_metadata: also fetch the user metadata and ``accessed_at``.
+            accept: called with each entry before its value is read (the first one, and
+                any entry that replaced it meanwhile); returning False skips the read
+                and returns a :class:`Lookup` with ``loaded=False`` (e.g. an expired
+                cache entry).
+
+        Raises:
+            The errors of :meth:`get`.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put([1, 2], key="k", metadata={"stage": "dev"})
+            >>> found = store.lookup("k", with_metadata=True)
+            >>> found.value, found.entry.metadata, found.loaded
+            ([1, 2], {'stage': 'dev'}, True)
+            >>> store.lookup("k", accept=lambda entry: False).loaded
+            False
+            >>> store.lookup("missing") is None
+            True
+        """
+        self._check_open()
+        _check_accept(accept)
+        payload = self.metadata.get_payload(key, with_metadata=with_metadata)
+        if payload is None:
+            return None
+        return self._read_current(payload, accept)
+
+    def read_current(
+        self,
+        entry: Entry | PayloadInfo,
+        *,
+        accept: Callable[[Entry | PayloadInfo], bool] | None = None,
+    ) -> Lookup | None:
+        """Load ``entry``'s value, or that of the entry that replaced it under its key.
+
+        Unlike :meth:`read`, an entry that was replaced meanwhile is followed to the
+        current entry of its key (returned in :attr:`Lookup.entry`, of the same kind as
+        ``entry``), and one that was deleted gives None.
+
+        Args:
+            entry: an :class:`Entry` or a :class:`PayloadInfo`.
+            accept: as in :meth:`lookup`.
+
+        Raises:
+            The errors of :meth:`get`.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory",
+            ...                   inline_threshold=0)
+            >>> _ = store.put("old", key="k")
+            >>> old = store.get_metadata("k")
+            >>> _ = store.put("new", key="k")  # the old blob is released
+            >>> store.read_current(old).value
+            'new'
+        """
+        self._check_open()
+        _check_entry_argument(entry, "read_current")
+        _check_accept(accept)
+        return self._read_current(entry, accept)
 
     def read(self, entry: Entry | PayloadInfo) -> Any:
         """Load the object an entry (from :meth:`get_metadata`, :meth:`list`...) describes.
 
         Also takes the :class:`~cacheness.storage.metadata.base.PayloadInfo` of
-        ``MetadataBackend.get_payload``.
+        ``MetadataBackend.get_payload``. The entry is read as given: one that another
+        writer replaced or deleted since it was fetched still loads while its bytes
+        exist, and raises :class:`StaleEntryError` once they are gone (never
+        ``IntegrityError``). :meth:`read_current` follows the key instead.
 
         Raises:
-            IntegrityError: the bytes are missing, truncated or fail their hash.
+            StaleEntryError: the entry was replaced or deleted and its bytes are gone
+                (an ``EntryNotFoundError``, also a ``KeyError``).
+            IntegrityError: the entry is current and its bytes are missing, truncated
+                or fail their hash.
+            InvalidBlobNameError: the entry's blob reference is unsafe (an edited index).
             SerializationError: the bytes cannot be decoded.
+            InvalidEntryError: ``entry`` is not an entry (e.g. None from ``get_metadata``).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory",
+            ...                   inline_threshold=0)
+            >>> _ = store.put("old", key="k")
+            >>> old = store.get_metadata("k")
+            >>> _ = store.put("new", key="k")
+            >>> store.read(old)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            cacheness.storage.errors.StaleEntryError: entry 'k' was replaced ...
         """
         self._check_open()
-        info = FormatInfo.from_entry(entry)  # type: ignore[arg-type] - same field names
-        inline = entry.inline
-        if inline is not None:  # the small-object hot path: nothing more to look up
-            if self.verify_reads and hash_bytes(inline) != entry.content_hash:
-                raise IntegrityError(
-                    f"entry {entry.key!r}: inline bytes do not match their recorded hash; "
-                    f"{DAMAGED_HINT}"
-                )
-            return self.handlers.load(io.BytesIO(inline), info, self.serialization)
-        what = f"entry {entry.key!r}"
-        try:
-            local_path = (
-                self.blobs.local_path(entry.blob_ref) if self.blobs.supports_local_path else None
+        _check_entry_argument(entry, "read")
+        if entry.inline is not None:
+            return self._load_inline(entry)
+        retries = 0
+        while True:
+            try:
+                return self._load_blob(entry)
+            except Exception as exc:
+                current = self._reread(entry)
+                if current is None or not _same_payload(current, entry):
+                    raise StaleEntryError(
+                        f"entry {entry.key!r} was replaced or deleted after it was read, and "
+                        f"the bytes it describes cannot be read any more "
+                        f"({type(exc).__name__}); read the current one with get() or "
+                        "read_current()"
+                    ) from exc
+                self._judge_current(entry, exc, retries)
+                retries += 1
+
+    # -- reading internals
+
+    def _reread(self, entry: Entry | PayloadInfo) -> Entry | PayloadInfo | None:
+        """The index's current record of ``entry``'s key, of the same kind as ``entry``."""
+        if isinstance(entry, Entry):
+            return self.metadata.get(entry.key)
+        return self.metadata.get_payload(entry.key, with_metadata=entry.metadata is not None)
+
+    def _read_current(
+        self,
+        entry: Entry | PayloadInfo,
+        accept: Callable[[Entry | PayloadInfo], bool] | None,
+    ) -> Lookup | None:
+        if accept is not None and not accept(entry):
+            return Lookup(entry, None, False)
+        if entry.inline is not None:
+            return Lookup(entry, self._load_inline(entry), True)
+        return self._follow(entry, accept)
+
+    def _follow(
+        self,
+        entry: Entry | PayloadInfo,
+        accept: Callable[[Entry | PayloadInfo], bool] | None,
+    ) -> Lookup | None:
+        """Read ``entry``'s value; after a failure, decide with the index what it meant.
+
+        The key deleted meanwhile: None (a miss). Replaced: the new entry is read
+        instead (``accept`` is asked first). Unchanged: the failure is real and
+        raised, a missing blob as ``IntegrityError``.
+        """
+        retries = 0
+        for _ in range(_MAX_FOLLOW):
+            if entry.inline is not None:
+                return Lookup(entry, self._load_inline(entry), True)
+            try:
+                return Lookup(entry, self._load_blob(entry), True)
+            except Exception as exc:  # noqa: BLE001 - judged against the index below
+                current = self._reread(entry)
+                if current is None:
+                    log.debug("entry %r was deleted while being read: a miss", entry.key)
+                    return None
+                if _same_payload(current, entry):
+                    self._judge_current(entry, exc, retries)
+                    retries += 1
+                    continue
+                log.debug("entry %r was replaced while being read; reading the new one", entry.key)
+                retries = 0
+                entry = current
+                if accept is not None and not accept(entry):
+                    return Lookup(entry, None, False)
+        raise StorageError(
+            f"entry {entry.key!r} was rewritten {_MAX_FOLLOW} times while being read; "
+            "nothing is damaged, try again"
+        )
+
+    def _judge_current(self, entry: Entry | PayloadInfo, exc: Exception, retries: int) -> None:
+        """A read of ``entry``, still the current one, failed with ``exc``: raise the truth.
+
+        Returns (the caller reads again) only when the blob was missing but exists now:
+        a content-addressed blob released by another entry's delete and written again by
+        a new put of the same bytes, or a tiered local copy evicted during the read.
+        """
+        if not _blob_lost(exc):
+            raise exc
+        if retries < _MAX_SAME_RETRIES and self.blobs.exists(entry.blob_ref):
+            return
+        raise IntegrityError(
+            f"entry {entry.key!r}: its blob {entry.blob_ref!r} is missing; run "
+            "BlobStore.repair() (dry_run=False removes the entry: the data is lost, store "
+            "it again)"
+        ) from exc
+
+    def _load_inline(self, entry: Entry | PayloadInfo) -> Any:
+        inline = cast(bytes, entry.inline)
+        if self.verify_reads and hash_bytes(inline) != entry.content_hash:
+            raise IntegrityError(
+                f"entry {entry.key!r}: inline bytes do not match their recorded hash; "
+                f"{DAMAGED_HINT}"
             )
-            source = self.blobs.open_read(entry.blob_ref)
-        except BlobNotFoundError as exc:
-            raise IntegrityError(
-                f"{what}: its blob {entry.blob_ref!r} is missing; run BlobStore.repair()"
-            ) from exc
-        except InvalidBlobNameError as exc:  # the index itself was edited or damaged
-            raise IntegrityError(
-                f"{what}: its blob reference {entry.blob_ref!r} is invalid ({exc}); the index "
-                "was edited or damaged: run BlobStore.repair()"
-            ) from exc
+        info = _format_of(entry)
+        return self.handlers.load(io.BytesIO(inline), info, self.serialization)
+
+    def _load_blob(self, entry: Entry | PayloadInfo) -> Any:
+        """Load from the entry's blob; a missing blob raises ``BlobNotFoundError``."""
+        info = _format_of(entry)
+        what = f"entry {entry.key!r}"
+        ref = entry.blob_ref
+        try:
+            local_path = self.blobs.local_path(ref) if self.blobs.supports_local_path else None
+            source = self.blobs.open_read(ref)
+        except InvalidBlobNameError as exc:
+            if _unsafe_ref(ref):  # the index itself was edited or damaged
+                raise InvalidBlobNameError(
+                    f"{what} points at blob reference {ref!r}, which no blob can have "
+                    f"({exc}): the index was edited or damaged. The data is lost: "
+                    "BlobStore.repair(dry_run=False) removes the entry"
+                ) from exc
+            raise  # e.g. a symlinked directory in the blob root: refused, not followed
         with source:
             if not self.verify_reads:
                 return self.handlers.load(source, info, self.serialization, local_path=local_path)
@@ -790,7 +1128,7 @@ class BlobStore:
                 actual = hash_stream(source)
                 if actual != entry.content_hash:
                     raise IntegrityError(
-                        f"{what}: blob {entry.blob_ref!r} does not match its recorded hash "
+                        f"{what}: blob {ref!r} does not match its recorded hash "
                         f"{entry.content_hash} (got {actual}), corrupt; {DAMAGED_HINT}"
                     )
                 source.seek(0)
@@ -894,6 +1232,11 @@ class BlobStore:
         parts: list[Mapping[str, Any]] = []
         if prefix:
             parts.append({"key": {"$prefix": prefix}})
+        if metadata_filter is not None and not isinstance(metadata_filter, Mapping):
+            raise FilterError(
+                "metadata_filter must be a mapping such as {'project': 'ml'}, got "
+                f"{type(metadata_filter).__name__}"
+            )
         if metadata_filter:
             parts.append({f"metadata.{name}": value for name, value in metadata_filter.items()})
         if filter:
@@ -929,7 +1272,7 @@ class BlobStore:
         if keys is None:
             entries: Iterable[Entry] = self.metadata.query()
         else:
-            found = self.metadata.get_many(keys)
+            found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
             entries = found.values()
         issues = []
         for entry in entries:
@@ -948,6 +1291,12 @@ class BlobStore:
             if len(entry.inline) != entry.size or hash_bytes(entry.inline) != entry.content_hash:
                 return issue("inline_mismatch", "inline bytes do not match size and hash")
             return None
+        if _unsafe_ref(entry.blob_ref):
+            return issue(
+                "invalid_ref",
+                f"blob reference {entry.blob_ref!r} is one no blob can have: the index was "
+                "edited or damaged",
+            )
         try:
             info = self.blobs.stat(entry.blob_ref)
         except BlobNotFoundError:
@@ -996,8 +1345,9 @@ class BlobStore:
             True
         """
         self._check_open()
+        _check_seconds(min_age_seconds, "min_age_seconds")
         referenced = {entry.blob_ref for entry in self.metadata.query({"blob_ref": {"$ne": ""}})}
-        cutoff = self._clock() - timedelta(seconds=min_age_seconds)
+        cutoff = self._now() - timedelta(seconds=min_age_seconds)
         orphans = []
         for ref in self.blobs.iter_refs():
             if ref in referenced:
@@ -1032,6 +1382,7 @@ class BlobStore:
             (1, [])
         """
         self._check_open()
+        _check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         issues = self.verify_integrity()
         orphans = self.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
         damaged = [issue for issue in issues if issue.problem != "unreadable"]
@@ -1050,7 +1401,9 @@ class BlobStore:
             chunk = damaged[start : start + _DELETE_CHUNK]
             same = [{"key": issue.key, "blob_ref": issue.blob_ref} for issue in chunk]
             removed += self.metadata.delete_where({"$or": same})
-        self._release(removed)
+        # A damaged entry may point at the blob of a healthy one (an edited index): its
+        # blob goes only if no entry refers to it any more.
+        self._release(removed, unless_referenced=True)
         report.entries_removed = [entry.key for entry in removed]
         if orphans:
             self._delete_blobs(orphans)
@@ -1108,6 +1461,16 @@ class BlobStore:
         if self._closed:
             raise StorageError("this BlobStore is closed; open a new one")
 
+    def _now(self) -> datetime:
+        """The injected clock's time, checked: entries hold timezone-aware UTC times."""
+        now = self._clock()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ConfigError(
+                f"the clock given to BlobStore returned {now!r}; it must return a timezone-"
+                "aware datetime, e.g. datetime.now(timezone.utc)"
+            )
+        return now
+
     @staticmethod
     def _fresh_name() -> str:
         return uuid.uuid4().hex
@@ -1127,6 +1490,14 @@ class BlobStore:
     def _serialize(self, data: Any, handler: str | None, max_size: int | None) -> _Stored:
         """Turn ``data`` into stored bytes: inline, in a new blob, or (content-addressed)
         in a spool until :meth:`_committing` puts it in its blob."""
+        if handler is not None and not isinstance(handler, str):
+            raise ConfigError(
+                f"handler must be the name of a registered handler (a str), got {handler!r}"
+            )
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+        ):
+            raise ConfigError(f"max_size must be None or an int >= 0 (bytes), got {max_size!r}")
         if self.content_addressable:
             stored = self._serialize_addressed(data, handler)
         else:
@@ -1263,14 +1634,29 @@ class BlobStore:
         *,
         keep: BlobInfo | None = None,
         keep_refs: set[str] | None = None,
+        unless_referenced: bool = False,
     ) -> None:
-        """Delete the blobs of entries that are gone (after their metadata commit)."""
+        """Delete the blobs of entries that are gone (after their metadata commit).
+
+        ``unless_referenced`` keeps blobs another entry still points at (always done in a
+        content-addressed store). A reference no blob can have (an edited index) is
+        never passed to the backend.
+        """
         kept = set(keep_refs or ())
         if keep is not None:
             kept.add(keep.ref)
         refs = {e.blob_ref for e in entries if e.blob_ref and e.blob_ref not in kept}
+        refs = {ref for ref in refs if not _unsafe_ref(ref)}
         if not refs:
             return
+        if unless_referenced and not self.content_addressable:
+            listed = sorted(refs)
+            for start in range(0, len(listed), _DELETE_CHUNK):
+                chunk = listed[start : start + _DELETE_CHUNK]
+                still = self.metadata.query({"blob_ref": {"$in": chunk}})
+                refs -= {entry.blob_ref for entry in still}
+            if not refs:
+                return
         if self.content_addressable:
             for ref in sorted(refs):
                 with self._content_lock(ref):
@@ -1291,6 +1677,118 @@ class BlobStore:
                 refs[0] if refs else None,
                 exc_info=True,
             )
+
+
+def _check_entry_argument(entry: object, method: str) -> None:
+    if not isinstance(entry, Entry | PayloadInfo):
+        hint = " (get_metadata returns None for a missing key)" if entry is None else ""
+        raise InvalidEntryError(
+            f"{method}() takes an Entry (from get_metadata, list...) or a PayloadInfo, got "
+            f"{type(entry).__name__}{hint}; to load by key, call get(key)"
+        )
+
+
+def _key_list(keys: Iterable[str], method: str) -> list[str]:
+    """``keys`` as a list; a lone string (an iterable of characters) is refused.
+
+    Raises:
+        InvalidKeyError: ``keys`` is a string or not iterable.
+    """
+    if isinstance(keys, str | bytes):
+        raise InvalidKeyError(
+            f"{method}() takes an iterable of keys, got the single key {keys!r}; pass [{keys!r}]"
+        )
+    try:
+        return list(keys)
+    except TypeError as exc:
+        raise InvalidKeyError(
+            f"{method}() takes an iterable of keys (a list, a tuple...), got {type(keys).__name__}"
+        ) from exc
+
+
+def _pairs(items: object) -> list[tuple[str, Any]]:
+    """``put_batch`` items as ``(key, data)`` pairs.
+
+    Raises:
+        InvalidKeyError: ``items`` is neither a mapping nor an iterable of pairs.
+    """
+    if isinstance(items, Mapping):
+        return list(items.items())
+    problem = f"got {type(items).__name__}"
+    if not isinstance(items, str | bytes):
+        try:
+            pairs = [tuple(pair) for pair in items]  # type: ignore[attr-defined]
+        except TypeError:
+            pairs = None
+        if pairs is not None:
+            odd = [pair for pair in pairs if len(pair) != 2]
+            if not odd:
+                return cast(list[tuple[str, Any]], pairs)
+            problem = f"got an item of {len(odd[0])} value(s)"
+    raise InvalidKeyError(f"put_batch() takes {{key: data}} or (key, data) pairs; {problem}")
+
+
+def _check_seconds(value: object, name: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < _MAX_SECONDS
+    ):
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _check_accept(accept: object) -> None:
+    if accept is not None and not callable(accept):
+        raise ConfigError(
+            f"accept must be None or a function of an entry returning a bool, got {accept!r}"
+        )
+
+
+def _format_of(entry: Entry | PayloadInfo) -> FormatInfo:
+    """The format info recorded in an entry (or the payload fields of one)."""
+    return FormatInfo(
+        handler=entry.handler,
+        format=entry.format,
+        codec=entry.codec,
+        raw_size=entry.raw_size,
+        details=dict(entry.format_info),
+    )
+
+
+def _same_payload(current: Entry | PayloadInfo, read: Entry | PayloadInfo) -> bool:
+    """True when ``current`` describes the same stored bytes as ``read``."""
+    return (
+        current.blob_ref == read.blob_ref
+        and current.content_hash == read.content_hash
+        and current.size == read.size
+        and (current.inline is None) == (read.inline is None)
+    )
+
+
+def _blob_lost(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the blob was not there.
+
+    ``BlobNotFoundError`` comes from the backends (S3's NoSuchKey in the middle of a
+    stream too); ``FileNotFoundError`` from a handler opening a local path itself (a
+    memory map) after the file went away; handlers may wrap either.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, BlobNotFoundError | FileNotFoundError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _unsafe_ref(ref: str) -> bool:
+    """True when no blob can have the reference ``ref`` (``..``, absolute, NUL...)."""
+    try:
+        validate_name(ref, "blob reference")
+    except InvalidBlobNameError:
+        return True
+    return False
 
 
 def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

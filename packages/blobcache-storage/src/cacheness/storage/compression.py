@@ -48,6 +48,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import threading
 import zlib
 from abc import ABC, abstractmethod
@@ -103,6 +104,10 @@ _BLOSC2_MAX_CHUNK = 1 << 30  # Blosc2 buffers must stay below 2 GiB
 _BLOSC2_OVERHEAD = 64  # a Blosc2 chunk is at most its data plus a small header
 _READ_BLOCK = 1 << 20
 _LEN = 4  # bytes of the little-endian length prefix of a Blosc2 chunk
+_BLOSC2_HEADER = 32  # the extended header of a Blosc2 chunk; the block offsets follow
+_BLOSC_MEMCPYED = 0x02  # header flags: the data is stored uncompressed, in one piece
+_BLOSC2_USEDICT = 0x01  # Blosc2 flags (byte 31): a dictionary precedes the blocks
+_BLOSC2_SPECIAL_MASK = 0x70  # Blosc2 flags: a run of zeros, NaNs or uninitialized values
 
 
 def default_threads() -> int:
@@ -406,9 +411,13 @@ class _ZstdWriter(Compressor):
         self, sink: BinaryIO, settings: CodecSettings, size_hint: int | None = None
     ) -> None:
         super().__init__(sink)
-        threads = settings.threads if (size_hint or 0) >= _ZSTD_THREADS_FROM else 0
+        # Large streams always use zstd's multi-threaded mode, even with one thread:
+        # its frames are the same for any number of workers (>= 1) but differ from
+        # the single-threaded mode's, and identical data must give identical bytes
+        # whatever ``nthreads`` is (content addressing depends on it).
+        large = (size_hint or 0) >= _ZSTD_THREADS_FROM
         self._level = settings.level_for("zstd")
-        self._threads = 0 if threads == 1 else threads
+        self._threads = settings.threads if large else 0
         self._writer: Any = None
         self._cctx: Any = None
 
@@ -492,12 +501,62 @@ class _Blosc2Writer(Compressor):
             self._pending = bytearray()
 
     def _compress(self, chunk: BytesLike) -> None:
+        blosc2 = _blosc2()
         try:
-            stored = _blosc2().compress2(chunk, **self._params)
+            stored = blosc2.compress2(chunk, **self._params)
+            pieces = _blosc2_in_block_order(stored) if self._params["nthreads"] > 1 else None
+            if pieces is None and self._params["nthreads"] > 1:
+                # A layout the reordering does not know: compress it on one thread.
+                stored = blosc2.compress2(chunk, **{**self._params, "nthreads": 1})
         except (RuntimeError, ValueError, TypeError) as exc:
             raise CompressionError(f"blosc2 compression failed: {exc}") from exc
         self._emit(len(stored).to_bytes(_LEN, "little"))
-        self._emit(stored)
+        for piece in pieces or (stored,):
+            self._emit(piece)
+
+
+def _blosc2_in_block_order(stored: bytes) -> list[memoryview] | None:
+    """The pieces of a Blosc2 chunk laid out in block order; None for an unknown layout.
+
+    Blosc2 compresses the blocks of a chunk independently, on several threads, and
+    writes each one where the output ends when its thread finishes: the blocks'
+    bytes are identical whatever the thread count, but their order (and the offsets
+    table recording it) follows the threads' timing. Rewriting the offsets and putting
+    the blocks in block order gives exactly the chunk one thread writes, so identical
+    data gets identical stored bytes (content addressing depends on it).
+
+    Chunks without an offsets table (stored uncompressed, or a run of one special
+    value) are returned as they are: one piece.
+    """
+    view = memoryview(stored)
+    if len(view) < _BLOSC2_HEADER:
+        return None
+    flags, nbytes, blocksize, cbytes = view[2], *struct.unpack_from("<iii", view, 4)
+    if cbytes != len(view) or nbytes < 0 or blocksize <= 0:
+        return None
+    if flags & _BLOSC_MEMCPYED or view[31] & _BLOSC2_SPECIAL_MASK or cbytes == _BLOSC2_HEADER:
+        return [view]  # written in one piece, in order
+    if view[31] & _BLOSC2_USEDICT:
+        return None
+    nblocks = -(-nbytes // blocksize)
+    body = _BLOSC2_HEADER + 4 * nblocks
+    if not nblocks or body > cbytes:
+        return None
+    starts = struct.unpack_from(f"<{nblocks}i", view, _BLOSC2_HEADER)
+    ordered = sorted(starts)
+    if ordered[0] != body or len(set(ordered)) != nblocks:
+        return None
+    if list(starts) == ordered:
+        return [view]  # already in block order
+    end_of = dict(zip(ordered, [*ordered[1:], cbytes], strict=True))
+    offsets, position = [], body
+    for start in starts:
+        offsets.append(position)
+        position += end_of[start] - start
+    table = struct.pack(f"<{nblocks}i", *offsets)
+    return [view[:_BLOSC2_HEADER], memoryview(table)] + [
+        view[start : end_of[start]] for start in starts
+    ]
 
 
 class _SinkAdapter:

@@ -48,6 +48,7 @@ __all__ = [
     "ObjectDeclinedError",
     "PayloadTooLargeError",
     "SerializationError",
+    "StaleEntryError",
     "StorageError",
     "StorageFullError",
 ]
@@ -157,6 +158,16 @@ class NotFoundError(CacheError, KeyError):
 
 class EntryNotFoundError(NotFoundError, MetadataError):
     """No metadata entry exists for the key."""
+
+
+class StaleEntryError(EntryNotFoundError):
+    """An entry read earlier was replaced or deleted, and the bytes it described are gone.
+
+    Raised by ``BlobStore.read(entry)`` for an entry that no longer is the one under its
+    key: nothing is damaged, the caller held an old copy. Get the current one with
+    ``get`` / ``get_metadata`` (``BlobStore.read_current`` follows the key by itself).
+    Also an :class:`EntryNotFoundError`, hence a ``KeyError``.
+    """
 
 
 class BlobNotFoundError(NotFoundError, StorageError):

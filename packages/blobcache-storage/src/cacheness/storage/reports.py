@@ -24,6 +24,7 @@ Problem: TypeAlias = Literal[
     "hash_mismatch",
     "unreadable",
     "inline_mismatch",
+    "invalid_ref",
 ]
 """What is wrong with an entry's stored bytes."""
 
@@ -34,9 +35,12 @@ class IntegrityIssue(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         key: the entry's key.
         blob_ref: the blob it points at (``""`` for inline payloads).
-        problem: ``missing_blob``, ``size_mismatch``, ``etag_mismatch`` (an S3 object
-            was replaced), ``hash_mismatch``, ``unreadable`` (the backend failed to read
-            it) or ``inline_mismatch``.
+        problem: ``missing_blob`` (also a symlink where the blob file should be),
+            ``size_mismatch``, ``etag_mismatch`` (an S3 object was replaced),
+            ``hash_mismatch``, ``inline_mismatch``, ``invalid_ref`` (a blob reference no
+            blob can have, such as ``../../etc/passwd``: an edited index) - all removed
+            by ``repair`` - or ``unreadable`` (the backend failed to read it: an outage, a
+            permission, a symlinked directory; reported and kept).
         detail: a human-readable explanation.
     """
 

@@ -37,6 +37,7 @@ from typing import BinaryIO, ClassVar, Literal, Self
 
 import msgspec
 
+from cacheness.storage.blob._args import data_view, digest, local_file, ref_list, seconds
 from cacheness.storage.blob._io import CHUNK_SIZE, atomic_output, copy_stream
 from cacheness.storage.blob._sharding import (
     shard,
@@ -353,6 +354,7 @@ class BlobBackend(ABC):
             >>> MemoryBlobBackend().write_bytes("a", b"xyz").size
             3
         """
+        data = data_view(data)
         with self.open_write(name, exclusive=exclusive) as writer:
             writer.write(data)
         assert writer.info is not None
@@ -378,6 +380,7 @@ class BlobBackend(ABC):
             FileNotFoundError: ``path`` does not exist.
             BlobExistsError: ``exclusive`` and the name exists.
         """
+        path = local_file(path)
         with open(path, "rb") as source, self.open_write(name, exclusive=exclusive) as writer:
             copy_stream(source, writer)
         assert writer.info is not None
@@ -392,6 +395,7 @@ class BlobBackend(ABC):
         Raises:
             BlobNotFoundError: no blob has that reference.
         """
+        path = local_file(path, output=True)
         with self.open_read(ref) as source, atomic_output(path) as sink:
             copy_stream(source, sink)
 
@@ -408,6 +412,7 @@ class BlobBackend(ABC):
 
     def delete_many(self, refs: Iterable[str]) -> int:
         """Delete every blob in ``refs``; return how many were deleted."""
+        refs = ref_list(refs)
         return sum(1 for ref in refs if self.delete(ref))
 
     def local_path(self, ref: str) -> Path | None:
@@ -438,6 +443,7 @@ class BlobBackend(ABC):
         Raises:
             BlobNotFoundError: no blob has that reference.
         """
+        expected = digest(expected)
         info = self.stat(ref)
         wanted = expected.strip().strip('"').lower()
         if info.etag is not None and wanted == info.etag.strip('"').lower():
@@ -460,6 +466,7 @@ class BlobBackend(ABC):
             >>> MemoryBlobBackend().cleanup_temp_files(dry_run=True)
             0
         """
+        seconds(older_than, "older_than")
         return 0
 
     def close(self) -> None:  # noqa: B027 - a concrete, optional hook

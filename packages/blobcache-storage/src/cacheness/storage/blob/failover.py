@@ -34,6 +34,7 @@ from typing import BinaryIO, ClassVar, TypeVar
 
 import msgspec
 
+from cacheness.storage.blob._args import digest, local_file, ref_list, ref_prefix, seconds
 from cacheness.storage.blob._compose import BackendSpec, is_outage, make_backend, narrowest_scope
 from cacheness.storage.blob._counters import Counters
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
@@ -303,6 +304,7 @@ class FailoverBlobBackend(BlobBackend):
 
     def iter_refs(self, prefix: str = "") -> Iterator[str]:
         """Yield the union of both backends' refs (the primary's form), each once."""
+        prefix = ref_prefix(prefix)
         seen: set[str] = set()
         try:
             for ref in self.primary.iter_refs(prefix):
@@ -329,7 +331,7 @@ class FailoverBlobBackend(BlobBackend):
 
     def delete_many(self, refs: Iterable[str]) -> int:
         """Delete from both backends; return the larger of the two counts."""
-        refs = list(refs)
+        refs = ref_list(refs)
         primary_count = 0
         try:
             primary_count = self.primary.delete_many(refs)
@@ -367,6 +369,7 @@ class FailoverBlobBackend(BlobBackend):
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Download from the primary, else from the fallback."""
+        path = local_file(path, output=True)
         self._read(ref, "read", lambda backend, r: backend.read_to_file(r, path))
 
     def location(self, ref: str) -> str:
@@ -375,10 +378,12 @@ class FailoverBlobBackend(BlobBackend):
 
     def verify(self, ref: str, expected: str) -> bool:
         """Verify on the primary, else on the fallback."""
+        expected = digest(expected)
         return self._read(ref, "verify", lambda backend, r: backend.verify(r, expected))
 
     def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Clean up (or with ``dry_run``, count) both backends' interrupted-write debris."""
+        seconds(older_than, "older_than")
         backends = (self.primary, self.fallback)
         return sum(blobs.cleanup_temp_files(older_than, dry_run=dry_run) for blobs in backends)
 

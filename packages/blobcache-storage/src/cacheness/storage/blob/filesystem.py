@@ -48,11 +48,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
+from cacheness.storage.blob._args import digest, local_file, ref_prefix, seconds
 from cacheness.storage.blob._io import TEMP_PREFIX, atomic_output, copy_stream, create_temp_file
 from cacheness.storage.blob._sharding import segment_problem, validate_name
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage.errors import (
     BlobExistsError,
+    BlobNotFoundError,
     ConfigError,
     InvalidBlobNameError,
     StorageError,
@@ -428,8 +430,11 @@ class FilesystemBlobBackend(BlobBackend):
             raise self._not_found(ref) from exc
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise InvalidBlobNameError(
-                    f"blob reference {ref!r} is a symlink; refusing to follow it"
+                # A symlink is never a blob (this backend writes regular files only), as
+                # exists(), delete() and iter_refs() agree: the blob is missing.
+                raise BlobNotFoundError(
+                    f"no blob with reference {ref!r} in {self!r}: a symlink is there, "
+                    "and symlinks are never followed"
                 ) from exc
             raise self._error("open blob", repr(ref), exc) from exc
         if not stat_module.S_ISREG(os.fstat(fd).st_mode):
@@ -441,8 +446,9 @@ class FilesystemBlobBackend(BlobBackend):
         """Open the blob file for reading.
 
         Raises:
-            BlobNotFoundError: no such blob.
-            InvalidBlobNameError: the reference is unsafe or a symlink.
+            BlobNotFoundError: no such blob (a symlink in its place counts as none: it
+                is never followed).
+            InvalidBlobNameError: the reference is unsafe, or its directory leaves the root.
         """
         return open(self._open_fd(ref), "rb")
 
@@ -493,6 +499,7 @@ class FilesystemBlobBackend(BlobBackend):
 
         Temporary files, symlinks and anything that is not a regular file are skipped.
         """
+        prefix = ref_prefix(prefix)
         head, _, _ = prefix.rpartition("/")
         if head:
             validate_name(head, "reference prefix")
@@ -531,6 +538,7 @@ class FilesystemBlobBackend(BlobBackend):
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Copy the blob to ``path`` atomically, in the kernel where it can."""
+        path = local_file(path, output=True)
         fd = self._open_fd(ref)
         with open(fd, "rb") as source, atomic_output(path) as sink:
             _copy_file(source, sink)
@@ -545,6 +553,7 @@ class FilesystemBlobBackend(BlobBackend):
         Raises:
             BlobNotFoundError: no such blob.
         """
+        expected = digest(expected)
         with open(self._open_fd(ref), "rb") as stream:
             return hash_stream(stream) == expected.strip().lower()
 
@@ -566,6 +575,7 @@ class FilesystemBlobBackend(BlobBackend):
             >>> FilesystemBlobBackend(tempfile.mkdtemp()).cleanup_temp_files()
             0
         """
+        seconds(older_than, "older_than")
         deadline = time.time() - older_than
         return self._cleanup(self._root, deadline, remove=not dry_run, dirs=remove_empty_dirs)
 

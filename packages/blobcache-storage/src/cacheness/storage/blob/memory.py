@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import BinaryIO, ClassVar
 
+from cacheness.storage.blob._args import data_view, ref_list, ref_prefix
 from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage.errors import BlobExistsError
 from cacheness.storage.hashing import BytesLike, hash_bytes
@@ -86,6 +87,7 @@ class MemoryBlobBackend(BlobBackend):
 
     def write_bytes(self, name: str, data: BytesLike, *, exclusive: bool = False) -> BlobInfo:
         """Store ``data`` as ``name`` (one copy of the bytes, no writer)."""
+        data = data_view(data)
         ref = self.ref_for(name)
         payload = bytes(data)
         return self._store(ref, payload, hash_bytes(payload), exclusive)
@@ -134,6 +136,7 @@ class MemoryBlobBackend(BlobBackend):
 
     def delete_many(self, refs: Iterable[str]) -> int:
         """Delete every ref in ``refs`` under one lock; return how many existed."""
+        refs = ref_list(refs)
         checked = [self._check_ref(ref) for ref in refs]
         with self._lock:
             return sum(1 for ref in checked if self._blobs.pop(ref, None) is not None)
@@ -145,6 +148,7 @@ class MemoryBlobBackend(BlobBackend):
 
     def iter_refs(self, prefix: str = "") -> Iterator[str]:
         """Yield the stored refs starting with ``prefix``, sorted."""
+        prefix = ref_prefix(prefix)
         with self._lock:
             refs = sorted(ref for ref in self._blobs if ref.startswith(prefix))
         yield from refs

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, ClassVar, Literal
 
+from cacheness.storage.blob._args import data_view, local_file, ref_list, ref_prefix, seconds
 from cacheness.storage.blob._circuit_breaker import CircuitBreaker
 from cacheness.storage.blob._io import CHUNK_SIZE, atomic_output
 from cacheness.storage.blob._sharding import validate_name
@@ -374,14 +375,23 @@ class S3BlobBackend(BlobBackend):
 
     @contextlib.contextmanager
     def _call(
-        self, action: str, ref: str | None = None, *, exclusive: bool = False
+        self,
+        action: str,
+        ref: str | None = None,
+        *,
+        exclusive: bool = False,
+        what: str | None = None,
     ) -> Iterator[None]:
-        """Run one request (or managed transfer) under the breaker, translating errors."""
+        """Run one request (or managed transfer) under the breaker, translating errors.
+
+        ``what`` names the object of ``action`` in messages (default: the blob ``ref``,
+        or the bucket when there is none).
+        """
         self.circuit_breaker.before_call()
         try:
             yield
         except Exception as exc:
-            mapped = self._translate(exc, action, ref, exclusive=exclusive)
+            mapped = self._translate(exc, action, ref, exclusive=exclusive, what=what)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -391,11 +401,20 @@ class S3BlobBackend(BlobBackend):
         self.circuit_breaker.record_success()
 
     def _translate(
-        self, error: BaseException, action: str, ref: str | None, *, exclusive: bool = False
+        self,
+        error: BaseException,
+        action: str,
+        ref: str | None,
+        *,
+        exclusive: bool = False,
+        what: str | None = None,
     ) -> BaseException:
         """Map a boto error to ours and tell the breaker whether the server was reached."""
         exc = _unwrap(error)
-        where = f"blob {ref!r}" if ref is not None else f"bucket {self.bucket!r}"
+        if what is not None:
+            where = what
+        else:
+            where = f"blob {ref!r}" if ref is not None else f"bucket {self.bucket!r}"
         breaker = self.circuit_breaker
         errors = self._exceptions
         if isinstance(exc, CacheError):
@@ -418,7 +437,7 @@ class S3BlobBackend(BlobBackend):
                 )
             breaker.record_success()
             if code == "NoSuchBucket":
-                return self._missing_bucket()
+                return self._bucket_vanished(action, ref)
             if status == 404 or code in _NOT_FOUND_CODES:
                 return BlobNotFoundError(
                     f"no blob {ref!r} at {self.location(ref) if ref else self.bucket}"
@@ -428,6 +447,12 @@ class S3BlobBackend(BlobBackend):
             ):
                 return BlobExistsError(
                     f"blob {ref!r} already exists (exclusive write); nothing was changed"
+                )
+            if status == 412 and ref is not None and action in ("read", "copy"):
+                # If-Match / CopySourceIfMatch: the version being read is gone.
+                return BlobNotFoundError(
+                    f"blob {ref!r} at {self.location(ref)} was replaced or deleted on the "
+                    f"server during {action}"
                 )
             if status == 412:
                 return StorageError(
@@ -467,6 +492,40 @@ class S3BlobBackend(BlobBackend):
         return StorageError(
             f"S3 bucket {self.bucket!r} does not exist at {self.endpoint}; create it, fix the "
             "bucket name or endpoint_url, or pass create_bucket=True"
+        )
+
+    def _bucket_vanished(self, action: str, ref: str | None) -> StorageError:
+        """The error for a bucket that is missing now (it existed, or was never checked).
+
+        With ``create_bucket`` (a long-lived cache whose S3 server restarted empty, say)
+        the bucket is created again, and the error says what that means: a blob read
+        is not found (the bucket is empty), a write is retried by the caller
+        (:class:`_BucketRecreatedError`). Without it, the bucket is reported missing.
+        """
+        self._bucket_ready = False
+        if not self.create_bucket or action in ("check", "create"):
+            return StorageError(
+                f"S3 bucket {self.bucket!r} does not exist (any more) at {self.endpoint}; "
+                "create it, fix the bucket name or endpoint_url, or pass create_bucket=True"
+            )
+        try:
+            self._ensure_bucket()
+        except StorageError as exc:
+            return exc
+        log.warning(
+            "S3 bucket %r had disappeared from %s (a server that restarted empty?); it was "
+            "created again (create_bucket=True): the blobs it held are gone",
+            self.bucket,
+            self.endpoint,
+        )
+        if ref is not None and action in ("read", "copy", "download", "stat"):
+            return BlobNotFoundError(
+                f"no blob {ref!r} at {self.location(ref)}: bucket {self.bucket!r} had "
+                "disappeared and was created again, empty"
+            )
+        return _BucketRecreatedError(
+            f"S3 bucket {self.bucket!r} had disappeared from {self.endpoint} during {action}; "
+            "it was created again, empty (create_bucket=True): retry"
         )
 
     def _ensure_bucket(self) -> None:
@@ -557,9 +616,26 @@ class S3BlobBackend(BlobBackend):
         return _S3Writer(self, name, ref, exclusive)
 
     def _upload(
-        self, source: BinaryIO, ref: str, size: int, content_hash: str, exclusive: bool
+        self,
+        source: BinaryIO,
+        ref: str,
+        size: int,
+        content_hash: str,
+        exclusive: bool,
+        *,
+        retried: bool = False,
     ) -> BlobInfo:
         """Upload ``source`` (seekable, ``size`` bytes) as ``ref`` with its hash as metadata."""
+        try:
+            return self._upload_once(source, ref, size, content_hash, exclusive)
+        except _BucketRecreatedError:
+            if retried:
+                raise
+            return self._upload(source, ref, size, content_hash, exclusive, retried=True)
+
+    def _upload_once(
+        self, source: BinaryIO, ref: str, size: int, content_hash: str, exclusive: bool
+    ) -> BlobInfo:
         self._ensure_bucket()
         use_header = exclusive and self.conditional_writes != "check"
         if exclusive and not use_header and self.exists(ref):
@@ -589,7 +665,7 @@ class S3BlobBackend(BlobBackend):
                 raise
             log.info("%s ignores If-None-Match; exclusive writes use a HEAD check", self.endpoint)
             self.conditional_writes = "check"
-            return self._upload(source, ref, size, content_hash, exclusive)
+            return self._upload_once(source, ref, size, content_hash, exclusive)
         finally:
             with self._hook_lock:
                 self._exclusive_tokens.discard(token)
@@ -606,6 +682,7 @@ class S3BlobBackend(BlobBackend):
 
     def write_bytes(self, name: str, data: BytesLike, *, exclusive: bool = False) -> BlobInfo:
         """Upload ``data`` directly (no spool)."""
+        data = data_view(data)
         ref = self.ref_for(name)
         view = memoryview(data).cast("B")
         source = io.BytesIO(data if isinstance(data, bytes) else view)
@@ -619,6 +696,7 @@ class S3BlobBackend(BlobBackend):
         S3 takes object metadata before the bytes, so the hash must be known first;
         hashing runs at several GB/s, far above upload speed (see the docs page).
         """
+        path = local_file(path)
         ref = self.ref_for(name)
         with open(path, "rb") as source:
             size = os.fstat(source.fileno()).st_size
@@ -652,6 +730,7 @@ class S3BlobBackend(BlobBackend):
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Download with boto3's managed (parallel, ranged, If-Match) transfer, atomically."""
+        path = local_file(path, output=True)
         key = self._key(ref)
         self._ensure_bucket()
         with atomic_output(path) as sink, self._call("download", ref):
@@ -696,6 +775,7 @@ class S3BlobBackend(BlobBackend):
         Raises:
             StorageError: some keys could not be deleted (after all batches ran).
         """
+        refs = ref_list(refs)
         keys = [self._key(ref) for ref in dict.fromkeys(refs)]
         if not keys:
             return 0
@@ -704,11 +784,15 @@ class S3BlobBackend(BlobBackend):
         failures: list[str] = []
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
-            with self._call("delete"):
-                response = self._client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": False},
-                )
+            what = f"{len(batch)} object(s) (first: {batch[0]!r}) in bucket {self.bucket!r}"
+            try:
+                with self._call("delete", what=what):
+                    response = self._client.delete_objects(
+                        Bucket=self.bucket,
+                        Delete={"Objects": [{"Key": key} for key in batch], "Quiet": False},
+                    )
+            except _BucketRecreatedError:
+                return deleted  # the bucket is new and empty: nothing left to delete
             deleted += len(response.get("Deleted", []))
             failures += [
                 f"{error.get('Key')}: {error.get('Code')}" for error in response.get("Errors", [])
@@ -722,11 +806,15 @@ class S3BlobBackend(BlobBackend):
 
     def iter_refs(self, prefix: str = "") -> Iterator[str]:
         """List the references under the backend's key prefix starting with ``prefix``."""
+        prefix = ref_prefix(prefix)
         self._ensure_bucket()
         options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
         while True:
-            with self._call("list"):
-                page = self._client.list_objects_v2(**options)
+            try:
+                with self._call("list"):
+                    page = self._client.list_objects_v2(**options)
+            except _BucketRecreatedError:
+                return  # the bucket is new and empty
             for item in page.get("Contents", []):
                 ref = item["Key"][len(self.prefix) :]
                 try:
@@ -745,13 +833,17 @@ class S3BlobBackend(BlobBackend):
         less than ``older_than`` seconds ago may be in progress and are left alone;
         ``dry_run`` counts without aborting. Returns how many were (or would be) aborted.
         """
+        seconds(older_than, "older_than")
         self._ensure_bucket()
         deadline = datetime.now(UTC) - timedelta(seconds=older_than)
         options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
         found = 0
         while True:
-            with self._call("list the multipart uploads of"):
-                page = self._client.list_multipart_uploads(**options)
+            try:
+                with self._call("list the multipart uploads of"):
+                    page = self._client.list_multipart_uploads(**options)
+            except _BucketRecreatedError:
+                return found  # the bucket is new and empty
             for upload in page.get("Uploads", []):
                 if upload["Initiated"] > deadline:
                     continue
@@ -850,6 +942,14 @@ class S3BlobBackend(BlobBackend):
             f"<S3BlobBackend s3://{self.bucket}/{self.prefix} at {self.endpoint} "
             f"shard_chars={self.shard_chars}>"
         )
+
+
+class _BucketRecreatedError(StorageError):
+    """The bucket had disappeared and was created again (``create_bucket=True``).
+
+    Raised to the backend's own methods, which retry a write once and treat a listing
+    or a batch delete as finding nothing; its message tells the truth if it escapes.
+    """
 
 
 def _etag(value: Any) -> str | None:

@@ -35,6 +35,14 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, ClassVar, NamedTuple
 
+from cacheness.storage.blob._args import (
+    data_view,
+    digest,
+    local_file,
+    ref_list,
+    ref_prefix,
+    seconds,
+)
 from cacheness.storage.blob._compose import BackendSpec, make_backend
 from cacheness.storage.blob._counters import Counters
 from cacheness.storage.blob._io import CHUNK_SIZE
@@ -458,7 +466,7 @@ class TieredBlobBackend(BlobBackend):
 
     def delete_many(self, refs: Iterable[str]) -> int:
         """Delete from the remote in one batch, then drop the local copies."""
-        refs = list(refs)
+        refs = ref_list(refs)
         deleted = self.remote.delete_many(refs)
         cached = self._index.refs()
         for ref in refs:
@@ -468,12 +476,14 @@ class TieredBlobBackend(BlobBackend):
 
     def iter_refs(self, prefix: str = "") -> Iterator[str]:
         """List the remote."""
+        prefix = ref_prefix(prefix)
         return self.remote.iter_refs(prefix)
 
     # -- overrides -----------------------------------------------------------------------------
 
     def write_bytes(self, name: str, data: BytesLike, *, exclusive: bool = False) -> BlobInfo:
         """Write to the remote (its fast path), then keep a local copy."""
+        data = data_view(data)
         info = self.remote.write_bytes(name, data, exclusive=exclusive)
         if self.fill_on_write and info.size <= self.max_bytes:
             self._write_through(info, lambda: self._local.write_bytes(info.ref, data))
@@ -483,6 +493,7 @@ class TieredBlobBackend(BlobBackend):
         self, name: str, path: str | os.PathLike[str], *, exclusive: bool = False
     ) -> BlobInfo:
         """Upload with the remote's file path, then copy the file into the cache."""
+        path = local_file(path)
         info = self.remote.write_from_file(name, path, exclusive=exclusive)
         if self.fill_on_write and info.size <= self.max_bytes:
             self._write_through(info, lambda: self._local.write_from_file(info.ref, path))
@@ -490,6 +501,7 @@ class TieredBlobBackend(BlobBackend):
 
     def read_to_file(self, ref: str, path: str | os.PathLike[str]) -> None:
         """Copy from the local cache when possible, else from the remote."""
+        path = local_file(path, output=True)
         if self._ensure_cached(ref):
             try:
                 self._local.read_to_file(ref, path)
@@ -521,6 +533,7 @@ class TieredBlobBackend(BlobBackend):
 
     def verify(self, ref: str, expected: str) -> bool:
         """Verify against the remote."""
+        expected = digest(expected)
         return self.remote.verify(ref, expected)
 
     # -- maintenance -------------------------------------------------------------------------
@@ -560,6 +573,7 @@ class TieredBlobBackend(BlobBackend):
     def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Clean up (or with ``dry_run``, count) the remote's and the local cache's
         interrupted-write debris."""
+        seconds(older_than, "older_than")
         backends = (self.remote, self._local)
         return sum(blobs.cleanup_temp_files(older_than, dry_run=dry_run) for blobs in backends)
 

@@ -11,6 +11,11 @@ as MessagePack extension values and come back as the same types: ``(1, 2)`` stay
 tuple, ``[1, 2]`` a list. Decoding only builds containers, numbers, strings and dates:
 no code from the stored bytes ever runs.
 
+Equal values give identical bytes when they iterate alike: dicts keep their insertion
+order (it comes back too), and the members of a set or frozenset are stored sorted by
+their encoding, so two equal sets - built in any order, in any process - store the same
+bytes (and get one key in a content-addressed store).
+
 Example:
     >>> import io
     >>> from datetime import datetime, timezone
@@ -199,9 +204,9 @@ def _to_wire(obj: Any) -> Any:
     if kind is tuple:
         return _Ext(_TUPLE, [_to_wire(v) for v in obj])
     if kind is set:
-        return _Ext(_SET, [_to_wire(v) for v in obj])
+        return _Ext(_SET, _in_canonical_order(obj))
     if kind is frozenset:
-        return _Ext(_FROZENSET, [_to_wire(v) for v in obj])
+        return _Ext(_FROZENSET, _in_canonical_order(obj))
     if kind is dt.datetime:
         fields = [obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second]
         return _Ext(_DATETIME, [*fields, obj.microsecond, obj.fold, *_tz_state(obj.tzinfo)])
@@ -213,6 +218,24 @@ def _to_wire(obj: Any) -> Any:
     if kind is dt.timedelta:
         return _Ext(_TIMEDELTA, [obj.days, obj.seconds, obj.microseconds])
     raise _NotPlainError(kind.__qualname__)  # pragma: no cover - _scan ran first
+
+
+def _in_canonical_order(members: set[Any] | frozenset[Any]) -> list[Any]:
+    """The members of a set, encoded, in the order of their encoded bytes.
+
+    A set iterates in an order that depends on its history and, for strings, on the
+    process's hash seed: equal sets must still give identical bytes (one content hash,
+    one key in a content-addressed store), and a set has no order to keep.
+    """
+    wire = [_to_wire(member) for member in members]
+    if len(wire) < 2:
+        return wire
+    encode = _WIRE_ENCODER.encode
+    return [item for _, item in sorted(((encode(item), item) for item in wire), key=_first)]
+
+
+def _first(pair: tuple[bytes, Any]) -> bytes:
+    return pair[0]
 
 
 def _tz_state(tz: dt.tzinfo | None) -> tuple[int, Any] | None:
@@ -284,3 +307,4 @@ def _tz_from(kind: int, value: Any) -> dt.tzinfo | None:
 
 
 _DECODER: Final = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+_WIRE_ENCODER: Final = msgspec.msgpack.Encoder(enc_hook=_enc_hook)

@@ -258,6 +258,10 @@ def query_args(
 ) -> tuple[OrderBy, int | None, int]:
     """Validate the arguments of ``query`` (shared by every backend).
 
+    A ``limit`` or ``offset`` beyond what an index can count (2**63 - 1) means the
+    same as that bound: no limit, or past the last entry (nothing). SQL engines
+    refuse larger numbers, so they never reach one.
+
     Raises:
         FilterError: unknown ``order_by`` field, negative or non-integer limit/offset.
     """
@@ -268,7 +272,9 @@ def query_args(
         raise FilterError(f"limit must be None or an int >= 0, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise FilterError(f"offset must be an int >= 0, got {offset!r}")
-    return spec, limit, offset
+    if limit is not None and limit > INT64_MAX:
+        limit = None
+    return spec, limit, min(offset, INT64_MAX)
 
 
 def unique_keys(keys: Iterable[str]) -> list[str]:

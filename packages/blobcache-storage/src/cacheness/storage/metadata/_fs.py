@@ -82,7 +82,11 @@ def prepare_file(path: str | os.PathLike[str], backend: str, example: str) -> Pa
         MetadataError: the parent directories cannot be created.
     """
     file = Path(path)
-    if file.is_dir():
+    try:
+        is_dir = file.is_dir()
+    except OSError as exc:  # a name too long, a parent that is a file...
+        raise ConfigError(f"the {backend} metadata backend cannot use {file}: {exc}") from exc
+    if is_dir:
         raise ConfigError(
             f"the {backend} metadata backend needs a file path, {file} is a directory; "
             f"pass e.g. {file / example}"
