@@ -295,6 +295,15 @@ def test_delete_by_prefix_refuses_the_empty_prefix(open_pairing):
     assert store.exists("a")
 
 
+@pytest.mark.parametrize("where", [{}, None])
+def test_delete_where_refuses_an_empty_filter(open_pairing, where):
+    store = open_pairing("memory+memory").open()
+    store.put(1, key="a")
+    with pytest.raises(ValueError, match=r"call clear\(\)"):
+        store.delete_where(where)
+    assert store.exists("a")
+
+
 def test_a_refused_temp_file_cleanup_does_not_undo_the_repair(tmp_path, caplog):
     from cacheness.storage import BlobStore
     from cacheness.storage.blob.memory import MemoryBlobBackend

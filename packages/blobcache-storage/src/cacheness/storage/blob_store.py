@@ -776,6 +776,8 @@ class BlobStore:
 
         Raises:
             FilterError: the filter is invalid.
+            ValueError: the filter is empty (``{}`` or None would select every entry: a
+                deletion never selects everything by default; call :meth:`clear`).
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -787,6 +789,11 @@ class BlobStore:
             1
         """
         self._check_open()
+        if not where:  # {} or None: the same rule as delete_by_prefix("")
+            raise ValueError(
+                f"delete_where needs a filter or a predicate, got {where!r}; a deletion never "
+                "selects every entry by default: call clear() to delete every entry"
+            )
         if callable(where):
             doomed = [entry.key for entry in self.metadata.query() if where(entry)]
             deleted: list[Entry] = []
