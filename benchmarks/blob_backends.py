@@ -36,10 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from cacheness.storage.blob.base import BlobBackend
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
-from cacheness.storage.hashing import hash_stream
+from cacheness.storage import BlobBackend, FilesystemBlobBackend, S3BlobBackend, hash_stream
 
 MiB = 1 << 20
 CHUNK = 4 * MiB

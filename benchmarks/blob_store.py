@@ -51,9 +51,10 @@ from typing import Any
 
 from handlers import pandas_frame  # benchmarks/handlers.py, beside this script
 
-from cacheness.storage.blob_store import BlobStore
-from cacheness.storage.compression import default_threads
-from cacheness.storage.handlers.base import DEFAULT_OPTIONS
+from cacheness.storage import BlobStore, SerializationOptions
+from cacheness.storage._compression import default_threads  # cores this process may use
+
+DEFAULT_SERIALIZATION = SerializationOptions()
 
 try:  # the bench environment has both; the dev environment may not
     import diskcache
@@ -349,7 +350,7 @@ def bench_numpy(n: int, repeat: int) -> tuple[Case, list[str], list[Target]]:
     array = compressible_array(n)
     cparams = {
         "codec": blosc2.Codec.LZ4,
-        "clevel": DEFAULT_OPTIONS.blosc2_clevel,
+        "clevel": DEFAULT_SERIALIZATION.blosc2_clevel,
         "filters": [blosc2.Filter.SHUFFLE],
         "typesize": array.itemsize,
         "nthreads": default_threads(),

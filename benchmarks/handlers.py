@@ -37,11 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cacheness.storage.compression import default_threads
-from cacheness.storage.handlers.base import DEFAULT_OPTIONS, SerializationOptions
-from cacheness.storage.handlers.numpy import NumpyHandler
-from cacheness.storage.handlers.pandas import PandasHandler
-from cacheness.storage.handlers.plain import PlainHandler
+from cacheness.storage import SerializationOptions, get_handler
+from cacheness.storage._compression import default_threads  # cores this process may use
+
+DEFAULT_SERIALIZATION = SerializationOptions()
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
@@ -173,7 +172,7 @@ def bench_numpy(n: int, repeat: int) -> tuple[Case, list[str]]:
     rng = np.random.default_rng(0)
     array = np.cumsum(rng.integers(-5, 6, n)).astype(np.float64)
     case = Case(f"numpy float64, {n:,} elements (compressible)", array.nbytes)
-    options = DEFAULT_OPTIONS
+    options = DEFAULT_SERIALIZATION
     cparams = {
         "codec": blosc2.Codec.LZ4,
         "clevel": options.blosc2_clevel,
@@ -200,7 +199,11 @@ def bench_numpy(n: int, repeat: int) -> tuple[Case, list[str]]:
         contenders = [
             Contender(baseline, Path(bare), bare_put, bare_get),
             handler_contender(
-                "numpy handler (blosc2 lz4, streamed)", Path(ours), NumpyHandler(), array, options
+                "numpy handler (blosc2 lz4, streamed)",
+                Path(ours),
+                get_handler("numpy"),
+                array,
+                options,
             ),
         ]
         run_case(case, contenders, repeat, check)
@@ -244,14 +247,14 @@ def bench_pandas(n: int, repeat: int) -> tuple[Case, list[str]]:
             handler_contender(
                 "pandas handler (arrow-ipc + blosc2)",
                 Path(ours),
-                PandasHandler(),
+                get_handler("pandas"),
                 frame,
-                DEFAULT_OPTIONS,
+                DEFAULT_SERIALIZATION,
             ),
             handler_contender(
                 "pandas handler, parquet option (zstd)",
                 Path(ours_parquet),
-                PandasHandler(),
+                get_handler("pandas"),
                 frame,
                 parquet,
             ),
@@ -269,13 +272,13 @@ def bench_small(repeat: int) -> list[str]:
         "active": True,
         "notes": "x" * 80,
     }
-    handler = PlainHandler()
+    handler = get_handler("plain")
     calls = 20_000
 
     def plain_dump() -> bytes:
         for _ in range(calls):
             sink = io.BytesIO()
-            handler.dump(value, sink, DEFAULT_OPTIONS)
+            handler.dump(value, sink, DEFAULT_SERIALIZATION)
         return sink.getvalue()
 
     def pickle_dump() -> bytes:
@@ -284,12 +287,12 @@ def bench_small(repeat: int) -> list[str]:
         return data
 
     sink = io.BytesIO()
-    info = handler.dump(value, sink, DEFAULT_OPTIONS)
+    info = handler.dump(value, sink, DEFAULT_SERIALIZATION)
     stored = sink.getvalue()
 
     def plain_load() -> Any:
         for _ in range(calls):
-            back = handler.load(io.BytesIO(stored), info, DEFAULT_OPTIONS)
+            back = handler.load(io.BytesIO(stored), info, DEFAULT_SERIALIZATION)
         return back
 
     pickled = pickle.dumps(value, protocol=5)

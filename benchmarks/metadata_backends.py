@@ -51,11 +51,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cacheness.storage.entry import Entry
-from cacheness.storage.metadata.base import MetadataBackend
-from cacheness.storage.metadata.json import JsonMetadataBackend
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
+from cacheness.storage import (
+    Entry,
+    JsonMetadataBackend,
+    MemoryMetadataBackend,
+    MetadataBackend,
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
+)
 
 try:
     import diskcache

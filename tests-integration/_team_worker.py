@@ -55,7 +55,7 @@ SIZE_CLASSES = ((0.50, 1 * KiB, 4 * KiB), (0.35, 4 * KiB, 64 * KiB),
 
 def make_value(item: str, version: int, size: int) -> bytes:
     """Return ``size`` bytes (at least the header) identifying ``item`` and ``version``."""
-    from cacheness.storage.hashing import hash_bytes
+    from cacheness.storage import hash_bytes
 
     body = random.Random(f"{item}/{version}").randbytes(max(0, size - HEADER_SIZE))
     header = f"{item}:{version}:{hash_bytes(body)}|".encode()
@@ -66,7 +66,7 @@ def make_value(item: str, version: int, size: int) -> bytes:
 
 def check_value(item: str, value: Any) -> int:
     """Return the version of a value read under ``item``; raise if it is not intact."""
-    from cacheness.storage.hashing import hash_bytes
+    from cacheness.storage import hash_bytes
 
     if not isinstance(value, bytes) or len(value) < HEADER_SIZE:
         raise AssertionError(f"{item}: got {type(value).__name__} of {len(value or b'')} bytes")
@@ -357,8 +357,8 @@ def group(spec: dict[str, Any]) -> None:
     import psycopg  # noqa: F401
 
     import cacheness.decorators  # noqa: F401
-    from cacheness.storage.blob import s3  # noqa: F401
-    from cacheness.storage.metadata import sql  # noqa: F401
+    from cacheness.storage._blob import s3  # noqa: F401
+    from cacheness.storage._metadata import sql  # noqa: F401
 
     global _reply_lock
     _reply_lock = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the group

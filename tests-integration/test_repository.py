@@ -99,6 +99,21 @@ def test_lowest_allowed_storage_version(requirement, lowest):
     assert script.lowest_allowed(Requirement(requirement)) == Version(lowest)
 
 
+def test_lowest_allowed_storage_version_is_this_tree_or_a_release():
+    # The lowest-storage job installs that version from this tree, a git tag or PyPI;
+    # a lower bound naming a version none of them has (or an older one without the API
+    # cacheness uses) is a stale bound: raise it with the storage version.
+    script = load_script("test_lowest_storage")
+    lowest = script.lowest_allowed(script.storage_requirement())
+    tagged = subprocess.run(
+        ["git", "-C", REPO, "tag", "--list", f"blobcache-storage-v{lowest}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert lowest == script.in_tree_version() or tagged
+
+
 def test_lowest_allowed_needs_a_lower_bound():
     script = load_script("test_lowest_storage")
     with pytest.raises(SystemExit, match="no lower bound"):

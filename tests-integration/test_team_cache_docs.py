@@ -19,7 +19,7 @@ from cacheness import cacheness
 from cacheness.config import load_config, resolve_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
-S3_SOURCE = REPO / "packages/blobcache-storage/src/cacheness/storage/blob/s3.py"
+S3_SOURCE = REPO / "packages/blobcache-storage/src/cacheness/storage/_blob/s3.py"
 DOC_DB = "postgresql://cache:secret@db.internal:5432/cache"
 DOC_DB_NO_PASSWORD = "postgresql://cache@db.internal:5432/cache"
 DOC_S3 = "http://minio.internal:9000"

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from cacheness.storage.blob_store import BlobStore
+from cacheness.storage import BlobStore, PostgresMetadataBackend
 from cacheness.storage.errors import BackendUnavailableError
-from cacheness.storage.metadata.sql import PostgresMetadataBackend
 from cacheness.storage.testing.flaky_proxy import FlakyProxy
 
 PREFIX = "team/"

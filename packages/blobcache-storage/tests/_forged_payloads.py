@@ -207,7 +207,7 @@ def _outcome(read: Callable[[], Any], expected: Any, same: Callable[[Any, Any], 
 
 def _run(store: Any, overwrite: Callable[[str, bytes], None]) -> dict[str, str]:
     """Forge every kind's stored bytes every way; return the outcome of each read."""
-    from cacheness.storage.hashing import hash_bytes
+    from cacheness.storage import hash_bytes
 
     results: dict[str, str] = {}
     for kind, (value, same, forgeries) in _kinds().items():
@@ -228,7 +228,7 @@ def _run(store: Any, overwrite: Callable[[str, bytes], None]) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
-    from cacheness.storage.blob_store import BlobStore
+    from cacheness.storage import BlobStore
 
     workdir = Path(argv[0])
     report: dict[str, dict[str, str]] = {}

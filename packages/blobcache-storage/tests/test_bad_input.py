@@ -25,9 +25,16 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob_store import BlobStore
-from cacheness.storage.entry import MAX_KEY_LENGTH, Entry
+from cacheness.storage import (
+    MAX_KEY_LENGTH,
+    BlobStore,
+    Entry,
+    FilesystemBlobBackend,
+    JsonMetadataBackend,
+    MemoryMetadataBackend,
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
+)
 from cacheness.storage.errors import (
     BlobNotFoundError,
     CacheError,
@@ -40,9 +47,6 @@ from cacheness.storage.errors import (
     MetadataError,
     SerializationError,
 )
-from cacheness.storage.metadata.json import JsonMetadataBackend
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
 
 FORGED_PAYLOADS = Path(__file__).with_name("_forged_payloads.py")
 
@@ -1015,10 +1019,12 @@ BLOB_KINDS = ["filesystem", "memory", "tiered", "failover", "s3"]
 
 @pytest.mark.parametrize("kind", BLOB_KINDS)
 def test_blob_backends_refuse_wrongly_typed_arguments(tmp_path, request, kind):
-    from cacheness.storage.blob.failover import FailoverBlobBackend
-    from cacheness.storage.blob.memory import MemoryBlobBackend
-    from cacheness.storage.blob.s3 import S3BlobBackend
-    from cacheness.storage.blob.tiered import TieredBlobBackend
+    from cacheness.storage import (
+        FailoverBlobBackend,
+        MemoryBlobBackend,
+        S3BlobBackend,
+        TieredBlobBackend,
+    )
 
     if kind == "filesystem":
         blobs: Any = FilesystemBlobBackend(tmp_path / "root")

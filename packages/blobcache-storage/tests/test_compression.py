@@ -14,18 +14,15 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage.compression import (
+from cacheness.storage import (
     CODECS,
     CodecSettings,
-    check_codec,
     compress,
     decompress,
-    default_threads,
     open_compressor,
     open_decompressor,
-    resolve_codec,
-    sample_of,
 )
+from cacheness.storage._compression import check_codec, default_threads, resolve_codec, sample_of
 from cacheness.storage.errors import CompressionError, ConfigError, IntegrityError
 
 SMALL_CHUNKS = CodecSettings(chunk_size=64)
@@ -315,7 +312,7 @@ def test_threads_default_to_all_usable_cores():
 
 
 def test_finished_zstd_contexts_are_reused():
-    from cacheness.storage import compression
+    from cacheness.storage import _compression as compression
 
     stream_compress([b"warm up " * 100], "zstd")
     (context,) = compression._zstd_pool(3)[-1:]

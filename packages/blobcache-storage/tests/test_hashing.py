@@ -6,7 +6,8 @@ import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cacheness.storage.hashing import HASH_HEX_LENGTH, ContentHasher, hash_bytes, hash_stream
+from cacheness.storage import ContentHasher, hash_bytes, hash_stream
+from cacheness.storage._hashing import HASH_HEX_LENGTH
 
 
 def test_known_vectors_pin_the_algorithm():

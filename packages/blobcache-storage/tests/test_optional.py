@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from cacheness.storage import import_optional, is_loaded
+from cacheness.storage._optional import install_hint
 from cacheness.storage.errors import MissingDependencyError
-from cacheness.storage.optional import import_optional, install_hint, is_loaded
 
 
 def test_missing_module_names_the_extra_and_keeps_the_cause():

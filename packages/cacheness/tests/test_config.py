@@ -256,10 +256,10 @@ def test_to_dict_is_json_data_without_the_shortcuts():
 
 
 def test_to_dict_writes_handler_classes_as_import_paths_and_refuses_instances():
-    from cacheness.storage.handlers.raw import RawHandler
+    from cacheness.storage._handlers.raw import RawHandler
 
     data = CacheConfig(handlers=HandlersConfig(custom=[RawHandler])).to_dict()
-    assert data["handlers"]["custom"] == ["cacheness.storage.handlers.raw:RawHandler"]
+    assert data["handlers"]["custom"] == ["cacheness.storage._handlers.raw:RawHandler"]
     with pytest.raises(ConfigError, match="configure backends and handlers by name"):
         CacheConfig(metadata_backend=MemoryMetadataBackend()).to_dict()
 
@@ -448,7 +448,7 @@ def test_disabled_handlers_are_left_out(tmp_path):
 def test_priorities_and_custom_handlers_by_import_path():
     config = CacheConfig(
         handlers=HandlersConfig(
-            custom=["cacheness.storage.handlers.raw:RawHandler"],
+            custom=["cacheness.storage._handlers.raw:RawHandler"],
             priorities={"pandas": 99, "raw": 5},
         )
     )

@@ -10,7 +10,7 @@ import pytest
 
 from cacheness import _keys_paths
 from cacheness.keys import derive_key
-from cacheness.storage.hashing import hash_bytes
+from cacheness.storage import hash_bytes
 
 
 def key(value, **options):

@@ -14,7 +14,7 @@ import time
 
 
 def main(argv: list[str]) -> None:
-    from cacheness.storage.blob.filesystem import FilesystemBlobBackend
+    from cacheness.storage import FilesystemBlobBackend
 
     root, mode, name = argv[:3]
     blobs = FilesystemBlobBackend(root)

@@ -14,17 +14,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage.blob._sharding import shard, unshard, validate_name, validate_shard_chars
-from cacheness.storage.blob.base import BlobBackend, BlobInfo, BlobWriter
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
+from cacheness.storage import (
+    BlobBackend,
+    BlobInfo,
+    BlobWriter,
+    FilesystemBlobBackend,
+    MemoryBlobBackend,
+    get_blob_backend,
+    hash_bytes,
+    list_blob_backends,
+)
+from cacheness.storage._blob._sharding import shard, unshard, validate_name, validate_shard_chars
 from cacheness.storage.errors import (
     BlobExistsError,
     ConfigError,
     InvalidBlobNameError,
 )
-from cacheness.storage.hashing import hash_bytes
-from cacheness.storage.registry import get_blob_backend, list_blob_backends
 from cacheness.storage.testing.blob import BlobBackendConformance, blob_backend_state_machine
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cacheness.storage.blob._circuit_breaker import CircuitBreaker
+from cacheness.storage._blob._circuit_breaker import CircuitBreaker
 from cacheness.storage.errors import BackendUnavailableError, ConfigError
 
 

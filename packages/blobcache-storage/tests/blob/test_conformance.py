@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.blob.failover import FailoverBlobBackend
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
-from cacheness.storage.blob.tiered import TieredBlobBackend
+from cacheness.storage import (
+    FailoverBlobBackend,
+    FilesystemBlobBackend,
+    MemoryBlobBackend,
+    S3BlobBackend,
+    TieredBlobBackend,
+)
 from cacheness.storage.testing.blob import BlobBackendConformance
 
 Reader = Callable[[str], bytes | None]

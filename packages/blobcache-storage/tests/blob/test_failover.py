@@ -9,11 +9,13 @@ from typing import NamedTuple
 
 import pytest
 
-from cacheness.storage.blob.base import BlobWriter
-from cacheness.storage.blob.failover import FailoverBlobBackend
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
+from cacheness.storage import (
+    BlobWriter,
+    FailoverBlobBackend,
+    FilesystemBlobBackend,
+    MemoryBlobBackend,
+    S3BlobBackend,
+)
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cacheness.storage.blob import filesystem as filesystem_module
-from cacheness.storage.blob.filesystem import HASH_XATTR, FilesystemBlobBackend
+from cacheness.storage import FilesystemBlobBackend, hash_bytes
+from cacheness.storage._blob import filesystem as filesystem_module
+from cacheness.storage._blob.filesystem import HASH_XATTR
 from cacheness.storage.errors import (
     BlobNotFoundError,
     ConfigError,
@@ -22,7 +23,6 @@ from cacheness.storage.errors import (
     StorageError,
     StorageFullError,
 )
-from cacheness.storage.hashing import hash_bytes
 
 WRITER = Path(__file__).with_name("_writer_process.py")
 xattrs = pytest.mark.skipif(not hasattr(os, "setxattr"), reason="no extended attributes here")

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.blob.s3 import HASH_METADATA_KEY, S3BlobBackend
+from cacheness.storage import S3BlobBackend, get_blob_backend, hash_bytes
+from cacheness.storage._blob.s3 import HASH_METADATA_KEY
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -22,8 +23,6 @@ from cacheness.storage.errors import (
     MissingDependencyError,
     StorageError,
 )
-from cacheness.storage.hashing import hash_bytes
-from cacheness.storage.registry import get_blob_backend
 from cacheness.storage.testing.flaky_proxy import FlakyProxy
 from cacheness.storage.testing.services import S3Bucket
 

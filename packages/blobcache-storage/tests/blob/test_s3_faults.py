@@ -6,9 +6,8 @@ import os
 
 import pytest
 
-from cacheness.storage.blob.s3 import S3BlobBackend
+from cacheness.storage import S3BlobBackend, hash_bytes
 from cacheness.storage.errors import BackendUnavailableError
-from cacheness.storage.hashing import hash_bytes
 from cacheness.storage.testing.flaky_proxy import FlakyProxy
 from cacheness.storage.testing.services import free_port
 

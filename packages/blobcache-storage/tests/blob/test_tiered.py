@@ -10,11 +10,13 @@ from typing import BinaryIO
 
 import pytest
 
-from cacheness.storage.blob.base import BlobInfo
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
-from cacheness.storage.blob.tiered import TieredBlobBackend
+from cacheness.storage import (
+    BlobInfo,
+    FilesystemBlobBackend,
+    MemoryBlobBackend,
+    S3BlobBackend,
+    TieredBlobBackend,
+)
 from cacheness.storage.errors import BlobNotFoundError, ConfigError
 from cacheness.storage.testing.flaky_proxy import FlakyProxy
 

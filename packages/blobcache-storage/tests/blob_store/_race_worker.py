@@ -92,7 +92,7 @@ def read(store, rng: random.Random, gets: int) -> dict[str, object]:  # type: ig
 
 
 def main(argv: list[str]) -> None:
-    from cacheness.storage.blob_store import BlobStore
+    from cacheness.storage import BlobStore
 
     mode, root, content_addressable, seed = argv[0], argv[1], argv[2] == "1", int(argv[3])
     rng = random.Random(seed)

@@ -70,7 +70,7 @@ def race(store, rng: random.Random, me: int) -> None:
 
 def writer(root: str, seed: int, content_addressable: bool) -> None:
     """The forked child: write until killed (an error of its own exits with status 1)."""
-    from cacheness.storage.blob_store import BlobStore
+    from cacheness.storage import BlobStore
 
     try:
         with BlobStore(root, content_addressable=content_addressable) as store:
@@ -85,7 +85,7 @@ def writer(root: str, seed: int, content_addressable: bool) -> None:
 def serve() -> None:
     import tempfile
 
-    from cacheness.storage.blob_store import BlobStore
+    from cacheness.storage import BlobStore
 
     # Import everything a writer needs (the SQL backend loads lazily) before forking.
     with tempfile.TemporaryDirectory() as warm, BlobStore(warm) as store:
@@ -108,7 +108,7 @@ def serve() -> None:
 
 
 def main(argv: list[str]) -> None:
-    from cacheness.storage.blob_store import BlobStore
+    from cacheness.storage import BlobStore
 
     mode = argv[0]
     if mode == "serve":

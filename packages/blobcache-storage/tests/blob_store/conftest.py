@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob_store import BlobStore
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
+from cacheness.storage import BlobStore, MemoryBlobBackend, MemoryMetadataBackend
 
 PAIRINGS = ["memory+memory", "sqlite+filesystem", "json+filesystem", "postgresql+s3"]
 TEMP_PREFIX = ".cacheness-"

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore
+from cacheness.storage import (
+    DEFAULT_INLINE_THRESHOLD,
+    BlobStore,
+    FilesystemBlobBackend,
+    MemoryBlobBackend,
+    MemoryMetadataBackend,
+    SqliteMetadataBackend,
+    pairing_problem,
+)
 from cacheness.storage.errors import ConfigError
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import SqliteMetadataBackend
-from cacheness.storage.pairing import pairing_problem
 
 # --------------------------------------------------------------------------- construction
 
@@ -192,7 +195,7 @@ def test_refused_pairings_explain_and_offer_the_opt_out(metadata, blob, backend_
 
 
 def test_a_refused_pairing_leaves_instances_passed_in_open(tmp_path, s3_endpoint):
-    from cacheness.storage.blob.s3 import S3BlobBackend
+    from cacheness.storage import S3BlobBackend
 
     index = SqliteMetadataBackend(tmp_path / "index.sqlite")
     bucket = S3BlobBackend("not-created", **s3_endpoint.client_options())
@@ -235,5 +238,5 @@ def test_storing_plain_data_imports_no_heavy_dependency(tmp_path):
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True
     )
     loaded = set(json.loads(result.stdout))
-    assert "cacheness.storage.blob_store" in loaded
+    assert "cacheness.storage._blob_store" in loaded
     assert sorted(loaded & set(HEAVY)) == []

@@ -305,8 +305,7 @@ def test_delete_where_refuses_an_empty_filter(open_pairing, where):
 
 
 def test_a_refused_temp_file_cleanup_does_not_undo_the_repair(tmp_path, caplog):
-    from cacheness.storage import BlobStore
-    from cacheness.storage.blob.memory import MemoryBlobBackend
+    from cacheness.storage import BlobStore, MemoryBlobBackend
     from cacheness.storage.errors import StorageError
 
     class NoCleanupAllowed(MemoryBlobBackend):

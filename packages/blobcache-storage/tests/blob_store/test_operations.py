@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cacheness.storage.blob_store import BlobStore
+from cacheness.storage import BlobStore, hash_bytes
 from cacheness.storage.errors import (
     EntryExistsError,
     EntryNotFoundError,
@@ -23,7 +23,6 @@ from cacheness.storage.errors import (
     SerializationError,
     StorageError,
 )
-from cacheness.storage.hashing import hash_bytes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -537,8 +536,7 @@ def test_repr_names_the_backends(store, pairing):
 
 
 def test_backend_instances_passed_in_stay_open(tmp_path):
-    from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-    from cacheness.storage.metadata.sql import SqliteMetadataBackend
+    from cacheness.storage import FilesystemBlobBackend, SqliteMetadataBackend
 
     index = SqliteMetadataBackend(tmp_path / "index.sqlite")
     blobs = FilesystemBlobBackend(tmp_path / "blobs")

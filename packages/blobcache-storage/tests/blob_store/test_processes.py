@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cacheness.storage.blob_store import BlobStore
+from cacheness.storage import BlobStore
 
 pytestmark = pytest.mark.skipif(
     not hasattr(signal, "SIGKILL") or not hasattr(os, "fork"), reason="needs POSIX fork and signals"

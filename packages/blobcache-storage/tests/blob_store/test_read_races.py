@@ -21,19 +21,22 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
-from cacheness.storage.blob.tiered import TieredBlobBackend
-from cacheness.storage.blob_store import BlobStore
+from cacheness.storage import (
+    BlobStore,
+    FilesystemBlobBackend,
+    MemoryBlobBackend,
+    MemoryMetadataBackend,
+    PostgresMetadataBackend,
+    S3BlobBackend,
+    SqliteMetadataBackend,
+    TieredBlobBackend,
+)
 from cacheness.storage.errors import (
     BlobNotFoundError,
     EntryNotFoundError,
     IntegrityError,
     StaleEntryError,
 )
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
 
 Hook = Callable[[str], None]
 

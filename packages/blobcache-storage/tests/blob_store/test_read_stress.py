@@ -23,12 +23,14 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
-from cacheness.storage.blob.tiered import TieredBlobBackend
-from cacheness.storage.blob_store import BlobStore
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import PostgresMetadataBackend
+from cacheness.storage import (
+    BlobStore,
+    MemoryBlobBackend,
+    MemoryMetadataBackend,
+    PostgresMetadataBackend,
+    S3BlobBackend,
+    TieredBlobBackend,
+)
 
 WORKER = Path(__file__).with_name("_race_worker.py")
 THREAD_READERS = 2

@@ -30,7 +30,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from cacheness.storage.blob_store import BlobStore
+from cacheness.storage import BlobStore
 from cacheness.storage.errors import EntryExistsError, EntryNotFoundError
 
 KEYS = st.sampled_from(["a", "b", "c", "d/1", "d/2"])

@@ -9,7 +9,7 @@ orphaned, that listing and filters find what they should, and that the store sta
 writable. The postgresql store is a ``pg_dump`` restored into a fresh schema.
 
 A failure here means the code no longer reads what an earlier release wrote: add a
-migration (``cacheness.storage.metadata._migrations``) instead of rewriting the stores.
+migration (``cacheness.storage._metadata._migrations``) instead of rewriting the stores.
 
 The second half pins the format versions: where each persistent backend records its
 version, that a store stamped with a newer version is refused (``FormatVersionError``),
@@ -34,9 +34,9 @@ from typing import Any
 import pytest
 
 from cacheness.storage import BlobStore, Entry, FormatVersionError, MetadataError
-from cacheness.storage.metadata import json as json_backend
-from cacheness.storage.metadata import sql as sql_backend
-from cacheness.storage.metadata._migrations import FormatMigrations
+from cacheness.storage._metadata import json as json_backend
+from cacheness.storage._metadata import sql as sql_backend
+from cacheness.storage._metadata._migrations import FormatMigrations
 
 GOLDEN = Path(__file__).resolve().parent
 LOCAL_STORES = ("sqlite_fs", "json_fs", "content_addressed")

@@ -8,9 +8,10 @@ from typing import ClassVar
 import pyarrow as pa
 import pytest
 
+from cacheness.storage import SerializationOptions
+from cacheness.storage._handlers.arrow import ArrowHandler
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
 from cacheness.storage.errors import IntegrityError
-from cacheness.storage.handlers.arrow import ArrowHandler
-from cacheness.storage.handlers.base import DEFAULT_OPTIONS, SerializationOptions
 from cacheness.storage.testing.handlers import HandlerConformance, arrow_tables
 
 

@@ -29,11 +29,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob_store import BlobStore
-from cacheness.storage.compression import compress
-from cacheness.storage.handlers.base import SerializationOptions, default_registry
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
+from cacheness.storage import (
+    BlobStore,
+    MemoryBlobBackend,
+    MemoryMetadataBackend,
+    SerializationOptions,
+    compress,
+    default_registry,
+)
 
 CODECS = ["zstd", "gzip", "blosc2", "none", "auto"]
 THREADS = st.lists(st.sampled_from([1, 2, 3, 4, 8]), min_size=2, max_size=3, unique=True)
@@ -196,7 +199,7 @@ def test_equal_sets_built_in_any_order_store_identical_bytes(members):
 def test_equal_sets_store_identical_bytes_whatever_the_hash_seed():
     """String hashes (and so set order) differ between processes: the bytes must not."""
     script = (
-        "import sys; from cacheness.storage.handlers.base import default_registry, "
+        "import sys; from cacheness.storage._handlers.base import default_registry, "
         "SerializationOptions; import io; sink = io.BytesIO(); "
         "default_registry().dump({'tags': {f'tag-{i}' for i in range(200)}}, sink, "
         "SerializationOptions(codec='none')); sys.stdout.write(sink.getvalue().hex())"

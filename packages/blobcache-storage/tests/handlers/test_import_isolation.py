@@ -22,7 +22,7 @@ def test_storing_plain_objects_imports_no_heavy_library():
         """
 import io, datetime, fractions
 import cacheness.storage
-from cacheness.storage.handlers import default_registry, list_handlers
+from cacheness.storage import default_registry, list_handlers
 registry = default_registry()
 values = [
     {"lr": 0.01, "layers": (64, 32), "at": datetime.datetime.now()},
@@ -35,7 +35,7 @@ for value in values:
 assert len(list_handlers()) == 7
 """
     )
-    assert "cacheness.storage.handlers.numpy" in loaded  # the handler module itself is light
+    assert "cacheness.storage._handlers.numpy" in loaded  # the handler module itself is light
     assert sorted(loaded & set(HEAVY)) == []
 
 
@@ -44,7 +44,7 @@ def test_storing_an_array_imports_numpy_but_not_the_dataframe_libraries():
         """
 import io
 import numpy as np
-from cacheness.storage.handlers import default_registry
+from cacheness.storage import default_registry
 sink = io.BytesIO()
 info = default_registry().dump(np.arange(100_000), sink)
 assert info.handler == "numpy"
@@ -64,7 +64,7 @@ def test_a_fresh_process_loads_every_kind_without_importing_first(tmp_path):
     import polars as pl
     import pyarrow as pa
 
-    from cacheness.storage.handlers import default_registry
+    from cacheness.storage import default_registry
 
     values = {
         "numpy": np.arange(50_000).reshape(500, 100),
@@ -80,8 +80,8 @@ def test_a_fresh_process_loads_every_kind_without_importing_first(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps(msgspec_to_dict(info)))
     script = f"""
 import io, json, pathlib
-from cacheness.storage.handlers import default_registry
-from cacheness.storage.handlers.base import FormatInfo
+from cacheness.storage import default_registry
+from cacheness.storage import FormatInfo
 folder = pathlib.Path({str(tmp_path)!r})
 shapes = {{}}
 for name in {sorted(values)!r}:

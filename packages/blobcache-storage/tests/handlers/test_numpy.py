@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage.errors import IntegrityError, SerializationError
-from cacheness.storage.handlers.base import (
-    DEFAULT_OPTIONS,
+from cacheness.storage import (
     FormatInfo,
     ObjectDeclinedError,
     SerializationOptions,
     default_registry,
 )
-from cacheness.storage.handlers.numpy import NumpyHandler
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.numpy import NumpyHandler
+from cacheness.storage.errors import IntegrityError, SerializationError
 from cacheness.storage.testing.handlers import (
     HandlerConformance,
     assert_arrays_identical,

@@ -12,9 +12,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from cacheness.storage import SerializationOptions
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.objects import ObjectsHandler
 from cacheness.storage.errors import IntegrityError, SerializationError
-from cacheness.storage.handlers.base import DEFAULT_OPTIONS, SerializationOptions
-from cacheness.storage.handlers.objects import ObjectsHandler
 from cacheness.storage.testing.handlers import (
     HandlerConformance,
     PicklableSample,

@@ -14,13 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cacheness.storage.handlers.base import (
-    DEFAULT_OPTIONS,
-    ObjectDeclinedError,
-    SerializationOptions,
-    default_registry,
-)
-from cacheness.storage.handlers.pandas import PandasHandler
+from cacheness.storage import ObjectDeclinedError, SerializationOptions, default_registry
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.pandas import PandasHandler
 from cacheness.storage.testing.handlers import HandlerConformance, dataframes, series
 
 
@@ -112,7 +108,7 @@ def test_default_is_blosc2_compressed_arrow_ipc():
 def test_stored_ipc_is_plain_arrow_once_decompressed():
     import pyarrow as pa
 
-    from cacheness.storage.compression import decompress
+    from cacheness.storage import decompress
 
     frame = benchmark_like_frame(1000)
     info, stored = dump(frame)
@@ -283,7 +279,7 @@ def test_without_pyarrow_frames_are_pickled_not_failed():
 import io, json, sys
 sys.modules["pyarrow"] = None  # as if not installed
 import pandas as pd
-from cacheness.storage.handlers.base import default_registry
+from cacheness.storage import default_registry
 frame = pd.DataFrame({"a": [1, 2]})
 sink = io.BytesIO()
 info = default_registry().dump(frame, sink)

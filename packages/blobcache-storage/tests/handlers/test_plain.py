@@ -11,14 +11,10 @@ import msgspec
 import numpy as np
 import pytest
 
+from cacheness.storage import ObjectDeclinedError, SerializationOptions, default_registry
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.plain import MAX_DEPTH, PlainHandler
 from cacheness.storage.errors import SerializationError
-from cacheness.storage.handlers.base import (
-    DEFAULT_OPTIONS,
-    ObjectDeclinedError,
-    SerializationOptions,
-    default_registry,
-)
-from cacheness.storage.handlers.plain import MAX_DEPTH, PlainHandler
 from cacheness.storage.testing.handlers import (
     HandlerConformance,
     assert_deep_equal,

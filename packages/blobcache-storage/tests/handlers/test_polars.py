@@ -9,14 +9,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal, assert_series_equal
 
+from cacheness.storage import ObjectDeclinedError, SerializationOptions, default_registry
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.polars import PolarsHandler
 from cacheness.storage.errors import IntegrityError, SerializationError
-from cacheness.storage.handlers.base import (
-    DEFAULT_OPTIONS,
-    ObjectDeclinedError,
-    SerializationOptions,
-    default_registry,
-)
-from cacheness.storage.handlers.polars import PolarsHandler
 from cacheness.storage.testing.handlers import HandlerConformance, polars_frames
 
 

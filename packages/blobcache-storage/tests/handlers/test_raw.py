@@ -8,9 +8,10 @@ import io
 
 import pytest
 
+from cacheness.storage import SerializationOptions, default_registry
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.raw import RawHandler
 from cacheness.storage.errors import IntegrityError, SerializationError
-from cacheness.storage.handlers.base import DEFAULT_OPTIONS, SerializationOptions, default_registry
-from cacheness.storage.handlers.raw import RawHandler
 from cacheness.storage.testing.handlers import HandlerConformance, raw_values
 
 

@@ -8,11 +8,7 @@ import threading
 
 import pytest
 
-from cacheness.storage.errors import ConfigError, SerializationError
-from cacheness.storage.handlers import base
-from cacheness.storage.handlers.base import (
-    BUILTIN_PRIORITIES,
-    DEFAULT_OPTIONS,
+from cacheness.storage import (
     FormatInfo,
     Handler,
     HandlerRegistry,
@@ -25,6 +21,9 @@ from cacheness.storage.handlers.base import (
     register_handler,
     unregister_handler,
 )
+from cacheness.storage._handlers import base
+from cacheness.storage._handlers.base import BUILTIN_PRIORITIES, DEFAULT_OPTIONS
+from cacheness.storage.errors import ConfigError, SerializationError
 
 
 class IntHandler(Handler):
@@ -217,7 +216,7 @@ def test_a_can_handle_that_raises_is_logged_and_skipped(caplog):
     registry = HandlerRegistry()
     registry.register(IntHandler(), priority=0)
     registry.register(Exploding(), priority=1)
-    with caplog.at_level(logging.ERROR, logger="cacheness.storage.handlers.base"):
+    with caplog.at_level(logging.ERROR, logger="cacheness.storage._handlers.base"):
         assert registry.for_object(1).name == "ints"
     assert "handler 'exploding' raised in can_handle(int)" in caplog.text
 
@@ -318,7 +317,7 @@ def test_options_validation_messages():
 
 
 def test_format_info_from_an_entry():
-    from cacheness.storage.entry import Entry
+    from cacheness.storage import Entry
 
     entry = Entry.new(
         "k",

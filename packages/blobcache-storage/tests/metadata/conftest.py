@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import Entry
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIELDS = Entry.__struct_fields__

@@ -10,10 +10,9 @@ import threading
 
 import pytest
 
-from cacheness.storage.entry import Entry, validate_key
-from cacheness.storage.errors import MetadataError
-from cacheness.storage.filters import compile_predicate, sort_key
-from cacheness.storage.metadata._entries import (
+from cacheness.storage import Entry, MetadataBackend, validate_key
+from cacheness.storage._filters import compile_predicate, sort_key
+from cacheness.storage._metadata._entries import (
     clone,
     exists_error,
     normalize_entry,
@@ -21,7 +20,7 @@ from cacheness.storage.metadata._entries import (
     updated_entry,
     validate_changes,
 )
-from cacheness.storage.metadata.base import MetadataBackend
+from cacheness.storage.errors import MetadataError
 from cacheness.storage.testing.metadata import MetadataBackendConformance
 
 

@@ -8,22 +8,20 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cacheness.storage.entry import Entry
-from cacheness.storage.errors import FilterError
-from cacheness.storage.filters import (
+from cacheness.storage import Entry, matches, parse_filter
+from cacheness.storage._filters import (
     And,
     Condition,
     Not,
     Or,
     compile_predicate,
     json_rank,
-    matches,
-    parse_filter,
     parse_order_by,
     sort_key,
 )
-from cacheness.storage.metadata._sqlcore import build_tables
-from cacheness.storage.metadata._sqlfilter import compile_filter, prefix_upper
+from cacheness.storage._metadata._sqlcore import build_tables
+from cacheness.storage._metadata._sqlfilter import compile_filter, prefix_upper
+from cacheness.storage.errors import FilterError
 
 
 def test_parse_shapes():

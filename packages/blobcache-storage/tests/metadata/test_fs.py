@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cacheness.storage import JsonMetadataBackend
+from cacheness.storage._metadata import _fs
 from cacheness.storage.errors import NetworkFilesystemWarning
-from cacheness.storage.metadata import _fs
-from cacheness.storage.metadata.json import JsonMetadataBackend
 
 TABLE = r"""22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
 40 22 0:50 / /srv/team rw,relatime shared:2 - nfs4 server:/export rw,vers=4.2

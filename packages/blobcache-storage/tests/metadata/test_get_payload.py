@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import (
+    Entry,
+    JsonMetadataBackend,
+    MemoryMetadataBackend,
+    MetadataBackend,
+    PayloadInfo,
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
+)
+from cacheness.storage._metadata.base import PAYLOAD_FIELDS
 from cacheness.storage.errors import InvalidKeyError, MetadataError
-from cacheness.storage.metadata.base import PAYLOAD_FIELDS, MetadataBackend, PayloadInfo
-from cacheness.storage.metadata.json import JsonMetadataBackend
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
 
 ENTRIES = [
     Entry.new(

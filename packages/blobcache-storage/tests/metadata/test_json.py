@@ -8,9 +8,8 @@ import os
 import pytest
 from hypothesis import settings
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import Entry, JsonMetadataBackend
 from cacheness.storage.errors import ConfigError, MetadataError
-from cacheness.storage.metadata.json import JsonMetadataBackend
 from cacheness.storage.testing.metadata import (
     MetadataBackendConformance,
     metadata_state_machine,
@@ -105,7 +104,7 @@ def test_a_failed_write_changes_nothing(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("cacheness.storage.metadata.json.atomic_write", disk_full)
+    monkeypatch.setattr("cacheness.storage._metadata.json.atomic_write", disk_full)
     with pytest.raises(MetadataError, match="No space left"):
         index.put(Entry.new("lost"))
     monkeypatch.undo()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from cacheness.storage.entry import Entry
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
+from cacheness.storage import Entry, MemoryMetadataBackend
 from cacheness.storage.testing.metadata import (
     MetadataBackendConformance,
     metadata_state_machine,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from collections import defaultdict
 
-from cacheness.storage.entry import Entry
-from cacheness.storage.hashing import hash_bytes
-from cacheness.storage.registry import get_metadata_backend
+from cacheness.storage import Entry, get_metadata_backend, hash_bytes
 from cacheness.storage.testing.metadata import run_mixed_workload
 
 WORKERS = 4

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-from cacheness.storage.metadata.sql import SqliteMetadataBackend
+from cacheness.storage import SqliteMetadataBackend
 
 INCREMENT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from cacheness.storage.metadata.sql import SqliteMetadataBackend
+    from cacheness.storage import SqliteMetadataBackend
 
     backend = SqliteMetadataBackend(sys.argv[1])
     counter = Path(sys.argv[2])

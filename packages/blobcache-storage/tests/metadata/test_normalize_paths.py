@@ -12,10 +12,9 @@ import enum
 
 import pytest
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import Entry, SqliteMetadataBackend
+from cacheness.storage._metadata._entries import normalize_entry
 from cacheness.storage.errors import InvalidEntryError
-from cacheness.storage.metadata._entries import normalize_entry
-from cacheness.storage.metadata.sql import SqliteMetadataBackend
 
 
 class Level(enum.IntEnum):

@@ -9,10 +9,9 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import settings
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import Entry, PostgresMetadataBackend, get_metadata_backend
+from cacheness.storage._metadata.sql import SCHEMA_VERSIONS
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
-from cacheness.storage.metadata.sql import SCHEMA_VERSIONS, PostgresMetadataBackend
-from cacheness.storage.registry import get_metadata_backend
 from cacheness.storage.testing.metadata import (
     MetadataBackendConformance,
     metadata_state_machine,
@@ -197,7 +196,7 @@ def test_a_statement_failing_on_a_dropped_connection_is_retried(fresh_postgres_u
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
             (name,),
         )
-    with caplog.at_level("INFO", logger="cacheness.storage.metadata.sql"):
+    with caplog.at_level("INFO", logger="cacheness.storage._metadata.sql"):
         assert backend.get("k") is not None  # no pre-ping: the first attempt fails
     assert "retry 1" in caplog.text
     backend.close()
@@ -206,7 +205,7 @@ def test_a_statement_failing_on_a_dropped_connection_is_retried(fresh_postgres_u
 def test_unreachable_server_fails_after_bounded_retries(caplog):
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/nowhere"
     with (
-        caplog.at_level("INFO", logger="cacheness.storage.metadata.sql"),
+        caplog.at_level("INFO", logger="cacheness.storage._metadata.sql"),
         pytest.raises(BackendUnavailableError, match="unreachable") as excinfo,
     ):
         PostgresMetadataBackend(url, connect_timeout=2, retries=2, retry_backoff=0.01)

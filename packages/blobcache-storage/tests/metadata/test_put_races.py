@@ -16,9 +16,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import Entry, PostgresMetadataBackend, SqliteMetadataBackend
 from cacheness.storage.errors import EntryExistsError
-from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
 
 
 def conninfo(url: str) -> str:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from cacheness.storage.errors import ConfigError
-from cacheness.storage.metadata.json import JsonMetadataBackend
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
-from cacheness.storage.registry import (
+from cacheness.storage import (
+    JsonMetadataBackend,
+    MemoryMetadataBackend,
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
     get_metadata_backend,
     list_metadata_backends,
-    metadata_backends,
 )
+from cacheness.storage._registry import metadata_backends
+from cacheness.storage.errors import ConfigError
 
 
 def test_names_resolve_to_the_classes():
@@ -41,7 +42,7 @@ def test_the_package_imports_sqlalchemy_only_for_the_sql_backends():
     import sys
 
     probe = (
-        "import sys, json, cacheness.storage.metadata as m; "
+        "import sys, json, cacheness.storage as m; "
         "before = 'sqlalchemy' in sys.modules; m.SqliteMetadataBackend; "
         "print(json.dumps([before, 'sqlalchemy' in sys.modules, 'psycopg' in sys.modules]))"
     )

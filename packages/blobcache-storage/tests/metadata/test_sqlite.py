@@ -10,10 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import settings
 
-from cacheness.storage.entry import Entry
+from cacheness.storage import Entry, SqliteMetadataBackend
+from cacheness.storage._metadata import _fs
 from cacheness.storage.errors import ConfigError, MetadataError, NetworkFilesystemWarning
-from cacheness.storage.metadata import _fs
-from cacheness.storage.metadata.sql import SqliteMetadataBackend
 from cacheness.storage.testing.metadata import (
     MetadataBackendConformance,
     metadata_state_machine,
@@ -278,7 +277,7 @@ def test_a_forked_child_reads_on_its_own_connection(tmp_path, in_fork):
 LEFT_OPEN = """
 import logging, sys, threading
 from cacheness.storage import BlobStore
-from cacheness.storage.metadata import sql  # keeps the backend module alive to the end
+from cacheness.storage._metadata import sql  # keeps the backend module alive to the end
 
 store = BlobStore(sys.argv[1])
 store.put(1, key="k")

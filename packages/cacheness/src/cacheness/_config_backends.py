@@ -22,9 +22,10 @@ from cacheness.storage import (
     MissingDependencyError,
     Scope,
     TieredBlobBackend,
+    get_blob_backend_class,
+    get_metadata_backend_class,
     pairing_problem,
 )
-from cacheness.storage.registry import BackendRegistry, blob_backends, metadata_backends
 
 __all__ = ["Kind", "ResolvedBackend", "backend_problems", "pairing_problems", "resolve_backend"]
 
@@ -60,10 +61,6 @@ _HINTS = {
 }
 _SQLITE_URL = "sqlite:///"
 _SCOPE_ORDER: dict[Scope, int] = {"process": 0, "host": 1, "shared": 2}
-
-
-def _registry(kind: Kind) -> BackendRegistry[Any]:
-    return metadata_backends if kind == "metadata" else blob_backends
 
 
 def _base(kind: Kind) -> type:
@@ -173,7 +170,9 @@ def _sqlite_url_to_path(resolved: ResolvedBackend) -> None:
 def backend_class(kind: Kind, name: str) -> tuple[type | None, str | None]:
     """Return the class registered as ``name``, or None and why it cannot be used."""
     try:
-        return _registry(kind).get_class(name), None
+        if kind == "metadata":
+            return get_metadata_backend_class(name), None
+        return get_blob_backend_class(name), None
     except (ConfigError, MissingDependencyError, TypeError) as exc:
         return None, str(exc)
 

@@ -39,7 +39,7 @@ from cacheness._keys_canon import (
     KeyProblem,
     qualified_name,
 )
-from cacheness.storage.hashing import hash_bytes
+from cacheness.storage import hash_bytes
 
 __all__ = ["canonical"]
 

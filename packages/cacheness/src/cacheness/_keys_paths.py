@@ -23,7 +23,7 @@ from cacheness._keys_canon import (
     KeyProblem,
     PathMode,
 )
-from cacheness.storage.hashing import hash_stream
+from cacheness.storage import hash_stream
 
 __all__ = ["PARALLEL_MIN_BYTES", "PARALLEL_MIN_FILES", "canonical", "file_digest"]
 

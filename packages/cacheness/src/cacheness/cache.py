@@ -67,6 +67,7 @@ from cacheness.storage import (
     SerializationError,
     StorageError,
     StorageFullError,
+    combine_filters,
     metadata_field,
     utc_now,
     validate_key,
@@ -444,7 +445,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return 0
         now = self._clock()
         ttl = None if ttl_seconds is None else validate_ttl(ttl_seconds)
-        current = self._store.metadata.get_many(keys)
+        current = self._store.get_metadata_batch(keys)
         updates = {
             key: {RESERVED_METADATA_KEY: self._refreshed_facts(entry, now, ttl)}
             for key, entry in current.items()
@@ -914,7 +915,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 f"compute_lock(): timeout must be a number of seconds >= 0 or None (wait as "
                 f"long as it takes), got {timeout!r}"
             )
-        return self._store.metadata.named_lock(f"cacheness.compute:{cache_key}", timeout=timeout)
+        return self._store.named_lock(f"cacheness.compute:{cache_key}", timeout=timeout)
 
     def get_stats(self) -> dict[str, Any]:
         """Return counters of this cache object plus the index's entry count and size.
@@ -932,8 +933,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_cache_size_mb=self.config.max_cache_size_mb,
             max_entries=self.config.max_entries,
             eviction_policy=self.config.eviction_policy,
-            metadata_backend=self._store.metadata.name,
-            blob_backend=self._store.blobs.name,
+            metadata_backend=self._store.metadata_backend_name,
+            blob_backend=self._store.blob_backend_name,
         )
         return stats
 
@@ -967,7 +968,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     def __repr__(self) -> str:
         return (
             f"cacheness(cache_dir={self.config.cache_dir!r}, "
-            f"metadata={self._store.metadata.name!r}, blobs={self._store.blobs.name!r})"
+            f"metadata={self._store.metadata_backend_name!r}, "
+            f"blobs={self._store.blob_backend_name!r})"
         )
 
     # ------------------------------------------------------------------ internals
@@ -1042,15 +1044,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     def _entries_filter(self, filter: Filter | None, include_expired: bool) -> Filter | None:
         """``filter``, restricted to live entries unless ``include_expired``."""
-        if filter is not None and not isinstance(filter, Mapping):
-            raise FilterError(
-                f"a filter must be a mapping such as {{'metadata.owner': 'ana'}}, "
-                f"got {type(filter).__name__} {filter!r}"
-            )
         if include_expired:
-            return filter
-        live = self._live_filter(self._clock().timestamp())
-        return live if filter is None else {"$and": [filter, live]}
+            return combine_filters(filter)
+        return combine_filters(filter, self._live_filter(self._clock().timestamp()))
 
     @staticmethod
     def _live_filter(now: float) -> Filter:
@@ -1099,15 +1095,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         filter: Filter | None,
         method: str,
     ) -> Filter | None:
-        parts: list[Mapping[str, Any]] = []
         selected = self._selector_params(equals, key_params, method)
-        if selected:
-            parts.append({_param_field(k): v for k, v in self._described(selected).items()})
-        if filter:
-            parts.append(filter)
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+        by_params = (
+            {_param_field(k): v for k, v in self._described(selected).items()} if selected else None
+        )
+        return combine_filters(by_params, filter)
 
     @staticmethod
     def _items(
@@ -1135,8 +1127,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         return self._resolve(cache_key, key_prefix, params, {}, method)
 
     def _describe(self, entry: Entry) -> CacheEntry:
-        location = self._store.blobs.location(entry.blob_ref) if entry.blob_ref else ""
-        return CacheEntry.from_entry(entry, location)
+        return CacheEntry.from_entry(entry, self._store.location(entry))
 
     def _lookup(self, key: str) -> Any:
         found = self._fetch(key, None)

@@ -77,8 +77,8 @@ from cacheness.storage import (
     SerializationError,
     SerializationOptions,
     default_registry,
+    import_optional,
 )
-from cacheness.storage.optional import import_optional
 
 if TYPE_CHECKING:
     from cacheness.storage import BlobBackend, MetadataBackend

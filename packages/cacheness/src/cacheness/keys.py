@@ -45,6 +45,7 @@ from cacheness._keys_canon import (
     PathMode,
     encode,
 )
+from cacheness.storage import metadata_problem
 from cacheness.storage.errors import CacheError
 
 __all__ = [
@@ -69,8 +70,6 @@ _HASH_UNKNOWN = get_args(HashUnknown)
 _PATH_MODES = get_args(PathMode)
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _NAN = float("nan")
 _xxh3_128_hexdigest = xxhash.xxh3_128_hexdigest
 
@@ -310,7 +309,7 @@ def describe_params(
         whole = None
     if whole is not None and len(whole) <= max_value_bytes:
         document = _json_decode(whole)
-        if _storable(document):
+        if metadata_problem(document) is None:
             return document
     described: dict[str, Any] = {}
     for name in names:
@@ -328,34 +327,8 @@ def describe_params(
             )
             continue
         value = _json_decode(encoded)
-        if not (_storable_text(name) and _storable(value)):
+        if metadata_problem({name: value}) is not None:
             logger.debug("key parameter %r cannot be stored in an index; not described", name)
             continue
         described[name] = value
     return described or None
-
-
-def _storable_text(text: str) -> bool:
-    """True when ``text`` fits a metadata index: UTF-8 encodable, no NUL characters."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _storable(value: Any) -> bool:
-    """True when decoded JSON fits a metadata index (storable text, 64-bit integers)."""
-    if type(value) is str:
-        return _storable_text(value)
-    if type(value) is int:
-        return _INT64_MIN <= value <= _INT64_MAX
-    if type(value) is list:
-        return all(_storable(item) for item in value)
-    if type(value) is dict:
-        return all(_storable_text(k) and _storable(v) for k, v in value.items())
-    return True  # None, bool, finite float (JSON has no NaN)

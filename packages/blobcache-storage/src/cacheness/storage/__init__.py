@@ -24,19 +24,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cacheness.storage._version import __version__
-from cacheness.storage.blob.base import (
+from cacheness.storage._blob.base import (
     BlobBackend,
     BlobInfo,
     BlobWriter,
 )
-from cacheness.storage.blob.failover import FailoverBlobBackend
-from cacheness.storage.blob.filesystem import FilesystemBlobBackend
-from cacheness.storage.blob.memory import MemoryBlobBackend
-from cacheness.storage.blob.s3 import S3BlobBackend
-from cacheness.storage.blob.tiered import TieredBlobBackend
-from cacheness.storage.blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore, Lookup
-from cacheness.storage.compression import (
+from cacheness.storage._blob.failover import FailoverBlobBackend
+from cacheness.storage._blob.filesystem import FilesystemBlobBackend
+from cacheness.storage._blob.memory import MemoryBlobBackend
+from cacheness.storage._blob.s3 import S3BlobBackend
+from cacheness.storage._blob.tiered import TieredBlobBackend
+from cacheness.storage._blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore, Lookup
+from cacheness.storage._compression import (
     CODECS,
     CodecSettings,
     compress,
@@ -44,12 +43,56 @@ from cacheness.storage.compression import (
     open_compressor,
     open_decompressor,
 )
-from cacheness.storage.entry import (
+from cacheness.storage._entry import (
     MAX_KEY_LENGTH,
     Entry,
     utc_now,
     validate_key,
 )
+from cacheness.storage._filters import (
+    Filter,
+    combine_filters,
+    matches,
+    metadata_field,
+    parse_filter,
+)
+from cacheness.storage._handlers.base import (
+    FormatInfo,
+    Handler,
+    HandlerRegistry,
+    SerializationOptions,
+    default_registry,
+    get_handler,
+    handler_for,
+    list_handlers,
+    register_handler,
+    unregister_handler,
+)
+from cacheness.storage._hashing import (
+    ContentHasher,
+    hash_bytes,
+    hash_stream,
+)
+from cacheness.storage._metadata._entries import metadata_problem
+from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
+from cacheness.storage._metadata.json import JsonMetadataBackend
+from cacheness.storage._metadata.memory import MemoryMetadataBackend
+from cacheness.storage._optional import import_optional, is_loaded
+from cacheness.storage._pairing import Scope, pairing_problem
+from cacheness.storage._registry import (
+    get_blob_backend,
+    get_blob_backend_class,
+    get_metadata_backend,
+    get_metadata_backend_class,
+    list_blob_backends,
+    list_metadata_backends,
+    register_blob_backend,
+    register_metadata_backend,
+    unregister_blob_backend,
+    unregister_metadata_backend,
+)
+from cacheness.storage._reports import IntegrityIssue, RepairReport
+from cacheness.storage._version import __version__
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -78,47 +121,9 @@ from cacheness.storage.errors import (
     StorageError,
     StorageFullError,
 )
-from cacheness.storage.filters import (
-    Filter,
-    matches,
-    metadata_field,
-    parse_filter,
-)
-from cacheness.storage.handlers.base import (
-    FormatInfo,
-    Handler,
-    HandlerRegistry,
-    SerializationOptions,
-    default_registry,
-    get_handler,
-    handler_for,
-    list_handlers,
-    register_handler,
-    unregister_handler,
-)
-from cacheness.storage.hashing import (
-    ContentHasher,
-    hash_bytes,
-    hash_stream,
-)
-from cacheness.storage.metadata.base import MetadataBackend, PayloadInfo
-from cacheness.storage.metadata.json import JsonMetadataBackend
-from cacheness.storage.metadata.memory import MemoryMetadataBackend
-from cacheness.storage.pairing import Scope, pairing_problem
-from cacheness.storage.registry import (
-    get_blob_backend,
-    get_metadata_backend,
-    list_blob_backends,
-    list_metadata_backends,
-    register_blob_backend,
-    register_metadata_backend,
-    unregister_blob_backend,
-    unregister_metadata_backend,
-)
-from cacheness.storage.reports import IntegrityIssue, RepairReport
 
 if TYPE_CHECKING:
-    from cacheness.storage.metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
+    from cacheness.storage._metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
 
 __all__ = [
     "CODECS",
@@ -178,20 +183,26 @@ __all__ = [
     "StorageFullError",
     "TieredBlobBackend",
     "__version__",
+    "combine_filters",
     "compress",
     "decompress",
     "default_registry",
     "get_blob_backend",
+    "get_blob_backend_class",
     "get_handler",
     "get_metadata_backend",
+    "get_metadata_backend_class",
     "handler_for",
     "hash_bytes",
     "hash_stream",
+    "import_optional",
+    "is_loaded",
     "list_blob_backends",
     "list_handlers",
     "list_metadata_backends",
     "matches",
     "metadata_field",
+    "metadata_problem",
     "open_compressor",
     "open_decompressor",
     "pairing_problem",
@@ -211,7 +222,7 @@ _LAZY = {"PostgresMetadataBackend", "SqliteMetadataBackend"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:  # the SQL backends import SQLAlchemy: load them on first use
-        from cacheness.storage.metadata import sql
+        from cacheness.storage._metadata import sql
 
         return getattr(sql, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,10 +24,8 @@ import tempfile
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
+from cacheness.storage._hashing import BytesLike, ContentHasher
 from cacheness.storage.errors import IntegrityError
-from cacheness.storage.hashing import BytesLike, ContentHasher
-
-__all__ = ["DAMAGED_HINT", "PayloadSink", "SpoolSink", "VerifyingReader"]
 
 _CHUNK = 1 << 20
 

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from cacheness.storage.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from cacheness.storage.hashing import BytesLike
-
-__all__ = ["CountingSink", "read_exact", "read_upto"]
+    from cacheness.storage._hashing import BytesLike
 
 
 def read_upto(source: BinaryIO, size: int) -> bytes:

@@ -13,8 +13,6 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["text_problem"]
-
 
 def text_problem(value: str) -> str | None:
     """Return why ``value`` cannot be stored, or None when it can."""

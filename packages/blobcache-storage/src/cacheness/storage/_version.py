@@ -1,3 +1,3 @@
 """Version of the blobcache-storage distribution (read by hatch at build time)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

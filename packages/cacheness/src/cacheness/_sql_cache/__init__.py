@@ -15,7 +15,7 @@ on first use; ``import cacheness`` alone does not. One concept per module:
 * :mod:`.result` and :mod:`.errors`: what calls return and raise.
 """
 
-from cacheness.storage.optional import import_optional
+from cacheness.storage import import_optional
 
 # numpy and pandas come with the extra; say so if they are missing.
 import_optional("numpy", extra="sql", distribution="cacheness", purpose="SqlCache")

@@ -60,8 +60,8 @@ from cacheness._sql_cache.schema import (
     build_table,
     prepare_tables,
 )
+from cacheness.storage import import_optional
 from cacheness.storage.errors import ConfigError
-from cacheness.storage.optional import import_optional
 
 __all__ = ["GapDetector", "SqlCache"]
 

@@ -191,7 +191,7 @@ class Database:
         from sqlalchemy.dialects import postgresql
 
         from cacheness._sql_cache.schema import UtcDateTime
-        from cacheness.storage.optional import import_optional
+        from cacheness.storage import import_optional
 
         pa = import_optional("pyarrow", extra="sql", distribution="cacheness")
         names = [column.name for column in table.columns]
@@ -338,7 +338,7 @@ def open_database(
 
 
 def _check_driver(backend: str) -> None:
-    from cacheness.storage.optional import import_optional
+    from cacheness.storage import import_optional
 
     if backend == "duckdb":
         import_optional(

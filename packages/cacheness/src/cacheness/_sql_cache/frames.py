@@ -55,7 +55,7 @@ __all__ = ["FrameReader", "PreparedRows", "prepare_rows"]
 
 @functools.cache
 def _pandas() -> Any:
-    from cacheness.storage.optional import import_optional
+    from cacheness.storage import import_optional
 
     return import_optional("pandas", extra="sql", distribution="cacheness", purpose="SqlCache")
 

@@ -46,13 +46,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from cacheness.storage.blob.base import BlobBackend
+from cacheness.storage._blob.base import BlobBackend
+from cacheness.storage._hashing import ContentHasher, hash_bytes
 from cacheness.storage.errors import (
     BlobExistsError,
     BlobNotFoundError,
     InvalidBlobNameError,
 )
-from cacheness.storage.hashing import ContentHasher, hash_bytes
 
 __all__ = [
     "INVALID_NAMES",
@@ -513,7 +513,7 @@ def blob_backend_state_machine(
         A ``RuleBasedStateMachine`` subclass; run it with ``Machine.TestCase``.
 
     Example:
-        >>> from cacheness.storage.blob.memory import MemoryBlobBackend
+        >>> from cacheness.storage import MemoryBlobBackend
         >>> Machine = blob_backend_state_machine(lambda: MemoryBlobBackend(shard_chars=2))
         >>> Machine.__name__
         'BlobBackendStateMachine'

@@ -14,7 +14,7 @@ with ``Test``)::
         foreign_values = (1.5, "1/3")
 
 Each test draws values, stores them through a write-only, non-seekable sink with every
-codec in ``codecs``, passes the :class:`~cacheness.storage.handlers.base.FormatInfo`
+codec in ``codecs``, passes the :class:`~cacheness.storage._handlers.base.FormatInfo`
 through JSON (as a metadata backend would), and checks the object read back (from a
 read-only stream and from a local file) with :meth:`HandlerConformance.assert_same`.
 Cut, padded and mislabelled stored bytes must raise a
@@ -44,13 +44,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage.errors import CacheError, IntegrityError, SerializationError
-from cacheness.storage.handlers.base import (
+from cacheness.storage._handlers.base import (
     FormatInfo,
     Handler,
     HandlerRegistry,
     SerializationOptions,
 )
+from cacheness.storage.errors import CacheError, IntegrityError, SerializationError
 
 __all__ = [
     "HandlerConformance",
@@ -375,7 +375,7 @@ def plain_values(max_leaves: int = 30) -> st.SearchStrategy[Any]:
     """Nested plain data: what the ``plain`` handler stores (tuples, sets, dates included).
 
     Example:
-        >>> from cacheness.storage.handlers.plain import PlainHandler
+        >>> from cacheness.storage._handlers.plain import PlainHandler
         >>> from hypothesis import find
         >>> find(plain_values(), lambda v: isinstance(v, tuple) and len(v) == 2)
         (None, None)

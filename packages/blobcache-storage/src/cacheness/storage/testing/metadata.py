@@ -51,7 +51,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage.entry import MAX_KEY_LENGTH, Entry, utc_now
+from cacheness.storage._entry import MAX_KEY_LENGTH, Entry, utc_now
+from cacheness.storage._filters import (
+    INT64_MAX,
+    ORDER_FIELDS,
+    Filter,
+    matches,
+    metadata_field,
+    sort_key,
+)
+from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage.errors import (
     EntryExistsError,
     EntryNotFoundError,
@@ -61,15 +70,6 @@ from cacheness.storage.errors import (
     KeyImmutableError,
     MetadataError,
 )
-from cacheness.storage.filters import (
-    INT64_MAX,
-    ORDER_FIELDS,
-    Filter,
-    matches,
-    metadata_field,
-    sort_key,
-)
-from cacheness.storage.metadata.base import MetadataBackend, PayloadInfo
 
 __all__ = [
     "FILTER_CASES",
@@ -1201,7 +1201,7 @@ def metadata_state_machine(
 
     Example:
         >>> from hypothesis import settings
-        >>> from cacheness.storage.metadata.memory import MemoryMetadataBackend
+        >>> from cacheness.storage import MemoryMetadataBackend
         >>> Machine = metadata_state_machine(MemoryMetadataBackend)
         >>> Machine.TestCase.settings = settings(max_examples=3, stateful_step_count=5)
         >>> Machine.TestCase("runTest").runTest()
@@ -1443,8 +1443,8 @@ def run_mixed_workload(
     Returns:
         ``{"own": {key: entry dict or None}, "shared": [entry dicts written]}``.
     """
-    from cacheness.storage.hashing import hash_bytes
-    from cacheness.storage.registry import get_metadata_backend
+    from cacheness.storage._hashing import hash_bytes
+    from cacheness.storage._registry import get_metadata_backend
 
     rng = random.Random(seed * 1000 + worker)
 
