@@ -5,8 +5,8 @@ callers ask for it at the same time. Two layers do it:
 
 * in this process, callers of one key queue on a lock of their own kind: a
   :class:`threading.Lock` for threads, an :class:`asyncio.Lock` per event loop for tasks
-  (waiting never blocks the loop). :class:`LockTable` hands them out per key and forgets
-  them when nobody uses them.
+  (waiting never blocks the loop). Storage's :class:`~cacheness.storage.LockTable` hands
+  them out per key and forgets them when nobody uses them.
 * the one caller that gets through takes the cache's ``compute_lock``, shared with other
   processes (sqlite: one host; postgresql: every host). Async callers hold it in a
   thread of their own (:class:`ThreadHeldLock`), so the event loop never waits on it.
@@ -15,14 +15,12 @@ callers ask for it at the same time. Two layers do it:
 function calling itself with the same arguments) into an error instead of a deadlock.
 
 Example:
-    >>> import threading
-    >>> table = LockTable(threading.Lock)
-    >>> with table.borrow("k") as lock:
-    ...     lock.acquire(timeout=1)
-    ...     lock.release()
-    True
-    >>> len(table)
-    0
+    >>> with guard_recursion("k", lambda: "f(x=1)"):
+    ...     with guard_recursion("k", lambda: "f(x=1)"):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    RecursionError: f(x=1) called itself with the same arguments while computing them ...
 """
 
 from __future__ import annotations
@@ -32,52 +30,17 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Generic, TypeVar
 
-__all__ = ["LockTable", "ThreadHeldLock", "guard_recursion"]
+__all__ = ["ThreadHeldLock", "guard_recursion"]
 
 log = logging.getLogger(__name__)
 
-L = TypeVar("L")
 
 _HELD: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "cacheness_held_keys", default=frozenset()
 )
-
-
-class LockTable(Generic[L]):
-    """Locks by name, made on first use and forgotten when the last user is done.
-
-    Args:
-        factory: makes a new lock (``threading.Lock``, ``asyncio.Lock``).
-    """
-
-    def __init__(self, factory: Callable[[], L]) -> None:
-        self._factory = factory
-        self._guard = threading.Lock()
-        self._locks: dict[Hashable, tuple[L, int]] = {}
-
-    @contextlib.contextmanager
-    def borrow(self, name: Hashable) -> Iterator[L]:
-        """Yield the lock of ``name`` (acquiring it is up to the caller)."""
-        with self._guard:
-            lock, users = self._locks.get(name) or (self._factory(), 0)
-            self._locks[name] = (lock, users + 1)
-        try:
-            yield lock
-        finally:
-            with self._guard:
-                lock, users = self._locks[name]
-                if users == 1:
-                    del self._locks[name]
-                else:
-                    self._locks[name] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._locks)
 
 
 @contextlib.contextmanager

@@ -46,12 +46,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
-from cacheness._call_locks import LockTable, ThreadHeldLock, guard_recursion
+from cacheness._call_locks import ThreadHeldLock, guard_recursion
 from cacheness._code_hash import fingerprint
 from cacheness._global import get_cache, reset_cache, set_default_cache
 from cacheness.cache import MISS, cacheness
 from cacheness.cache_entry import RESERVED_METADATA_KEY
 from cacheness.keys import UnsupportedKeyValueError
+from cacheness.storage import LockTable
 from cacheness.storage.errors import CacheError
 from cacheness.ttl import minutes, validate_ttl
 

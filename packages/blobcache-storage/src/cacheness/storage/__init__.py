@@ -73,6 +73,7 @@ from cacheness.storage._hashing import (
     hash_bytes,
     hash_stream,
 )
+from cacheness.storage._locks import FileLocks, LockTable, ThreadLocks, advisory_lock_id, poll_until
 from cacheness.storage._metadata._entries import metadata_problem
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._metadata.json import JsonMetadataBackend
@@ -146,6 +147,7 @@ __all__ = [
     "EntryExistsError",
     "EntryNotFoundError",
     "FailoverBlobBackend",
+    "FileLocks",
     "FilesystemBlobBackend",
     "Filter",
     "FilterError",
@@ -160,6 +162,7 @@ __all__ = [
     "InvalidKeyError",
     "JsonMetadataBackend",
     "KeyImmutableError",
+    "LockTable",
     "Lookup",
     "MemoryBlobBackend",
     "MemoryMetadataBackend",
@@ -181,8 +184,10 @@ __all__ = [
     "StaleEntryError",
     "StorageError",
     "StorageFullError",
+    "ThreadLocks",
     "TieredBlobBackend",
     "__version__",
+    "advisory_lock_id",
     "combine_filters",
     "compress",
     "decompress",
@@ -207,6 +212,7 @@ __all__ = [
     "open_decompressor",
     "pairing_problem",
     "parse_filter",
+    "poll_until",
     "register_blob_backend",
     "register_handler",
     "register_metadata_backend",

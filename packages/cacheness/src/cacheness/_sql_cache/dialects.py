@@ -41,9 +41,9 @@ from cacheness._sql_cache.locks import (
     FillLocks,
     ProcessExclusive,
     ThreadFillLocks,
-    advisory_id,
     lock_key,
 )
+from cacheness.storage import advisory_lock_id
 from cacheness.storage.errors import BackendUnavailableError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class Database:
         with self.begin() as connection:
             if self.dialect == "postgresql":
                 names = ",".join(sorted(table.fullname for table in metadata.sorted_tables))
-                key = advisory_id(lock_key(names, "create"))
+                key = advisory_lock_id(lock_key(names, "create"))
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             if schema is not None and not sa.inspect(connection).has_schema(schema):
                 connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -332,7 +332,7 @@ def open_database(
         directory = Path(f"{file}.sqlcache-locks")
         locks = FileFillLocks(directory)
         if name == "duckdb" and multiprocess:
-            exclusive = ProcessExclusive(directory / "access.lock")
+            exclusive = ProcessExclusive(directory)
             access_factory = exclusive.hold
     return Database(engine, owns_engine=owns, fill_locks=locks, access_factory=access_factory)
 

@@ -7,14 +7,17 @@ that waited finds the rows its predecessor stored and fetches nothing.
 
 * PostgreSQL: session advisory locks (shared by every host using the database);
 * SQLite and DuckDB files: OS file locks in ``<database>.sqlcache-locks/`` beside the
-  database (shared by the processes of one host);
+  database (shared by the processes of one host; a lock file goes when it is released);
 * in-memory databases: thread locks (one process sees them anyway).
+
+The locks themselves are storage's (:class:`~cacheness.storage.FileLocks`,
+:class:`~cacheness.storage.ThreadLocks`, :func:`~cacheness.storage.advisory_lock_id`,
+:func:`~cacheness.storage.poll_until`), the same family as ``named_lock``.
 
 A lock not had within ``timeout`` seconds is given up with a warning: the caller then
 fetches on its own (the upsert keeps rows unique; only the fetch is repeated).
 
-:func:`lock_key` is the one place lock names are made, and :func:`advisory_id` the one
-place they become PostgreSQL's 64-bit keys.
+:func:`lock_key` is the one place lock names are made.
 
 Example:
     >>> locks = ThreadFillLocks()
@@ -22,25 +25,24 @@ Example:
     >>> with locks.hold(names, timeout=1) as got:
     ...     got
     True
-    >>> advisory_id(lock_key("prices", 0)) == advisory_id(lock_key("prices", 0))
-    True
+    >>> lock_key("prices", 0)
+    'cacheness-sqlcache:prices:0'
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 import xxhash
+
+from cacheness.storage import FileLocks, ThreadLocks, advisory_lock_id, poll_until
 
 __all__ = [
     "BUCKETS",
@@ -49,25 +51,16 @@ __all__ = [
     "FillLocks",
     "ProcessExclusive",
     "ThreadFillLocks",
-    "advisory_id",
     "bucket_names",
     "lock_key",
 ]
 
-log = logging.getLogger(__name__)
-
 BUCKETS = 64
-_MAX_POLL = 0.05
 
 
 def lock_key(table: str, bucket: int | str) -> str:
     """The name of one fill lock of ``table`` (schema-qualified name)."""
     return f"cacheness-sqlcache:{table}:{bucket}"
-
-
-def advisory_id(key: str) -> int:
-    """PostgreSQL's advisory lock key (a signed 64-bit integer) for a lock name."""
-    return xxhash.xxh64_intdigest(key.encode("utf-8", "surrogatepass")) - 2**63
 
 
 def bucket_names(table: str, scopes: Iterable[tuple[Any, ...]]) -> list[str]:
@@ -80,23 +73,8 @@ def bucket_names(table: str, scopes: Iterable[tuple[Any, ...]]) -> list[str]:
     return sorted(lock_key(table, bucket) for bucket in buckets or {0})
 
 
-def _poll(attempt: Callable[[], bool], deadline: float | None) -> bool:
-    """Call ``attempt`` until it succeeds or ``deadline`` (monotonic) passes."""
-    delay = 0.001
-    while True:
-        if attempt():
-            return True
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            delay = min(delay, left)
-        time.sleep(delay)
-        delay = min(delay * 2, _MAX_POLL)
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 class FillLocks(ABC):
@@ -112,82 +90,42 @@ class FillLocks(ABC):
         """
 
 
-class _LocksByName(FillLocks):
-    """Fill locks taken one name at a time."""
+class _NamedLocks(Protocol):
+    def hold(self, name: str, timeout: float | None) -> contextlib.AbstractContextManager[bool]:
+        """Hold one named lock; yield False when ``timeout`` ran out."""
 
-    @abstractmethod
-    def _acquire(self, name: str, deadline: float | None) -> Any:
-        """Take lock ``name``; return a token for :meth:`_release`, or None on timeout."""
 
-    @abstractmethod
-    def _release(self, name: str, token: Any) -> None:
-        """Give back a lock taken by :meth:`_acquire`."""
+class _EachName(FillLocks):
+    """Fill locks taken one name at a time from storage's named locks."""
+
+    def __init__(self, locks: _NamedLocks) -> None:
+        self._locks = locks
 
     @contextlib.contextmanager
     def hold(self, names: Sequence[str], timeout: float | None) -> Iterator[bool]:
-        deadline = _deadline(timeout)
-        held: list[tuple[str, Any]] = []
-        got = True
-        try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with contextlib.ExitStack() as held:
             for name in sorted(set(names)):
-                token = self._acquire(name, deadline)
-                if token is None:
-                    got = False
-                    break
-                held.append((name, token))
-            if not got:
-                for name, token in reversed(held):
-                    self._release(name, token)
-                held = []
-            yield got
-        finally:
-            for name, token in reversed(held):
-                self._release(name, token)
+                if not held.enter_context(self._locks.hold(name, _left(deadline))):
+                    held.close()  # none of them is held on a timeout
+                    yield False
+                    return
+            yield True
 
 
-class ThreadFillLocks(_LocksByName):
+class ThreadFillLocks(_EachName):
     """Fill locks for the threads of one process (in-memory databases)."""
 
     def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-
-    def _acquire(self, name: str, deadline: float | None) -> Any:
-        with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
-        wait = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
-        return lock if lock.acquire(timeout=wait) else None
-
-    def _release(self, name: str, token: Any) -> None:
-        token.release()
+        super().__init__(ThreadLocks())
 
 
-class FileFillLocks(_LocksByName):
-    """Fill locks as OS file locks in a directory beside the database (one host).
-
-    One small file per lock name stays in the directory (at most :data:`BUCKETS` per
-    table); a process that dies releases its locks with its open files.
-    """
+class FileFillLocks(_EachName):
+    """Fill locks as OS file locks in a directory beside the database (one host)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-
-    def _path(self, name: str) -> Path:
-        return self.directory / f"{xxhash.xxh3_64_hexdigest(name.encode())}.lock"
-
-    def _acquire(self, name: str, deadline: float | None) -> Any:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
-        if _poll(lambda: _try_lock(fd), deadline):
-            return fd
-        os.close(fd)
-        return None
-
-    def _release(self, name: str, token: Any) -> None:
-        try:
-            _unlock(token)
-        finally:
-            os.close(token)
+        super().__init__(FileLocks(directory))
 
 
 class AdvisoryFillLocks(FillLocks):
@@ -205,7 +143,7 @@ class AdvisoryFillLocks(FillLocks):
 
     @contextlib.contextmanager
     def hold(self, names: Sequence[str], timeout: float | None) -> Iterator[bool]:
-        deadline = _deadline(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         held: list[int] = []
 
@@ -215,8 +153,8 @@ class AdvisoryFillLocks(FillLocks):
         try:
             got = True
             for name in sorted(set(names)):
-                key = advisory_id(name)
-                if not _poll(lambda key=key: attempt(key), deadline):  # type: ignore[misc]
+                key = advisory_lock_id(name)
+                if not poll_until(lambda key=key: attempt(key), _left(deadline)):
                     got = False
                     break
                 held.append(key)
@@ -239,63 +177,28 @@ class ProcessExclusive:
     """One holder at a time across the processes of a host (and the threads of each).
 
     DuckDB lets one process at a time open a database file; with ``multiprocess=True``
-    SqlCache opens it for each operation while holding this lock. Re-entrant within a
-    thread.
+    SqlCache opens it for each operation while holding this lock (a storage
+    :class:`~cacheness.storage.FileLocks` lock named ``name`` in ``directory``).
+    Re-entrant within a thread.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, directory: Path, name: str = "access") -> None:
+        self._locks = FileLocks(directory)
+        self._name = name
         self._thread_lock = threading.RLock()
         self._depth = 0
-        self._fd: int | None = None
+        self._held = contextlib.ExitStack()
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the block (waiting as long as it takes)."""
         with self._thread_lock:
             if self._depth == 0:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-                _poll(lambda: _try_lock(fd), None)
-                self._fd = fd
+                self._held.enter_context(self._locks.hold(self._name, None))
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
-                if self._depth == 0 and self._fd is not None:
-                    fd, self._fd = self._fd, None
-                    try:
-                        _unlock(fd)
-                    finally:
-                        os.close(fd)
-
-
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _unlock(fd: int) -> None:
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        return
-    import fcntl
-
-    fcntl.flock(fd, fcntl.LOCK_UN)
+                if self._depth == 0:
+                    self._held.close()

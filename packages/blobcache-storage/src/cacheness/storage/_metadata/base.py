@@ -37,6 +37,7 @@ import msgspec
 
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, parse_filter
+from cacheness.storage._locks import FileLocks, ThreadLocks
 from cacheness.storage._metadata._entries import (
     checked_values,
     copied_entry,
@@ -47,7 +48,6 @@ from cacheness.storage._metadata._entries import (
     unique_keys,
     validate_changes,
 )
-from cacheness.storage._metadata._locks import FileLocks, ThreadLocks
 from cacheness.storage._pairing import Scope
 
 _LOCKS_GUARD = threading.Lock()

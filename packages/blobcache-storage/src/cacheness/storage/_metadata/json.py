@@ -43,6 +43,7 @@ from typing import Any, ClassVar, Final
 import msgspec
 
 from cacheness.storage._entry import Entry
+from cacheness.storage._locks import FileLocks
 from cacheness.storage._metadata._dict import DictMetadataBackend
 from cacheness.storage._metadata._fs import (
     SpaceReserve,
@@ -52,7 +53,6 @@ from cacheness.storage._metadata._fs import (
     prepare_file,
     warn_network_filesystem,
 )
-from cacheness.storage._metadata._locks import FileLocks
 from cacheness.storage._metadata._migrations import FormatMigrations
 from cacheness.storage._metadata.base import Scope
 from cacheness.storage.errors import ConfigError, MetadataError, StorageFullError

@@ -59,6 +59,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, parse_filter
+from cacheness.storage._locks import FileLocks, poll_until
 from cacheness.storage._metadata._entries import (
     checked_values,
     copied_entry,
@@ -77,7 +78,6 @@ from cacheness.storage._metadata._fs import (
     prepare_file,
     warn_network_filesystem,
 )
-from cacheness.storage._metadata._locks import FileLocks, poll_until
 from cacheness.storage._metadata._migrations import FormatMigrations
 from cacheness.storage._metadata._sqlcore import (
     COLUMNS,
