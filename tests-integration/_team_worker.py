@@ -358,7 +358,7 @@ def group(spec: dict[str, Any]) -> None:
 
     import cacheness.decorators  # noqa: F401
     from cacheness.storage._blob import s3  # noqa: F401
-    from cacheness.storage._metadata import sql  # noqa: F401
+    from cacheness.storage._metadata import postgresql  # noqa: F401
 
     global _reply_lock
     _reply_lock = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the group

@@ -33,12 +33,20 @@ from typing import Any
 
 import pytest
 
-from cacheness.storage import BlobStore, Entry, FormatVersionError, MetadataError
+from cacheness.storage import (
+    BlobStore,
+    Entry,
+    FormatVersionError,
+    MetadataError,
+    PostgresMetadataBackend,
+    SqliteMetadataBackend,
+)
 from cacheness.storage._metadata import json as json_backend
-from cacheness.storage._metadata import sql as sql_backend
 from cacheness.storage._metadata._migrations import FormatMigrations
+from cacheness.storage._metadata._sqlcore import SCHEMA_VERSIONS
 
 GOLDEN = Path(__file__).resolve().parent
+SQL_BACKENDS = (SqliteMetadataBackend, PostgresMetadataBackend)
 LOCAL_STORES = ("sqlite_fs", "json_fs", "content_addressed")
 STORES = (*LOCAL_STORES, "postgresql")
 
@@ -284,8 +292,8 @@ CURRENT = {"sqlite_fs": 1, "content_addressed": 1, "json_fs": 1, "postgresql": 2
 
 
 def test_each_persistent_backend_records_its_format_version() -> None:
-    assert sql_backend.SCHEMA_VERSIONS == {"sqlite": 1, "postgresql": 2}
-    assert {d: m.current for d, m in sql_backend._MIGRATIONS.items()} == {
+    assert SCHEMA_VERSIONS == {"sqlite": 1, "postgresql": 2}
+    assert {b.dialect_name: b.migrations.current for b in SQL_BACKENDS} == {
         "sqlite": 1,
         "postgresql": 2,
     }
@@ -436,14 +444,15 @@ def next_version(monkeypatch: pytest.MonkeyPatch) -> _Probe:
         longer.register(from_version=real.current)(probe_step)
         return longer
 
-    for dialect, real in list(sql_backend._MIGRATIONS.items()):
+    for backend_class in SQL_BACKENDS:
+        real = backend_class.migrations
 
         def add_an_index(backend: Any, cursor: Any, _from: int = real.current) -> None:
             probe.calls.append(_from)
             quoted = backend._dialect.identifier_preparer.format_table(backend.table)
             cursor.raw.execute(f"CREATE INDEX ix_{backend.table.name}_size ON {quoted} (size)")
 
-        monkeypatch.setitem(sql_backend._MIGRATIONS, dialect, extended(real, add_an_index))
+        monkeypatch.setattr(backend_class, "migrations", extended(real, add_an_index))
 
     def mark_entries(
         document: dict[str, Any], _from: int = json_backend._MIGRATIONS.current

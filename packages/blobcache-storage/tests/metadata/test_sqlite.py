@@ -277,7 +277,7 @@ def test_a_forked_child_reads_on_its_own_connection(tmp_path, in_fork):
 LEFT_OPEN = """
 import logging, sys, threading
 from cacheness.storage import BlobStore
-from cacheness.storage._metadata import sql  # keeps the backend module alive to the end
+from cacheness.storage._metadata import sqlite  # keeps the backend module alive to the end
 
 store = BlobStore(sys.argv[1])
 store.put(1, key="k")

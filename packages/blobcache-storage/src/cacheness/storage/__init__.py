@@ -124,7 +124,8 @@ from cacheness.storage.errors import (
 )
 
 if TYPE_CHECKING:
-    from cacheness.storage._metadata.sql import PostgresMetadataBackend, SqliteMetadataBackend
+    from cacheness.storage._metadata.postgresql import PostgresMetadataBackend
+    from cacheness.storage._metadata.sqlite import SqliteMetadataBackend
 
 __all__ = [
     "CODECS",
@@ -223,12 +224,16 @@ __all__ = [
     "validate_key",
 ]
 
-_LAZY = {"PostgresMetadataBackend", "SqliteMetadataBackend"}
+_LAZY = {
+    "PostgresMetadataBackend": "cacheness.storage._metadata.postgresql",
+    "SqliteMetadataBackend": "cacheness.storage._metadata.sqlite",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # the SQL backends import SQLAlchemy: load them on first use
-        from cacheness.storage._metadata import sql
+    module = _LAZY.get(name)
+    if module is not None:  # the SQL backends import SQLAlchemy: load them on first use
+        import importlib
 
-        return getattr(sql, name)
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

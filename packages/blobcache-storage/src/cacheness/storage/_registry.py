@@ -203,8 +203,8 @@ blob_backends: BackendRegistry[BlobBackend] = BackendRegistry(
 for _name, _path, _extra in (
     ("memory", "cacheness.storage._metadata.memory:MemoryMetadataBackend", None),
     ("json", "cacheness.storage._metadata.json:JsonMetadataBackend", None),
-    ("sqlite", "cacheness.storage._metadata.sql:SqliteMetadataBackend", None),
-    ("postgresql", "cacheness.storage._metadata.sql:PostgresMetadataBackend", "postgresql"),
+    ("sqlite", "cacheness.storage._metadata.sqlite:SqliteMetadataBackend", None),
+    ("postgresql", "cacheness.storage._metadata.postgresql:PostgresMetadataBackend", "postgresql"),
 ):
     metadata_backends.register(_name, _path, extra=_extra)
 

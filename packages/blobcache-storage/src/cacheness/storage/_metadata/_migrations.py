@@ -4,8 +4,8 @@ Each persistent metadata backend records the version of its on-disk layout insid
 store and checks it every time it opens one:
 
 * ``sqlite`` and ``postgresql``: the ``schema_version`` row of the ``<table>_info``
-  table, one version per dialect (:data:`cacheness.storage._metadata.sql.SCHEMA_VERSIONS`:
-  SQLite 1, PostgreSQL 2);
+  table, one version per dialect (``SCHEMA_VERSIONS`` in ``_sqlcore.py``: SQLite 1,
+  PostgreSQL 2; each dialect's steps are its backend class's ``migrations``);
 * ``json``: the ``"version"`` member of the file
   (:data:`cacheness.storage._metadata.json.FILE_VERSION`).
 

@@ -44,7 +44,7 @@ SCHEMA_VERSIONS: Final[Mapping[str, int]] = {"sqlite": 1, "postgresql": 2}
 
 1: the first layout. 2 (PostgreSQL only): the ``metadata_text`` column holding the exact
 JSON text of ``metadata``, kept right by a trigger against writers unaware of it; older
-tables are migrated by the step registered in ``cacheness.storage._metadata.sql``. SQLite
+tables are migrated by the step registered in ``postgresql.py`` (this package). SQLite
 tables stay at 1 (their ``metadata`` is the exact text already).
 """
 
