@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cacheness._config_convert import did_you_mean
 from cacheness.storage import (
     BlobBackend,
     ConfigError,
@@ -22,6 +21,7 @@ from cacheness.storage import (
     MissingDependencyError,
     Scope,
     TieredBlobBackend,
+    did_you_mean,
     get_blob_backend_class,
     get_metadata_backend_class,
     pairing_problem,

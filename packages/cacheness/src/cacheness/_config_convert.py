@@ -8,7 +8,6 @@ does not build dataclasses that have ``InitVar`` fields (the flat shortcuts).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import typing
@@ -18,12 +17,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from cacheness.storage import ConfigError
+from cacheness.storage import ConfigError, did_you_mean
 
 __all__ = [
     "check_types",
     "copy_value",
-    "did_you_mean",
     "explicit_fields",
     "field_types",
     "from_mapping",
@@ -71,12 +69,6 @@ def tracks_explicit(cls: type[T]) -> type[T]:
 
     cls.__init__ = __init__  # type: ignore[assignment]
     return cls
-
-
-def did_you_mean(name: object, known: Iterable[str], cutoff: float = 0.6) -> str:
-    """Return `` (did you mean 'x'?)`` for the closest of ``known``, or ``""``."""
-    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=cutoff)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @functools.cache

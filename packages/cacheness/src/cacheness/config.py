@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import tomllib
@@ -57,7 +56,6 @@ from cacheness._config_backends import (
 from cacheness._config_convert import (
     check_types,
     copy_value,
-    did_you_mean,
     field_types,
     from_mapping,
     init_names,
@@ -76,8 +74,11 @@ from cacheness.storage import (
     MemoryBlobBackend,
     SerializationError,
     SerializationOptions,
+    choice_problem,
     default_registry,
+    did_you_mean,
     import_optional,
+    number_problem,
 )
 
 if TYPE_CHECKING:
@@ -760,44 +761,22 @@ def _handler_problems(config: HandlersConfig) -> list[str]:
 # --------------------------------------------------------------------------- validation
 
 
-def _number_problem(
-    name: str, value: Any, *, integer: bool = False, zero: bool = False
-) -> str | None:
-    """Check a finite number > 0 (>= 0 with ``zero``); None passes. Types: see check_types."""
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if integer and not isinstance(value, int):
-        return None
-    if math.isfinite(value) and (value >= 0 if zero else value > 0):
-        return None
-    need = ">= 0" if zero else "> 0"
-    return f"{name} must be a finite number {need}, got {value!r}"
-
-
-def _choice_problem(name: str, value: Any, choices: tuple[str, ...]) -> str | None:
-    if not isinstance(value, str) or value in choices:
-        return None
-    return (
-        f"{name} must be one of {', '.join(choices)}; got {value!r}{did_you_mean(value, choices)}"
-    )
-
-
 def _value_problems(config: CacheConfig) -> list[str]:
     problems = [
-        _number_problem("default_ttl_seconds", config.default_ttl_seconds),
-        _number_problem("max_cache_size_mb", config.max_cache_size_mb),
-        _number_problem("max_entries", config.max_entries, integer=True),
-        _number_problem(
+        number_problem("default_ttl_seconds", config.default_ttl_seconds),
+        number_problem("max_cache_size_mb", config.max_cache_size_mb),
+        number_problem("max_entries", config.max_entries, integer=True),
+        number_problem(
             "access_update_interval_seconds", config.access_update_interval_seconds, zero=True
         ),
-        _number_problem(
+        number_problem(
             "serialization.inline_threshold",
             config.serialization.inline_threshold,
             integer=True,
             zero=True,
         ),
-        _choice_problem("eviction_policy", config.eviction_policy, EVICTION_POLICIES),
-        _choice_problem("hash_unknown", config.hash_unknown, get_args(HashUnknown)),
+        choice_problem("eviction_policy", config.eviction_policy, EVICTION_POLICIES),
+        choice_problem("hash_unknown", config.hash_unknown, get_args(HashUnknown)),
     ]
     cache_dir = config.cache_dir
     if isinstance(cache_dir, str):

@@ -93,6 +93,7 @@ from cacheness.storage._registry import (
     unregister_metadata_backend,
 )
 from cacheness.storage._reports import IntegrityIssue, RepairReport
+from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
 from cacheness.storage._version import __version__
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -189,10 +190,12 @@ __all__ = [
     "TieredBlobBackend",
     "__version__",
     "advisory_lock_id",
+    "choice_problem",
     "combine_filters",
     "compress",
     "decompress",
     "default_registry",
+    "did_you_mean",
     "get_blob_backend",
     "get_blob_backend_class",
     "get_handler",
@@ -209,6 +212,7 @@ __all__ = [
     "matches",
     "metadata_field",
     "metadata_problem",
+    "number_problem",
     "open_compressor",
     "open_decompressor",
     "pairing_problem",

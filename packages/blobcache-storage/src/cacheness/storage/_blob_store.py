@@ -58,6 +58,7 @@ from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
 from cacheness.storage._reports import IntegrityIssue, RepairReport
+from cacheness.storage._validate import check_seconds, is_int
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobNotFoundError,
@@ -90,7 +91,6 @@ _PATH_OPTIONS = {
 _DELETE_CHUNK = 1000
 _MAX_FOLLOW = 64
 """Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
-_MAX_SECONDS = 1e11  # about 3,000 years: larger ages do not fit a timedelta
 _MAX_SAME_RETRIES = 3
 """Reads again of an unchanged entry whose blob was missing but exists again."""
 
@@ -229,11 +229,7 @@ class BlobStore:
         allow_unsafe_pairing: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if (
-            isinstance(inline_threshold, bool)
-            or not isinstance(inline_threshold, int)
-            or inline_threshold < 0
-        ):
+        if not is_int(inline_threshold) or inline_threshold < 0:
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
             )
@@ -601,7 +597,7 @@ class BlobStore:
         self._check_open()
         if isinstance(accesses, Mapping):
             counts = dict(accesses)
-            bad = [n for n in counts.values() if isinstance(n, bool) or not isinstance(n, int)]
+            bad = [n for n in counts.values() if not is_int(n)]
             if bad:
                 raise InvalidEntryError(f"record_access() counts reads with ints, got {bad[0]!r}")
         else:
@@ -1307,7 +1303,7 @@ class BlobStore:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"named_lock() takes a non-empty str name, got {name!r}")
         if timeout is not None:
-            _check_seconds(timeout, "timeout")
+            check_seconds(timeout, "timeout")
         return self.metadata.named_lock(name, timeout=timeout)
 
     # ------------------------------------------------------------------ maintenance
@@ -1410,7 +1406,7 @@ class BlobStore:
             True
         """
         self._check_open()
-        _check_seconds(min_age_seconds, "min_age_seconds")
+        check_seconds(min_age_seconds, "min_age_seconds")
         referenced = {entry.blob_ref for entry in self.metadata.query({"blob_ref": {"$ne": ""}})}
         cutoff = self._now() - timedelta(seconds=min_age_seconds)
         orphans = []
@@ -1447,7 +1443,7 @@ class BlobStore:
             (1, [])
         """
         self._check_open()
-        _check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
+        check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         issues = self.verify_integrity()
         orphans = self.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
         damaged = [issue for issue in issues if issue.problem != "unreadable"]
@@ -1559,9 +1555,7 @@ class BlobStore:
             raise ConfigError(
                 f"handler must be the name of a registered handler (a str), got {handler!r}"
             )
-        if max_size is not None and (
-            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
-        ):
+        if max_size is not None and (not is_int(max_size) or max_size < 0):
             raise ConfigError(f"max_size must be None or an int >= 0 (bytes), got {max_size!r}")
         if self.content_addressable:
             stored = self._serialize_addressed(data, handler)
@@ -1791,15 +1785,6 @@ def _pairs(items: object) -> list[tuple[str, Any]]:
                 return cast(list[tuple[str, Any]], pairs)
             problem = f"got an item of {len(odd[0])} value(s)"
     raise InvalidKeyError(f"put_batch() takes {{key: data}} or (key, data) pairs; {problem}")
-
-
-def _check_seconds(value: object, name: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 <= value < _MAX_SECONDS
-    ):
-        raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
 
 def _check_accept(accept: object) -> None:

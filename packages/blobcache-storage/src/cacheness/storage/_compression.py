@@ -61,6 +61,7 @@ import msgspec
 
 from cacheness.storage._optional import import_optional
 from cacheness.storage._streams import read_upto
+from cacheness.storage._validate import check_choice, check_int
 from cacheness.storage.errors import CompressionError, ConfigError, IntegrityError
 
 if TYPE_CHECKING:
@@ -107,16 +108,6 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
 class CodecSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How the codecs compress, and how ``auto`` decides.
 
@@ -157,16 +148,16 @@ class CodecSettings(msgspec.Struct, frozen=True, kw_only=True):
     auto_min_saving: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_choice("blosc2_codec", self.blosc2_codec, BLOSC2_CODECS)
-        _check_choice("blosc2_shuffle", self.blosc2_shuffle, BLOSC2_SHUFFLES)
-        _check_int("blosc2_clevel", self.blosc2_clevel, 0, 9)
+        check_choice("blosc2_codec", self.blosc2_codec, BLOSC2_CODECS)
+        check_choice("blosc2_shuffle", self.blosc2_shuffle, BLOSC2_SHUFFLES)
+        check_int("blosc2_clevel", self.blosc2_clevel, 0, 9)
         if self.level is not None:
-            _check_int("level", self.level, _ZSTD_LEVELS.start, _ZSTD_LEVELS.stop - 1)
+            check_int("level", self.level, _ZSTD_LEVELS.start, _ZSTD_LEVELS.stop - 1)
         if self.nthreads is not None:
-            _check_int("nthreads", self.nthreads, 1, 1024)
-        _check_int("chunk_size", self.chunk_size, 64, _BLOSC2_MAX_CHUNK)
-        _check_int("auto_min_size", self.auto_min_size, 0, 1 << 62)
-        _check_int("auto_sample_size", self.auto_sample_size, 64, 1 << 30)
+            check_int("nthreads", self.nthreads, 1, 1024)
+        check_int("chunk_size", self.chunk_size, 64, _BLOSC2_MAX_CHUNK)
+        check_int("auto_min_size", self.auto_min_size, 0, 1 << 62)
+        check_int("auto_sample_size", self.auto_sample_size, 64, 1 << 30)
         if not 0.0 <= self.auto_min_saving < 1.0:
             raise ConfigError(
                 f"auto_min_saving must be a fraction in [0, 1), got {self.auto_min_saving!r}"

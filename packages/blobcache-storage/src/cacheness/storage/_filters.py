@@ -59,6 +59,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from cacheness.storage._text import text_problem
+from cacheness.storage._validate import is_number
 from cacheness.storage.errors import FilterError
 
 if TYPE_CHECKING:
@@ -407,7 +408,7 @@ def _operand(name: str, kind: FieldKind, op: str, value: Any) -> Any:
 
 
 def _number(name: str, op: str, value: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise FilterError(f"field {name!r}: {op!r} takes a number, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise FilterError(f"field {name!r}: {op!r} takes a finite number, got {value!r}")

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import threading
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from cacheness.storage._optional import install_hint
+from cacheness.storage._validate import did_you_mean
 from cacheness.storage.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -172,10 +172,9 @@ class BackendRegistry(Generic[T]):
 
     def _unknown(self, name: str) -> ConfigError:
         known = self.names()
-        close = difflib.get_close_matches(str(name), known, n=1)
-        suggestion = f" (did you mean {close[0]!r}?)" if close else ""
         return ConfigError(
-            f"unknown {self.kind} {name!r}{suggestion}; known: {', '.join(known) or 'none'}"
+            f"unknown {self.kind} {name!r}{did_you_mean(name, known)}; "
+            f"known: {', '.join(known) or 'none'}"
         )
 
     def _check_subclass(self, name: str, backend: type) -> None:

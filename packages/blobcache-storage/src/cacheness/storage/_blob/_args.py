@@ -17,14 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from cacheness.storage.errors import ConfigError, InvalidBlobNameError, SerializationError
-
-_MAX_SECONDS = 1e11  # about 3,000 years
 
 
 def ref_list(refs: Iterable[str]) -> list[str]:
@@ -101,22 +98,6 @@ def local_file(path: Any, *, output: bool = False) -> str | os.PathLike[str]:
     if output and os.path.isdir(path):
         raise ConfigError(f"{os.fspath(path)!r} is a directory; pass the path of a file")
     return path
-
-
-def seconds(value: object, name: str) -> float:
-    """Return ``value`` if it is a number of seconds >= 0.
-
-    Raises:
-        ConfigError: not a finite number >= 0.
-    """
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (0 <= value < _MAX_SECONDS)
-        or math.isnan(value)
-    ):
-        raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 def digest(expected: object) -> str:

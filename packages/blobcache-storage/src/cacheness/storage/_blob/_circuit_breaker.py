@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from cacheness.storage._validate import check_int
 from cacheness.storage.errors import BackendUnavailableError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
         name: str = "backend",
     ) -> None:
-        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int):
-            raise ConfigError(f"failure_threshold must be an int, got {failure_threshold!r}")
-        if failure_threshold < 1:
-            raise ConfigError(f"failure_threshold must be at least 1, got {failure_threshold}")
+        check_int("failure_threshold", failure_threshold, 1)
         if reset_timeout < 0:
             raise ConfigError(f"reset_timeout must not be negative, got {reset_timeout}")
         self.failure_threshold = failure_threshold

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from cacheness.storage._validate import is_int
 from cacheness.storage.errors import ConfigError, InvalidBlobNameError
 
 MAX_NAME_LENGTH = 1024
@@ -44,11 +45,7 @@ def validate_shard_chars(shard_chars: object) -> int:
         ...
         cacheness.storage.errors.ConfigError: shard_chars must be 0 (no sharding) or 1-4, got 7
     """
-    if (
-        isinstance(shard_chars, bool)
-        or not isinstance(shard_chars, int)
-        or not (0 <= shard_chars <= MAX_SHARD_CHARS)
-    ):
+    if not is_int(shard_chars) or not 0 <= shard_chars <= MAX_SHARD_CHARS:
         raise ConfigError(
             f"shard_chars must be 0 (no sharding) or 1-{MAX_SHARD_CHARS}, got {shard_chars!r}"
         )

@@ -37,7 +37,7 @@ from typing import BinaryIO, ClassVar, Literal, Self
 
 import msgspec
 
-from cacheness.storage._blob._args import data_view, digest, local_file, ref_list, seconds
+from cacheness.storage._blob._args import data_view, digest, local_file, ref_list
 from cacheness.storage._blob._io import CHUNK_SIZE, atomic_output, copy_stream
 from cacheness.storage._blob._sharding import (
     shard,
@@ -47,6 +47,7 @@ from cacheness.storage._blob._sharding import (
 )
 from cacheness.storage._hashing import BytesLike, ContentHasher, hash_stream
 from cacheness.storage._pairing import Scope
+from cacheness.storage._validate import check_seconds
 from cacheness.storage.errors import BlobNotFoundError
 
 log = logging.getLogger(__name__)
@@ -464,7 +465,7 @@ class BlobBackend(ABC):
             >>> MemoryBlobBackend().cleanup_temp_files(dry_run=True)
             0
         """
-        seconds(older_than, "older_than")
+        check_seconds(older_than, "older_than")
         return 0
 
     def close(self) -> None:  # noqa: B027 - a concrete, optional hook

@@ -34,10 +34,11 @@ from typing import BinaryIO, ClassVar, TypeVar
 
 import msgspec
 
-from cacheness.storage._blob._args import digest, local_file, ref_list, ref_prefix, seconds
+from cacheness.storage._blob._args import digest, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._compose import BackendSpec, is_outage, make_backend, narrowest_scope
 from cacheness.storage._blob._counters import Counters
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
+from cacheness.storage._validate import check_seconds
 from cacheness.storage.errors import BlobNotFoundError, CacheError
 
 log = logging.getLogger(__name__)
@@ -381,7 +382,7 @@ class FailoverBlobBackend(BlobBackend):
 
     def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Clean up (or with ``dry_run``, count) both backends' interrupted-write debris."""
-        seconds(older_than, "older_than")
+        check_seconds(older_than, "older_than")
         backends = (self.primary, self.fallback)
         return sum(blobs.cleanup_temp_files(older_than, dry_run=dry_run) for blobs in backends)
 

@@ -48,11 +48,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from cacheness.storage._blob._args import digest, local_file, ref_prefix, seconds
+from cacheness.storage._blob._args import digest, local_file, ref_prefix
 from cacheness.storage._blob._io import TEMP_PREFIX, atomic_output, copy_stream, create_temp_file
 from cacheness.storage._blob._sharding import segment_problem, validate_name
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage._hashing import HASH_HEX_LENGTH, hash_stream
+from cacheness.storage._validate import check_mode, check_seconds
 from cacheness.storage.errors import (
     BlobExistsError,
     BlobNotFoundError,
@@ -88,12 +89,6 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _check_mode(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o7777:
-        raise ConfigError(f"{what} must be a permission mode such as 0o700, got {value!r}")
-    return value
 
 
 class _BackgroundSync:
@@ -294,8 +289,8 @@ class FilesystemBlobBackend(BlobBackend):
     ) -> None:
         super().__init__(shard_chars=shard_chars)
         self.durable = bool(durable)
-        self.dir_mode = _check_mode(dir_mode, "dir_mode")
-        self.file_mode = _check_mode(file_mode, "file_mode")
+        self.dir_mode = check_mode(dir_mode, "dir_mode")
+        self.file_mode = check_mode(file_mode, "file_mode")
         path = os.path.abspath(os.path.expanduser(os.fspath(root)))
         if not os.path.isdir(path):
             if os.path.exists(path):
@@ -573,7 +568,7 @@ class FilesystemBlobBackend(BlobBackend):
             >>> FilesystemBlobBackend(tempfile.mkdtemp()).cleanup_temp_files()
             0
         """
-        seconds(older_than, "older_than")
+        check_seconds(older_than, "older_than")
         deadline = time.time() - older_than
         return self._cleanup(self._root, deadline, remove=not dry_run, dirs=remove_empty_dirs)
 

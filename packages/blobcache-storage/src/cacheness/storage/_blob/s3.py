@@ -42,13 +42,14 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, ClassVar, Literal
 
-from cacheness.storage._blob._args import data_view, local_file, ref_list, ref_prefix, seconds
+from cacheness.storage._blob._args import data_view, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._circuit_breaker import CircuitBreaker
 from cacheness.storage._blob._io import CHUNK_SIZE, atomic_output
 from cacheness.storage._blob._sharding import validate_name
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage._hashing import BytesLike, hash_bytes, hash_stream
 from cacheness.storage._optional import import_optional
+from cacheness.storage._validate import check_choice, check_int, check_seconds, is_int
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -273,18 +274,17 @@ class S3BlobBackend(BlobBackend):
             raise ConfigError(f"bucket must be a bucket name without '/', got {bucket!r}")
         if region and region_name and region != region_name:
             raise ConfigError(f"region={region!r} and region_name={region_name!r} disagree")
-        _check_choice("retry_mode", retry_mode, ("standard", "adaptive"))
-        _check_choice("checksum", checksum, ("when_supported", "when_required"))
-        _check_choice("addressing_style", addressing_style, ("auto", "path", "virtual"))
-        _check_choice("conditional_writes", conditional_writes, ("auto", "header", "check"))
-        _check_size("multipart_threshold", multipart_threshold, _MIN_PART)
-        _check_size("multipart_chunksize", multipart_chunksize, _MIN_PART)
-        _check_size("copy_multipart_threshold", copy_multipart_threshold, _MIN_PART)
+        check_choice("retry_mode", retry_mode, ("standard", "adaptive"))
+        check_choice("checksum", checksum, ("when_supported", "when_required"))
+        check_choice("addressing_style", addressing_style, ("auto", "path", "virtual"))
+        check_choice("conditional_writes", conditional_writes, ("auto", "header", "check"))
+        check_int("multipart_threshold", multipart_threshold, _MIN_PART, unit="bytes")
+        check_int("multipart_chunksize", multipart_chunksize, _MIN_PART, unit="bytes")
+        check_int("copy_multipart_threshold", copy_multipart_threshold, _MIN_PART, unit="bytes")
         if copy_multipart_threshold > _MAX_COPY_PART:
             raise ConfigError("copy_multipart_threshold cannot exceed 5 GiB (the CopyObject limit)")
-        for option, value in (("max_concurrency", max_concurrency), ("max_attempts", max_attempts)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{option} must be a positive int, got {value!r}")
+        check_int("max_concurrency", max_concurrency, 1)
+        check_int("max_attempts", max_attempts, 1)
         self.bucket = bucket
         self.prefix = _normalise_prefix(prefix)
         self.region = region or region_name
@@ -831,7 +831,7 @@ class S3BlobBackend(BlobBackend):
         less than ``older_than`` seconds ago may be in progress and are left alone;
         ``dry_run`` counts without aborting. Returns how many were (or would be) aborted.
         """
-        seconds(older_than, "older_than")
+        check_seconds(older_than, "older_than")
         self._ensure_bucket()
         deadline = datetime.now(UTC) - timedelta(seconds=older_than)
         options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
@@ -917,10 +917,10 @@ class S3BlobBackend(BlobBackend):
         Raises:
             ConfigError: ``expires_in`` outside 1 s to 7 days.
         """
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int):
-            raise ConfigError(f"expires_in must be an int of seconds, got {expires_in!r}")
-        if not 1 <= expires_in <= 7 * 24 * 3600:
-            raise ConfigError(f"expires_in must be 1 s to 7 days, got {expires_in}")
+        if not is_int(expires_in) or not 1 <= expires_in <= 7 * 24 * 3600:
+            raise ConfigError(
+                f"expires_in must be an int of seconds, 1 s to 7 days, got {expires_in!r}"
+            )
         return str(
             self._client.generate_presigned_url(
                 "get_object",
@@ -981,13 +981,3 @@ def _normalise_prefix(prefix: str) -> str:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return stripped + "/"
-
-
-def _check_choice(option: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{option} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-
-
-def _check_size(option: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{option} must be an int of at least {minimum} bytes, got {value!r}")

@@ -41,7 +41,6 @@ from cacheness.storage._blob._args import (
     local_file,
     ref_list,
     ref_prefix,
-    seconds,
 )
 from cacheness.storage._blob._compose import BackendSpec, make_backend
 from cacheness.storage._blob._counters import Counters
@@ -50,6 +49,7 @@ from cacheness.storage._blob._sharding import RESERVED_PREFIX
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
 from cacheness.storage._blob.filesystem import FilesystemBlobBackend
 from cacheness.storage._hashing import BytesLike, hash_stream
+from cacheness.storage._validate import check_int, check_seconds
 from cacheness.storage.errors import BlobNotFoundError, CacheError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,7 @@ class TieredBlobBackend(BlobBackend):
         file_mode: int = 0o600,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ConfigError(f"max_bytes must be a non-negative int, got {max_bytes!r}")
+        check_int("max_bytes", max_bytes, 0, unit="bytes")
         if revalidate_after is not None and revalidate_after < 0:
             raise ConfigError(f"revalidate_after must be >= 0 or None, got {revalidate_after!r}")
         self.remote = make_backend(remote, "remote")
@@ -571,7 +570,7 @@ class TieredBlobBackend(BlobBackend):
     def cleanup_temp_files(self, older_than: float = 3600.0, *, dry_run: bool = False) -> int:
         """Clean up (or with ``dry_run``, count) the remote's and the local cache's
         interrupted-write debris."""
-        seconds(older_than, "older_than")
+        check_seconds(older_than, "older_than")
         backends = (self.remote, self._local)
         return sum(blobs.cleanup_temp_files(older_than, dry_run=dry_run) for blobs in backends)
 

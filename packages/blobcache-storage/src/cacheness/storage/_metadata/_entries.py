@@ -18,6 +18,7 @@ import msgspec
 from cacheness.storage._entry import MUTABLE_FIELDS, Entry, validate_key
 from cacheness.storage._filters import INT64_MAX, OrderBy, parse_order_by
 from cacheness.storage._text import text_problem
+from cacheness.storage._validate import is_int
 from cacheness.storage.errors import (
     EntryExistsError,
     EntryNotFoundError,
@@ -159,7 +160,7 @@ def normalize_entry(entry: object) -> Entry:
     counts = (entry.size, entry.raw_size, entry.access_count)
     if not all(type(value) is int and 0 <= value <= INT64_MAX for value in counts):
         for field, value in zip(_INT_FIELDS, counts, strict=True):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+            if not is_int(value) or not 0 <= value <= INT64_MAX:
                 raise InvalidEntryError(
                     f"Entry.{field} must be an int between 0 and 2**63-1, got {value!r}"
                 )
@@ -271,9 +272,9 @@ def query_args(
     spec = parse_order_by(order_by)
     if not isinstance(descending, bool):
         raise FilterError(f"descending must be True or False, got {descending!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+    if limit is not None and (not is_int(limit) or limit < 0):
         raise FilterError(f"limit must be None or an int >= 0, got {limit!r}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if not is_int(offset) or offset < 0:
         raise FilterError(f"offset must be an int >= 0, got {offset!r}")
     if limit is not None and limit > INT64_MAX:
         limit = None

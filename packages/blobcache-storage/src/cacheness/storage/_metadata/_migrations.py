@@ -53,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from cacheness.storage._validate import is_int
 from cacheness.storage.errors import FormatVersionError, MetadataError
 
 StepT = TypeVar("StepT", bound=Callable[..., Any])
@@ -71,7 +72,7 @@ class FormatMigrations(Generic[StepT]):
     """
 
     def __init__(self, what: str, current: int) -> None:
-        if isinstance(current, bool) or not isinstance(current, int) or current < 1:
+        if not is_int(current) or current < 1:
             raise ValueError(f"a format version is an int >= 1, got {current!r}")
         self.what = what
         self.current = current
