@@ -199,7 +199,7 @@ def test_equal_sets_built_in_any_order_store_identical_bytes(members):
 def test_equal_sets_store_identical_bytes_whatever_the_hash_seed():
     """String hashes (and so set order) differ between processes: the bytes must not."""
     script = (
-        "import sys; from cacheness.storage._handlers.base import default_registry, "
+        "import sys; from cacheness.storage import default_registry, "
         "SerializationOptions; import io; sink = io.BytesIO(); "
         "default_registry().dump({'tags': {f'tag-{i}' for i in range(200)}}, sink, "
         "SerializationOptions(codec='none')); sys.stdout.write(sink.getvalue().hex())"

@@ -39,6 +39,28 @@ assert len(list_handlers()) == 7
     assert sorted(loaded & set(HEAVY)) == []
 
 
+def test_handler_modules_load_when_first_asked():
+    loaded = modules_after(
+        """
+import io
+from cacheness.storage import default_registry
+registry = default_registry()
+assert registry.list()[-1] == "objects"  # names and order known without importing
+sink = io.BytesIO()
+info = registry.dump({"a": 1}, sink)  # raw declines, plain takes it
+assert registry.load(io.BytesIO(sink.getvalue()), info) == {"a": 1}
+"""
+    )
+    handlers = sorted(m for m in loaded if m.startswith("cacheness.storage._handlers."))
+    assert handlers == [
+        "cacheness.storage._handlers._common",
+        "cacheness.storage._handlers.base",
+        "cacheness.storage._handlers.plain",
+        "cacheness.storage._handlers.raw",
+        "cacheness.storage._handlers.registry",
+    ]
+
+
 def test_storing_an_array_imports_numpy_but_not_the_dataframe_libraries():
     loaded = modules_after(
         """

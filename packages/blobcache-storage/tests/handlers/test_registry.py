@@ -21,8 +21,8 @@ from cacheness.storage import (
     register_handler,
     unregister_handler,
 )
-from cacheness.storage._handlers import base
-from cacheness.storage._handlers.base import BUILTIN_PRIORITIES, DEFAULT_OPTIONS
+from cacheness.storage._handlers.base import DEFAULT_OPTIONS
+from cacheness.storage._handlers.registry import BUILTIN_PRIORITIES
 from cacheness.storage.errors import ConfigError, SerializationError
 
 
@@ -216,7 +216,7 @@ def test_a_can_handle_that_raises_is_logged_and_skipped(caplog):
     registry = HandlerRegistry()
     registry.register(IntHandler(), priority=0)
     registry.register(Exploding(), priority=1)
-    with caplog.at_level(logging.ERROR, logger="cacheness.storage._handlers.base"):
+    with caplog.at_level(logging.ERROR, logger="cacheness.storage._handlers.registry"):
         assert registry.for_object(1).name == "ints"
     assert "handler 'exploding' raised in can_handle(int)" in caplog.text
 
@@ -310,7 +310,7 @@ def test_options_validation_messages():
     with pytest.raises(ConfigError, match="unknown serialization options: colour"):
         SerializationOptions.from_mapping({"colour": "red"})
     with pytest.raises(ConfigError, match=r"gzip levels are 0\.\.9"):
-        SerializationOptions(codec="gzip", level=19).compression.level_for("gzip")
+        SerializationOptions(codec="gzip", level=19).level_for("gzip")
     with pytest.raises(ConfigError, match="invalid serialization options"):
         SerializationOptions.from_mapping({"level": "high"})
     assert SerializationOptions.from_mapping({}) == DEFAULT_OPTIONS
@@ -335,4 +335,3 @@ def test_format_info_from_an_entry():
         raw_size=80,
         details={"dtype": "<f8", "shape": [10]},
     )
-    assert base.FormatInfo is FormatInfo

@@ -72,7 +72,6 @@ from cacheness.storage import (
     Handler,
     HandlerRegistry,
     MemoryBlobBackend,
-    SerializationError,
     SerializationOptions,
     choice_problem,
     default_registry,
@@ -687,38 +686,20 @@ def _options_mapping(name: str, value: Any) -> Mapping[str, Any]:
 # --------------------------------------------------------------------------- handlers
 
 
-def _load_handler(spec: Any) -> Any:
-    if not isinstance(spec, str):
-        return spec
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(
-            f"handlers.custom: {spec!r} is not a 'module:Class' import path, "
-            "e.g. 'myproject.handlers:FractionHandler'"
-        )
-    try:
-        target: Any = __import__(module_name, fromlist=["_"])
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"handlers.custom: cannot import {spec!r}: {exc}") from exc
-    return target
-
-
 def _handler_registry(config: HandlersConfig) -> HandlerRegistry:
     """Return the handler registry ``config`` describes (the process-wide one if empty)."""
     if config == HandlersConfig():
         return default_registry()
     registry = default_registry().copy()
-    try:
-        for name in config.disabled:
-            registry.unregister(name)
-        for spec in config.custom:
-            registry.register(_load_handler(spec))
-        for name, priority in config.priorities.items():
-            registry.register(registry.get(name), priority=priority)
-    except (TypeError, SerializationError) as exc:
-        raise ConfigError(f"handlers: {exc}") from exc
+    for name in config.disabled:
+        registry.unregister(name)
+    for spec in config.custom:
+        try:
+            registry.register(spec)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"handlers.custom: {exc}") from exc
+    for name, priority in config.priorities.items():
+        registry.set_priority(name, priority)
     return registry
 
 
@@ -726,17 +707,12 @@ def _handler_problems(config: HandlersConfig) -> list[str]:
     problems = []
     known = default_registry().list()
     custom_names = []
+    scratch = HandlerRegistry()
     for spec in config.custom:
         try:
-            handler = _load_handler(spec)
-        except ConfigError as exc:
-            problems.append(str(exc))
-            continue
-        is_class = isinstance(handler, type) and issubclass(handler, Handler)
-        if not (is_class or isinstance(handler, Handler)):
-            problems.append(f"handlers.custom: {spec!r} is not a Handler class or instance")
-            continue
-        custom_names.append(str(getattr(handler, "name", "")))
+            custom_names.append(scratch.register(spec).name)
+        except (ConfigError, TypeError) as exc:
+            problems.append(f"handlers.custom: {exc}")
     for name in config.disabled:
         if name not in known:
             problems.append(

@@ -56,11 +56,9 @@ from cacheness.storage._filters import (
     metadata_field,
     parse_filter,
 )
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    Handler,
+from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
+from cacheness.storage._handlers.registry import (
     HandlerRegistry,
-    SerializationOptions,
     default_registry,
     get_handler,
     handler_for,

@@ -47,12 +47,8 @@ from cacheness.storage._blob._sharding import validate_name
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, combine_filters
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    HandlerRegistry,
-    SerializationOptions,
-    default_registry,
-)
+from cacheness.storage._handlers.base import FormatInfo, SerializationOptions
+from cacheness.storage._handlers.registry import HandlerRegistry, default_registry
 from cacheness.storage._hashing import hash_bytes, hash_stream
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem

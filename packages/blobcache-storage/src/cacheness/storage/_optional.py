@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import sys
 from types import ModuleType
+from typing import Any
 
 from cacheness.storage.errors import MissingDependencyError
 
@@ -64,6 +65,35 @@ def import_optional(
         raise MissingDependencyError(
             f"{module} is not installed{what}; install it with: {install_hint(extra, distribution)}"
         ) from exc
+
+
+def import_path(path: str) -> Any:
+    """Return the object a ``"package.module:Name"`` path names, importing its module.
+
+    The one resolver of every ``"module:Class"`` string: lazily registered backends,
+    built-in handlers, handlers named in a configuration. Dots after the colon walk
+    attributes (``"pkg.mod:Outer.Inner"``).
+
+    Raises:
+        ValueError: ``path`` is not ``"module:Name"``.
+        ImportError: the module (or one it imports) cannot be imported.
+        AttributeError: the module has no such name.
+
+    Example:
+        >>> import_path("collections:OrderedDict").__name__
+        'OrderedDict'
+        >>> import_path("json")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'json' is not a 'module:Name' import path
+    """
+    module_name, _, attribute = path.partition(":") if isinstance(path, str) else ("", "", "")
+    if not module_name or not attribute:
+        raise ValueError(f"{path!r} is not a 'module:Name' import path")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def is_loaded(module: str) -> bool:

@@ -19,13 +19,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from cacheness.storage._optional import install_hint
+from cacheness.storage._optional import import_path, install_hint
 from cacheness.storage._validate import did_you_mean
 from cacheness.storage.errors import ConfigError, MissingDependencyError
 
@@ -35,12 +34,6 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
-
-
-def _resolve(path: str) -> Any:
-    module_name, _, attribute = path.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attribute) if attribute else module
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +69,7 @@ class BackendRegistry(Generic[T]):
     @property
     def base(self) -> type:
         """The abstract base class every registered backend must subclass."""
-        base = _resolve(self._base_path)
+        base = import_path(self._base_path)
         if not isinstance(base, type):
             raise TypeError(f"{self._base_path!r} is not a class")
         return base
@@ -144,7 +137,7 @@ class BackendRegistry(Generic[T]):
         target = registration.target
         if isinstance(target, str):
             try:
-                target = _resolve(target)
+                target = import_path(target)
             except MissingDependencyError:
                 raise
             except ImportError as exc:

@@ -119,7 +119,7 @@ def _write_ipc(
 ) -> tuple[str, str, int, dict[str, Any]]:
     codec = _ipc_codec(options, default, table)
     if codec in _INNER:
-        level = options.compression.level_for("zstd")
+        level = options.level_for("zstd")
         compression = pa.Codec("zstd", compression_level=level) if codec == "zstd" else None
         counting = CountingSink(sink)
         write_options = pa.ipc.IpcWriteOptions(compression=compression)
@@ -128,7 +128,7 @@ def _write_ipc(
                 writer.write_batch(batch)
         raw_size = table.nbytes if codec == "zstd" else counting.written
         return "arrow-ipc", codec, raw_size, {"stream_size": counting.written}
-    settings = options.compression
+    settings = options
     with (
         open_compressor(
             sink, codec, settings, typesize=_OUTER_TYPESIZE, size_hint=table.nbytes
@@ -157,7 +157,7 @@ def _write_parquet(
     codec = options.codec
     if codec in ("auto", "blosc2"):
         codec = "zstd"
-    level = options.compression.level_for(codec) if codec != "none" else None
+    level = options.level_for(codec) if codec != "none" else None
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     pa.parquet.write_table(

@@ -51,7 +51,7 @@ def write_parts(
     codec = options.codec
     if codec == "auto" and total < options.auto_min_size:
         codec = "none"  # the common case for small values: no settings, no sampling
-    settings = options.compression
+    settings = options
     if codec == "auto":
         sample = (
             sample_of(parts, settings.auto_sample_size) if total >= settings.auto_min_size else b""
@@ -74,7 +74,7 @@ def open_reader(
     source: BinaryIO, codec: str, raw_size: int, options: SerializationOptions
 ) -> Decompressor:
     """Return a bounded reader of the decompressed payload."""
-    return open_decompressor(source, codec, raw_size=raw_size, settings=options.compression)
+    return open_decompressor(source, codec, raw_size=raw_size, settings=options)
 
 
 def read_all(

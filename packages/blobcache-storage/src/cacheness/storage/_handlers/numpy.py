@@ -40,14 +40,9 @@ from typing import Any, BinaryIO
 
 from cacheness.storage._compression import open_compressor, resolve_codec
 from cacheness.storage._handlers._common import is_exact_type, open_reader
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    Handler,
-    ObjectDeclinedError,
-    SerializationOptions,
-)
+from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
 from cacheness.storage._optional import import_optional
-from cacheness.storage.errors import IntegrityError, SerializationError
+from cacheness.storage.errors import IntegrityError, ObjectDeclinedError, SerializationError
 
 _FORMAT = "ndarray"
 
@@ -86,7 +81,7 @@ class NumpyHandler(Handler):
         array = obj.view(np.ndarray) if type(obj) is not np.ndarray else obj
         order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
         flat = array.T if order == "F" else array
-        settings = options.compression
+        settings = options
         typesize = _typesize(array.dtype)
         raw_size = array.nbytes
         codec = options.codec

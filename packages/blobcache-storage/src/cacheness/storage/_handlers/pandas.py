@@ -47,14 +47,9 @@ from typing import Any, BinaryIO, Final
 
 from cacheness.storage._handlers._arrow import pyarrow, read_table, write_table
 from cacheness.storage._handlers._common import is_exact_type
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    Handler,
-    ObjectDeclinedError,
-    SerializationOptions,
-)
+from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
 from cacheness.storage._optional import import_optional
-from cacheness.storage.errors import MissingDependencyError, SerializationError
+from cacheness.storage.errors import MissingDependencyError, ObjectDeclinedError, SerializationError
 
 log = logging.getLogger(__name__)
 

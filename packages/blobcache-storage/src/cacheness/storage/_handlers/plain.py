@@ -40,13 +40,8 @@ from typing import Any, BinaryIO, Final
 import msgspec
 
 from cacheness.storage._handlers._common import read_all, write_parts
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    Handler,
-    ObjectDeclinedError,
-    SerializationOptions,
-)
-from cacheness.storage.errors import SerializationError
+from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
+from cacheness.storage.errors import ObjectDeclinedError, SerializationError
 
 MAX_DEPTH: Final = 100
 """Deepest nesting the plain handler takes (deeper data goes to ``objects``)."""

@@ -30,15 +30,10 @@ from typing import Any, BinaryIO
 
 from cacheness.storage._handlers._arrow import check_stream_size
 from cacheness.storage._handlers._common import is_exact_type
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    Handler,
-    ObjectDeclinedError,
-    SerializationOptions,
-)
+from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
 from cacheness.storage._optional import import_optional
 from cacheness.storage._streams import CountingSink
-from cacheness.storage.errors import SerializationError
+from cacheness.storage.errors import ObjectDeclinedError, SerializationError
 
 _FORMATS = ("parquet", "arrow-ipc")
 
@@ -89,7 +84,7 @@ class PolarsHandler(Handler):
         counting = CountingSink(sink)
         try:
             if fmt == "parquet":
-                level = options.compression.level_for(codec) if codec != "none" else None
+                level = options.level_for(codec) if codec != "none" else None
                 frame.write_parquet(
                     counting,
                     compression="uncompressed" if codec == "none" else codec,

@@ -44,12 +44,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cacheness.storage._handlers.base import (
-    FormatInfo,
-    Handler,
-    HandlerRegistry,
-    SerializationOptions,
-)
+from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
+from cacheness.storage._handlers.registry import HandlerRegistry
 from cacheness.storage.errors import CacheError, IntegrityError, SerializationError
 
 __all__ = [
