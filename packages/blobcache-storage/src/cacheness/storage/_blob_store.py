@@ -36,20 +36,23 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Self, cast
+from typing import Any, Self, cast
 
 import msgspec
 
-from cacheness.storage._blob._sharding import validate_name
+from cacheness.storage import _maintenance
+from cacheness.storage._blob._io import copy_stream
+from cacheness.storage._blob._sharding import unsafe_ref
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, combine_filters
 from cacheness.storage._handlers.base import FormatInfo, SerializationOptions
 from cacheness.storage._handlers.registry import HandlerRegistry, default_registry
 from cacheness.storage._hashing import hash_bytes, hash_stream
+from cacheness.storage._maintenance import DELETE_CHUNK
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
@@ -84,7 +87,6 @@ _PATH_OPTIONS = {
     "json": ("path", "index.json"),
     "filesystem": ("root", "blobs"),
 }
-_DELETE_CHUNK = 1000
 _MAX_FOLLOW = 64
 """Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
 _MAX_SAME_RETRIES = 3
@@ -787,8 +789,8 @@ class BlobStore:
         if callable(where):
             doomed = [entry.key for entry in self.metadata.query() if where(entry)]
             deleted: list[Entry] = []
-            for start in range(0, len(doomed), _DELETE_CHUNK):
-                deleted += self.metadata.delete_many(doomed[start : start + _DELETE_CHUNK])
+            for start in range(0, len(doomed), DELETE_CHUNK):
+                deleted += self.metadata.delete_many(doomed[start : start + DELETE_CHUNK])
         else:
             deleted = self.metadata.delete_where(where)
         self._release(deleted)
@@ -1110,7 +1112,7 @@ class BlobStore:
             local_path = self.blobs.local_path(ref) if self.blobs.supports_local_path else None
             source = self.blobs.open_read(ref)
         except InvalidBlobNameError as exc:
-            if _unsafe_ref(ref):  # the index itself was edited or damaged
+            if unsafe_ref(ref):  # the index itself was edited or damaged
                 raise InvalidBlobNameError(
                     f"{what} points at blob reference {ref!r}, which no blob can have "
                     f"({exc}): the index was edited or damaged. The data is lost: "
@@ -1327,67 +1329,9 @@ class BlobStore:
         """
         self._check_open()
         if keys is None:
-            entries: Iterable[Entry] = self.metadata.query()
-        else:
-            found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
-            entries = found.values()
-        issues = []
-        for entry in entries:
-            issue = self._check_entry(entry, deep)
-            if issue is not None:
-                issues.append(issue)
-        return issues
-
-    def _check_entry(self, entry: Entry, deep: bool) -> IntegrityIssue | None:
-        def issue(problem: Any, detail: str) -> IntegrityIssue:
-            return IntegrityIssue(
-                key=entry.key, blob_ref=entry.blob_ref, problem=problem, detail=detail
-            )
-
-        if entry.inline is not None:
-            if len(entry.inline) != entry.size or hash_bytes(entry.inline) != entry.content_hash:
-                return issue("inline_mismatch", "inline bytes do not match size and hash")
-            return None
-        if _unsafe_ref(entry.blob_ref):
-            return issue(
-                "invalid_ref",
-                f"blob reference {entry.blob_ref!r} is one no blob can have: the index was "
-                "edited or damaged",
-            )
-        try:
-            info = self.blobs.stat(entry.blob_ref)
-        except BlobNotFoundError:
-            return issue("missing_blob", f"blob {entry.blob_ref!r} does not exist")
-        except StorageError as exc:
-            return issue("unreadable", f"stat of blob {entry.blob_ref!r} failed: {exc}")
-        if info.size != entry.size:
-            return issue(
-                "size_mismatch", f"blob holds {info.size} bytes, the entry records {entry.size}"
-            )
-        # What the backend reports without downloading (S3: one HEAD) must agree too.
-        if entry.etag and info.etag and info.etag != entry.etag:
-            return issue(
-                "etag_mismatch",
-                f"blob's ETag is {info.etag}, the entry records {entry.etag}: it was replaced",
-            )
-        if info.content_hash and info.content_hash != entry.content_hash:
-            return issue(
-                "hash_mismatch",
-                f"blob's stored hash is {info.content_hash}, the entry records "
-                f"{entry.content_hash}",
-            )
-        if not deep:
-            return None
-        try:
-            with self.blobs.open_read(entry.blob_ref) as source:
-                actual = hash_stream(source)
-        except (StorageError, OSError) as exc:
-            return issue("unreadable", f"reading blob {entry.blob_ref!r} failed: {exc}")
-        if actual != entry.content_hash:
-            return issue(
-                "hash_mismatch", f"blob hashes to {actual}, the entry records {entry.content_hash}"
-            )
-        return None
+            return _maintenance.verify(self, self.metadata.query(), deep)
+        found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
+        return _maintenance.verify(self, found.values(), deep)
 
     def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> list[str]:
         """Return references of blobs no entry points at.
@@ -1403,21 +1347,7 @@ class BlobStore:
         """
         self._check_open()
         check_seconds(min_age_seconds, "min_age_seconds")
-        referenced = {entry.blob_ref for entry in self.metadata.query({"blob_ref": {"$ne": ""}})}
-        cutoff = self._now() - timedelta(seconds=min_age_seconds)
-        orphans = []
-        for ref in self.blobs.iter_refs():
-            if ref in referenced:
-                continue
-            if min_age_seconds > 0:
-                try:
-                    modified = self.blobs.stat(ref).modified_at
-                except BlobNotFoundError:
-                    continue  # deleted meanwhile
-                if modified is None or modified > cutoff:
-                    continue
-            orphans.append(ref)
-        return orphans
+        return _maintenance.find_orphans(self, min_age_seconds)
 
     def repair(
         self, *, dry_run: bool = True, orphan_min_age_seconds: float = 3600.0
@@ -1440,45 +1370,7 @@ class BlobStore:
         """
         self._check_open()
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
-        issues = self.verify_integrity()
-        orphans = self.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
-        damaged = [issue for issue in issues if issue.problem != "unreadable"]
-        report = RepairReport(
-            dry_run=dry_run,
-            issues=issues,
-            entries_removed=[issue.key for issue in damaged],
-            orphans_removed=orphans,
-        )
-        if dry_run:
-            report.temp_files_removed = self._cleanup_temp_files(orphan_min_age_seconds, True)
-            return report
-        removed: list[Entry] = []
-        for start in range(0, len(damaged), _DELETE_CHUNK):
-            # only the entry as checked: a key rewritten meanwhile points at a new blob
-            chunk = damaged[start : start + _DELETE_CHUNK]
-            same = [{"key": issue.key, "blob_ref": issue.blob_ref} for issue in chunk]
-            removed += self.metadata.delete_where({"$or": same})
-        # A damaged entry may point at the blob of a healthy one (an edited index): its
-        # blob goes only if no entry refers to it any more.
-        self._release(removed, unless_referenced=True)
-        report.entries_removed = [entry.key for entry in removed]
-        if orphans:
-            self._delete_blobs(orphans)
-        report.temp_files_removed = self._cleanup_temp_files(orphan_min_age_seconds, False)
-        return report
-
-    def _cleanup_temp_files(self, older_than: float, dry_run: bool) -> int:
-        """The blob backend's clean-up of interrupted writes, as part of :meth:`repair`.
-
-        A refusal (e.g. a bucket policy without ``s3:ListBucketMultipartUploads``) or
-        an outage here is logged and counted as nothing found: the rest of the repair
-        stands.
-        """
-        try:
-            return self.blobs.cleanup_temp_files(older_than, dry_run=dry_run)
-        except StorageError as exc:
-            log.warning("repair: could not clean up interrupted writes in %r: %s", self.blobs, exc)
-            return 0
+        return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1666,7 +1558,7 @@ class BlobStore:
         if existing is not None:
             log.warning("content-addressed blob %r does not match its name; rewriting it", ref)
         with self.blobs.open_write(item.content_hash) as writer:
-            _copy_stream(spool.reader(), writer)
+            copy_stream(spool.reader(), writer)
         item.blob = writer.info
 
     def _discard(self, stored: _Stored) -> None:
@@ -1701,13 +1593,13 @@ class BlobStore:
         if keep is not None:
             kept.add(keep.ref)
         refs = {e.blob_ref for e in entries if e.blob_ref and e.blob_ref not in kept}
-        refs = {ref for ref in refs if not _unsafe_ref(ref)}
+        refs = {ref for ref in refs if not unsafe_ref(ref)}
         if not refs:
             return
         if unless_referenced and not self.content_addressable:
             listed = sorted(refs)
-            for start in range(0, len(listed), _DELETE_CHUNK):
-                chunk = listed[start : start + _DELETE_CHUNK]
+            for start in range(0, len(listed), DELETE_CHUNK):
+                chunk = listed[start : start + DELETE_CHUNK]
                 still = self.metadata.query({"blob_ref": {"$in": chunk}})
                 refs -= {entry.blob_ref for entry in still}
             if not refs:
@@ -1828,15 +1720,6 @@ def _blob_lost(exc: BaseException) -> bool:
     return False
 
 
-def _unsafe_ref(ref: str) -> bool:
-    """True when no blob can have the reference ``ref`` (``..``, absolute, NUL...)."""
-    try:
-        validate_name(ref, "blob reference")
-    except InvalidBlobNameError:
-        return True
-    return False
-
-
 def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of the user's metadata; its values are checked by the metadata backend."""
     if metadata is None:
@@ -1846,8 +1729,3 @@ def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}"
         )
     return dict(metadata)
-
-
-def _copy_stream(source: BinaryIO, sink: BlobWriter, chunk: int = 1 << 20) -> None:
-    while data := source.read(chunk):
-        sink.write(data)

@@ -157,3 +157,17 @@ def unshard(ref: str, shard_chars: int) -> str:
             f"(expected '{last[:shard_chars]}/{last}' at its end)"
         )
     return "/".join([*segments[:-2], last])
+
+
+def unsafe_ref(ref: str) -> bool:
+    """True when no blob can have the reference ``ref`` (``..``, absolute, NUL...).
+
+    Example:
+        >>> unsafe_ref("ab/abcdef"), unsafe_ref("../etc/passwd")
+        (False, True)
+    """
+    try:
+        validate_name(ref, "blob reference")
+    except InvalidBlobNameError:
+        return True
+    return False
