@@ -201,3 +201,14 @@ def test_cleanup_covers_both_backends(tmp_path: Path):
     assert all(path.exists() for path in debris)
     assert blobs.cleanup_temp_files(0) == 2
     assert not any(path.exists() for path in debris)
+
+
+def test_capabilities_follow_the_parts_and_are_read_only(tmp_path: Path):
+    local = FilesystemBlobBackend(tmp_path / "a")
+    both_local = FailoverBlobBackend(local, FilesystemBlobBackend(tmp_path / "b"))
+    with_memory = FailoverBlobBackend(local, MemoryBlobBackend())
+    assert (both_local.scope, both_local.supports_local_path) == ("host", True)
+    assert (with_memory.scope, with_memory.supports_local_path) == ("process", True)
+    assert with_memory.exact_delete_counts
+    with pytest.raises(AttributeError):
+        both_local.scope = "shared"  # type: ignore[misc]

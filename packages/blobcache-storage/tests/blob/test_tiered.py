@@ -290,3 +290,14 @@ def test_cleanup_covers_the_remote_and_the_local_cache(tmp_path: Path):
     assert not any(path.exists() for path in debris)
     assert blobs.read_bytes(info.ref) == b"cached"
     blobs.close()
+
+
+def test_capabilities_are_the_remotes_and_read_only(tmp_path: Path):
+    tiered = TieredBlobBackend(MemoryBlobBackend(), tmp_path / "cache")
+    assert (tiered.scope, tiered.supports_local_path, tiered.exact_delete_counts) == (
+        "process",
+        True,
+        True,
+    )
+    with pytest.raises(AttributeError):
+        tiered.supports_local_path = False  # type: ignore[misc]

@@ -293,7 +293,7 @@ def blob_scope(backend: Any, options: Mapping[str, Any]) -> Scope | None:
                 return None
             scopes.append(scope)
         return min(scopes, key=_SCOPE_ORDER.__getitem__)
-    return getattr(cls, "scope", None)
+    return _declared_scope(cls)
 
 
 def metadata_scope(backend: Any) -> Scope | None:
@@ -303,7 +303,14 @@ def metadata_scope(backend: Any) -> Scope | None:
     if not isinstance(backend, str):
         return None
     cls, _ = backend_class("metadata", backend)
-    return getattr(cls, "scope", None) if cls is not None else None
+    return _declared_scope(cls)
+
+
+def _declared_scope(cls: type | None) -> Scope | None:
+    """The scope a backend class declares (a class attribute), or None when only its
+    instances know (a property: a backend composed of others)."""
+    scope = getattr(cls, "scope", None)
+    return scope if scope in _SCOPE_ORDER else None
 
 
 def pairing_problems(metadata: ResolvedBackend, blob: ResolvedBackend) -> list[str]:

@@ -239,13 +239,11 @@ class BlobWriter(io.BufferedIOBase):
 class BlobBackend(ABC):
     """Stores bytes under names; reads them back by reference.
 
-    Class attributes describe capabilities, checked in one place by callers:
-
-    * ``name``: the registry name (``"filesystem"``, ``"s3"``...).
-    * ``scope``: who else sees the blobs: ``"process"``, ``"host"`` or ``"shared"``.
-    * ``supports_local_path``: :meth:`local_path` can return a real file path.
-    * ``exact_delete_counts``: :meth:`delete_many` counts only blobs that existed
-      (S3's DeleteObjects also reports absent keys as deleted).
+    ``name`` is the registry name (``"filesystem"``, ``"s3"``...). Read-only properties
+    describe capabilities, checked in one place by callers: :attr:`scope`,
+    :attr:`supports_local_path`, :attr:`exact_delete_counts`. A store declares its own
+    as class attributes (``scope = "host"``); a composition (tiered, failover) derives
+    them from the backends it holds.
 
     Args:
         shard_chars: git-style sharding of the last name segment (0 disables, 1-4).
@@ -255,12 +253,27 @@ class BlobBackend(ABC):
     """
 
     name: ClassVar[str] = "abstract"
-    scope: ClassVar[Scope] = "process"
-    supports_local_path: ClassVar[bool] = False
-    exact_delete_counts: ClassVar[bool] = True
 
     def __init__(self, *, shard_chars: int = 0) -> None:
         self.shard_chars = validate_shard_chars(shard_chars)
+
+    # -- capabilities ------------------------------------------------------------------
+
+    @property
+    def scope(self) -> Scope:
+        """Who else sees the blobs: ``"process"``, ``"host"`` or ``"shared"``."""
+        return "process"
+
+    @property
+    def supports_local_path(self) -> bool:
+        """True when :meth:`local_path` can return a real file path."""
+        return False
+
+    @property
+    def exact_delete_counts(self) -> bool:
+        """True when :meth:`delete_many` counts only blobs that existed (S3's
+        DeleteObjects also reports absent keys as deleted)."""
+        return True
 
     # -- primitives --------------------------------------------------------------------
 

@@ -154,7 +154,6 @@ class FailoverBlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "failover"
-    scope: ClassVar[Scope] = "shared"
 
     def __init__(
         self,
@@ -167,13 +166,6 @@ class FailoverBlobBackend(BlobBackend):
         self.primary = make_backend(primary, "primary")
         self.fallback = make_backend(fallback, "fallback")
         super().__init__(shard_chars=self.primary.shard_chars)
-        self.scope = narrowest_scope(self.primary, self.fallback)  # type: ignore[misc]
-        self.supports_local_path = (  # type: ignore[misc]
-            self.primary.supports_local_path or self.fallback.supports_local_path
-        )
-        self.exact_delete_counts = (  # type: ignore[misc]
-            self.primary.exact_delete_counts and self.fallback.exact_delete_counts
-        )
         self.replicate_writes = bool(replicate_writes)
         self.require_replication = bool(require_replication)
         self._counters = Counters(
@@ -185,6 +177,21 @@ class FailoverBlobBackend(BlobBackend):
         )
 
     # -- names: the primary's references ---------------------------------------------------
+
+    @property
+    def scope(self) -> Scope:
+        """The narrower of the two backends' (process < host < shared)."""
+        return narrowest_scope(self.primary, self.fallback)
+
+    @property
+    def supports_local_path(self) -> bool:
+        """True when either backend can give a file path."""
+        return self.primary.supports_local_path or self.fallback.supports_local_path
+
+    @property
+    def exact_delete_counts(self) -> bool:
+        """True when both backends count exactly."""
+        return self.primary.exact_delete_counts and self.fallback.exact_delete_counts
 
     def ref_for(self, name: str) -> str:
         """Return the primary's reference for ``name``."""

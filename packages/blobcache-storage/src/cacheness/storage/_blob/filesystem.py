@@ -274,8 +274,8 @@ class FilesystemBlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "filesystem"
-    scope: ClassVar[Scope] = "host"
-    supports_local_path: ClassVar[bool] = True
+    scope: Scope = "host"
+    supports_local_path: bool = True
 
     def __init__(
         self,

@@ -72,7 +72,7 @@ class MemoryBlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "memory"
-    scope: ClassVar[Scope] = "process"
+    scope: Scope = "process"
 
     def __init__(self, *, shard_chars: int = 0) -> None:
         super().__init__(shard_chars=shard_chars)

@@ -235,8 +235,8 @@ class S3BlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "s3"
-    scope: ClassVar[Scope] = "shared"
-    exact_delete_counts: ClassVar[bool] = False
+    scope: Scope = "shared"
+    exact_delete_counts: bool = False
 
     def __init__(
         self,

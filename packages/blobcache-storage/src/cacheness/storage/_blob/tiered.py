@@ -202,8 +202,6 @@ class TieredBlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "tiered"
-    scope: ClassVar[Scope] = "shared"
-    supports_local_path: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -223,8 +221,6 @@ class TieredBlobBackend(BlobBackend):
             raise ConfigError(f"revalidate_after must be >= 0 or None, got {revalidate_after!r}")
         self.remote = make_backend(remote, "remote")
         super().__init__(shard_chars=self.remote.shard_chars)
-        self.scope = self.remote.scope  # type: ignore[misc] - as visible as the truth
-        self.exact_delete_counts = self.remote.exact_delete_counts  # type: ignore[misc]
         self.max_bytes = max_bytes
         self.revalidate_after = revalidate_after
         self.fill_on_write = bool(fill_on_write)
@@ -244,6 +240,21 @@ class TieredBlobBackend(BlobBackend):
         )
 
     # -- names follow the remote -----------------------------------------------------------
+
+    @property
+    def scope(self) -> Scope:
+        """The remote's: the local copies are a cache, the remote is the truth."""
+        return self.remote.scope
+
+    @property
+    def supports_local_path(self) -> bool:
+        """True: every blob read is a file in the local cache."""
+        return True
+
+    @property
+    def exact_delete_counts(self) -> bool:
+        """The remote's."""
+        return self.remote.exact_delete_counts
 
     def ref_for(self, name: str) -> str:
         """Return the remote's reference for ``name``."""
