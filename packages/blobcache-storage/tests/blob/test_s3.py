@@ -406,3 +406,16 @@ def test_cleanup_aborts_abandoned_multipart_uploads_under_the_prefix(s3_options,
     assert blobs.cleanup_temp_files(0) == 1
     assert pending().keys() == {other}
     assert blobs.cleanup_temp_files(0) == 0
+
+
+def test_delete_is_one_request_and_says_true_even_for_an_absent_object(s3_options, s3_bucket):
+    blobs = S3BlobBackend(**s3_options)
+    info = blobs.write_bytes("short-lived", b"x")
+    sent: list[str] = []
+    blobs._client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    assert blobs.delete(info.ref) is True
+    assert sent == ["DeleteObject"]  # no HEAD first: one round trip, no race
+    assert blobs.delete(info.ref) is True  # S3 cannot tell, and says so: exact_delete_counts
+    assert blobs.exact_delete_counts is False
+    listing = s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name)
+    assert listing.get("Contents", []) == []

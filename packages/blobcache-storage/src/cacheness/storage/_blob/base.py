@@ -271,8 +271,9 @@ class BlobBackend(ABC):
 
     @property
     def exact_delete_counts(self) -> bool:
-        """True when :meth:`delete_many` counts only blobs that existed (S3's
-        DeleteObjects also reports absent keys as deleted)."""
+        """True when :meth:`delete` and :meth:`delete_many` report only blobs that existed
+        (S3 reports absent keys as deleted too: finding out would take a request more,
+        and race with other writers)."""
         return True
 
     # -- primitives --------------------------------------------------------------------
@@ -308,7 +309,10 @@ class BlobBackend(ABC):
 
     @abstractmethod
     def delete(self, ref: str) -> bool:
-        """Delete the blob ``ref``; return False (quietly) when it did not exist."""
+        """Delete the blob ``ref``; return False (quietly) when it did not exist.
+
+        A backend without :attr:`exact_delete_counts` returns True for an absent blob too.
+        """
 
     @abstractmethod
     def exists(self, ref: str) -> bool:

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, ClassVar, Literal
+from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple, cast
 
 from cacheness.storage._blob._args import data_view, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._circuit_breaker import CircuitBreaker
@@ -171,7 +171,7 @@ class _S3Reader(io.RawIOBase):
             data = self._body.read(min(view.nbytes, self._size - self._pos))
         except Exception as exc:
             self._drop_body()
-            mapped = self._backend._translate(exc, "read", self._ref)
+            mapped = self._backend._failed(exc, "read", self._ref)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -270,21 +270,23 @@ class S3BlobBackend(BlobBackend):
         client: Any = None,
     ) -> None:
         super().__init__(shard_chars=shard_chars)
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise ConfigError(f"bucket must be a bucket name without '/', got {bucket!r}")
-        if region and region_name and region != region_name:
-            raise ConfigError(f"region={region!r} and region_name={region_name!r} disagree")
-        check_choice("retry_mode", retry_mode, ("standard", "adaptive"))
-        check_choice("checksum", checksum, ("when_supported", "when_required"))
-        check_choice("addressing_style", addressing_style, ("auto", "path", "virtual"))
-        check_choice("conditional_writes", conditional_writes, ("auto", "header", "check"))
-        check_int("multipart_threshold", multipart_threshold, _MIN_PART, unit="bytes")
-        check_int("multipart_chunksize", multipart_chunksize, _MIN_PART, unit="bytes")
-        check_int("copy_multipart_threshold", copy_multipart_threshold, _MIN_PART, unit="bytes")
-        if copy_multipart_threshold > _MAX_COPY_PART:
-            raise ConfigError("copy_multipart_threshold cannot exceed 5 GiB (the CopyObject limit)")
-        check_int("max_concurrency", max_concurrency, 1)
-        check_int("max_attempts", max_attempts, 1)
+        _check_options(
+            bucket,
+            region=region,
+            region_name=region_name,
+            choices={
+                "retry_mode": (retry_mode, ("standard", "adaptive")),
+                "checksum": (checksum, ("when_supported", "when_required")),
+                "addressing_style": (addressing_style, ("auto", "path", "virtual")),
+                "conditional_writes": (conditional_writes, ("auto", "header", "check")),
+            },
+            sizes={
+                "multipart_threshold": multipart_threshold,
+                "multipart_chunksize": multipart_chunksize,
+                "copy_multipart_threshold": copy_multipart_threshold,
+            },
+            counts={"max_concurrency": max_concurrency, "max_attempts": max_attempts},
+        )
         self.bucket = bucket
         self.prefix = _normalise_prefix(prefix)
         self.region = region or region_name
@@ -296,52 +298,28 @@ class S3BlobBackend(BlobBackend):
         self.create_bucket = bool(create_bucket)
         self.spool_dir = os.fspath(spool_dir) if spool_dir is not None else None
 
-        boto3 = import_optional("boto3", extra="s3", purpose="the s3 blob backend")
-        self._exceptions = import_optional("botocore.exceptions", extra="s3")
-        urllib3_exceptions = import_optional("urllib3.exceptions", extra="s3")
-        self._connection_errors: tuple[type[BaseException], ...] = (
-            self._exceptions.ConnectionError,
-            self._exceptions.HTTPClientError,
-            urllib3_exceptions.HTTPError,
-            ConnectionError,
-            TimeoutError,
-        )
-        transfer = import_optional("boto3.s3.transfer", extra="s3")
+        self._exceptions, self._connection_errors = _error_types()
         if client is None:
-            from botocore.config import Config
-
-            session = boto3.session.Session(
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=aws_secret_access_key,
-                aws_session_token=aws_session_token,
-                profile_name=profile_name,
-                region_name=self.region,
-            )
-            config = Config(
+            client = _make_client(
+                endpoint_url,
+                credentials={
+                    "aws_access_key_id": aws_access_key_id,
+                    "aws_secret_access_key": aws_secret_access_key,
+                    "aws_session_token": aws_session_token,
+                    "profile_name": profile_name,
+                    "region_name": self.region,
+                },
                 retries={"mode": retry_mode, "total_max_attempts": max_attempts},
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 max_pool_connections=max(10, 2 * max_concurrency),
-                request_checksum_calculation=checksum,
-                response_checksum_validation=checksum,
-                s3={"addressing_style": addressing_style},
+                checksum=checksum,
+                addressing_style=addressing_style,
             )
-            client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self._client = client
         self.endpoint = endpoint_url or str(client.meta.endpoint_url)
-        self._transfer_config = transfer.TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
-            max_concurrency=max_concurrency,
-            use_threads=True,
-        )
-        self._copy_config = transfer.TransferConfig(
-            multipart_threshold=copy_multipart_threshold,
-            multipart_chunksize=max(multipart_chunksize, 64 * _MiB)
-            if copy_multipart_threshold >= _GiB
-            else multipart_chunksize,
-            max_concurrency=max_concurrency,
-            use_threads=True,
+        self._transfer_config, self._copy_config = _transfer_configs(
+            multipart_threshold, multipart_chunksize, copy_multipart_threshold, max_concurrency
         )
         self.circuit_breaker = CircuitBreaker(
             failure_threshold=breaker_threshold,
@@ -389,7 +367,7 @@ class S3BlobBackend(BlobBackend):
         try:
             yield
         except Exception as exc:
-            mapped = self._translate(exc, action, ref, exclusive=exclusive, what=what)
+            mapped = self._failed(exc, action, ref, exclusive=exclusive, what=what)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -397,6 +375,28 @@ class S3BlobBackend(BlobBackend):
             self.circuit_breaker.record_neutral()
             raise
         self.circuit_breaker.record_success()
+
+    def _failed(
+        self,
+        error: BaseException,
+        action: str,
+        ref: str | None,
+        *,
+        exclusive: bool = False,
+        what: str | None = None,
+    ) -> BaseException:
+        """The error to raise for a failed request, with the breaker told what happened."""
+        mapped = self._translate(error, action, ref, exclusive=exclusive, what=what)
+        breaker = self.circuit_breaker
+        if mapped.reached is True:
+            breaker.record_success()
+        elif mapped.reached is False:
+            breaker.record_failure(mapped.cause)
+        else:
+            breaker.record_neutral()
+        if mapped.bucket_gone:
+            return self._bucket_vanished(action, ref)
+        return mapped.error
 
     def _translate(
         self,
@@ -406,85 +406,117 @@ class S3BlobBackend(BlobBackend):
         *,
         exclusive: bool = False,
         what: str | None = None,
-    ) -> BaseException:
-        """Map a boto error to ours and tell the breaker whether the server was reached."""
+    ) -> _Mapped:
+        """Map a boto error to ours, and say whether the server was reached (no I/O here)."""
         exc = _unwrap(error)
         if what is not None:
             where = what
         else:
             where = f"blob {ref!r}" if ref is not None else f"bucket {self.bucket!r}"
-        breaker = self.circuit_breaker
         errors = self._exceptions
         if isinstance(exc, CacheError):
-            breaker.record_success()
-            return exc
+            return _Mapped(exc, exc, reached=True)
         if isinstance(exc, errors.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             message = exc.response.get("Error", {}).get("Message", "") or str(exc)
             if status == 501 or code == "NotImplemented":
-                breaker.record_success()
-                return StorageError(
-                    f"{self.endpoint} does not implement what {action} of {where} needs: {message}"
+                return _Mapped(
+                    StorageError(
+                        f"{self.endpoint} does not implement what {action} of {where} needs: "
+                        f"{message}"
+                    ),
+                    exc,
+                    reached=True,
                 )
             if status >= 500 or code in _UNAVAILABLE_CODES:
-                breaker.record_failure(exc)
-                return BackendUnavailableError(
-                    f"S3 endpoint {self.endpoint} failed to {action} {where}: {code or status} "
-                    f"(HTTP {status}) after {self.max_attempts} attempts; retry later"
+                return _Mapped(
+                    BackendUnavailableError(
+                        f"S3 endpoint {self.endpoint} failed to {action} {where}: "
+                        f"{code or status} (HTTP {status}) after {self.max_attempts} attempts; "
+                        "retry later"
+                    ),
+                    exc,
+                    reached=False,
                 )
-            breaker.record_success()
-            if code == "NoSuchBucket":
-                return self._bucket_vanished(action, ref)
-            if status == 404 or code in _NOT_FOUND_CODES:
-                return BlobNotFoundError(
-                    f"no blob {ref!r} at {self.location(ref) if ref else self.bucket}"
-                )
-            if exclusive and (
-                status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
-            ):
-                return BlobExistsError(
-                    f"blob {ref!r} already exists (exclusive write); nothing was changed"
-                )
-            if status == 412 and ref is not None and action in ("read", "copy"):
-                # If-Match / CopySourceIfMatch: the version being read is gone.
-                return BlobNotFoundError(
-                    f"blob {ref!r} at {self.location(ref)} was replaced or deleted on the "
-                    f"server during {action}"
-                )
-            if status == 412:
-                return StorageError(
-                    f"blob {ref!r} changed on the server during {action}; retry the operation"
-                )
-            if code in _CREDENTIAL_CODES:
-                return StorageError(
-                    f"S3 refused to {action} {where} at {self.endpoint}: {code} ({message}); "
-                    "check the credentials and the bucket policy"
-                )
-            return StorageError(
-                f"S3 could not {action} {where} at {self.endpoint}: {code} (HTTP {status}): "
-                f"{message}"
+            return _Mapped(
+                self._client_error(code, status, message, action, ref, where, exclusive),
+                exc,
+                reached=True,
+                bucket_gone=code == "NoSuchBucket",
             )
         if isinstance(exc, errors.NoCredentialsError | errors.PartialCredentialsError):
-            breaker.record_success()
-            return ConfigError(
-                f"no usable AWS credentials for {self.endpoint}: {exc}. Pass "
-                "aws_access_key_id/aws_secret_access_key, set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or configure a profile"
+            return _Mapped(
+                ConfigError(
+                    f"no usable AWS credentials for {self.endpoint}: {exc}. Pass "
+                    "aws_access_key_id/aws_secret_access_key, set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY, or configure a profile"
+                ),
+                exc,
+                reached=True,
             )
         if isinstance(exc, self._connection_errors):
-            breaker.record_failure(exc)
-            return BackendUnavailableError(
-                f"S3 endpoint {self.endpoint} is unreachable ({action} {where}): "
-                f"{type(exc).__name__}: {exc}"
+            return _Mapped(
+                BackendUnavailableError(
+                    f"S3 endpoint {self.endpoint} is unreachable ({action} {where}): "
+                    f"{type(exc).__name__}: {exc}"
+                ),
+                exc,
+                reached=False,
             )
         if isinstance(exc, errors.BotoCoreError):
-            breaker.record_success()
-            return StorageError(f"S3 could not {action} {where}: {type(exc).__name__}: {exc}")
-        breaker.record_neutral()
+            return _Mapped(
+                StorageError(f"S3 could not {action} {where}: {type(exc).__name__}: {exc}"),
+                exc,
+                reached=True,
+            )
         if isinstance(exc, OSError):
-            return StorageError(f"local I/O error during S3 {action} of {where}: {exc}")
-        return error
+            return _Mapped(
+                StorageError(f"local I/O error during S3 {action} of {where}: {exc}"), exc, None
+            )
+        return _Mapped(error, exc, None)
+
+    def _client_error(
+        self,
+        code: str,
+        status: int,
+        message: str,
+        action: str,
+        ref: str | None,
+        where: str,
+        exclusive: bool,
+    ) -> StorageError:
+        """Our error for an S3 error response the server sent (it was reached)."""
+        if code == "NoSuchBucket":
+            return StorageError(f"S3 bucket {self.bucket!r} is missing at {self.endpoint}")
+        if status == 404 or code in _NOT_FOUND_CODES:
+            return BlobNotFoundError(
+                f"no blob {ref!r} at {self.location(ref) if ref else self.bucket}"
+            )
+        if exclusive and (
+            status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict")
+        ):
+            return BlobExistsError(
+                f"blob {ref!r} already exists (exclusive write); nothing was changed"
+            )
+        if status == 412 and ref is not None and action in ("read", "copy"):
+            # If-Match / CopySourceIfMatch: the version being read is gone.
+            return BlobNotFoundError(
+                f"blob {ref!r} at {self.location(ref)} was replaced or deleted on the "
+                f"server during {action}"
+            )
+        if status == 412:
+            return StorageError(
+                f"blob {ref!r} changed on the server during {action}; retry the operation"
+            )
+        if code in _CREDENTIAL_CODES:
+            return StorageError(
+                f"S3 refused to {action} {where} at {self.endpoint}: {code} ({message}); "
+                "check the credentials and the bucket policy"
+            )
+        return StorageError(
+            f"S3 could not {action} {where} at {self.endpoint}: {code} (HTTP {status}): {message}"
+        )
 
     def _missing_bucket(self) -> StorageError:
         return StorageError(
@@ -540,7 +572,7 @@ class S3BlobBackend(BlobBackend):
             except Exception as exc:
                 status = _status(exc)
                 if status not in (403, 404):
-                    mapped = self._translate(exc, "check", None)
+                    mapped = self._failed(exc, "check", None)
                     if mapped is exc:
                         raise
                     raise mapped from exc
@@ -601,6 +633,29 @@ class S3BlobBackend(BlobBackend):
             else:
                 self._results[token] = parsed
 
+    @contextlib.contextmanager
+    def _tracked(self, exclusive: bool) -> Iterator[_Tracked]:
+        """Follow one upload or copy through the botocore hooks, by a token of its own.
+
+        The token rides in the request's metadata (the hooks take it out before the
+        request is sent); with ``exclusive`` the hooks add ``If-None-Match: *`` to its
+        PutObject or CompleteMultipartUpload. Once the block ends, the response the
+        hooks kept (``ETag``, ``VersionId``) is in ``result`` and nothing of the token
+        is left behind, whether the transfer succeeded or not.
+        """
+        tracked = _Tracked(secrets.token_hex(12))
+        if exclusive:
+            with self._hook_lock:
+                self._exclusive_tokens.add(tracked.token)
+        try:
+            yield tracked
+        finally:
+            with self._hook_lock:
+                self._exclusive_tokens.discard(tracked.token)
+                tracked.result = self._results.pop(tracked.token, {})
+                for upload_id in [k for k, v in self._upload_tokens.items() if v == tracked.token]:
+                    del self._upload_tokens[upload_id]
+
     # -- primitives ------------------------------------------------------------------------
 
     def open_write(self, name: str, *, exclusive: bool = False) -> BlobWriter:
@@ -638,45 +693,30 @@ class S3BlobBackend(BlobBackend):
         use_header = exclusive and self.conditional_writes != "check"
         if exclusive and not use_header and self.exists(ref):
             raise BlobExistsError(f"blob {ref!r} already exists (exclusive write)")
-        token = secrets.token_hex(12)
-        metadata = {HASH_METADATA_KEY: content_hash, _TOKEN_KEY: token}
-        if use_header:
-            with self._hook_lock:
-                self._exclusive_tokens.add(token)
         try:
-            source.seek(0)
-            with self._call("upload", ref, exclusive=exclusive):
-                if size < self.multipart_threshold:
-                    self._client.put_object(
-                        Bucket=self.bucket, Key=self._key(ref), Body=source, Metadata=metadata
-                    )
-                else:
-                    self._client.upload_fileobj(
-                        source,
-                        self.bucket,
-                        self._key(ref),
-                        ExtraArgs={"Metadata": metadata},
-                        Config=self._transfer_config,
-                    )
+            with self._tracked(use_header) as tracked:
+                metadata = {HASH_METADATA_KEY: content_hash, _TOKEN_KEY: tracked.token}
+                source.seek(0)
+                with self._call("upload", ref, exclusive=exclusive):
+                    if size < self.multipart_threshold:
+                        self._client.put_object(
+                            Bucket=self.bucket, Key=self._key(ref), Body=source, Metadata=metadata
+                        )
+                    else:
+                        self._client.upload_fileobj(
+                            source,
+                            self.bucket,
+                            self._key(ref),
+                            ExtraArgs={"Metadata": metadata},
+                            Config=self._transfer_config,
+                        )
         except StorageError as exc:
             if not (use_header and self.conditional_writes == "auto" and _not_implemented(exc)):
                 raise
             log.info("%s ignores If-None-Match; exclusive writes use a HEAD check", self.endpoint)
             self.conditional_writes = "check"
             return self._upload_once(source, ref, size, content_hash, exclusive)
-        finally:
-            with self._hook_lock:
-                self._exclusive_tokens.discard(token)
-                result = self._results.pop(token, {})
-                for upload_id in [k for k, v in self._upload_tokens.items() if v == token]:
-                    del self._upload_tokens[upload_id]
-        return BlobInfo(
-            ref=ref,
-            size=size,
-            content_hash=content_hash,
-            etag=_etag(result.get("ETag")),
-            version_id=result.get("VersionId"),
-        )
+        return tracked.blob_info(ref, size, content_hash)
 
     def write_bytes(self, name: str, data: BytesLike, *, exclusive: bool = False) -> BlobInfo:
         """Upload ``data`` directly (no spool)."""
@@ -758,11 +798,19 @@ class S3BlobBackend(BlobBackend):
         return True
 
     def delete(self, ref: str) -> bool:
-        """Delete the object; False if it did not exist (a HEAD first tells)."""
-        if not self.exists(ref):
-            return False
-        with self._call("delete", ref):
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(ref))
+        """Delete the object in one request; True even when it did not exist.
+
+        S3 answers a DeleteObject of an absent key as one of a present key; asking first
+        would cost a HEAD request and still race with other writers
+        (:attr:`exact_delete_counts` is False).
+        """
+        key = self._key(ref)
+        self._ensure_bucket()
+        try:
+            with self._call("delete", ref):
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+        except _BucketRecreatedError:
+            pass  # the bucket is new and empty: the object is gone either way
         return True
 
     def delete_many(self, refs: Iterable[str]) -> int:
@@ -885,31 +933,18 @@ class S3BlobBackend(BlobBackend):
                 etag=_etag(response.get("CopyObjectResult", {}).get("ETag")),
                 version_id=response.get("VersionId"),
             )
-        token = secrets.token_hex(12)
-        metadata = {_TOKEN_KEY: token}
-        if source.content_hash:
-            metadata[HASH_METADATA_KEY] = source.content_hash
-        try:
-            with self._call("copy", ref):
-                self._client.copy(
-                    copy_source,
-                    self.bucket,
-                    self._key(new_ref),
-                    ExtraArgs={"Metadata": metadata, "MetadataDirective": "REPLACE", **condition},
-                    Config=self._copy_config,
-                )
-        finally:
-            with self._hook_lock:
-                result = self._results.pop(token, {})
-                for upload_id in [k for k, v in self._upload_tokens.items() if v == token]:
-                    del self._upload_tokens[upload_id]
-        return BlobInfo(
-            ref=new_ref,
-            size=source.size,
-            content_hash=source.content_hash,
-            etag=_etag(result.get("ETag")),
-            version_id=result.get("VersionId"),
-        )
+        with self._tracked(exclusive=False) as tracked, self._call("copy", ref):
+            metadata = {_TOKEN_KEY: tracked.token}
+            if source.content_hash:
+                metadata[HASH_METADATA_KEY] = source.content_hash
+            self._client.copy(
+                copy_source,
+                self.bucket,
+                self._key(new_ref),
+                ExtraArgs={"Metadata": metadata, "MetadataDirective": "REPLACE", **condition},
+                Config=self._copy_config,
+            )
+        return tracked.blob_info(new_ref, source.size, source.content_hash)
 
     def presigned_url(self, ref: str, expires_in: int = 3600) -> str:
         """Return a URL that lets anyone GET the blob for ``expires_in`` seconds.
@@ -940,6 +975,130 @@ class S3BlobBackend(BlobBackend):
             f"<S3BlobBackend s3://{self.bucket}/{self.prefix} at {self.endpoint} "
             f"shard_chars={self.shard_chars}>"
         )
+
+
+class _Mapped(NamedTuple):
+    """What :meth:`S3BlobBackend._translate` made of a failure."""
+
+    error: BaseException
+    """The error to raise."""
+    cause: BaseException
+    """The error that really happened (boto's wrappers looked through)."""
+    reached: bool | None
+    """The server answered (True), could not be reached (False), or neither (None)."""
+    bucket_gone: bool = False
+    """The server said the bucket does not exist."""
+
+
+class _Tracked:
+    """One upload or copy followed by the botocore hooks (see ``S3BlobBackend._tracked``)."""
+
+    __slots__ = ("result", "token")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.result: dict[str, Any] = {}
+
+    def blob_info(self, ref: str, size: int, content_hash: str) -> BlobInfo:
+        """The blob written, with the ETag and version id the server gave it."""
+        return BlobInfo(
+            ref=ref,
+            size=size,
+            content_hash=content_hash,
+            etag=_etag(self.result.get("ETag")),
+            version_id=self.result.get("VersionId"),
+        )
+
+
+def _check_options(
+    bucket: object,
+    *,
+    region: str | None,
+    region_name: str | None,
+    choices: dict[str, tuple[object, tuple[str, ...]]],
+    sizes: dict[str, object],
+    counts: dict[str, object],
+) -> None:
+    """Refuse options out of range before anything is imported or connected."""
+    if not isinstance(bucket, str) or not bucket or "/" in bucket:
+        raise ConfigError(f"bucket must be a bucket name without '/', got {bucket!r}")
+    if region and region_name and region != region_name:
+        raise ConfigError(f"region={region!r} and region_name={region_name!r} disagree")
+    for option, (value, allowed) in choices.items():
+        check_choice(option, value, allowed)
+    for option, value in sizes.items():
+        check_int(option, value, _MIN_PART, unit="bytes")
+    if cast(int, sizes["copy_multipart_threshold"]) > _MAX_COPY_PART:
+        raise ConfigError("copy_multipart_threshold cannot exceed 5 GiB (the CopyObject limit)")
+    for option, value in counts.items():
+        check_int(option, value, 1)
+
+
+def _error_types() -> tuple[Any, tuple[type[BaseException], ...]]:
+    """botocore's exceptions module, and the errors that mean "the server was not reached"."""
+    exceptions = import_optional("botocore.exceptions", extra="s3", purpose="the s3 blob backend")
+    urllib3_exceptions = import_optional("urllib3.exceptions", extra="s3")
+    return exceptions, (
+        exceptions.ConnectionError,
+        exceptions.HTTPClientError,
+        urllib3_exceptions.HTTPError,
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+def _make_client(
+    endpoint_url: str | None,
+    *,
+    credentials: dict[str, str | None],
+    retries: dict[str, Any],
+    connect_timeout: float,
+    read_timeout: float,
+    max_pool_connections: int,
+    checksum: str,
+    addressing_style: str,
+) -> Any:
+    """A boto3 S3 client with our retry, timeout, pool and checksum settings."""
+    boto3 = import_optional("boto3", extra="s3", purpose="the s3 blob backend")
+    config_module = import_optional("botocore.config", extra="s3")
+    session = boto3.session.Session(**credentials)
+    config = config_module.Config(
+        retries=retries,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool_connections,
+        request_checksum_calculation=checksum,
+        response_checksum_validation=checksum,
+        s3={"addressing_style": addressing_style},
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def _transfer_configs(
+    multipart_threshold: int,
+    multipart_chunksize: int,
+    copy_multipart_threshold: int,
+    max_concurrency: int,
+) -> tuple[Any, Any]:
+    """boto3's transfer settings for uploads/downloads, and for server-side copies."""
+    transfer = import_optional("boto3.s3.transfer", extra="s3", purpose="the s3 blob backend")
+    copy_chunk = multipart_chunksize
+    if copy_multipart_threshold >= _GiB:
+        copy_chunk = max(multipart_chunksize, 64 * _MiB)
+    return (
+        transfer.TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=max_concurrency,
+            use_threads=True,
+        ),
+        transfer.TransferConfig(
+            multipart_threshold=copy_multipart_threshold,
+            multipart_chunksize=copy_chunk,
+            max_concurrency=max_concurrency,
+            use_threads=True,
+        ),
+    )
 
 
 class _BucketRecreatedError(StorageError):

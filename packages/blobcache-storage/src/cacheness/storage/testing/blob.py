@@ -342,7 +342,8 @@ class BlobBackendConformance:
         assert backend.exists(info.ref) is True
         assert backend.delete(info.ref) is True
         assert backend.exists(info.ref) is False
-        assert backend.delete(info.ref) is False
+        # S3 cannot tell a deleted object from one that never was: it says True again
+        assert backend.delete(info.ref) is not backend.exact_delete_counts
         self._check_stored(ground_truth, info.ref, None)
 
     def test_iter_refs(self, backend: BlobBackend) -> None:
@@ -560,7 +561,8 @@ def blob_backend_state_machine(
         @rule(name=names)
         def delete(self, name: str) -> None:
             ref = self.backend.ref_for(name)
-            assert self.backend.delete(ref) is (ref in self.model)
+            deleted = self.backend.delete(ref)
+            assert deleted is (ref in self.model or not self.backend.exact_delete_counts)
             self.model.pop(ref, None)
 
         @rule(source=names, destination=names)
