@@ -273,6 +273,10 @@ def test_compression_section_covers_every_codec_setting_with_the_storage_default
     defaults = SerializationOptions()
     for item in fields(CompressionConfig):
         assert getattr(CompressionConfig(), item.name) == getattr(defaults, item.name), item.name
+    # the two sections together hold every option, each once: built by name, never by hand
+    serialization_fields = {f.name for f in fields(SerializationConfig)}
+    assert codec_fields | serialization_fields >= set(SerializationOptions.__struct_fields__)
+    assert codec_fields.isdisjoint(serialization_fields)
 
 
 def test_serialization_options_carry_every_setting():

@@ -38,7 +38,7 @@ import os
 import sys
 import tomllib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import InitVar, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -147,6 +147,7 @@ ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = MappingProxyType(
 
 _ALL_VARIABLES: Final = (*ENVIRONMENT_VARIABLES, CONFIG_FILE_VARIABLE)
 _STORAGE_DEFAULTS: Final = SerializationOptions()
+_OPTION_FIELDS: Final = frozenset(SerializationOptions.__struct_fields__)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _NONE = frozenset({"none", "null"})
@@ -510,40 +511,18 @@ class CacheConfig:
             value = getattr(self, name)
             if isinstance(value, Mapping):  # a section written as a dict
                 setattr(self, name, from_mapping(section_type, value, name))
-        flat = {
+        shortcuts = {
             "metadata_backend": metadata_backend,
             "metadata_backend_options": metadata_backend_options,
             "backend_options": backend_options,
             "blob_backend": blob_backend,
             "blob_backend_options": blob_backend_options,
         }
-        for name, value in flat.items():
-            if value is not None:
-                self._fold(name, value)
-
-    def _fold(self, name: str, value: Any) -> None:
-        """Fold one flat shortcut into its section; a contradiction raises ``ConfigError``."""
-        section_name, attribute = _FLAT[name]
-        section = copy_value(getattr(self, section_name))
-        if attribute == "backend":
-            default = type(section)().backend
-            if not (same_backend(section.backend, default) or same_backend(section.backend, value)):
-                raise ConfigError(
-                    f"{name}={value!r} contradicts {section_name}.backend={section.backend!r}; "
-                    "set the backend in one place"
-                )
-            section.backend = value
-        else:
-            for key, option in _options_mapping(name, value).items():
-                if key in section.options and section.options[key] != option:
-                    raise ConfigError(
-                        f"{name}[{key!r}] contradicts {section_name}.options[{key!r}]; "
-                        "set the option in one place"
-                    )
-                section.options[key] = option
-        mark_explicit(section, [attribute])
-        setattr(self, section_name, section)
-        mark_explicit(self, [section_name])
+        sections = {"metadata": self.metadata, "blob": self.blob}
+        changed = _fold_shortcuts(sections, shortcuts, override=())
+        for name in changed:
+            setattr(self, name, sections[name])
+        mark_explicit(self, changed)
 
     def replace(self, **changes: Any) -> CacheConfig:
         """Return a copy with ``changes`` applied: top-level fields, sections, shortcuts.
@@ -574,25 +553,11 @@ class CacheConfig:
                     f"known: {', '.join(known)}"
                 )
         values = {item.name: copy_value(getattr(self, item.name)) for item in fields(self)}
-        flat = {name: changes.pop(name) for name in _FLAT if name in changes}
+        shortcuts = {name: changes.pop(name) for name in _FLAT if name in changes}
         values.update((name, copy_value(value)) for name, value in changes.items())
-        folded: dict[str, Any] = {}
-        # backends first: switching backend starts the section afresh, then options apply
-        for name in sorted(flat, key=lambda n: _FLAT[n][1] != "backend"):
-            value = flat[name]
-            section_name, attribute = _FLAT[name]
-            if value is None:
-                continue
-            if section_name in changes:  # the whole section given too: contradictions raise
-                folded[name] = value
-                continue
-            section = values[section_name]
-            if attribute == "backend":
-                if not same_backend(section.backend, value):
-                    values[section_name] = type(section)(backend=value)
-            else:
-                section.options.update(copy_value(dict(_options_mapping(name, value))))
-        return CacheConfig(**values, **folded)
+        # a section given whole too: its shortcuts must agree with it (contradictions raise)
+        _fold_shortcuts(values, shortcuts, override={"metadata", "blob"} - set(changes))
+        return CacheConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as plain data (what :func:`save_config_to_json` writes).
@@ -619,15 +584,8 @@ class CacheConfig:
             >>> CacheConfig(compression=CompressionConfig(codec="zstd")).serialization_options().codec
             'zstd'
         """  # noqa: E501 - the doctest line
-        values = {
-            item.name: getattr(self.compression, item.name) for item in fields(self.compression)
-        }
-        serialization = self.serialization
         return SerializationOptions(
-            **values,
-            dataframe_format=serialization.dataframe_format,
-            allow_cloudpickle=serialization.allow_cloudpickle,
-            mmap_mode=serialization.mmap_mode,
+            **_storage_options(self.compression), **_storage_options(self.serialization)
         )
 
     def blob_store_options(self) -> dict[str, Any]:
@@ -675,6 +633,52 @@ class CacheConfig:
             "verify_reads": self.security.verify_reads,
             "allow_unsafe_pairing": self.allow_unsafe_pairing,
         }
+
+
+def _fold_shortcuts(
+    sections: dict[str, Any], shortcuts: Mapping[str, Any], *, override: Container[str]
+) -> list[str]:
+    """Fold the flat shortcuts into their sections (replaced in ``sections``): THE folding.
+
+    Backends first, then options. In a section named in ``override`` (a change made by
+    :meth:`CacheConfig.replace`) a shortcut wins: a backend naming another starts the
+    section afresh (settings made for one backend do not carry over to another) and
+    options replace the keys they name. Elsewhere (values given together) a shortcut
+    that contradicts its section raises ``ConfigError``. Returns the sections changed.
+    """
+    changed: list[str] = []
+    for name in sorted(shortcuts, key=lambda n: _FLAT[n][1] != "backend"):
+        value = shortcuts[name]
+        if value is None:
+            continue
+        section_name, attribute = _FLAT[name]
+        section = copy_value(sections[section_name])
+        wins = section_name in override
+        if attribute == "backend":
+            if same_backend(section.backend, value):
+                pass  # said explicitly, so it wins over lower layers even as the default
+            elif wins:
+                section = type(section)(backend=value)
+            elif same_backend(section.backend, type(section)().backend):
+                section.backend = value
+            else:
+                raise ConfigError(
+                    f"{name}={value!r} contradicts {section_name}.backend={section.backend!r}; "
+                    "set the backend in one place"
+                )
+        else:
+            for key, option in _options_mapping(name, value).items():
+                if not wins and key in section.options and section.options[key] != option:
+                    raise ConfigError(
+                        f"{name}[{key!r}] contradicts {section_name}.options[{key!r}]; "
+                        "set the option in one place"
+                    )
+                section.options[key] = copy_value(option)
+        mark_explicit(section, [attribute])
+        sections[section_name] = section
+        if section_name not in changed:
+            changed.append(section_name)
+    return changed
 
 
 def _options_mapping(name: str, value: Any) -> Mapping[str, Any]:
@@ -771,21 +775,16 @@ def _value_problems(config: CacheConfig) -> list[str]:
     return [problem for problem in problems if problem is not None]
 
 
+def _storage_options(section: CompressionConfig | SerializationConfig) -> dict[str, Any]:
+    """The values of ``section``'s fields that are ``SerializationOptions`` fields, by name."""
+    return {f.name: getattr(section, f.name) for f in fields(section) if f.name in _OPTION_FIELDS}
+
+
 def _serialization_problems(config: CacheConfig) -> list[str]:
     problems = []
-    sections = {
-        "compression": {
-            f.name: getattr(config.compression, f.name) for f in fields(config.compression)
-        },
-        "serialization": {
-            "dataframe_format": config.serialization.dataframe_format,
-            "allow_cloudpickle": config.serialization.allow_cloudpickle,
-            "mmap_mode": config.serialization.mmap_mode,
-        },
-    }
-    for name, values in sections.items():
+    for name in ("compression", "serialization"):
         try:
-            SerializationOptions(**values)
+            SerializationOptions(**_storage_options(getattr(config, name)))
         except (ConfigError, TypeError, ValueError) as exc:
             problems.append(f"{name}: {exc}")
     return problems
