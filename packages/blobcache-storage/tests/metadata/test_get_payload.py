@@ -81,3 +81,25 @@ def test_invalid_keys_and_closed_backends(index):
 
 def test_payload_fields_are_entry_fields():
     assert set(PAYLOAD_FIELDS) <= set(Entry.__struct_fields__)
+
+
+def test_payload_info_is_entry_fields_by_name():
+    entry = Entry.new(
+        "k",
+        blob_ref="ab/abc",
+        handler="numpy",
+        format="ndarray",
+        format_info={"dtype": "<f8"},
+        codec="blosc2",
+        size=7,
+        raw_size=80,
+        content_hash="c" * 32,
+        metadata={"stage": "dev"},
+    )
+    assert set(PayloadInfo.__struct_fields__) <= set(Entry.__struct_fields__)
+    full = PayloadInfo.of(entry, with_metadata=True)
+    assert {name: getattr(full, name) for name in full.__struct_fields__} == {
+        name: getattr(entry, name) for name in full.__struct_fields__
+    }
+    bare = PayloadInfo.of(entry)
+    assert (bare.metadata, bare.accessed_at, bare.format_info) == (None, None, {"dtype": "<f8"})

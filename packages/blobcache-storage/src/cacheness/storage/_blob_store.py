@@ -144,16 +144,12 @@ class _Stored:
         self.spool = spool  # content-addressed bytes not yet known to be in a blob
 
     def fields(self) -> dict[str, Any]:
-        """The entry fields that describe these bytes."""
+        """The entry fields that describe these bytes: the format's, then where they are."""
         blob = self.blob
         return {
+            **self.format.entry_fields(),
             "blob_ref": blob.ref if blob else "",
-            "handler": self.format.handler,
-            "format": self.format.format,
-            "format_info": dict(self.format.details),
-            "codec": self.format.codec,
             "size": self.size,
-            "raw_size": self.format.raw_size,
             "content_hash": self.content_hash,
             "etag": blob.etag if blob else None,
             "version_id": blob.version_id if blob else None,
@@ -1100,12 +1096,12 @@ class BlobStore:
                 f"entry {entry.key!r}: inline bytes do not match their recorded hash; "
                 f"{DAMAGED_HINT}"
             )
-        info = _format_of(entry)
+        info = FormatInfo.from_entry(entry)
         return self.handlers.load(io.BytesIO(inline), info, self.serialization)
 
     def _load_blob(self, entry: Entry | PayloadInfo) -> Any:
         """Load from the entry's blob; a missing blob raises ``BlobNotFoundError``."""
-        info = _format_of(entry)
+        info = FormatInfo.from_entry(entry)
         what = f"entry {entry.key!r}"
         ref = entry.blob_ref
         try:
@@ -1680,17 +1676,6 @@ def _check_accept(accept: object) -> None:
         raise ConfigError(
             f"accept must be None or a function of an entry returning a bool, got {accept!r}"
         )
-
-
-def _format_of(entry: Entry | PayloadInfo) -> FormatInfo:
-    """The format info recorded in an entry (or the payload fields of one)."""
-    return FormatInfo(
-        handler=entry.handler,
-        format=entry.format,
-        codec=entry.codec,
-        raw_size=entry.raw_size,
-        details=dict(entry.format_info),
-    )
 
 
 def _same_payload(current: Entry | PayloadInfo, read: Entry | PayloadInfo) -> bool:

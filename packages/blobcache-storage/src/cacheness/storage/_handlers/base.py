@@ -40,6 +40,7 @@ from cacheness.storage.errors import ConfigError
 
 if TYPE_CHECKING:
     from cacheness.storage._entry import Entry
+    from cacheness.storage._metadata.base import PayloadInfo
 
 
 DATAFRAME_FORMATS: Final[tuple[str, ...]] = ("auto", "arrow", "parquet")
@@ -78,8 +79,10 @@ class FormatInfo(msgspec.Struct, frozen=True, kw_only=True):
     details: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @classmethod
-    def from_entry(cls, entry: Entry) -> FormatInfo:
-        """Return the format info recorded in a metadata entry.
+    def from_entry(cls, entry: Entry | PayloadInfo) -> FormatInfo:
+        """Return the format info recorded in a metadata entry (or its payload fields).
+
+        The one mapping between format info and entry fields, with :meth:`entry_fields`.
 
         Example:
             >>> from cacheness.storage import Entry
@@ -94,6 +97,22 @@ class FormatInfo(msgspec.Struct, frozen=True, kw_only=True):
             raw_size=entry.raw_size,
             details=dict(entry.format_info),
         )
+
+    def entry_fields(self) -> dict[str, Any]:
+        """Return the entry fields that record this format info (``details`` is
+        ``format_info`` there).
+
+        Example:
+            >>> FormatInfo(handler="raw", format="bytes", codec="none", raw_size=3).entry_fields()
+            {'handler': 'raw', 'format': 'bytes', 'codec': 'none', 'raw_size': 3, 'format_info': {}}
+        """
+        return {
+            "handler": self.handler,
+            "format": self.format,
+            "codec": self.codec,
+            "raw_size": self.raw_size,
+            "format_info": dict(self.details),
+        }
 
 
 class SerializationOptions(CodecSettings, frozen=True, kw_only=True):

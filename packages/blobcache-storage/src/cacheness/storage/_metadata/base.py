@@ -85,20 +85,8 @@ class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, entry: Entry, *, with_metadata: bool = False) -> PayloadInfo:
         """Return the payload fields of ``entry`` (and its metadata and access time)."""
-        return cls(
-            key=entry.key,
-            blob_ref=entry.blob_ref,
-            handler=entry.handler,
-            format=entry.format,
-            format_info=entry.format_info,
-            codec=entry.codec,
-            size=entry.size,
-            raw_size=entry.raw_size,
-            content_hash=entry.content_hash,
-            inline=entry.inline,
-            metadata=entry.metadata if with_metadata else None,
-            accessed_at=entry.accessed_at if with_metadata else None,
-        )
+        fields = PAYLOAD_FIELDS + PAYLOAD_STATE_FIELDS if with_metadata else PAYLOAD_FIELDS
+        return cls(**{name: getattr(entry, name) for name in fields})
 
 
 PAYLOAD_FIELDS: tuple[str, ...] = PayloadInfo.__struct_fields__[:-2]
