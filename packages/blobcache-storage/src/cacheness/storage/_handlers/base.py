@@ -14,15 +14,15 @@ DataFrame Arrow cannot hold ends up pickled).
 
 Example:
     >>> import io
-    >>> from cacheness.storage import default_registry, handler_for
-    >>> handler_for({"lr": 0.01, "layers": (64, 32)}).name
-    'plain'
+    >>> from cacheness.storage import get_handler
+    >>> raw = get_handler("raw")
     >>> sink = io.BytesIO()
-    >>> info = default_registry().dump({"layers": (64, 32)}, sink)
-    >>> info.handler, info.format, info.codec
-    ('plain', 'msgpack', 'none')
-    >>> default_registry().load(io.BytesIO(sink.getvalue()), info)
-    {'layers': (64, 32)}
+    >>> info = raw.dump(b"stored bytes", sink, SerializationOptions(codec="none"))
+    >>> fields = info.entry_fields()  # what the metadata entry records
+    >>> fields["handler"], fields["format"], fields["raw_size"], fields["format_info"]
+    ('raw', 'bytes', 12, {'kind': 'bytes'})
+    >>> raw.load(io.BytesIO(sink.getvalue()), info, SerializationOptions())
+    b'stored bytes'
 """
 
 from __future__ import annotations
