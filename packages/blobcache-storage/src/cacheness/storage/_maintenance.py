@@ -120,8 +120,9 @@ def find_orphans(store: BlobStore, min_age_seconds: float) -> list[str]:
 
 def repair(store: BlobStore, dry_run: bool, orphan_min_age_seconds: float) -> RepairReport:
     """Find (and unless ``dry_run``, remove) damaged entries, orphans and write debris."""
-    issues = verify(store, store.metadata.query(), deep=True)
-    orphans = find_orphans(store, orphan_min_age_seconds)
+    # the store's own methods: a subclass that refines them refines the repair too
+    issues = store.verify_integrity()
+    orphans = store.find_orphaned_blobs(min_age_seconds=orphan_min_age_seconds)
     damaged = [issue for issue in issues if issue.problem != "unreadable"]
     report = RepairReport(
         dry_run=dry_run,
