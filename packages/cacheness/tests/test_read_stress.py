@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from cacheness import cacheness
+from cacheness.storage import poll_until
 
 WORKER = Path(__file__).with_name("_race_worker.py")
 THREAD_READERS = 2
@@ -129,6 +130,9 @@ def test_processes_reading_while_processes_write(tmp_path):
             start("read", str(tmp_path), str(seed), str(PROCESS_GETS))
             for seed in range(10, 10 + PROCESS_READERS)
         ]
+        # Readers start quickly: let them go once the writers have stored something.
+        with cacheness(cache_dir=str(tmp_path)) as cache:
+            assert poll_until(lambda: cache.count() > 0, timeout=60)
         for worker in readers:
             assert worker.stdin is not None
             worker.stdin.write("go\n")

@@ -30,6 +30,7 @@ from cacheness.storage import (
     PostgresMetadataBackend,
     S3BlobBackend,
     TieredBlobBackend,
+    poll_until,
 )
 
 WORKER = Path(__file__).with_name("_race_worker.py")
@@ -170,6 +171,10 @@ def test_processes_reading_while_processes_write_see_no_error(tmp_path, content_
             start("read", str(tmp_path), ca, str(seed), str(PROCESS_GETS))
             for seed in range(10, 10 + PROCESS_READERS)
         ]
+        # Readers start quickly: let them go once the writers have stored something, so
+        # that there are hits to race with whatever the workers' start-up costs are.
+        with BlobStore(tmp_path, content_addressable=content_addressable) as store:
+            assert poll_until(lambda: store.count() > 0, timeout=60)
         for worker in readers:
             assert worker.stdin is not None
             worker.stdin.write("go\n")

@@ -43,7 +43,7 @@ from cacheness.storage import (
 )
 from cacheness.storage._metadata import json as json_backend
 from cacheness.storage._metadata._migrations import FormatMigrations
-from cacheness.storage._metadata._sqlcore import SCHEMA_VERSIONS
+from cacheness.storage._metadata._sqlrows import SCHEMA_VERSIONS
 
 GOLDEN = Path(__file__).resolve().parent
 SQL_BACKENDS = (SqliteMetadataBackend, PostgresMetadataBackend)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from hypothesis import settings
 
 from cacheness.storage import Entry, PostgresMetadataBackend, get_metadata_backend
-from cacheness.storage._metadata._sqlcore import SCHEMA_VERSIONS
+from cacheness.storage._metadata._sqlrows import SCHEMA_VERSIONS
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
 from cacheness.storage.testing.metadata import (
     MetadataBackendConformance,

@@ -36,15 +36,39 @@ def test_unknown_name_lists_the_known_ones():
         get_metadata_backend("sqllite")
 
 
-def test_the_package_imports_sqlalchemy_only_for_the_sql_backends():
+SQL_PROBE = """
+import json, sys
+from cacheness.storage import Entry, SqliteMetadataBackend
+def loaded():
+    return ["sqlalchemy" in sys.modules, "sqlalchemy.dialects.postgresql" in sys.modules]
+steps = {}
+index = SqliteMetadataBackend(sys.argv[1])
+steps["open"] = loaded()
+index.put(Entry.new("k", size=1))
+index.update_many({"k": {"access_count": 2}})
+index.get("k"), index.get_payload("k", with_metadata=True), index.get_many(["k", "x"])
+index.delete_many(["k"])
+steps["put, get, delete"] = loaded()
+index.count({"metadata.a": 1})
+steps["a filter"] = loaded()
+print(json.dumps(steps))
+"""
+
+
+def test_sqlite_loads_sqlalchemy_only_for_ddl_and_filters_never_the_postgresql_dialect(tmp_path):
     import json
     import subprocess
     import sys
 
-    probe = (
-        "import sys, json, cacheness.storage as m; "
-        "before = 'sqlalchemy' in sys.modules; m.SqliteMetadataBackend; "
-        "print(json.dumps([before, 'sqlalchemy' in sys.modules, 'psycopg' in sys.modules]))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == [False, True, False]
+    def probe() -> dict[str, list[bool]]:
+        command = [sys.executable, "-c", SQL_PROBE, str(tmp_path / "index.sqlite")]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    creating = probe()  # a new index: its tables are created with SQLAlchemy's DDL
+    assert creating["open"] == [True, False]
+    assert probe() == {  # an existing index
+        "open": [False, False],
+        "put, get, delete": [False, False],
+        "a filter": [True, False],
+    }

@@ -315,3 +315,23 @@ def test_stores_left_open_at_exit_print_nothing(tmp_path):
     assert child.stderr == ""
     with SqliteMetadataBackend(tmp_path / "store" / "index.sqlite") as index:
         assert index.exists("k")
+
+
+def test_precompiled_statements_are_what_sqlalchemy_compiles():
+    # The default table's statements ship compiled, so that a process opening an index
+    # does not import SQLAlchemy; they must say what the Core statements say. When this
+    # fails after a schema or statement change (or a SQLAlchemy release that writes SQL
+    # differently), run tests/metadata/make_sqlite_statements.py.
+    from cacheness.storage._metadata._sqlite_statements import STATEMENTS
+
+    from .make_sqlite_statements import compiled
+
+    assert compiled() == STATEMENTS
+
+
+def test_another_table_compiles_its_statements(tmp_path):
+    index = SqliteMetadataBackend(tmp_path / "index.sqlite", table="runs")
+    index.put(Entry.new("k", size=1))
+    assert index.get_many(["k", "x"])["k"].size == 1
+    assert index._get.sql.startswith("SELECT runs.")
+    index.close()

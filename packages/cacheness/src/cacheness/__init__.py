@@ -12,8 +12,10 @@ distribution (``cacheness.storage``).
 The public API is this module's ``__all__``: the cache class :class:`cacheness`
 (alias ``UnifiedCache``), configuration (:class:`CacheConfig` and friends), key
 derivation, TTL helpers, the whole error hierarchy of ``cacheness.storage``, and
-:class:`SqlCache` (a pull-through cache of tabular data, ``cacheness[sql]``), which is
-loaded on first use so that ``import cacheness`` imports neither SQLAlchemy nor pandas.
+:class:`SqlCache` (a pull-through cache of tabular data, ``cacheness[sql]``). Every
+name but the errors and ``__version__`` is imported on first access (module
+``__getattr__``), so ``import cacheness`` stays cheap: a short script pays only for
+what it uses, and never for SQLAlchemy or pandas unless it uses SqlCache.
 
 Example:
     >>> import tempfile
@@ -26,31 +28,10 @@ Example:
     True
 """
 
-from cacheness._global import get_cache, reset_cache, set_default_cache
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from cacheness._version import __version__
-from cacheness.cache import MISS, UnifiedCache, cacheness
-from cacheness.cache_entry import CacheEntry
-from cacheness.config import (
-    CacheBlobConfig,
-    CacheConfig,
-    CacheMetadataConfig,
-    CompressionConfig,
-    HandlersConfig,
-    SecurityConfig,
-    SerializationConfig,
-    default_cache_dir,
-    load_config,
-    load_config_from_dict,
-    load_config_from_json,
-    load_config_from_toml,
-    load_config_from_yaml,
-    resolve_config,
-    save_config_to_json,
-    validate_config,
-    validate_config_strict,
-)
-from cacheness.decorators import CachedFunction, CacheInfo, cache_if, cached
-from cacheness.keys import KEY_SCHEMA_VERSION, UnsupportedKeyValueError, derive_key, describe_params
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -78,22 +59,48 @@ from cacheness.storage.errors import (
     StorageError,
     StorageFullError,
 )
-from cacheness.ttl import days, hours, minutes, seconds
 
-# SqlCache and its companions come from cacheness._sql_cache, imported on first access
-# (module __getattr__ below): it needs SQLAlchemy, and pandas when used.
-_SQL_CACHE = frozenset(
-    {
-        "FetcherError",
-        "InvalidFetchedDataError",
-        "InvalidQueryError",
-        "SqlCache",
-        "SqlCacheAdapter",
-        "SqlCacheError",
-        "SqlCacheResult",
-        "SqlCacheStatus",
-    }
-)
+if TYPE_CHECKING:
+    from cacheness._global import get_cache, reset_cache, set_default_cache
+    from cacheness._sql_cache import (
+        FetcherError,
+        InvalidFetchedDataError,
+        InvalidQueryError,
+        SqlCache,
+        SqlCacheAdapter,
+        SqlCacheError,
+        SqlCacheResult,
+        SqlCacheStatus,
+    )
+    from cacheness.cache import MISS, UnifiedCache, cacheness
+    from cacheness.cache_entry import CacheEntry
+    from cacheness.config import (
+        CacheBlobConfig,
+        CacheConfig,
+        CacheMetadataConfig,
+        CompressionConfig,
+        HandlersConfig,
+        SecurityConfig,
+        SerializationConfig,
+        default_cache_dir,
+        load_config,
+        load_config_from_dict,
+        load_config_from_json,
+        load_config_from_toml,
+        load_config_from_yaml,
+        resolve_config,
+        save_config_to_json,
+        validate_config,
+        validate_config_strict,
+    )
+    from cacheness.decorators import CachedFunction, CacheInfo, cache_if, cached
+    from cacheness.keys import (
+        KEY_SCHEMA_VERSION,
+        UnsupportedKeyValueError,
+        derive_key,
+        describe_params,
+    )
+    from cacheness.ttl import days, hours, minutes, seconds
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
@@ -169,6 +176,54 @@ __all__ = [
     "version_info",
 ]
 
+_LAZY: dict[str, str] = {
+    "get_cache": "cacheness._global",
+    "reset_cache": "cacheness._global",
+    "set_default_cache": "cacheness._global",
+    "FetcherError": "cacheness._sql_cache",
+    "InvalidFetchedDataError": "cacheness._sql_cache",
+    "InvalidQueryError": "cacheness._sql_cache",
+    "SqlCache": "cacheness._sql_cache",
+    "SqlCacheAdapter": "cacheness._sql_cache",
+    "SqlCacheError": "cacheness._sql_cache",
+    "SqlCacheResult": "cacheness._sql_cache",
+    "SqlCacheStatus": "cacheness._sql_cache",
+    "MISS": "cacheness.cache",
+    "UnifiedCache": "cacheness.cache",
+    "cacheness": "cacheness.cache",
+    "CacheEntry": "cacheness.cache_entry",
+    "CacheBlobConfig": "cacheness.config",
+    "CacheConfig": "cacheness.config",
+    "CacheMetadataConfig": "cacheness.config",
+    "CompressionConfig": "cacheness.config",
+    "HandlersConfig": "cacheness.config",
+    "SecurityConfig": "cacheness.config",
+    "SerializationConfig": "cacheness.config",
+    "default_cache_dir": "cacheness.config",
+    "load_config": "cacheness.config",
+    "load_config_from_dict": "cacheness.config",
+    "load_config_from_json": "cacheness.config",
+    "load_config_from_toml": "cacheness.config",
+    "load_config_from_yaml": "cacheness.config",
+    "resolve_config": "cacheness.config",
+    "save_config_to_json": "cacheness.config",
+    "validate_config": "cacheness.config",
+    "validate_config_strict": "cacheness.config",
+    "CacheInfo": "cacheness.decorators",
+    "CachedFunction": "cacheness.decorators",
+    "cache_if": "cacheness.decorators",
+    "cached": "cacheness.decorators",
+    "KEY_SCHEMA_VERSION": "cacheness.keys",
+    "UnsupportedKeyValueError": "cacheness.keys",
+    "derive_key": "cacheness.keys",
+    "describe_params": "cacheness.keys",
+    "days": "cacheness.ttl",
+    "hours": "cacheness.ttl",
+    "minutes": "cacheness.ttl",
+    "seconds": "cacheness.ttl",
+}
+"""Public name -> the module that defines it, imported on first access."""
+
 
 def version_info() -> dict[str, str]:
     """Return the versions of cacheness and of the storage package it runs on.
@@ -182,14 +237,15 @@ def version_info() -> dict[str, str]:
     return {"cacheness": __version__, "blobcache-storage": storage_version}
 
 
-def __getattr__(name: str) -> object:
-    """Load SqlCache and its companions on first access (they import SQLAlchemy)."""
-    if name in _SQL_CACHE:
-        from cacheness import _sql_cache
-
-        return getattr(_sql_cache, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access (SqlCache's imports SQLAlchemy)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain attribute lookup
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SQL_CACHE)
+    return sorted({*globals(), *__all__})

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import logging
@@ -94,6 +93,8 @@ class ThreadHeldLock:
         Raises:
             Exception: whatever taking the lock raised (e.g. ``BackendUnavailableError``).
         """
+        import asyncio  # loaded already: this runs in an event loop
+
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
 

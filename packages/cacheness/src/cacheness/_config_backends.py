@@ -16,11 +16,9 @@ from typing import Any, Literal
 from cacheness.storage import (
     BlobBackend,
     ConfigError,
-    FailoverBlobBackend,
     MetadataBackend,
     MissingDependencyError,
     Scope,
-    TieredBlobBackend,
     did_you_mean,
     get_blob_backend_class,
     get_metadata_backend_class,
@@ -201,7 +199,7 @@ def backend_problems(resolved: ResolvedBackend, where: str | None = None) -> lis
             f"{resolved.origins['path']}: the sqlite metadata backend needs a file; "
             "for an index that lives in memory use metadata backend 'memory'"
         )
-    if kind == "blob" and isinstance(cls, type) and issubclass(cls, _COMPOSITES):
+    if kind == "blob" and _nested_options(cls):
         for option in _nested_options(cls):
             spec = resolved.options.get(option)
             if spec is not None:
@@ -244,11 +242,10 @@ def _option_problems(resolved: ResolvedBackend, cls: type, name: str) -> list[st
     return problems
 
 
-_COMPOSITES = (TieredBlobBackend, FailoverBlobBackend)
-
-
 def _nested_options(cls: type) -> tuple[str, ...]:
-    return ("remote",) if issubclass(cls, TieredBlobBackend) else ("primary", "fallback")
+    """The options of a blob backend composed of others (tiered, failover), else ``()``."""
+    options = getattr(cls, "nested_options", ())
+    return options if isinstance(options, tuple) else ()
 
 
 def _nested_spec(spec: Any) -> tuple[Any, dict[str, Any]] | None:
@@ -284,7 +281,7 @@ def blob_scope(backend: Any, options: Mapping[str, Any]) -> Scope | None:
     cls, _ = backend_class("blob", backend)
     if cls is None:
         return None
-    if issubclass(cls, _COMPOSITES):
+    if _nested_options(cls):
         scopes = []
         for option in _nested_options(cls):
             split = _nested_spec(options.get(option))

@@ -21,17 +21,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import pickle
 import sys
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from fractions import Fraction
 from pathlib import PosixPath, PurePosixPath, PureWindowsPath, WindowsPath
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 from msgspec.msgpack import Ext
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = [
     "Canonicalizer",
@@ -244,6 +245,10 @@ class Canonicalizer:
     # -- everything that is not an exact built-in type ----------------------------------
 
     def _other(self, v: Any, t: type) -> Any:
+        fractions = sys.modules.get("fractions")  # a Fraction exists only once it is loaded
+        if fractions is not None and t is fractions.Fraction:
+            _EXACT[t] = _fraction  # dispatched like the other exact types from now on
+            return _fraction(self, v)
         if isinstance(v, type):
             return [M_TYPE, v.__module__, v.__qualname__]
         if getattr(t, "__cache_key__", None) is not None:
@@ -289,6 +294,8 @@ class Canonicalizer:
 
     def _pickled(self, v: Any, t: type) -> Any:
         try:
+            import pickle  # only hash_unknown='pickle' needs it
+
             data = pickle.dumps(v, protocol=5)
         except Exception as exc:
             problem = self.unsupported(v, f" and it cannot be pickled either ({exc})")
@@ -492,7 +499,6 @@ _EXACT: dict[type, _Handler] = {
     memoryview: _memoryview,
     complex: _complex,
     Decimal: _decimal,
-    Fraction: _fraction,
     range: _range,
     uuid.UUID: _uuid,
     dt.datetime: _datetime,

@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tomllib
 import uuid
 from collections.abc import Container, Mapping
 from dataclasses import InitVar, dataclass, field, fields
@@ -71,7 +70,6 @@ from cacheness.storage import (
     ConfigError,
     Handler,
     HandlerRegistry,
-    MemoryBlobBackend,
     SerializationOptions,
     choice_problem,
     default_registry,
@@ -769,6 +767,8 @@ def _value_problems(config: CacheConfig) -> list[str]:
     shard_chars = config.blob.shard_chars
     if isinstance(shard_chars, int) and not isinstance(shard_chars, bool):
         try:
+            from cacheness.storage import MemoryBlobBackend
+
             MemoryBlobBackend(shard_chars=shard_chars)  # the storage's own range check
         except ConfigError as exc:
             problems.append(f"blob.shard_chars: {exc}")
@@ -971,6 +971,8 @@ def load_config_from_toml(path: str | os.PathLike[str], *, table: str | None = N
         >>> load_config_from_toml(path).max_entries
         10
     """
+    import tomllib  # only TOML files need it
+
     data = _read(path)
     try:
         document = msgspec.toml.decode(data)

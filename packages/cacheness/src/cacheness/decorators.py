@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -44,10 +43,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
 
 from cacheness._call_locks import ThreadHeldLock, guard_recursion
-from cacheness._code_hash import fingerprint
 from cacheness._global import get_cache, reset_cache, set_default_cache
 from cacheness.cache import MISS, cacheness
 from cacheness.cache_entry import RESERVED_METADATA_KEY
@@ -55,6 +53,9 @@ from cacheness.keys import UnsupportedKeyValueError
 from cacheness.storage import LockTable
 from cacheness.storage.errors import CacheError
 from cacheness.ttl import minutes, validate_ttl
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "CacheInfo",
@@ -542,13 +543,15 @@ class _Memo:
         if options.version is not None:
             salts.append(f"version={options.version}")
         if options.code_hash:
+            from cacheness._code_hash import fingerprint  # ast: only for code_hash=True
+
             salts.append(f"code={fingerprint(func)}")
         self.base_prefix = base
         self.prefix = "@".join(salts)
         self._counts_lock = threading.Lock()
         self._hits = self._misses = self._errors = 0
         self._thread_locks: LockTable[threading.Lock] = LockTable(threading.Lock)
-        self._task_locks: LockTable[asyncio.Lock] = LockTable(asyncio.Lock)
+        self._task_locks: LockTable[asyncio.Lock] = LockTable(_new_task_lock)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -625,6 +628,8 @@ class _Memo:
             return self._compute(cache, key, params, args, kwargs)
 
     async def call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        import asyncio  # loaded already: this runs in an event loop
+
         cache = self.cache()
         key, params = self.key(cache, args, kwargs)
         value = await asyncio.to_thread(self._get, cache, key)
@@ -671,6 +676,8 @@ class _Memo:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
+        import asyncio  # loaded already: this runs in an event loop
+
         result = await self.func(*args, **kwargs)
         if self._keep(result):
             await asyncio.to_thread(self._put, cache, key, params, result)
@@ -761,6 +768,8 @@ class _Memo:
 
         The cache's lock is taken in a thread of its own: the loop never waits on it.
         """
+        import asyncio  # loaded already: this runs in an event loop
+
         timeout = self.options.lock_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
@@ -850,7 +859,16 @@ class _Memo:
         }
 
 
+def _new_task_lock() -> asyncio.Lock:
+    """A lock for the tasks of an event loop (asyncio is imported when the first is made)."""
+    import asyncio
+
+    return asyncio.Lock()
+
+
 async def _acquire(lock: asyncio.Lock, timeout: float | None) -> bool:
+    import asyncio  # loaded already: this runs in an event loop
+
     if timeout is None:
         return await lock.acquire()
     try:

@@ -39,11 +39,10 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import msgspec
 
-from cacheness.storage import _maintenance
 from cacheness.storage._blob._io import copy_stream
 from cacheness.storage._blob._sharding import unsafe_ref
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
@@ -52,11 +51,9 @@ from cacheness.storage._filters import Filter, combine_filters
 from cacheness.storage._handlers.base import FormatInfo, SerializationOptions
 from cacheness.storage._handlers.registry import HandlerRegistry, default_registry
 from cacheness.storage._hashing import hash_bytes, hash_stream
-from cacheness.storage._maintenance import DELETE_CHUNK
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
-from cacheness.storage._reports import IntegrityIssue, RepairReport
 from cacheness.storage._validate import check_seconds, is_int
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -76,6 +73,9 @@ from cacheness.storage.errors import (
 
 from ._payload import DAMAGED_HINT, PayloadSink, SpoolSink, VerifyingReader
 
+if TYPE_CHECKING:
+    from cacheness.storage._reports import IntegrityIssue, RepairReport
+
 log = logging.getLogger(__name__)
 
 DEFAULT_INLINE_THRESHOLD = 4096
@@ -91,6 +91,9 @@ _MAX_FOLLOW = 64
 """Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
 _MAX_SAME_RETRIES = 3
 """Reads again of an unchanged entry whose blob was missing but exists again."""
+
+DELETE_CHUNK = 1000
+"""Entries deleted per statement when a deletion is decided in Python."""
 
 _COPIED_FIELDS = (
     "blob_ref", "handler", "format", "format_info", "codec", "size", "raw_size",
@@ -1323,6 +1326,8 @@ class BlobStore:
             >>> [issue.problem for issue in store.verify_integrity()]
             ['missing_blob']
         """
+        from cacheness.storage import _maintenance  # maintenance code loads when used
+
         self._check_open()
         if keys is None:
             return _maintenance.verify(self, self.metadata.query(), deep)
@@ -1341,6 +1346,8 @@ class BlobStore:
             >>> store.find_orphaned_blobs(min_age_seconds=0) == [ref]
             True
         """
+        from cacheness.storage import _maintenance
+
         self._check_open()
         check_seconds(min_age_seconds, "min_age_seconds")
         return _maintenance.find_orphans(self, min_age_seconds)
@@ -1364,6 +1371,8 @@ class BlobStore:
             >>> len(report.orphans_removed), store.find_orphaned_blobs(min_age_seconds=0)
             (1, [])
         """
+        from cacheness.storage import _maintenance
+
         self._check_open()
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)

@@ -54,9 +54,10 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+
+import msgspec
 
 from cacheness.storage._text import text_problem
 from cacheness.storage._validate import is_number
@@ -125,8 +126,7 @@ _LIST_OPS = frozenset({"$in", "$nin"})
 _METADATA = "metadata"
 
 
-@dataclass(frozen=True, slots=True)
-class Condition:
+class Condition(msgspec.Struct, frozen=True):
     """One validated ``field operator value`` condition.
 
     Attributes:
@@ -150,22 +150,19 @@ class Condition:
         return metadata_field(*self.path) if self.path else self.field
 
 
-@dataclass(frozen=True, slots=True)
-class And:
+class And(msgspec.Struct, frozen=True):
     """All of ``items`` hold (no items: matches everything)."""
 
     items: tuple[Expr, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Or:
+class Or(msgspec.Struct, frozen=True):
     """At least one of ``items`` holds."""
 
     items: tuple[Expr, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Not:
+class Not(msgspec.Struct, frozen=True):
     """``item`` does not hold."""
 
     item: Expr
@@ -175,8 +172,7 @@ Expr: TypeAlias = Condition | And | Or | Not
 """A parsed, validated filter."""
 
 
-@dataclass(frozen=True, slots=True)
-class OrderBy:
+class OrderBy(msgspec.Struct, frozen=True):
     """A validated ``order_by`` field: an entry field, or ``metadata`` with a path."""
 
     field: str
@@ -526,6 +522,10 @@ _COMPARE: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
 }
 
 
+def _with(cond: Condition, **changes: Any) -> Condition:
+    return msgspec.structs.replace(cond, **changes)
+
+
 def _json_predicate(cond: Condition) -> Callable[[Any], bool]:
     """A predicate over the value found at ``cond.path`` (``_MISSING`` when absent)."""
     op, operand = cond.op, cond.value
@@ -534,10 +534,10 @@ def _json_predicate(cond: Condition) -> Callable[[Any], bool]:
     if op == "$prefix":
         return lambda v: type(v) is str and v.startswith(operand)
     if op in ("$ne", "$nin"):
-        positive = _json_predicate(replace(cond, op="$eq" if op == "$ne" else "$in"))
+        positive = _json_predicate(_with(cond, op="$eq" if op == "$ne" else "$in"))
         return lambda v: not positive(v)
     if op == "$in":
-        members = [_json_predicate(replace(cond, op="$eq", value=item)) for item in operand]
+        members = [_json_predicate(_with(cond, op="$eq", value=item)) for item in operand]
         return lambda v: any(member(v) for member in members)
     compare = _COMPARE[op]
     return lambda v: _same_kind(v, operand) and compare(v, operand)

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cacheness.storage._blob._sharding import unsafe_ref
+from cacheness.storage._blob_store import DELETE_CHUNK
 from cacheness.storage._entry import Entry
 from cacheness.storage._hashing import hash_bytes, hash_stream
 from cacheness.storage._reports import IntegrityIssue, Problem, RepairReport
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from cacheness.storage._blob_store import BlobStore
 
 log = logging.getLogger(__name__)
-
-DELETE_CHUNK = 1000
-"""Entries deleted per statement when a deletion is decided in Python."""
 
 
 def verify(store: BlobStore, entries: Iterable[Entry], deep: bool) -> list[IntegrityIssue]:

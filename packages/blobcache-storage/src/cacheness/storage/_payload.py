@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
@@ -123,6 +122,8 @@ class SpoolSink(io.RawIOBase):
 
     def __init__(self, max_memory: int = 8 << 20) -> None:
         super().__init__()
+        import tempfile  # only content-addressed writes spool (and tempfile loads shutil)
+
         self._spool = tempfile.SpooledTemporaryFile(max_size=max_memory)  # noqa: SIM115 - closed in close()
         self._hasher = ContentHasher()
         self.written = 0

@@ -20,9 +20,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from cacheness.storage._optional import import_path, install_hint
 from cacheness.storage._validate import did_you_mean
@@ -36,8 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class _Registration:
+class _Registration(NamedTuple):
     target: type | str
     extra: str | None
 
@@ -119,7 +116,7 @@ class BackendRegistry(Generic[T]):
         """Return the registered names, sorted, including entry-point backends."""
         with self._lock:
             names = set(self._entries)
-        names.update(ep.name for ep in entry_points(group=self._group))
+        names.update(ep.name for ep in _entry_points(self._group))
         return sorted(names)
 
     def get_class(self, name: str) -> type[T]:
@@ -159,7 +156,7 @@ class BackendRegistry(Generic[T]):
         return self.get_class(name)(*args, **options)
 
     def _from_entry_point(self, name: str) -> _Registration:
-        for ep in entry_points(group=self._group, name=name):
+        for ep in _entry_points(self._group, name):
             return _Registration(ep.value, None)
         raise self._unknown(name)
 
@@ -176,6 +173,16 @@ class BackendRegistry(Generic[T]):
             raise TypeError(
                 f"{self.kind} {name!r}: {backend.__qualname__} must subclass {base.__qualname__}"
             )
+
+
+def _entry_points(group: str, name: str | None = None) -> Any:
+    """The installed entry points of ``group`` (``importlib.metadata`` loads on first use:
+    it reads every installed distribution's metadata)."""
+    from importlib.metadata import entry_points
+
+    if name is None:
+        return entry_points(group=group)
+    return entry_points(group=group, name=name)
 
 
 metadata_backends: BackendRegistry[MetadataBackend] = BackendRegistry(

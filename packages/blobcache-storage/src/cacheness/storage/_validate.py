@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Sequence
 from typing import TypeGuard
@@ -50,6 +49,8 @@ def did_you_mean(name: object, known: Iterable[str], cutoff: float = 0.6) -> str
         >>> did_you_mean("zzz", ["lru", "lfu"])
         ''
     """
+    import difflib
+
     close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,7 +55,7 @@ def create_temp_file(directory: str | os.PathLike[str], mode: int = 0o666) -> tu
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     flags |= getattr(os, "O_BINARY", 0)
     while True:
-        path = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+        path = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}")
         try:
             return os.open(path, flags, mode), path
         except FileExistsError:  # 64 random bits collided: draw again

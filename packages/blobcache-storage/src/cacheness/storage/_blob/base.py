@@ -253,6 +253,9 @@ class BlobBackend(ABC):
     """
 
     name: ClassVar[str] = "abstract"
+    nested_options: ClassVar[tuple[str, ...]] = ()
+    """Constructor options that take other blob backends (a composition's parts), so a
+    configuration check can look into them without creating anything."""
 
     def __init__(self, *, shard_chars: int = 0) -> None:
         self.shard_chars = validate_shard_chars(shard_chars)

@@ -154,6 +154,7 @@ class FailoverBlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "failover"
+    nested_options: ClassVar[tuple[str, ...]] = ("primary", "fallback")
 
     def __init__(
         self,

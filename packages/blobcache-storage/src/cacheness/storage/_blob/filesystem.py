@@ -39,7 +39,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import stat as stat_module
 import threading
 import time
@@ -360,6 +359,8 @@ class FilesystemBlobBackend(BlobBackend):
         hint = ""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             with contextlib.suppress(OSError):
+                import shutil
+
                 hint = f"; {shutil.disk_usage(self._root).free >> 20} MiB free"
             hint += (
                 "; delete entries to make room (deletions work on a full disk), free some "

@@ -202,6 +202,7 @@ class TieredBlobBackend(BlobBackend):
     """
 
     name: ClassVar[str] = "tiered"
+    nested_options: ClassVar[tuple[str, ...]] = ("remote",)
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
+import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -242,7 +242,9 @@ def _tz_state(tz: dt.tzinfo | None) -> tuple[int, Any] | None:
         if name == dt.timezone(offset).tzname(None):
             name = None
         return (_TZ_OFFSET, [offset.days, offset.seconds, offset.microseconds, name])
-    if type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
+    # a ZoneInfo can only exist once zoneinfo was imported: no import to find out
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
         return (_TZ_ZONE, tz.key)
     return None
 
@@ -293,6 +295,8 @@ def _tz_from(kind: int, value: Any) -> dt.tzinfo | None:
         return dt.timezone(offset) if name is None else dt.timezone(offset, name)
     if kind == _TZ_ZONE:
         try:
+            import zoneinfo
+
             return zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"time zone {value!r} is not available here: {exc}") from exc

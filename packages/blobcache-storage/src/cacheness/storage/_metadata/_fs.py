@@ -18,7 +18,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import stat
 import threading
 import time
@@ -218,7 +217,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_re
     failure the temporary file is removed and ``path`` is untouched. The new file keeps
     the permissions of the one it replaces (a first file gets ``0o666`` minus the umask).
     """
-    temp_name = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+    temp_name = str(path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp"))
     fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -309,7 +308,7 @@ class SpaceReserve:
                     return False
                 self.wanted = self.released = False
                 return True
-            temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            temp = self.path.with_name(f".{self.path.name}.{os.urandom(4).hex()}.tmp")
             try:
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o644)
                 try:

@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from cacheness.storage._filters import And, Condition, Expr, Or, OrderBy
 from cacheness.storage._metadata._entries import encode_json
-from cacheness.storage._metadata._sqlcore import to_micros
+from cacheness.storage._metadata._sqlrows import to_micros
 
 _COMPARE: Final[dict[str, Callable[[Any, Any], ColumnElement[bool]]]] = {
     "$eq": lambda a, b: a == b,
@@ -246,6 +245,13 @@ class _SqlitePath(_JsonPath):
         return [rank, number, text]
 
 
+def _postgresql() -> Any:
+    """SQLAlchemy's PostgreSQL dialect module: imported by PostgreSQL filters only."""
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql
+
+
 class _PostgresPath(_JsonPath):
     def __init__(self, column: sa.Column[Any], path: tuple[str, ...]) -> None:
         self.column = column
@@ -253,14 +259,14 @@ class _PostgresPath(_JsonPath):
 
     @staticmethod
     def _array(path: Sequence[str]) -> ColumnElement[Any]:
-        return sa.literal(list(path), postgresql.ARRAY(sa.Text))
+        return sa.literal(list(path), _postgresql().ARRAY(sa.Text))
 
     def node(self) -> ColumnElement[Any]:
-        node = self.column.op("#>", return_type=postgresql.JSONB)(self._array(self.path))
+        node = self.column.op("#>", return_type=_postgresql().JSONB)(self._array(self.path))
         # jsonb paths index arrays with numeric keys; filters address objects only.
         guards = [
             sa.func.jsonb_typeof(
-                self.column.op("#>", return_type=postgresql.JSONB)(self._array(self.path[:i]))
+                self.column.op("#>", return_type=_postgresql().JSONB)(self._array(self.path[:i]))
             )
             == "object"
             for i, segment in enumerate(self.path)
@@ -284,7 +290,7 @@ class _PostgresPath(_JsonPath):
         for segment in reversed(self.path):
             document = {segment: document}
         return self.column.op("@>", return_type=sa.Boolean)(
-            sa.cast(sa.literal(encode_json(document), sa.Text), postgresql.JSONB)
+            sa.cast(sa.literal(encode_json(document), sa.Text), _postgresql().JSONB)
         )
 
     def is_string(self) -> ColumnElement[bool]:

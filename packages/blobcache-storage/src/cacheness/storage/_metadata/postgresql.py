@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 
 from cacheness.storage._locks import advisory_lock_id, poll_until
 from cacheness.storage._metadata._migrations import FormatMigrations
-from cacheness.storage._metadata._sqlcore import COLUMNS, METADATA_TEXT, SCHEMA_VERSIONS
+from cacheness.storage._metadata._sqlrows import COLUMNS, METADATA_TEXT, SCHEMA_VERSIONS
 from cacheness.storage._metadata.base import Scope
 from cacheness.storage._metadata.sql import (
     DEFAULT_TABLE,
@@ -37,6 +37,7 @@ from cacheness.storage._optional import import_optional
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ postgresql:// URL, got 'sqlite:///x.db'...
         self.retries = int(retries)
         self.retry_backoff = float(retry_backoff)
         self._pid = os.getpid()
-        super().__init__(table=table, schema=schema, dialect=engine.dialect)
+        self._engine_dialect = engine.dialect
+        super().__init__(table=table, schema=schema)
         try:
             self._ensure_schema()
         except BaseException:
@@ -224,6 +226,9 @@ postgresql:// URL, got 'sqlite:///x.db'...
             f"FOR EACH ROW EXECUTE FUNCTION {function}()"
         )
 
+    def _make_dialect(self) -> Dialect:
+        return self._engine_dialect
+
     def _insert_construct(self) -> Any:
         return postgresql.insert(self.table)
 
@@ -241,7 +246,7 @@ postgresql:// URL, got 'sqlite:///x.db'...
             if found is None:
                 quoted = self._dialect.identifier_preparer.quote(schema)
                 cursor.raw.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-        lock_id = advisory_lock_id(f"cacheness:{self.table.fullname}")
+        lock_id = advisory_lock_id(f"cacheness:{self._fullname}")
         cursor.raw.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
 
     # ------------------------------------------------------------------ transactions
@@ -332,7 +337,7 @@ postgresql:// URL, got 'sqlite:///x.db'...
             BackendUnavailableError: the server cannot be reached.
         """
         self._check_open()
-        key = advisory_lock_id(f"cacheness-lock:{self.table.fullname}:{name}")
+        key = advisory_lock_id(f"cacheness-lock:{self._fullname}:{name}")
         psycopg = self._psycopg
         try:
             fairy = self._checkout()

@@ -29,17 +29,13 @@ Example:
 from __future__ import annotations
 
 import enum
+import functools
 import logging
-import random
 import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import CreateIndex, CreateTable
 
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, parse_filter
@@ -56,16 +52,15 @@ from cacheness.storage._metadata._entries import (
     validate_changes,
 )
 from cacheness.storage._metadata._migrations import FormatMigrations
-from cacheness.storage._metadata._sqlcore import (
+from cacheness.storage._metadata._sqlrows import (
     COLUMNS,
     Statement,
-    build_tables,
-    compile_statement,
     entry_params,
     row_to_entry,
     row_to_payload,
+    validate_identifier,
+    widen_in_list,
 )
-from cacheness.storage._metadata._sqlfilter import after, compile_filter, order_components
 from cacheness.storage._metadata.base import (
     PAYLOAD_FIELDS,
     PAYLOAD_STATE_FIELDS,
@@ -77,6 +72,8 @@ from cacheness.storage.errors import (
 )
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
 
@@ -139,6 +136,8 @@ class PsycopgCursor(Cursor):
 
 def backoff(attempt: int, base: float) -> float:
     """Exponential backoff with full jitter, capped at 2 s."""
+    import random  # only a retry needs it
+
     return random.uniform(0, min(2.0, base * 2**attempt))
 
 
@@ -200,35 +199,96 @@ class SqlMetadataBackend(MetadataBackend):
     in_chunk: ClassVar[int] = 500
     """Keys per ``IN (...)`` list (well under every bind-parameter limit)."""
 
-    def __init__(self, *, table: str, schema: str | None, dialect: Dialect) -> None:
-        self.table, self.info_table = build_tables(table, schema, self.dialect_name)
-        self._dialect = dialect
+    def __init__(self, *, table: str, schema: str | None) -> None:
+        self.table_name = validate_identifier("table name", table)
+        self.schema = None if schema is None else validate_identifier("schema name", schema)
         self._closed = False
-        self._columns = self._row_columns()
         self._statements_by_shape: dict[tuple[Any, ...], Statement] = {}
         self._statements_lock = threading.Lock()
+        fixed = self._precompiled() or self._compile_fixed()
+        self._get = fixed["get"]
+        self._get_payload = fixed["get_payload"]
+        self._get_payload_state = fixed["get_payload_state"]
+        self._get_locked = fixed["get_locked"]
+        self._exists = fixed["exists"]
+        self._insert = fixed["insert"]
+        self._update_all = fixed["update_all"]
+        self._delete = fixed["delete"]
+        self._read_version_statement = fixed["read_version"]
+        self._in_templates = {kind: fixed[f"{kind}_in"] for kind in ("get", "lock", "delete")}
+
+    # ------------------------------------------------------------------ SQLAlchemy, when needed
+
+    @functools.cached_property
+    def _tables(self) -> tuple[sa.Table, sa.Table]:
+        from cacheness.storage._metadata._sqlcore import build_tables
+
+        return build_tables(self.table_name, self.schema, self.dialect_name)
+
+    @property
+    def table(self) -> sa.Table:
+        """The SQLAlchemy ``Table`` of the entries (SQLAlchemy is imported on first use)."""
+        return self._tables[0]
+
+    @property
+    def info_table(self) -> sa.Table:
+        """The ``<table>_info`` table holding the schema version."""
+        return self._tables[1]
+
+    @functools.cached_property
+    def _dialect(self) -> Dialect:
+        return self._make_dialect()
+
+    @functools.cached_property
+    def _columns(self) -> list[ColumnElement[Any]]:
+        return self._row_columns()
+
+    @property
+    def _fullname(self) -> str:
+        """``schema.table`` as written in messages (no SQLAlchemy needed)."""
+        return self.table_name if self.schema is None else f"{self.schema}.{self.table_name}"
+
+    def _precompiled(self) -> dict[str, Statement] | None:
+        """The fixed statements compiled ahead of time for this table, if there are any."""
+        return None
+
+    def _compile_fixed(self) -> dict[str, Statement]:
+        """Compile the statements every backend runs, with SQLAlchemy Core.
+
+        ``<kind>_in`` are templates of one key (``IN (?)``): :meth:`_keys_statement`
+        widens them to the number of keys.
+        """
+        import sqlalchemy as sa
+
         c = self.table.c
+        columns = self._columns
         key_is = c.key == sa.bindparam("p_key")
-        self._get = self._compile(sa.select(*self._columns).where(key_is))
         payload_columns = [c[name] for name in PAYLOAD_FIELDS]
-        self._get_payload = self._compile(sa.select(*payload_columns).where(key_is))
-        state_columns = [self._columns[COLUMNS.index(name)] for name in PAYLOAD_STATE_FIELDS]
-        self._get_payload_state = self._compile(
-            sa.select(*payload_columns, *state_columns).where(key_is)
-        )
-        self._get_locked = self._compile(sa.select(*self._columns).where(key_is).with_for_update())
-        self._exists = self._compile(sa.select(sa.literal_column("1")).where(key_is))
-        self._insert = self._compile(
-            self._insert_construct()
+        state_columns = [columns[COLUMNS.index(name)] for name in PAYLOAD_STATE_FIELDS]
+        info = self.info_table
+        fixed = {
+            "get": sa.select(*columns).where(key_is),
+            "get_payload": sa.select(*payload_columns).where(key_is),
+            "get_payload_state": sa.select(*payload_columns, *state_columns).where(key_is),
+            "get_locked": sa.select(*columns).where(key_is).with_for_update(),
+            "exists": sa.select(sa.literal_column("1")).where(key_is),
+            "insert": self._insert_construct()
             .values(self._write_values(COLUMNS))
-            .on_conflict_do_nothing(index_elements=[c.key])
-        )
-        self._update_all = self._compile(
-            sa.update(self.table)
+            .on_conflict_do_nothing(index_elements=[c.key]),
+            "update_all": sa.update(self.table)
             .where(key_is)
-            .values(self._write_values([name for name in COLUMNS if name != "key"]))
-        )
-        self._delete = self._compile(sa.delete(self.table).where(key_is).returning(*self._columns))
+            .values(self._write_values([name for name in COLUMNS if name != "key"])),
+            "delete": sa.delete(self.table).where(key_is).returning(*columns),
+            "read_version": sa.select(info.c.value).where(info.c.name == _VERSION_ROW),
+        }
+        compiled = {name: self._compile(statement) for name, statement in fixed.items()}
+        for kind in ("get", "lock", "delete"):
+            compiled[f"{kind}_in"] = self._compile(self._keys_construct(kind, 1), reusable=False)
+        return compiled
+
+    def _make_dialect(self) -> Dialect:
+        """The SQLAlchemy dialect statements are compiled for."""
+        raise NotImplementedError  # pragma: no cover - every backend has one
 
     # ------------------------------------------------------------------ dialect hooks
 
@@ -307,11 +367,15 @@ class SqlMetadataBackend(MetadataBackend):
 
     def _write_values(self, fields: Iterable[str]) -> dict[str, Any]:
         """The ``SET``/``VALUES`` of a write of ``fields``: each from its ``p_<name>``."""
+        import sqlalchemy as sa
+
         return {name: sa.bindparam(f"p_{name}") for name in fields}
 
     # ------------------------------------------------------------------ statements
 
     def _compile(self, statement: Any, *, reusable: bool = True) -> Statement:
+        from cacheness.storage._metadata._sqlcore import compile_statement
+
         return compile_statement(statement, self._dialect, reusable=reusable)
 
     def _cached(
@@ -324,18 +388,30 @@ class SqlMetadataBackend(MetadataBackend):
                 self._statements_by_shape[shape] = statement
         return statement
 
-    def _keys_statement(self, kind: Literal["get", "lock", "delete"], count: int) -> Statement:
-        def build() -> Any:
-            keys_in = self.table.c.key.in_([sa.bindparam(f"p_k{i}") for i in range(count)])
-            if kind == "delete":
-                return sa.delete(self.table).where(keys_in).returning(*self._columns)
-            select = sa.select(*self._columns).where(keys_in)
-            return select.with_for_update() if kind == "lock" else select
+    def _keys_construct(self, kind: Literal["get", "lock", "delete"], count: int) -> Any:
+        """``SELECT``/``SELECT ... FOR UPDATE``/``DELETE ... RETURNING`` of ``count`` keys."""
+        import sqlalchemy as sa
 
-        return self._cached((kind, count), build, reusable=False)
+        keys_in = self.table.c.key.in_([sa.bindparam(f"p_k{i}") for i in range(count)])
+        if kind == "delete":
+            return sa.delete(self.table).where(keys_in).returning(*self._columns)
+        select = sa.select(*self._columns).where(keys_in)
+        return select.with_for_update() if kind == "lock" else select
+
+    def _keys_statement(self, kind: Literal["get", "lock", "delete"], count: int) -> Statement:
+        """The statement of ``kind`` for ``count`` keys: the one-key template, widened."""
+        shape = (kind, count)
+        statement = self._statements_by_shape.get(shape)
+        if statement is None:
+            statement = widen_in_list(self._in_templates[kind], count)
+            with self._statements_lock:
+                self._statements_by_shape[shape] = statement
+        return statement
 
     def _update_statement(self, fields: tuple[str, ...]) -> Statement:
         def build() -> Any:
+            import sqlalchemy as sa
+
             return (
                 sa.update(self.table)
                 .where(self.table.c.key == sa.bindparam("p_key"))
@@ -370,25 +446,25 @@ class SqlMetadataBackend(MetadataBackend):
         """The recorded schema version (None: no table yet); refuses a newer one."""
         if not self._info_exists(cursor):
             return None
-        info = self.info_table
-        row = cursor.first(
-            self._compile(sa.select(info.c.value).where(info.c.name == _VERSION_ROW))
-        )
+        row = cursor.first(self._read_version_statement)
         if row is None:
             return None
-        where = f"table {self.table.fullname!r}"
+        where = f"table {self._fullname!r}"
         try:
             version = int(row[0])
         except ValueError:
             raise MetadataError(
                 f"{where} records schema version {row[0]!r}, which is not a number: the "
-                f"{info.name} table was edited or damaged; restore it from a backup"
+                f"{self.table_name}_info table was edited or damaged; restore it from a backup"
             ) from None
         self.migrations.check(version, where, hint=", or use another table name")
         return version
 
     def _create_schema(self, cursor: Cursor) -> None:
         """Create the tables, or migrate older ones (under the DDL lock, one transaction)."""
+        import sqlalchemy as sa
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
         self._lock_ddl(cursor)
         version = self._read_version(cursor)  # again: another process may have done it
         if version is not None:
@@ -411,6 +487,8 @@ class SqlMetadataBackend(MetadataBackend):
 
     def _migrate(self, cursor: Cursor, found: int) -> None:
         """Upgrade a table of schema version ``found`` to the current one."""
+        import sqlalchemy as sa
+
         migrations = self.migrations
         steps = migrations.steps(found, f"table {self.table.fullname!r}")
         if not steps:
@@ -515,8 +593,11 @@ class SqlMetadataBackend(MetadataBackend):
         Pages continue after the last row seen (keyset paging), so no connection or
         transaction is held between pages and no entry is yielded twice.
         """
-        where = compile_filter(parse_filter(filter), self.table, self.dialect_name)
+        from cacheness.storage._metadata._sqlfilter import compile_filter, order_components
+
+        parsed = parse_filter(filter)
         spec, limit, offset = query_args(order_by, descending, limit, offset)
+        where = compile_filter(parsed, self.table, self.dialect_name)
         components = order_components(spec, self.table, self.dialect_name)
         self._check_open()
         return self._pages(where, components, descending, limit, offset)
@@ -529,6 +610,10 @@ class SqlMetadataBackend(MetadataBackend):
         limit: int | None,
         offset: int,
     ) -> Iterator[Entry]:
+        import sqlalchemy as sa
+
+        from cacheness.storage._metadata._sqlfilter import after
+
         labels = [component.label(f"_o{i}") for i, component in enumerate(components)]
         order = [label.desc() if descending else label.asc() for label in labels]
         select = sa.select(*self._columns, *labels)
@@ -626,7 +711,9 @@ class SqlMetadataBackend(MetadataBackend):
 
     def delete_where(self, filter: Filter) -> list[Entry]:
         """Remove every matching entry with one ``DELETE ... WHERE ... RETURNING``."""
-        where = compile_filter(parse_filter(filter), self.table, self.dialect_name)
+        import sqlalchemy as sa
+
+        where = self._where(filter)
         statement = self._compile(
             sa.delete(self.table).where(where).returning(*self._columns), reusable=False
         )
@@ -635,14 +722,27 @@ class SqlMetadataBackend(MetadataBackend):
 
     def count(self, filter: Filter | None = None) -> int:
         """Return how many entries match ``filter`` (one ``SELECT count(*)``)."""
+        import sqlalchemy as sa
+
         return self._aggregate(sa.func.count(), filter)
 
     def total_size(self, filter: Filter | None = None) -> int:
         """Return the summed ``size`` of the matching entries (one ``SELECT sum``)."""
+        import sqlalchemy as sa
+
         return self._aggregate(sa.func.coalesce(sa.func.sum(self.table.c.size), 0), filter)
 
+    def _where(self, filter: Filter | None) -> ColumnElement[bool]:
+        """``filter`` validated, then compiled to a WHERE clause of this table."""
+        from cacheness.storage._metadata._sqlfilter import compile_filter
+
+        parsed = parse_filter(filter)
+        return compile_filter(parsed, self.table, self.dialect_name)
+
     def _aggregate(self, function: ColumnElement[Any], filter: Filter | None) -> int:
-        where = compile_filter(parse_filter(filter), self.table, self.dialect_name)
+        import sqlalchemy as sa
+
+        where = self._where(filter)
         statement = self._compile(
             sa.select(function).select_from(self.table).where(where), reusable=False
         )

@@ -23,9 +23,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Final, Literal, TypeVar
-
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 from cacheness.storage._entry import Entry, validate_key
 from cacheness.storage._filters import Filter
@@ -38,7 +36,7 @@ from cacheness.storage._metadata._fs import (
     warn_network_filesystem,
 )
 from cacheness.storage._metadata._migrations import FormatMigrations
-from cacheness.storage._metadata._sqlcore import (
+from cacheness.storage._metadata._sqlrows import (
     SCHEMA_VERSIONS,
     Statement,
     row_to_entry,
@@ -54,6 +52,9 @@ from cacheness.storage._metadata.sql import (
     Verdict,
 )
 from cacheness.storage.errors import ConfigError, MetadataError, StorageFullError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._local = threading.local()
         self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
-        super().__init__(table=table, schema=None, dialect=sqlite_dialect.dialect())
+        super().__init__(table=table, schema=None)
         for quick in (self._get, self._get_payload, self._get_payload_state):  # binds (key,)
             assert (quick.positional, quick.sources) == (True, ("key",))
         self._set_journal_mode()
@@ -222,7 +223,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return f"<SqliteMetadataBackend {str(self.path)!r} table={self.table.name!r}{state}>"
+        return f"<SqliteMetadataBackend {str(self.path)!r} table={self.table_name!r}{state}>"
 
     # ------------------------------------------------------------------ connections
 
@@ -298,13 +299,29 @@ class SqliteMetadataBackend(SqlMetadataBackend):
                 f"{mode}); another process may hold it open in another mode"
             )
 
+    def _make_dialect(self) -> Dialect:
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.dialect()  # type: ignore[no-any-return]  # untyped in SQLAlchemy
+
+    def _precompiled(self) -> dict[str, Statement] | None:
+        """The statements compiled ahead of time for the default table, so that opening an
+        index and working by key never imports SQLAlchemy (see ``_sqlite_statements.py``)."""
+        if self.table_name != DEFAULT_TABLE:
+            return None
+        from cacheness.storage._metadata._sqlite_statements import STATEMENTS
+
+        return STATEMENTS
+
     def _insert_construct(self) -> Any:
-        return sqlite_dialect.insert(self.table)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(self.table)
 
     def _info_exists(self, cursor: Cursor) -> bool:
         row = cursor.raw.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-            (self.info_table.name,),
+            (f"{self.table_name}_info",),
         ).fetchone()
         return row is not None
 
