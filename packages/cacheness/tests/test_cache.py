@@ -13,6 +13,7 @@ from cacheness.storage import (
     EntryNotFoundError,
     InvalidKeyError,
     PayloadTooLargeError,
+    StorageError,
 )
 
 
@@ -86,28 +87,66 @@ def test_get_with_metadata(make_cache):
     assert cache.get_with_metadata(run=2) is None
 
 
-def test_ttl_expiry_touch_and_cleanup_with_a_fake_clock(make_cache, clock):
+def test_an_expired_entry_is_a_miss_and_removed_then(make_cache, clock):
+    cache = make_cache(clock=clock)
+    cache.put("short", ttl_seconds=10, k=1)
+    clock.advance(11)
+    assert cache.get(k=1) is None
+    assert cache.get_metadata(k=1, check_expiration=False) is None  # removed by the miss
+    assert cache.get_stats()["expirations"] == 1
+
+
+def test_touch_with_a_ttl_restarts_the_clock_with_that_ttl(make_cache, clock):
+    cache = make_cache(clock=clock)
+    cache.put("long", ttl_seconds=100, k=2)
+    assert cache.touch(k=2, ttl_seconds=200)
+    clock.advance(150)  # past the first TTL, within the new one
+    assert cache.get(k=2) == "long"
+    assert cache.get_metadata(k=2).ttl_seconds == 200
+
+
+def test_touch_without_a_ttl_restarts_the_entry_s_own_ttl(make_cache, clock):
+    cache = make_cache(clock=clock)
+    cache.put("long", ttl_seconds=100, k=2)
+    clock.advance(90)
+    assert cache.touch(k=2)
+    clock.advance(90)  # 180 s after the put, 90 s after the touch
+    assert cache.get(k=2) == "long"
+    clock.advance(20)
+    assert not cache.exists(k=2)
+
+
+def test_an_entry_without_ttl_never_expires(make_cache, clock):
+    cache = make_cache(clock=clock)
+    cache.put("forever", k=3)
+    clock.advance(10**9)
+    assert cache.get(k=3) == "forever"
+    assert cache.get_metadata(k=3).expires_at is None
+
+
+def test_expired_entries_are_kept_until_cleanup_but_listed_only_on_request(make_cache, clock):
+    cache = make_cache(clock=clock)
+    cache.put("short", ttl_seconds=10, k=1)
+    cache.put("forever", k=3)
+    clock.advance(11)
+    assert not cache.exists(k=1)  # a check, not a read: nothing removed yet
+    assert cache.get_metadata(k=1, check_expiration=False) is not None
+    assert [e.params for e in cache.list_entries()] == [{"k": 3}]
+    assert len(cache.list_entries(include_expired=True)) == 2
+
+
+def test_cleanup_expired_removes_exactly_the_expired(make_cache, clock):
     cache = make_cache(clock=clock)
     cache.put("short", ttl_seconds=10, k=1)
     cache.put("long", ttl_seconds=100, k=2)
     cache.put("forever", k=3)
     clock.advance(11)
-    assert cache.get(k=1) is None  # expired: a miss, removed lazily
-    assert cache.get_metadata(k=1, check_expiration=False) is None
-    assert cache.get_stats()["expirations"] == 1
-    assert cache.touch(k=2, ttl_seconds=200)  # restart with a new TTL
-    clock.advance(150)
-    assert cache.get(k=2) == "long"  # would have expired at 100 without the touch
-    assert cache.touch(k=2)  # restart with its own TTL (200)
-    clock.advance(190)
-    assert cache.get(k=2) == "long"
-    clock.advance(20)
-    assert not cache.exists(k=2)
-    assert cache.get_metadata(k=2, check_expiration=False) is not None  # not removed yet
-    assert [e.params for e in cache.list_entries()] == [{"k": 3}]
-    assert len(cache.list_entries(include_expired=True)) == 2
     assert cache.cleanup_expired() == 1
-    assert cache.get(k=3) == "forever"
+    assert sorted(e.params["k"] for e in cache.list_entries(include_expired=True)) == [2, 3]
+
+
+def test_touch_of_a_missing_entry_says_so(make_cache):
+    cache = make_cache()
     assert not cache.touch(k=99)
 
 
@@ -138,20 +177,56 @@ def test_list_entries_query_meta_and_filters(make_cache):
         cache.query_meta(thing=object())
 
 
-def test_deletions(make_cache):
-    cache = make_cache()
+def put_runs(cache):
     for run in range(4):
         cache.put(run, metadata={"even": run % 2 == 0}, experiment=f"exp_{run:03d}")
     cache.put("b", experiment="baseline")
+
+
+def experiments_left(cache):
+    return sorted(e.params["experiment"] for e in cache.list_entries())
+
+
+def test_delete_matching_deletes_by_key_parameters(make_cache):
+    cache = make_cache()
+    put_runs(cache)
     assert cache.delete_matching(experiment="exp_001") == 1
+    assert experiments_left(cache) == ["baseline", "exp_000", "exp_002", "exp_003"]
+
+
+def test_delete_where_deletes_by_a_metadata_filter(make_cache):
+    cache = make_cache()
+    put_runs(cache)
     assert cache.delete_where({"metadata.even": True}) == 2
-    assert cache.delete_by_prefix(experiment="exp_") == 1
-    assert [e.params["experiment"] for e in cache.list_entries()] == ["baseline"]
+    assert experiments_left(cache) == ["baseline", "exp_001", "exp_003"]
+
+
+def test_delete_where_takes_a_predicate_on_entries(make_cache):
+    cache = make_cache()
+    put_runs(cache)
     assert cache.delete_where(lambda e: e.params["experiment"] == "baseline") == 1
+    assert experiments_left(cache) == ["exp_000", "exp_001", "exp_002", "exp_003"]
+
+
+def test_delete_by_prefix_deletes_by_a_parameter_prefix(make_cache):
+    cache = make_cache()
+    put_runs(cache)
+    assert cache.delete_by_prefix(experiment="exp_") == 4
+    assert experiments_left(cache) == ["baseline"]
+
+
+def test_delete_batch_counts_only_what_existed(make_cache):
+    cache = make_cache()
     cache.put(1, x=1)
     cache.put(2, x=2)
     assert cache.delete_batch([{"x": 1}, {"x": 5}]) == 1
-    assert cache.clear_all() == 1
+    assert [e.params for e in cache.list_entries()] == [{"x": 2}]
+
+
+def test_clear_all_empties_the_cache(make_cache):
+    cache = make_cache()
+    put_runs(cache)
+    assert cache.clear_all() == 5
     assert cache.get_stats()["entries"] == 0
 
 
@@ -224,13 +299,17 @@ def test_values_larger_than_the_whole_cache_are_refused(make_cache):
     assert cache.get_stats()["evictions"] == 0
 
 
-def test_closed_cache_refuses_work_and_bad_keys(make_cache):
+def test_an_empty_cache_key_is_refused(make_cache):
     cache = make_cache()
-    with pytest.raises(InvalidKeyError):
+    with pytest.raises(InvalidKeyError, match="empty"):
         cache.get(cache_key="")
+
+
+def test_a_closed_cache_refuses_work_and_closing_twice_is_fine(make_cache):
+    cache = make_cache()
     cache.close()
     cache.close()
-    with pytest.raises(Exception, match="closed"):
+    with pytest.raises(StorageError, match="this cache is closed; create a new cacheness"):
         cache.get(x=1)
 
 

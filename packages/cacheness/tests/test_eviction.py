@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from cacheness import cacheness
@@ -99,13 +102,28 @@ def test_evictor_validates_its_settings():
     assert not Evictor(store, max_bytes=None, max_entries=None).enabled
 
 
-def test_other_processes_writes_are_noticed_on_resync(tmp_path):
-    store = BlobStore(metadata_backend="memory", blob_backend="memory")
+def test_other_processes_writes_are_noticed_on_resync():
+    # Every put is one second later than the one before, so the LRU order is the order
+    # of the puts, and the whole scenario is exact.
+    ticks = itertools.count()
+    store = BlobStore(
+        metadata_backend="memory",
+        blob_backend="memory",
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(ticks)),
+    )
     evictor = Evictor(store, max_bytes=None, max_entries=10, resync_every=5)
     for n in range(3):
-        evictor.after_put(store.put(n, key=f"mine-{n}"), size=1)
+        assert evictor.after_put(store.put(n, key=f"mine-{n}"), size=1) == 0
     for n in range(20):  # written by "someone else": the evictor did not see them
         store.put(n, key=f"theirs-{n:02d}")
-    evicted = sum(evictor.after_put(store.put(n, key=f"late-{n}"), size=1) for n in range(3))
-    assert evicted > 0  # the 5th put since the last check asked the index: over the limit
-    assert store.count() <= 10
+    evicted = [evictor.after_put(store.put(n, key=f"late-{n}"), size=1) for n in range(3)]
+    # The first two late puts trust the estimate (1 + 3 entries, then 1 + 4); the third
+    # is the 5th put since the last exact count: the index says 26 > 10, so the oldest
+    # 17 go, down to 90 % of the limit (9 entries), never the entry just written.
+    assert evicted == [0, 0, 17]
+    assert [entry.key for entry in store.list()] == [
+        "late-0",
+        "late-1",
+        "late-2",
+        *(f"theirs-{n:02d}" for n in range(14, 20)),
+    ]

@@ -143,14 +143,25 @@ def kill_rounds(
     return kills
 
 
+@pytest.fixture
+def seed() -> int:
+    """The seed of every random choice of a test: ``CACHENESS_TEST_SEED`` or a new one.
+
+    It is printed, so a failing run shows it (pytest reports captured output): run the
+    test again with ``CACHENESS_TEST_SEED=<seed>`` to make the same choices.
+    """
+    chosen = int(os.environ.get("CACHENESS_TEST_SEED") or random.randrange(1 << 30))
+    print(f"random choices seeded with {chosen}: replay with CACHENESS_TEST_SEED={chosen}")
+    return chosen
+
+
 @pytest.mark.parametrize(
     ("content_addressable", "rounds"), [(False, 25), (True, 10)], ids=["named", "content"]
 )
 def test_writers_killed_at_random_points_leave_only_orphans(
-    tmp_path, writers, content_addressable, rounds
+    tmp_path, writers, content_addressable, rounds, seed
 ):
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # the writers' seeds and the moments they are killed
     root = tmp_path / "store"
     kills = kill_rounds(writers, root, rounds, content_addressable, rng)
     assert kills == 2 * rounds
@@ -162,7 +173,7 @@ def test_writers_killed_at_random_points_leave_only_orphans(
         files = blob_files(root)
         temps = {name for name in files if name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)}
         # The only debris: blobs no entry points at, and temporary files.
-        assert files == referenced | orphans | temps, f"seed {seed}"
+        assert files == referenced | orphans | temps
         assert not referenced & orphans
         assert count + len(orphans) + len(temps) > 0, "the writers never got to write"
 

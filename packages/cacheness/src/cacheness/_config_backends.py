@@ -127,9 +127,11 @@ def resolve_backend(kind: Kind, section: Any, cache_dir: Path) -> ResolvedBacken
         return resolved
     if not isinstance(section.options, Mapping):
         return resolved  # reported by the type check
-    for option, value in section.options.items():
-        target = _ALIASES[kind].get(option, option)
-        resolved.put(target, value, f"{kind}.options[{option!r}]")
+    aliases = _ALIASES[kind]
+    name: str
+    for name, value in section.options.items():
+        target = aliases.get(name, name)
+        resolved.put(target, value, f"{kind}.options[{name!r}]")
     for attribute, option in _SHORTCUTS[kind].items():
         value = getattr(section, attribute)
         if value is None or (attribute == "prefix" and value == ""):

@@ -13,7 +13,7 @@ import inspect
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -24,6 +24,7 @@ __all__ = [
     "copy_value",
     "explicit_fields",
     "field_types",
+    "fields_of",
     "from_mapping",
     "init_names",
     "is_section",
@@ -58,7 +59,7 @@ def tracks_explicit(cls: type[T]) -> type[T]:
     """
     init = cls.__init__
     parameters = list(inspect.signature(init).parameters)[1:]
-    field_names = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    field_names = frozenset(field_types(cls)) - set(init_shortcuts(cls))
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
@@ -67,25 +68,43 @@ def tracks_explicit(cls: type[T]) -> type[T]:
         given = {*parameters[: len(args)], *kwargs}
         mark_explicit(self, given & field_names)
 
-    cls.__init__ = __init__  # type: ignore[assignment]
+    type.__setattr__(cls, "__init__", __init__)
     return cls
 
 
-@functools.cache
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Return the resolved type of every field and ``InitVar`` of the dataclass ``cls``."""
-    hints = typing.get_type_hints(cls)
-    return {
-        name: hint.type if isinstance(hint, dataclasses.InitVar) else hint
-        for name, hint in hints.items()
-    }
+    found = _FIELD_TYPES.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = {
+            name: hint.type if isinstance(hint, dataclasses.InitVar) else hint
+            for name, hint in hints.items()
+        }
+        _FIELD_TYPES[cls] = found
+    return found
+
+
+def fields_of(obj: object) -> list[str]:
+    """Return the field names of a config dataclass (an instance or the class)."""
+    if not dataclasses.is_dataclass(obj):
+        raise TypeError(f"not a config dataclass: {obj!r}")
+    return [f.name for f in dataclasses.fields(obj)]
+
+
+def init_shortcuts(cls: type) -> list[str]:
+    """Return the ``InitVar`` names of the dataclass ``cls`` (its flat shortcuts)."""
+    return [n for n, h in typing.get_type_hints(cls).items() if isinstance(h, dataclasses.InitVar)]
 
 
 def init_names(cls: type) -> list[str]:
     """Return the names ``cls(...)`` accepts: its fields, then its ``InitVar`` shortcuts."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    return names + [n for n, h in hints.items() if isinstance(h, dataclasses.InitVar)]
+    shortcuts = init_shortcuts(cls)
+    names = [name for name in field_types(cls) if name not in shortcuts]
+    return names + shortcuts
 
 
 def is_section(value: object) -> bool:
@@ -122,7 +141,7 @@ def from_mapping(cls: type[T], data: object, where: str) -> T:
                 f"known keys{' of ' + where if where else ''}: {', '.join(known)}"
             )
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[key] = from_mapping(hint, value, f"{prefix}{key}")
         else:
             values[key] = _convert(value, hint, f"{prefix}{key}")
@@ -134,21 +153,21 @@ def check_types(obj: object, where: str = "") -> list[str]:
     problems: list[str] = []
     hints = field_types(type(obj))
     prefix = f"{where}." if where else ""
-    for field in dataclasses.fields(obj):  # type: ignore[arg-type]
-        value = getattr(obj, field.name)
-        hint = hints[field.name]
-        if dataclasses.is_dataclass(hint):
+    for name in fields_of(obj):
+        value = getattr(obj, name)
+        hint = hints[name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if isinstance(value, hint):
-                problems += check_types(value, f"{prefix}{field.name}")
+                problems += check_types(value, f"{prefix}{name}")
             else:
                 problems.append(
-                    f"{prefix}{field.name}: expected a {hint.__name__}, got {type(value).__name__}"
+                    f"{prefix}{name}: expected a {hint.__name__}, got {type(value).__name__}"
                 )
             continue
         try:
             msgspec.convert(value, hint)
         except msgspec.ValidationError as exc:
-            problems.append(f"{prefix}{field.name}: {exc}")
+            problems.append(f"{prefix}{name}: {exc}")
     return problems
 
 
@@ -158,17 +177,14 @@ def copy_value(value: T) -> T:
     Backend instances and handler classes in a config are shared, never deep-copied.
     """
     if is_section(value):
-        changes = {
-            f.name: copy_value(getattr(value, f.name))
-            for f in dataclasses.fields(value)  # type: ignore[arg-type]
-        }
+        changes = {name: copy_value(getattr(value, name)) for name in fields_of(value)}
         copy = type(value)(**changes)  # the constructor, not replace(): no shortcut re-folding
         object.__setattr__(copy, _EXPLICIT, explicit_fields(value))
         return copy
     if isinstance(value, dict):
-        return {k: copy_value(v) for k, v in value.items()}  # type: ignore[return-value]
+        return cast(T, {k: copy_value(v) for k, v in value.items()})  # a dict, as given
     if isinstance(value, list):
-        return [copy_value(v) for v in value]  # type: ignore[return-value]
+        return cast(T, [copy_value(v) for v in value])  # a list, as given
     return value
 
 
@@ -194,20 +210,20 @@ def overlay(lower: T, upper: T, default: T) -> T:
     """
     values: dict[str, Any] = {}
     explicit = explicit_fields(upper)
-    for field in dataclasses.fields(upper):  # type: ignore[arg-type]
-        low, up, base = (getattr(obj, field.name) for obj in (lower, upper, default))
+    for name in fields_of(upper):
+        low, up, base = (getattr(obj, name) for obj in (lower, upper, default))
         if is_section(up):
             if up == base and not explicit_fields(up):
-                values[field.name] = copy_value(low)
+                values[name] = copy_value(low)
             elif _names_other_backend(up, low, base):
-                values[field.name] = copy_value(up)
+                values[name] = copy_value(up)
             else:
-                values[field.name] = overlay(low, up, base)
+                values[name] = overlay(low, up, base)
         elif isinstance(up, dict):
-            values[field.name] = {**copy_value(low), **copy_value(up)}
+            values[name] = {**copy_value(low), **copy_value(up)}
         else:
-            chosen = up if field.name in explicit or up != base else low
-            values[field.name] = copy_value(chosen)
+            chosen = up if name in explicit or up != base else low
+            values[name] = copy_value(chosen)
     result = type(upper)(**values)
     object.__setattr__(result, _EXPLICIT, explicit_fields(lower) | explicit)
     return result

@@ -311,7 +311,7 @@ def _record_fields(v: Any, t: type) -> Any:
     if dataclasses.is_dataclass(v):
         return [f.name for f in dataclasses.fields(v) if f.compare]
     if isinstance(v, msgspec.Struct):
-        return t.__struct_fields__  # type: ignore[attr-defined]
+        return getattr(t, "__struct_fields__", None)
     if isinstance(v, tuple):
         return getattr(t, "_fields", None)
     attributes = getattr(t, "__attrs_attrs__", None)
@@ -319,7 +319,7 @@ def _record_fields(v: Any, t: type) -> Any:
         return [a.name for a in attributes if a.eq]
     pydantic = sys.modules.get("pydantic")
     if pydantic is not None and isinstance(v, pydantic.BaseModel):
-        return list(t.model_fields)  # type: ignore[attr-defined]
+        return list(getattr(t, "model_fields", ()))
     return None
 
 

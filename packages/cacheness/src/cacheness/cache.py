@@ -49,7 +49,7 @@ from cacheness.cache_entry import (
 )
 from cacheness.config import CacheConfig, resolve_config, validate_config_strict
 from cacheness.eviction import Evictor
-from cacheness.keys import derive_key, describe_params
+from cacheness.keys import HashUnknown, derive_key, describe_params
 from cacheness.stats import CacheStats
 from cacheness.storage import (
     BlobStore,
@@ -277,7 +277,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return validate_key(cache_key), merged
         if not merged and not key_prefix:
             raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
-        return derive_key(merged, prefix=key_prefix, hash_unknown=self.config.hash_unknown), merged
+        # hash_unknown is one of HashUnknown's values: validate_config_strict checked it
+        hash_unknown = cast(HashUnknown, self.config.hash_unknown)
+        return derive_key(merged, prefix=key_prefix, hash_unknown=hash_unknown), merged
 
     # ------------------------------------------------------------------ writing
 

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, get_args
 import msgspec
 
 from cacheness._config_backends import (
+    Kind,
     ResolvedBackend,
     backend_problems,
     pairing_problems,
@@ -824,8 +825,9 @@ def validate_config(config: CacheConfig) -> list[str]:
     problems += _handler_problems(config.handlers)
     cache_dir = Path(os.path.expanduser(str(config.cache_dir)))
     resolved: list[ResolvedBackend] = []
-    for kind, section in (("metadata", config.metadata), ("blob", config.blob)):
-        backend = resolve_backend(kind, section, cache_dir)  # type: ignore[arg-type]
+    kinds: tuple[tuple[Kind, Any], ...] = (("metadata", config.metadata), ("blob", config.blob))
+    for kind, section in kinds:
+        backend = resolve_backend(kind, section, cache_dir)
         problems += backend_problems(backend)
         resolved.append(backend)
     if not config.allow_unsafe_pairing:
@@ -1096,7 +1098,7 @@ def _apply_env(config: CacheConfig, environ: Mapping[str, str]) -> CacheConfig:
         if raw is None or not raw.strip():
             continue
         section_name, _, attribute = target.rpartition(".")
-        owner = getattr(result, section_name) if section_name else result
+        owner: Any = getattr(result, section_name) if section_name else result
         value = _parse_env(variable, raw, field_types(type(owner))[attribute])
         if attribute == "backend" and not same_backend(owner.backend, value):
             setattr(result, section_name, type(owner)(backend=value))

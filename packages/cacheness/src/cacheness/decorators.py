@@ -43,7 +43,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
 
 from cacheness._call_locks import ThreadHeldLock, guard_recursion
 from cacheness._global import get_cache, reset_cache, set_default_cache
@@ -111,7 +111,10 @@ class CachedFunction(Protocol[P, R_co]):
     ``Model.predict.invalidate(model, x)``.
     """
 
-    __wrapped__: Callable[P, R_co]
+    @property
+    def __wrapped__(self) -> Callable[P, R_co]:
+        """The decorated function itself."""
+        ...
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Return the cached result, computing and storing it on a miss."""
@@ -371,7 +374,7 @@ def _for_api(
     return decorator if func is None else decorator(func)
 
 
-cached.for_api = _for_api  # type: ignore[attr-defined]
+cached.for_api = _for_api  # type: ignore[attr-defined]  # mypy types no attributes set on a function
 
 
 def cache_if(
@@ -427,7 +430,7 @@ def _wrap(func: Callable[P, R], options: _Options) -> CachedFunction[P, R]:
     if isinstance(func, staticmethod | classmethod):
         # @cached above @staticmethod/@classmethod: cache the function, keep the descriptor.
         inner = _wrap(func.__func__, options)
-        return type(func)(inner)  # type: ignore[return-value]
+        return cast(CachedFunction[P, R], type(func)(inner))  # the descriptor, as given
     if not callable(func):
         raise TypeError(f"@cached decorates a function, not {type(func).__name__}")
     if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
@@ -454,7 +457,7 @@ def _wrap(func: Callable[P, R], options: _Options) -> CachedFunction[P, R]:
     wrapper.invalidate = memo.invalidate
     wrapper.cache_key = memo.cache_key
     wrapper.cache_parameters = memo.parameters
-    return wrapper  # type: ignore[no-any-return]
+    return cast(CachedFunction[P, R], wrapper)  # the wrapper has every helper now
 
 
 def _name_of(func: Callable[..., Any]) -> str:
@@ -473,7 +476,9 @@ def _default_prefix(func: Callable[..., Any]) -> str:
     return _name_of(func)
 
 
-def _binder(signature: inspect.Signature) -> Callable[[tuple[Any, ...], dict[str, Any]], dict]:
+def _binder(
+    signature: inspect.Signature,
+) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
     """Return ``bind(args, kwargs) -> {name: value}`` with defaults applied.
 
     Functions whose parameters are all positional-or-keyword get a fast path; any
@@ -588,9 +593,10 @@ class _Memo:
         if ignore:
             for name in params.keys() & ignore:
                 del params[name]
-            extra = params.get(self._varkw) if self._varkw else None
-            if extra and not extra.keys().isdisjoint(ignore):
-                params[self._varkw] = {k: v for k, v in extra.items() if k not in ignore}
+            varkw = self._varkw
+            extra = params.get(varkw) if varkw is not None else None
+            if varkw is not None and extra and not extra.keys().isdisjoint(ignore):
+                params[varkw] = {k: v for k, v in extra.items() if k not in ignore}
         return params
 
     def _explain(self, exc: UnsupportedKeyValueError) -> UnsupportedKeyValueError:

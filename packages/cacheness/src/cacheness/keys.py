@@ -308,7 +308,7 @@ def describe_params(
     except _JSON_ERRORS:
         whole = None
     if whole is not None and len(whole) <= max_value_bytes:
-        document = _json_decode(whole)
+        document: dict[str, Any] = _json_decode(whole)  # the JSON form of a dict
         if metadata_problem(document) is None:
             return document
     described: dict[str, Any] = {}

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import logging
@@ -39,7 +40,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Self, cast
 
 import msgspec
 
@@ -1132,7 +1133,8 @@ class BlobStore:
                 source.seek(0)
                 return self.handlers.load(source, info, self.serialization, local_path=local_path)
             reader = VerifyingReader(source, entry.size, entry.content_hash, what)
-            value = self.handlers.load(reader, info, self.serialization)  # type: ignore[arg-type]
+            # a binary stream that only reads, as handlers expect of a source
+            value = self.handlers.load(cast(BinaryIO, reader), info, self.serialization)
             reader.verify()
             return value
 
@@ -1307,7 +1309,7 @@ class BlobStore:
 
     def verify_integrity(
         self, keys: Iterable[str] | None = None, *, deep: bool = True
-    ) -> list[IntegrityIssue]:
+    ) -> builtins.list[IntegrityIssue]:
         """Check that every entry's bytes exist and match it; return the problems found.
 
         Args:
@@ -1334,7 +1336,7 @@ class BlobStore:
         found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
         return _maintenance.verify(self, found.values(), deep)
 
-    def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> list[str]:
+    def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> builtins.list[str]:
         """Return references of blobs no entry points at.
 
         Blobs younger than ``min_age_seconds`` are left out: a write in progress has
@@ -1500,7 +1502,7 @@ class BlobStore:
         return _Stored(info, spool.written, content_hash, spool=spool)
 
     @contextlib.contextmanager
-    def _committing(self, stored: list[_Stored]) -> Iterator[None]:
+    def _committing(self, stored: builtins.list[_Stored]) -> Iterator[None]:
         """Hold what committing entries for ``stored`` needs; undo their blobs on failure.
 
         Content-addressed payloads are shared between entries: their blobs are written
@@ -1531,7 +1533,7 @@ class BlobStore:
                 raise
 
     @contextlib.contextmanager
-    def _addressed(self, pending: list[_Stored]) -> Iterator[None]:
+    def _addressed(self, pending: builtins.list[_Stored]) -> Iterator[None]:
         """Hold the content locks of ``pending`` spools with their blobs in place."""
         with contextlib.ExitStack() as stack:
             for item in pending:
@@ -1617,7 +1619,7 @@ class BlobStore:
         else:
             self._delete_blobs(sorted(refs))
 
-    def _delete_blobs(self, refs: list[str]) -> None:
+    def _delete_blobs(self, refs: builtins.list[str]) -> None:
         """Delete blobs after a committed metadata change; failures leave orphans, logged."""
         try:
             self.blobs.delete_many(refs)
@@ -1669,7 +1671,7 @@ def _pairs(items: object) -> list[tuple[str, Any]]:
     problem = f"got {type(items).__name__}"
     if not isinstance(items, str | bytes):
         try:
-            pairs = [tuple(pair) for pair in items]  # type: ignore[attr-defined]
+            pairs = [tuple(pair) for pair in cast(Iterable[Any], items)]
         except TypeError:
             pairs = None
         if pairs is not None:

@@ -743,7 +743,7 @@ class _ZstdReader(Decompressor):
 
     def _readinto(self, view: memoryview) -> int:
         try:
-            return self._reader.readinto(view)
+            return int(self._reader.readinto(view))
         except _zstandard().ZstdError as exc:
             raise IntegrityError(f"zstd stream is corrupt: {exc}") from exc
 
@@ -849,6 +849,7 @@ class _Blosc2Reader(Decompressor):
             nbytes, cbytes, _ = self._blosc2.get_cbuffer_sizes(stored)
         except (RuntimeError, ValueError) as exc:
             raise IntegrityError(f"blosc2 chunk header is corrupt: {exc}") from exc
+        nbytes, cbytes = int(nbytes), int(cbytes)
         remaining = self.raw_size - self.produced
         if cbytes != len(stored) or nbytes > remaining or nbytes <= 0:
             raise IntegrityError(

@@ -187,11 +187,12 @@ class OrderBy(msgspec.Struct, frozen=True):
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_filter(filter: Filter | None) -> Expr:
+def parse_filter(filter: Filter | Expr | None) -> Expr:
     """Validate ``filter`` and return its parsed form.
 
     Args:
-        filter: a filter mapping, or ``None`` (matches everything).
+        filter: a filter mapping, or ``None`` (matches everything); a form parsed
+            already is returned as it is.
 
     Returns:
         An :data:`Expr` tree that backends evaluate or compile.

@@ -24,7 +24,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -190,7 +192,7 @@ class FileLocks:
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, self._file_mode)
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            if not poll_until(lambda fd=fd: _try_lock(fd), left):
+            if not poll_until(functools.partial(_try_lock, fd), left):
                 os.close(fd)
                 yield False
                 return
@@ -218,7 +220,7 @@ def _still_named(fd: int, path: Path) -> bool:
 
 
 def _try_lock(fd: int) -> bool:
-    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
         try:
@@ -236,7 +238,7 @@ def _try_lock(fd: int) -> bool:
 
 
 def _unlock(fd: int) -> None:
-    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
         os.lseek(fd, 0, os.SEEK_SET)

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
-from cacheness.storage._hashing import BytesLike, ContentHasher
+from cacheness.storage._hashing import ContentHasher
 from cacheness.storage.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 _CHUNK = 1 << 20
 
@@ -36,10 +39,10 @@ DAMAGED_HINT = (
 
 
 class _Writable(Protocol):
-    def write(self, data: BytesLike, /) -> int: ...
+    def write(self, data: ReadableBuffer, /) -> int: ...
 
 
-def _as_bytes_view(data: BytesLike) -> memoryview:
+def _as_bytes_view(data: ReadableBuffer) -> memoryview:
     view = memoryview(data)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
@@ -74,7 +77,7 @@ class PayloadSink(io.RawIOBase):
         """Return the number of bytes written so far."""
         return self.written
 
-    def write(self, data: BytesLike) -> int:  # type: ignore[override]
+    def write(self, data: ReadableBuffer, /) -> int:
         """Append ``data``; return its length in bytes."""
         view = _as_bytes_view(data)
         size = view.nbytes
@@ -136,7 +139,7 @@ class SpoolSink(io.RawIOBase):
         """Return the number of bytes written so far."""
         return self.written
 
-    def write(self, data: BytesLike) -> int:  # type: ignore[override]
+    def write(self, data: ReadableBuffer, /) -> int:
         """Append ``data``; return its length in bytes."""
         view = _as_bytes_view(data)
         self._hasher.update(view)
@@ -148,10 +151,10 @@ class SpoolSink(io.RawIOBase):
         """Return the XXH3-128 hex digest of everything written."""
         return self._hasher.hexdigest()
 
-    def reader(self) -> BinaryIO:
+    def reader(self) -> IO[bytes]:
         """Return the spool positioned at its start, for reading the payload back."""
         self._spool.seek(0)
-        return self._spool  # type: ignore[return-value]
+        return self._spool
 
     def close(self) -> None:
         """Release the spool (and its temporary file, if it spilled)."""
@@ -199,7 +202,7 @@ class VerifyingReader(io.RawIOBase):
         """Return True."""
         return True
 
-    def readinto(self, buffer: BytesLike) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         """Read into ``buffer``; return the number of bytes read (0 at the end)."""
         view = _as_bytes_view(buffer)
         data = self._source.read(view.nbytes)
@@ -211,7 +214,7 @@ class VerifyingReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left when ``size`` is -1 or None)."""
         whole = size is None or size < 0
-        data = self._source.read(-1 if whole else size)
+        data = self._source.read(-1 if size is None or size < 0 else size)
         self._account(data, ended=whole or (not data and size != 0))
         return data
 

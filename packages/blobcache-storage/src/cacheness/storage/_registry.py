@@ -138,10 +138,10 @@ class BackendRegistry(Generic[T]):
             except MissingDependencyError:
                 raise
             except ImportError as exc:
-                hint = f"; install it with: {install_hint(registration.extra)}"
+                extra = registration.extra
+                hint = f"; install it with: {install_hint(extra)}" if extra else ""
                 raise MissingDependencyError(
-                    f"the {name!r} {self.kind} cannot be imported ({exc})"
-                    + (hint if registration.extra else "")
+                    f"the {name!r} {self.kind} cannot be imported ({exc}){hint}"
                 ) from exc
             if not isinstance(target, type):
                 raise TypeError(f"{registration.target!r} is not a class")

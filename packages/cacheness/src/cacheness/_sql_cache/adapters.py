@@ -91,10 +91,7 @@ class FunctionAdapter(SqlCacheAdapter):
     """An adapter made of a table and a plain ``data_fetcher`` function."""
 
     def __init__(self, table: sa.Table, fetcher: Callable[..., DataFrame]) -> None:
-        if not callable(fetcher):
-            from cacheness.storage.errors import ConfigError
-
-            raise ConfigError(f"data_fetcher must be callable, got {type(fetcher).__name__}")
+        _require_callable(fetcher)
         self.table = table
         self.fetcher = fetcher
 
@@ -107,3 +104,11 @@ class FunctionAdapter(SqlCacheAdapter):
     def __repr__(self) -> str:
         name = getattr(self.fetcher, "__qualname__", repr(self.fetcher))
         return f"FunctionAdapter({self.table.name!r}, {name})"
+
+
+def _require_callable(fetcher: object) -> None:
+    """Refuse a ``data_fetcher`` that cannot be called (typed code cannot pass one)."""
+    if not callable(fetcher):
+        from cacheness.storage.errors import ConfigError
+
+        raise ConfigError(f"data_fetcher must be callable, got {type(fetcher).__name__}")

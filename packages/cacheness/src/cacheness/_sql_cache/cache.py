@@ -213,8 +213,7 @@ class SqlCache:
                 f"data_adapter must be a SqlCacheAdapter, got {type(data_adapter).__name__}"
             )
         self.adapter: SqlCacheAdapter = data_adapter or FunctionAdapter(
-            user_table,
-            data_fetcher,  # type: ignore[arg-type]
+            user_table, _fetcher(data_fetcher)
         )
         if gap_detector is not None and not callable(gap_detector):
             raise ConfigError(f"gap_detector must be callable, got {type(gap_detector).__name__}")
@@ -845,11 +844,8 @@ class SqlCache:
             log.debug("fetch parameters %r are not a key query: no negative caching", params)
             return FetchRequest({}, kwargs=params)
         specs = query.specs
-        scope_values = [
-            spec.values if isinstance(spec, OneOf) else (spec.value,)  # type: ignore[union-attr]
-            for column, spec in specs.items()
-            if column in self.tables.scope_columns
-        ]
+        scopes_of = self.tables.scope_columns
+        scope_values = [_values_of(spec) for column, spec in specs.items() if column in scopes_of]
         scopes = tuple(itertools.product(*scope_values))
         column = self.tables.range_column
         if query.is_range and self.axis is not None and column is not None:
@@ -857,10 +853,7 @@ class SqlCache:
             assert isinstance(between, Between)
             lo, hi = self.axis.ceil(between.start), self.axis.floor(between.end)
             return FetchRequest(specs, scopes, lo, hi, kwargs=params)
-        all_values = [
-            spec.values if isinstance(spec, OneOf) else (spec.value,)  # type: ignore[union-attr]
-            for spec in specs.values()
-        ]
+        all_values = [_values_of(spec) for spec in specs.values()]
         return FetchRequest(
             specs, scopes, keys=tuple(itertools.product(*all_values)), kwargs=params
         )
@@ -1041,7 +1034,9 @@ class SqlCache:
         if self.settle is None:
             return None
         cutoff = now - self.settle
-        kind = self.tables.kinds[self.tables.range_column]  # type: ignore[index]
+        column = self.tables.range_column
+        assert column is not None  # settle needs a range column: checked at construction
+        kind = self.tables.kinds[column]
         if kind == "date":
             day = cutoff.date()
             return day if cutoff.time() == datetime.min.time() else day + timedelta(days=1)
@@ -1295,3 +1290,18 @@ class SqlCache:
             removed = connection.execute(sa.delete(self.tables.data)).rowcount
             connection.execute(sa.delete(self.tables.empty))
         return int(removed)
+
+
+def _values_of(spec: Spec) -> tuple[Any, ...]:
+    """The values a key column's condition names (a range names none)."""
+    if isinstance(spec, OneOf):
+        return spec.values
+    if isinstance(spec, Equals):
+        return (spec.value,)
+    raise TypeError(f"a range names no values: {spec!r}")  # pragma: no cover - keys only
+
+
+def _fetcher(data_fetcher: Callable[..., DataFrame] | None) -> Callable[..., DataFrame]:
+    """The fetcher given (the constructor checked that exactly one source was)."""
+    assert data_fetcher is not None
+    return data_fetcher

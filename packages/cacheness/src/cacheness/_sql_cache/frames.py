@@ -100,7 +100,8 @@ def _stamps(values: Sequence[Any]) -> np.ndarray[Any, Any]:
     if isinstance(sample, str):
         return np.array(values, dtype="datetime64[us]").astype("datetime64[ns]")
     pd = _pandas()
-    return pd.DatetimeIndex(_object_array(values)).as_unit("ns").to_numpy()  # type: ignore[no-any-return]
+    stamps: np.ndarray[Any, Any] = pd.DatetimeIndex(_object_array(values)).as_unit("ns").to_numpy()
+    return stamps
 
 
 class FrameReader:
@@ -207,7 +208,8 @@ def _values(series: Any, column: str, kind: ColumnKind) -> list[Any]:
                 if types.is_float_dtype(dtype) and np.any(finite != np.round(finite)):
                     raise _fail(column, "holds fractions but the table stores integers")
                 if types.is_integer_dtype(dtype) and not series.hasnans:
-                    return series.to_numpy(dtype=np.int64).tolist()  # type: ignore[no-any-return]
+                    exact: list[Any] = series.to_numpy(dtype=np.int64).tolist()
+                    return exact
                 return [None if math.isnan(v) else int(v) for v in floats.tolist()]
             return [None if math.isnan(v) else v for v in floats.tolist()]
         out: list[Any] = []
@@ -367,11 +369,20 @@ def prepare_rows(
             raise _fail(name, f"has missing values but it is a {where}")
     keys = list(zip(*(columns[key] for key in tables.primary_keys), strict=True))
     if len(set(keys)) != len(keys):
-        seen: set[tuple[Any, ...]] = set()
-        duplicate = next(key for key in keys if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        duplicate = _first_repeat(keys)
         raise InvalidFetchedDataError(
             f"{what} returned two rows with the key "
             f"{dict(zip(tables.primary_keys, duplicate, strict=True))}: keys are unique"
         )
     records = [dict(zip(allowed, row, strict=True)) for row in zip(*columns.values(), strict=True)]
     return PreparedRows(records, keys)
+
+
+def _first_repeat(keys: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The first key of ``keys`` that came before (there is one)."""
+    seen: set[tuple[Any, ...]] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise AssertionError("no repeated key")  # pragma: no cover - the caller counted one

@@ -207,11 +207,11 @@ class Axis:
     def units(self, value: Any) -> int:
         """The units of one Python value of the column (already validated)."""
         if self.kind == "date":
-            return (value - EPOCH_DATE).days  # type: ignore[no-any-return]
+            return int((value - EPOCH_DATE).days)
         if self.kind == "utc":
-            return (value - EPOCH_UTC) // _ONE_US  # type: ignore[no-any-return]
+            return int((value - EPOCH_UTC) // _ONE_US)
         if self.kind == "naive":
-            return (value - EPOCH_NAIVE) // _ONE_US  # type: ignore[no-any-return]
+            return int((value - EPOCH_NAIVE) // _ONE_US)
         return int(value)
 
     def units_of(self, values: list[Any]) -> np.ndarray[Any, np.dtype[np.int64]]:

@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -154,7 +155,7 @@ class AdvisoryFillLocks(FillLocks):
             got = True
             for name in sorted(set(names)):
                 key = advisory_lock_id(name)
-                if not poll_until(lambda key=key: attempt(key), _left(deadline)):
+                if not poll_until(functools.partial(attempt, key), _left(deadline)):
                     got = False
                     break
                 held.append(key)

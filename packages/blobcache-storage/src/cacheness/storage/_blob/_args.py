@@ -56,7 +56,7 @@ def ref_prefix(prefix: object) -> str:
     return prefix
 
 
-def data_view(data: object) -> memoryview:
+def data_view(data: Any) -> memoryview:
     """Return ``data`` as a flat byte view.
 
     Raises:
@@ -69,7 +69,7 @@ def data_view(data: object) -> memoryview:
             f"{type(data).__name__}; encode text first"
         )
     try:
-        view = memoryview(data)  # type: ignore[arg-type]
+        view = memoryview(data)
     except TypeError as exc:
         raise SerializationError(
             f"blob data must be bytes-like (bytes, bytearray, memoryview...), got "

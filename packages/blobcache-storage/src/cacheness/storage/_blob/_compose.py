@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cacheness.storage._blob.base import BlobBackend, Scope
+from cacheness.storage._blob.base import BlobBackend
+from cacheness.storage._pairing import Scope
 from cacheness.storage.errors import (
     BlobExistsError,
     BlobNotFoundError,

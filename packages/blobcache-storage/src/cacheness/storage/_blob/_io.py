@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from cacheness.storage._blob._sharding import RESERVED_PREFIX
 
@@ -14,7 +14,7 @@ CHUNK_SIZE = 4 << 20
 """Bytes moved per read/write call when streaming (4 MiB)."""
 
 
-def copy_stream(source: BinaryIO, sink: Any, chunk_size: int = CHUNK_SIZE) -> int:
+def copy_stream(source: IO[bytes], sink: Any, chunk_size: int = CHUNK_SIZE) -> int:
     """Copy everything left in ``source`` to ``sink`` in chunks; return the bytes copied.
 
     Uses ``readinto`` into one reused buffer when the source has it, so a multi-GB copy

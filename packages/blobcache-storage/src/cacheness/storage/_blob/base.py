@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, Literal, Self
 
 import msgspec
 
@@ -49,6 +49,9 @@ from cacheness.storage._hashing import BytesLike, ContentHasher, hash_stream
 from cacheness.storage._pairing import Scope
 from cacheness.storage._validate import check_seconds
 from cacheness.storage.errors import BlobNotFoundError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class BlobWriter(io.BufferedIOBase):
     """
 
     def __init__(self, name: str, ref: str) -> None:
-        missing = getattr(type(self), "__abstractmethods__", frozenset())
+        missing: frozenset[str] = getattr(type(self), "__abstractmethods__", frozenset())
         if missing:  # io's C base classes skip the ABC check object() would do
             raise TypeError(
                 f"Can't instantiate abstract class {type(self).__name__} without "
@@ -149,7 +152,7 @@ class BlobWriter(io.BufferedIOBase):
         if getattr(self, "_state", None) == "open":
             self._flush()
 
-    def write(self, data: BytesLike) -> int:  # type: ignore[override]
+    def write(self, data: ReadableBuffer, /) -> int:
         """Append ``data`` (any contiguous buffer) and return its length in bytes.
 
         Raises:

@@ -37,7 +37,8 @@ import msgspec
 from cacheness.storage._blob._args import digest, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._compose import BackendSpec, is_outage, make_backend, narrowest_scope
 from cacheness.storage._blob._counters import Counters
-from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
+from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
+from cacheness.storage._pairing import Scope
 from cacheness.storage._validate import check_seconds
 from cacheness.storage.errors import BlobNotFoundError, CacheError
 

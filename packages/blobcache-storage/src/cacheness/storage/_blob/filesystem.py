@@ -42,7 +42,7 @@ import os
 import stat as stat_module
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -50,8 +50,9 @@ from typing import BinaryIO, ClassVar
 from cacheness.storage._blob._args import digest, local_file, ref_prefix
 from cacheness.storage._blob._io import TEMP_PREFIX, atomic_output, copy_stream, create_temp_file
 from cacheness.storage._blob._sharding import segment_problem, validate_name
-from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
+from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._hashing import HASH_HEX_LENGTH, hash_stream
+from cacheness.storage._pairing import Scope
 from cacheness.storage._validate import check_mode, check_seconds
 from cacheness.storage.errors import (
     BlobExistsError,
@@ -603,25 +604,28 @@ class FilesystemBlobBackend(BlobBackend):
         return f"<FilesystemBlobBackend {self._root!r} shard_chars={self.shard_chars}>"
 
 
+def _kernel_copies() -> list[tuple[str, Callable[[int, int], int]]]:
+    """The kernel's file-to-file copies this platform has (``(name, copy(in, out))``)."""
+    copies: list[tuple[str, Callable[[int, int], int]]] = []
+    if hasattr(os, "copy_file_range"):
+        copies.append(("copy_file_range", lambda src, dst: os.copy_file_range(src, dst, 1 << 30)))
+    if hasattr(os, "sendfile"):
+        copies.append(("sendfile", lambda src, dst: os.sendfile(dst, src, None, 1 << 30)))
+    return copies
+
+
 def _copy_file(source: BinaryIO, sink: BinaryIO) -> None:
     """Copy file to file with ``copy_file_range`` or ``sendfile``, else in chunks."""
-    for kernel_copy in (getattr(os, "copy_file_range", None), getattr(os, "sendfile", None)):
-        if kernel_copy is None:
-            continue
+    for name, kernel_copy in _kernel_copies():
         sink.flush()
         in_fd, out_fd = source.fileno(), sink.fileno()
         copied_any = False
         try:
-            while True:
-                if kernel_copy is os.sendfile:
-                    count = os.sendfile(out_fd, in_fd, None, 1 << 30)
-                else:
-                    count = kernel_copy(in_fd, out_fd, 1 << 30)
-                if not count:
-                    return
+            while kernel_copy(in_fd, out_fd):
                 copied_any = True
+            return
         except OSError as exc:
             if copied_any or exc.errno not in _KERNEL_COPY_UNSUPPORTED:
                 raise
-            log.debug("%s unsupported here (%s); trying the next method", kernel_copy, exc)
+            log.debug("%s unsupported here (%s); trying the next method", name, exc)
     copy_stream(source, sink)

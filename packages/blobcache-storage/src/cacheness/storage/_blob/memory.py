@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from typing import BinaryIO, ClassVar
 
 from cacheness.storage._blob._args import data_view, ref_list, ref_prefix
-from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
+from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._hashing import BytesLike, hash_bytes
+from cacheness.storage._pairing import Scope
 from cacheness.storage.errors import BlobExistsError
 
 

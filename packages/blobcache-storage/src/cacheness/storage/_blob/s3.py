@@ -40,15 +40,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO, ClassVar, Literal, NamedTuple, cast
+from typing import IO, Any, BinaryIO, ClassVar, Literal, NamedTuple, cast
 
 from cacheness.storage._blob._args import data_view, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._circuit_breaker import CircuitBreaker
 from cacheness.storage._blob._io import CHUNK_SIZE, atomic_output
 from cacheness.storage._blob._sharding import validate_name
-from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
+from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._hashing import BytesLike, hash_bytes, hash_stream
 from cacheness.storage._optional import import_optional
+from cacheness.storage._pairing import Scope
 from cacheness.storage._validate import check_choice, check_int, check_seconds, is_int
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -327,7 +328,7 @@ class S3BlobBackend(BlobBackend):
             clock=clock,
             name=f"S3 endpoint {self.endpoint} (bucket {bucket!r})",
         )
-        self._bucket_ready = False
+        self._bucket_ready = threading.Event()
         self._bucket_lock = threading.Lock()
         self._hook_lock = threading.Lock()
         self._exclusive_tokens: set[str] = set()
@@ -532,7 +533,7 @@ class S3BlobBackend(BlobBackend):
         is not found (the bucket is empty), a write is retried by the caller
         (:class:`_BucketRecreatedError`). Without it, the bucket is reported missing.
         """
-        self._bucket_ready = False
+        self._bucket_ready.clear()
         if not self.create_bucket or action in ("check", "create"):
             return StorageError(
                 f"S3 bucket {self.bucket!r} does not exist (any more) at {self.endpoint}; "
@@ -560,10 +561,10 @@ class S3BlobBackend(BlobBackend):
 
     def _ensure_bucket(self) -> None:
         """Check once that the bucket exists (so a missing bucket is not a missing blob)."""
-        if self._bucket_ready:
+        if self._bucket_ready.is_set():
             return
         with self._bucket_lock:
-            if self._bucket_ready:
+            if self._bucket_ready.is_set():
                 return
             breaker = self.circuit_breaker
             breaker.before_call()
@@ -590,7 +591,7 @@ class S3BlobBackend(BlobBackend):
                     self._create_bucket()
             else:
                 breaker.record_success()
-            self._bucket_ready = True
+            self._bucket_ready.set()
 
     def _create_bucket(self) -> None:
         options: dict[str, Any] = {"Bucket": self.bucket}
@@ -670,7 +671,7 @@ class S3BlobBackend(BlobBackend):
 
     def _upload(
         self,
-        source: BinaryIO,
+        source: IO[bytes],
         ref: str,
         size: int,
         content_hash: str,
@@ -687,7 +688,7 @@ class S3BlobBackend(BlobBackend):
             return self._upload(source, ref, size, content_hash, exclusive, retried=True)
 
     def _upload_once(
-        self, source: BinaryIO, ref: str, size: int, content_hash: str, exclusive: bool
+        self, source: IO[bytes], ref: str, size: int, content_hash: str, exclusive: bool
     ) -> BlobInfo:
         self._ensure_bucket()
         use_header = exclusive and self.conditional_writes != "check"
@@ -720,10 +721,9 @@ class S3BlobBackend(BlobBackend):
 
     def write_bytes(self, name: str, data: BytesLike, *, exclusive: bool = False) -> BlobInfo:
         """Upload ``data`` directly (no spool)."""
-        data = data_view(data)
+        view = data_view(data)
         ref = self.ref_for(name)
-        view = memoryview(data).cast("B")
-        source = io.BytesIO(data if isinstance(data, bytes) else view)
+        source = io.BytesIO(data if isinstance(data, bytes) else view)  # bytes: not copied
         return self._upload(source, ref, view.nbytes, hash_bytes(view), exclusive)
 
     def write_from_file(
@@ -1126,7 +1126,7 @@ def _not_implemented(exc: BaseException) -> bool:
     if not isinstance(response, dict):
         return False
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status == 501 or response.get("Error", {}).get("Code") == "NotImplemented"
+    return bool(status == 501 or response.get("Error", {}).get("Code") == "NotImplemented")
 
 
 def _normalise_prefix(prefix: str) -> str:

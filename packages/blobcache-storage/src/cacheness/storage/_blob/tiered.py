@@ -46,9 +46,10 @@ from cacheness.storage._blob._compose import BackendSpec, make_backend
 from cacheness.storage._blob._counters import Counters
 from cacheness.storage._blob._io import CHUNK_SIZE
 from cacheness.storage._blob._sharding import RESERVED_PREFIX
-from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter, Scope
+from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._blob.filesystem import FilesystemBlobBackend
 from cacheness.storage._hashing import BytesLike, hash_stream
+from cacheness.storage._pairing import Scope
 from cacheness.storage._validate import check_int, check_seconds
 from cacheness.storage.errors import BlobNotFoundError, CacheError, ConfigError
 

@@ -144,7 +144,7 @@ def _batches(pa: Any, table: Any) -> list[Any]:
     """The record batches to write; at least one, so dictionaries (categories) survive."""
     if isinstance(table, pa.RecordBatch):
         return [table]
-    batches = table.to_batches()
+    batches = list(table.to_batches())
     if batches:
         return batches
     arrays = [c.chunks[0] if c.num_chunks else pa.array([], type=c.type) for c in table.columns]
@@ -203,8 +203,8 @@ def read_table(
             data = source.read()
             check_stream_size(len(data), expected, fmt)
             return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        data = open_reader(source, codec, raw_size, options).read_all()
-        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        decoded = open_reader(source, codec, raw_size, options).read_all()
+        return pa.ipc.open_stream(pa.py_buffer(decoded)).read_all()
     except IntegrityError:
         raise
     except (pa.ArrowException, ValueError, OSError) as exc:

@@ -158,8 +158,9 @@ class NumpyHandler(Handler):
 
 def _typesize(dtype: Any) -> int:
     """Element size for Blosc2's shuffle (at most 255; unicode shuffles by character)."""
-    if dtype.itemsize <= 255:
-        return max(dtype.itemsize, 1)
+    itemsize = int(dtype.itemsize)
+    if itemsize <= 255:
+        return max(itemsize, 1)
     return 4 if dtype.kind == "U" else 1
 
 

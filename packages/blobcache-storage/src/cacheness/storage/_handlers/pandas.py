@@ -224,8 +224,10 @@ def _parquet_fixes(pd: Any, frame: Any) -> dict[str, Any]:
 def _is_seconds(pd: Any, dtype: Any) -> bool:
     np = sys.modules["numpy"]
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return dtype.unit == "s"
-    return isinstance(dtype, np.dtype) and dtype.kind == "M" and np.datetime_data(dtype)[0] == "s"
+        return bool(dtype.unit == "s")
+    return bool(
+        isinstance(dtype, np.dtype) and dtype.kind == "M" and np.datetime_data(dtype)[0] == "s"
+    )
 
 
 def _dtype_problem(pd: Any, dtype: Any, values: Any) -> str | None:

@@ -202,12 +202,12 @@ def _to_wire(obj: Any) -> Any:
         return _Ext(_FROZENSET, _in_canonical_order(obj))
     if kind is dt.datetime:
         fields = [obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second]
-        return _Ext(_DATETIME, [*fields, obj.microsecond, obj.fold, *_tz_state(obj.tzinfo)])
+        return _Ext(_DATETIME, [*fields, obj.microsecond, obj.fold, *_tz_known(obj.tzinfo)])
     if kind is dt.date:
         return _Ext(_DATE, [obj.year, obj.month, obj.day])
     if kind is dt.time:
         fields = [obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold]
-        return _Ext(_TIME, [*fields, *_tz_state(obj.tzinfo)])
+        return _Ext(_TIME, [*fields, *_tz_known(obj.tzinfo)])
     if kind is dt.timedelta:
         return _Ext(_TIMEDELTA, [obj.days, obj.seconds, obj.microseconds])
     raise _NotPlainError(kind.__qualname__)  # pragma: no cover - _scan ran first
@@ -238,15 +238,24 @@ def _tz_state(tz: dt.tzinfo | None) -> tuple[int, Any] | None:
         return (_TZ_UTC, None)
     if type(tz) is dt.timezone:
         offset = tz.utcoffset(None)
-        name = tz.tzname(None)
+        name: str | None = tz.tzname(None)
         if name == dt.timezone(offset).tzname(None):
             name = None
         return (_TZ_OFFSET, [offset.days, offset.seconds, offset.microseconds, name])
     # a ZoneInfo can only exist once zoneinfo was imported: no import to find out
     zoneinfo = sys.modules.get("zoneinfo")
-    if zoneinfo is not None and type(tz) is zoneinfo.ZoneInfo and tz.key is not None:
-        return (_TZ_ZONE, tz.key)
+    key = getattr(tz, "key", None)
+    if zoneinfo is not None and type(tz) is zoneinfo.ZoneInfo and key is not None:
+        return (_TZ_ZONE, key)
     return None
+
+
+def _tz_known(tz: dt.tzinfo | None) -> tuple[int, Any]:
+    """The wire form of a time zone the scan accepted already."""
+    state = _tz_state(tz)
+    if state is None:  # pragma: no cover - _scan refused such a zone first
+        raise _NotPlainError(f"time zone {type(tz).__qualname__}")
+    return state
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -269,13 +278,14 @@ def _ext_hook(code: int, data: memoryview) -> Any:
     if code == _FROZENSET:
         return frozenset(payload)
     if code == _DATETIME:
-        *fields, fold, tz_kind, tz_value = payload
-        return dt.datetime(*fields, tzinfo=_tz_from(tz_kind, tz_value), fold=fold)
+        year, month, day, hour, minute, second, micro, fold, tz_kind, tz_value = payload
+        tz = _tz_from(tz_kind, tz_value)
+        return dt.datetime(year, month, day, hour, minute, second, micro, tz, fold=fold)
     if code == _DATE:
         return dt.date(*payload)
     if code == _TIME:
-        *fields, fold, tz_kind, tz_value = payload
-        return dt.time(*fields, tzinfo=_tz_from(tz_kind, tz_value), fold=fold)
+        hour, minute, second, micro, fold, tz_kind, tz_value = payload
+        return dt.time(hour, minute, second, micro, _tz_from(tz_kind, tz_value), fold=fold)
     if code == _TIMEDELTA:
         days, seconds, micro = payload
         return dt.timedelta(days=days, seconds=seconds, microseconds=micro)

@@ -28,7 +28,12 @@ from cacheness.storage._handlers._common import read_all, write_parts
 from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
 from cacheness.storage.errors import SerializationError
 
-_TYPES = {bytes: "bytes", bytearray: "bytearray", memoryview: "memoryview", str: "str"}
+_TYPES: dict[type, str] = {
+    bytes: "bytes",
+    bytearray: "bytearray",
+    memoryview: "memoryview",
+    str: "str",
+}
 _CASTABLE = re.compile(r"^[@=<>!]?[bBhHiIlLqQnNfdecp?]$")
 
 
@@ -120,10 +125,8 @@ def _memoryview(data: Any, details: dict[str, Any]) -> memoryview:
         )
     try:
         typed = view.cast(fmt.lstrip("@"))
-        return (
-            typed
-            if shape is None or list(typed.shape) == shape
-            else typed.cast("B").cast(fmt.lstrip("@"), shape)
-        )
+        if shape is None or list(typed.shape or ()) == shape:
+            return typed
+        return typed.cast("B").cast(fmt.lstrip("@"), shape)
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"cannot restore memoryview {fmt!r} {shape}: {exc}") from exc

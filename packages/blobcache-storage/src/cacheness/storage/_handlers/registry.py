@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, cast
 
 import msgspec
 
@@ -327,7 +327,8 @@ class HandlerRegistry:
             if not self._accepts(handler, obj):
                 continue
             try:
-                info = handler.dump(obj, counting, options)
+                # the handler sees the sink write-only, as its contract says: writes counted
+                info = handler.dump(obj, cast(BinaryIO, counting), options)
             except ObjectDeclinedError as exc:
                 if counting.written:
                     raise SerializationError(

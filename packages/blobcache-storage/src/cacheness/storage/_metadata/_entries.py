@@ -170,7 +170,7 @@ def normalize_entry(entry: object) -> Entry:
             raise InvalidEntryError(
                 f"Entry.{field} must be a timezone-aware datetime, got {value!r}"
             )
-    json_values = {}
+    json_values: dict[str, dict[str, Any]] = {}
     for field in _JSON_FIELDS:
         value = getattr(entry, field)
         if not isinstance(value, dict):

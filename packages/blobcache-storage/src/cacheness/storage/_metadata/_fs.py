@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import stat
+import sys
 import threading
 import time
 import warnings
@@ -173,7 +174,7 @@ def exclusive_lock(lock_path: Path) -> Iterator[None]:
     """
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if os.name == "nt":  # pragma: no cover - exercised on Windows CI only
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows CI only
             import msvcrt
 
             while True:

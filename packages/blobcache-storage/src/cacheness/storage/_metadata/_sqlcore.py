@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from cacheness.storage._metadata._sqlrows import (
@@ -112,6 +113,8 @@ def compile_statement(
 ) -> Statement:
     """Compile a Core statement for ``dialect`` into a :class:`Statement`."""
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    if not isinstance(compiled, SQLCompiler):  # pragma: no cover - DDL is not compiled here
+        raise TypeError(f"not a SQL statement: {statement!r}")
     params = dict(compiled.params)
     escaped = getattr(compiled, "escaped_bind_names", None) or {}
     if dialect.positional:

@@ -45,9 +45,6 @@ tables stay at 1 (their ``metadata`` is the exact text already).
 METADATA_TEXT: Final = "metadata_text"
 """PostgreSQL's column with the exact JSON text of ``metadata``."""
 
-METADATA_TEXT: Final = "metadata_text"
-"""PostgreSQL's column with the exact JSON text of ``metadata``."""
-
 COLUMNS: Final[tuple[str, ...]] = tuple(Entry.__struct_fields__)
 """Column names, in the order of the entry fields (and of every selected row)."""
 
@@ -124,7 +121,7 @@ def row_to_entry(row: Sequence[Any]) -> Entry:
     copy of a template instead of going through ``Entry.__init__`` (about a third of
     the time of reading 1,000 entries).
     """
-    entry = _TEMPLATE.__copy__()
+    entry: Entry = _TEMPLATE.__copy__()  # type: ignore[attr-defined]  # msgspec's stubs lack Struct.__copy__
     entry.key = row[0]
     entry.blob_ref = row[1]
     entry.handler = row[2]

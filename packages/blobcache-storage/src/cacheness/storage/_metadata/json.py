@@ -54,7 +54,7 @@ from cacheness.storage._metadata._fs import (
     warn_network_filesystem,
 )
 from cacheness.storage._metadata._migrations import FormatMigrations
-from cacheness.storage._metadata.base import Scope
+from cacheness.storage._pairing import Scope
 from cacheness.storage.errors import ConfigError, MetadataError, StorageFullError
 
 log = logging.getLogger(__name__)
@@ -240,7 +240,7 @@ class JsonMetadataBackend(DictMetadataBackend):
         return {entry.key: entry for entry in upgraded.entries}
 
     @contextmanager
-    def _exclusive(self) -> Iterator[None]:  # type: ignore[override]
+    def _exclusive(self) -> Iterator[None]:
         with ExitStack() as stack:
             try:
                 stack.enter_context(exclusive_lock(self._lock_path))

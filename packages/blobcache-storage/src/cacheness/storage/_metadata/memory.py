@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from cacheness.storage._metadata._dict import DictMetadataBackend
-from cacheness.storage._metadata.base import Scope
+from cacheness.storage._pairing import Scope
 
 
 class MemoryMetadataBackend(DictMetadataBackend):

@@ -22,7 +22,6 @@ from sqlalchemy.dialects import postgresql
 from cacheness.storage._locks import advisory_lock_id, poll_until
 from cacheness.storage._metadata._migrations import FormatMigrations
 from cacheness.storage._metadata._sqlrows import COLUMNS, METADATA_TEXT, SCHEMA_VERSIONS
-from cacheness.storage._metadata.base import Scope
 from cacheness.storage._metadata.sql import (
     DEFAULT_TABLE,
     Cursor,
@@ -34,6 +33,7 @@ from cacheness.storage._metadata.sql import (
     Verdict,
 )
 from cacheness.storage._optional import import_optional
+from cacheness.storage._pairing import Scope
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
 
 if TYPE_CHECKING:

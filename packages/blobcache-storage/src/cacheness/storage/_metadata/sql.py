@@ -628,7 +628,11 @@ class SqlMetadataBackend(MetadataBackend):
             if last is None and offset:
                 statement = statement.offset(offset)
             compiled = self._compile(statement, reusable=False)
-            rows = self._run(lambda cursor, compiled=compiled: cursor.rows(compiled), write=False)
+
+            def fetch(cursor: Cursor, page: Statement = compiled) -> list[Any]:
+                return cursor.rows(page)
+
+            rows = self._run(fetch, write=False)
             for row in rows:
                 yield row_to_entry(row)
             if len(rows) < size:

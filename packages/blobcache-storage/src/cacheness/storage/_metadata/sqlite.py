@@ -42,7 +42,7 @@ from cacheness.storage._metadata._sqlrows import (
     row_to_entry,
     row_to_payload,
 )
-from cacheness.storage._metadata.base import PayloadInfo, Scope
+from cacheness.storage._metadata.base import PayloadInfo
 from cacheness.storage._metadata.sql import (
     DEFAULT_TABLE,
     Cursor,
@@ -51,6 +51,7 @@ from cacheness.storage._metadata.sql import (
     SqlStep,
     Verdict,
 )
+from cacheness.storage._pairing import Scope
 from cacheness.storage.errors import ConfigError, MetadataError, StorageFullError
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ class SqliteMetadataBackend(SqlMetadataBackend):
     def _make_dialect(self) -> Dialect:
         from sqlalchemy.dialects import sqlite
 
-        return sqlite.dialect()  # type: ignore[no-any-return]  # untyped in SQLAlchemy
+        return sqlite.dialect()
 
     def _precompiled(self) -> dict[str, Statement] | None:
         """The statements compiled ahead of time for the default table, so that opening an

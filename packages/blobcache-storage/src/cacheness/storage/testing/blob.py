@@ -37,6 +37,7 @@ backend with a dict model.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -439,7 +440,7 @@ class BlobBackendConformance:
                 for offset in range(0, len(data), 65_536):
                     writer.write(data[offset : offset + 65_536])
 
-        _run_threads([lambda n=n, d=d: write(n, d) for n, d in payloads.items()])
+        _run_threads([functools.partial(write, n, d) for n, d in payloads.items()])
         for name, data in payloads.items():
             assert backend.read_bytes(backend.ref_for(name)) == data
 
@@ -457,7 +458,7 @@ class BlobBackendConformance:
                 for offset in range(0, size, 50_000):  # interleave the writers' chunks
                     writer.write(data[offset : offset + 50_000])
 
-        _run_threads([lambda d=d: write(d) for d in versions])
+        _run_threads([functools.partial(write, d) for d in versions])
         ref = backend.ref_for(name)
         final = backend.read_bytes(ref)
         assert final in versions, "the blob mixes bytes of several writers"
@@ -480,7 +481,7 @@ class BlobBackendConformance:
                 done.set()
 
         def read() -> list[bytes]:
-            seen = []
+            seen: list[bytes] = []
             while not done.is_set() or len(seen) < 3:
                 seen.append(backend.read_bytes(ref))
             return seen

@@ -459,7 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _request_body(self) -> bytes | int:
         """Return the chunked body as bytes, or the Content-Length still to stream."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:

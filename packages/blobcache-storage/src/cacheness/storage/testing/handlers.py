@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar, Literal, cast
 
 import msgspec
 import pytest
@@ -86,6 +86,10 @@ class WriteOnlySink:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"a handler called sink.{name}(): sinks are write-only streams")
+
+
+def _view(data: bytes) -> memoryview:
+    return memoryview(data)
 
 
 class ReadOnlyStream(io.RawIOBase):
@@ -185,7 +189,9 @@ class HandlerConformance:
 
     def run(self, strategy: st.SearchStrategy[Any], check: Callable[[Any], None]) -> None:
         """Run ``check`` on examples drawn from ``strategy`` (hypothesis, this class's budget)."""
-        examples = max(self.max_examples, settings.default.max_examples if _thorough() else 0)
+        default = settings.default
+        thorough = default.max_examples if default is not None and _thorough() else 0
+        examples = max(self.max_examples, thorough)
 
         @settings(
             max_examples=examples,
@@ -200,7 +206,7 @@ class HandlerConformance:
     def dump(self, obj: Any, options: SerializationOptions) -> tuple[bytes, FormatInfo]:
         """Dump through a write-only sink; return the stored bytes and the persisted info."""
         sink = WriteOnlySink()
-        info = self.handler.dump(obj, sink, options)  # type: ignore[arg-type]
+        info = self.handler.dump(obj, cast(BinaryIO, sink), options)  # a write-only file
         assert isinstance(info, FormatInfo), f"dump returned {type(info).__name__}"
         assert info.handler == self.handler.name, f"info names handler {info.handler!r}"
         assert isinstance(info.format, str), "format must be a str"
@@ -222,7 +228,8 @@ class HandlerConformance:
         local_path: Path | None = None,
     ) -> Any:
         """Load from a read-only, non-seekable stream over ``data``."""
-        return self.handler.load(ReadOnlyStream(data), info, options, local_path=local_path)
+        stream = cast(BinaryIO, ReadOnlyStream(data))  # a binary file that only reads
+        return self.handler.load(stream, info, options, local_path=local_path)
 
     def _codec_and_value(self) -> st.SearchStrategy[tuple[str, Any]]:
         return st.tuples(st.sampled_from(list(self.codecs)), self.values)
@@ -419,7 +426,7 @@ def raw_values() -> st.SearchStrategy[Any]:
     return st.one_of(
         blobs,
         blobs.map(bytearray),
-        blobs.map(memoryview),
+        blobs.map(_view),
         texts,
         doubles,
         matrices,
@@ -558,7 +565,7 @@ def _column(kind: str, n: int, draw: Callable[..., Any]) -> Any:
         values = draw(st.lists(st.integers(*bounds), min_size=n, max_size=n))
         return np.array(values, dtype=kind)
     if kind in ("float64", "float32"):
-        width = 32 if kind == "float32" else 64
+        width: Literal[32, 64] = 32 if kind == "float32" else 64
         values = draw(st.lists(st.floats(width=width), min_size=n, max_size=n))
         return np.array(values, dtype=kind)
     if kind == "bool":
@@ -711,7 +718,7 @@ def polars_frames(draw: Callable[..., Any], max_rows: int = 15) -> Any:
 
     n = draw(st.integers(0, max_rows))
     maybe = st.one_of
-    columns = {
+    columns: dict[str, tuple[Any, st.SearchStrategy[Any]]] = {
         "i": (pl.Int64, maybe(st.none(), st.integers(-(2**63), 2**63 - 1))),
         "u": (pl.UInt8, maybe(st.none(), st.integers(0, 255))),
         "f": (pl.Float64, maybe(st.none(), st.floats())),
