@@ -24,6 +24,7 @@ BENCHMARKS = (
     "blob_store",
     "keys",
     "compare",
+    "import_time",
     "team_cache",
     "sql_cache",
 )

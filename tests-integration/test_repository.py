@@ -52,8 +52,29 @@ def test_hatch_workspace_covers_every_package_and_has_the_scripts():
     members = {m["path"] if isinstance(m, dict) else m for m in default["workspace"]["members"]}
     packages = {f"packages/{p.name}" for p in (REPO / "packages").iterdir() if p.is_dir()}
     assert members == packages
-    assert {"test", "demo", "lint", "bench"} <= set(default["scripts"])
+    assert {"test", "demo", "lint", "types", "bench"} <= set(default["scripts"])
     assert "build" in hatch["envs"]["docs"]["scripts"]
+
+
+def test_ci_checks_the_types():
+    assert "hatch run types" in CI_RUN.splitlines()
+    workflow = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    lint_steps = [step.get("run", "") for step in workflow["jobs"]["lint"]["steps"]]
+    assert "python -m hatch run types" in lint_steps
+
+
+def test_the_speed_page_quotes_the_latest_start_up_figures():
+    import json
+
+    results = json.loads((REPO / "benchmarks/results/import_time.json").read_text())
+    page = (REPO / "docs/speed.md").read_text(encoding="utf-8")
+    section = page.split("## Start-up", 1)[1].split("\n## ", 1)[0]
+    for scenario in results["scenarios"]:
+        name = scenario["name"].replace("open + hit: ", "open + hit, ")
+        row = next(line for line in section.splitlines() if line.startswith(f"| {name} |"))
+        after, cpu = row.strip("|").split("|")[2:4]
+        assert float(after) == round(scenario["median_wall_ms"], 1), name
+        assert float(cpu) == round(scenario["median_cpu_ms"], 1), name
 
 
 def test_ci_workflow_tests_three_pythons_with_postgres():
