@@ -288,7 +288,7 @@ class HandlerRegistry:
                 f"no handler named {name!r} is registered (registered: {self._known()}); "
                 "register the handler that wrote the entry (register_handler) before loading it"
             )
-        return slot.get()
+        return slot.handler or slot.get()  # imported already: no call
 
     def for_object(self, obj: Any) -> Handler:
         """Return the first handler, by priority, whose ``can_handle(obj)`` is True.
@@ -299,7 +299,7 @@ class HandlerRegistry:
             SerializationError: no handler takes the object (the message names its type).
         """
         for slot in self._slots:
-            handler = slot.get()
+            handler = slot.handler or slot.get()
             if self._accepts(handler, obj):
                 return handler
         raise SerializationError(
@@ -323,7 +323,7 @@ class HandlerRegistry:
         counting = CountingSink(sink)
         reasons: list[str] = []
         for slot in self._slots:
-            handler = slot.get()
+            handler = slot.handler or slot.get()
             if not self._accepts(handler, obj):
                 continue
             try:
