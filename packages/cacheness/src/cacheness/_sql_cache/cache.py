@@ -784,43 +784,9 @@ class SqlCache:
             *(sa.and_(*(c == v for c, v in zip(columns, scope, strict=True))) for scope in scopes)
         )
 
-    def _known_empty(self, connection: sa.Connection, now: datetime) -> Callable[..., Any]:
+    def _known_empty(self, connection: sa.Connection, now: datetime) -> _KnownEmptyLookup:
         """The lookup of live known-empty entries the gap finder calls when rows miss."""
-        empty = self.tables.empty
-        scope_columns = self.tables.scope_columns
-
-        if self.tables.range_column is None:
-
-            def keys(missing: Sequence[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
-                found: set[tuple[Any, ...]] = set()
-                for chunk in _chunks(list(missing)):
-                    statement = sa.select(*(empty.c[c] for c in scope_columns)).where(
-                        self._scope_condition(empty, chunk), self._empty_live(now)
-                    )
-                    found.update(tuple(row) for row in connection.execute(statement))
-                return found
-
-            return keys
-
-        def ranges(
-            scopes: Sequence[tuple[Any, ...]], low: Any, high: Any
-        ) -> dict[tuple[Any, ...], list[tuple[Any, Any]]]:
-            found: dict[tuple[Any, ...], list[tuple[Any, Any]]] = {}
-            for chunk in _chunks(list(scopes)):
-                statement = sa.select(
-                    *(empty.c[c] for c in scope_columns), empty.c[RANGE_START], empty.c[RANGE_END]
-                ).where(
-                    self._scope_condition(empty, chunk),
-                    empty.c[RANGE_END] >= low,
-                    empty.c[RANGE_START] <= high,
-                    self._empty_live(now),
-                )
-                for row in connection.execute(statement):
-                    values = tuple(row)
-                    found.setdefault(values[:-2], []).append((values[-2], values[-1]))
-            return found
-
-        return ranges
+        return _KnownEmptyLookup(self, connection, now)
 
     def _find(
         self, connection: sa.Connection, query: Query, live: DataFrame, now: datetime
@@ -1057,7 +1023,11 @@ class SqlCache:
         for request, prepared in fetched:
             for record in prepared.records:
                 record[CACHED_AT] = now
-                late = provisional is not None and record[range_column] >= provisional  # type: ignore[index]
+                late = (
+                    provisional is not None
+                    and range_column is not None
+                    and record[range_column] >= provisional
+                )
                 record[EXPIRES_AT] = now if late else expires
             records.extend(prepared.records)
             if not request.specs:
@@ -1305,3 +1275,45 @@ def _fetcher(data_fetcher: Callable[..., DataFrame] | None) -> Callable[..., Dat
     """The fetcher given (the constructor checked that exactly one source was)."""
     assert data_fetcher is not None
     return data_fetcher
+
+
+class _KnownEmptyLookup:
+    """Live known-empty entries of a cache's table, read on one connection (KnownEmpty)."""
+
+    def __init__(self, cache: SqlCache, connection: sa.Connection, now: datetime) -> None:
+        self._cache = cache
+        self._connection = connection
+        self._now = now
+
+    def keys(self, missing: Sequence[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        """Of ``missing`` keys, those known to be empty (a table without a range column)."""
+        cache, empty = self._cache, self._cache.tables.empty
+        scope_columns = cache.tables.scope_columns
+        found: set[tuple[Any, ...]] = set()
+        for chunk in _chunks(list(missing)):
+            statement = sa.select(*(empty.c[c] for c in scope_columns)).where(
+                cache._scope_condition(empty, chunk), cache._empty_live(self._now)
+            )
+            found.update(tuple(row) for row in self._connection.execute(statement))
+        return found
+
+    def ranges(
+        self, scopes: Sequence[tuple[Any, ...]], low: Any, high: Any
+    ) -> dict[tuple[Any, ...], list[tuple[Any, Any]]]:
+        """The known-empty ranges of ``scopes`` overlapping ``low``..``high``."""
+        cache, empty = self._cache, self._cache.tables.empty
+        scope_columns = cache.tables.scope_columns
+        found: dict[tuple[Any, ...], list[tuple[Any, Any]]] = {}
+        for chunk in _chunks(list(scopes)):
+            statement = sa.select(
+                *(empty.c[c] for c in scope_columns), empty.c[RANGE_START], empty.c[RANGE_END]
+            ).where(
+                cache._scope_condition(empty, chunk),
+                empty.c[RANGE_END] >= low,
+                empty.c[RANGE_START] <= high,
+                cache._empty_live(self._now),
+            )
+            for row in self._connection.execute(statement):
+                values = tuple(row)
+                found.setdefault(values[:-2], []).append((values[-2], values[-1]))
+        return found

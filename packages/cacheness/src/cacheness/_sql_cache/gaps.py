@@ -23,9 +23,9 @@ Example:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,10 +37,22 @@ from cacheness._sql_cache.schema import CacheTables, ColumnKind
 __all__ = ["FetchRequest", "GapFinder", "KnownEmpty", "key_values", "missing_runs"]
 
 Scope = tuple[Any, ...]
+
+
 # (scopes, lowest, highest range value) -> {scope: [(range_start, range_end), ...]}
 # or, for tables without a range column, (keys) -> set of known-empty keys.
-KnownEmpty = Callable[[Sequence[Scope], Any, Any], Mapping[Scope, list[tuple[Any, Any]]]]
-KnownEmptyKeys = Callable[[Sequence[Scope]], set[Scope]]
+class KnownEmpty(Protocol):
+    """The known-empty entries of a table, looked up when rows are missing."""
+
+    def keys(self, missing: Sequence[Scope]) -> set[Scope]:
+        """Of ``missing`` keys (a table without a range column), those known to be empty."""
+        ...
+
+    def ranges(
+        self, scopes: Sequence[Scope], low: Any, high: Any
+    ) -> Mapping[Scope, list[tuple[Any, Any]]]:
+        """The known-empty ranges of ``scopes`` that overlap ``low``..``high``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -103,14 +115,17 @@ def key_values(frame: DataFrame, column: str, kind: ColumnKind) -> list[Any]:
         return [value.date() for value in series]
     if kind in ("utc", "naive"):
         return list(series.dt.to_pydatetime())
-    return series.tolist()  # type: ignore[no-any-return]
+    values: list[Any] = series.tolist()
+    return values
 
 
 def _scope_values(specs: Mapping[str, Spec], columns: Sequence[str]) -> list[Scope]:
     choices = []
     for column in columns:
         spec = specs[column]
-        choices.append(spec.values if isinstance(spec, OneOf) else (spec.value,))  # type: ignore[union-attr]
+        if isinstance(spec, Between):  # pragma: no cover - scope columns hold values
+            raise TypeError(f"a scope column has a range: {spec!r}")
+        choices.append(spec.values if isinstance(spec, OneOf) else (spec.value,))
     return list(itertools.product(*choices))
 
 
@@ -208,7 +223,7 @@ class GapFinder:
         short = [scope for scope in scopes if runs[scope]]
         if not short:
             return []
-        empties = known_empty(short, self.axis.value(lo), self.axis.value(hi))
+        empties = known_empty.ranges(short, self.axis.value(lo), self.axis.value(hi))
         for scope in short:
             intervals = [
                 (self.axis.ceil(start), self.axis.floor(end))
@@ -245,7 +260,7 @@ class GapFinder:
 
     # -- discrete requests -----------------------------------------------------------
     def _discrete_gaps(
-        self, query: Query, live: DataFrame, known_empty: KnownEmpty | KnownEmptyKeys
+        self, query: Query, live: DataFrame, known_empty: KnownEmpty
     ) -> list[FetchRequest]:
         keys = self.tables.primary_keys
         specs = query.specs
@@ -284,28 +299,24 @@ class GapFinder:
             requests.append(FetchRequest(request_specs, scopes, keys=tuple(members)))
         return requests
 
-    def _known_empty_keys(
-        self, missing: Sequence[Scope], known_empty: KnownEmpty | KnownEmptyKeys
-    ) -> set[Scope]:
+    def _known_empty_keys(self, missing: Sequence[Scope], known_empty: KnownEmpty) -> set[Scope]:
         range_column = self.tables.range_column
         if range_column is None:
-            return known_empty(missing)  # type: ignore[call-arg, return-value]
+            return known_empty.keys(missing)
         keys = self.tables.primary_keys
         where = keys.index(range_column)
         scope_positions = [keys.index(column) for column in self.tables.scope_columns]
         values = [key[where] for key in missing]
         scopes = list(dict.fromkeys(tuple(key[p] for p in scope_positions) for key in missing))
-        empties = known_empty(scopes, min(values), max(values))  # type: ignore[call-arg]
+        empties = known_empty.ranges(scopes, min(values), max(values))
         covered = set()
         for key in missing:
             scope = tuple(key[p] for p in scope_positions)
-            if any(start <= key[where] <= end for start, end in empties.get(scope, ())):  # type: ignore[union-attr]
+            if any(start <= key[where] <= end for start, end in empties.get(scope, ())):
                 covered.add(key)
         return covered
 
-    def find(
-        self, query: Query, live: DataFrame, known_empty: KnownEmpty | KnownEmptyKeys
-    ) -> list[FetchRequest]:
+    def find(self, query: Query, live: DataFrame, known_empty: KnownEmpty) -> list[FetchRequest]:
         """The fetcher calls that would complete ``query``, given its ``live`` rows.
 
         Args:
@@ -314,7 +325,7 @@ class GapFinder:
             known_empty: looks up known-empty entries; called only when rows are missing.
         """
         if query.is_range:
-            return self._range_gaps(query, live, known_empty)  # type: ignore[arg-type]
+            return self._range_gaps(query, live, known_empty)
         return self._discrete_gaps(query, live, known_empty)
 
 
