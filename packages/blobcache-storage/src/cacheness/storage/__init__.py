@@ -118,7 +118,14 @@ if TYPE_CHECKING:
         unregister_blob_backend,
         unregister_metadata_backend,
     )
-    from cacheness.storage._reports import IntegrityIssue, RepairReport
+    from cacheness.storage._portability.transfer import migrate
+    from cacheness.storage._reports import (
+        IntegrityIssue,
+        RepairReport,
+        TransferIssue,
+        TransferProgress,
+        TransferReport,
+    )
     from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
 
 __all__ = [
@@ -181,6 +188,9 @@ __all__ = [
     "StorageFullError",
     "ThreadLocks",
     "TieredBlobBackend",
+    "TransferIssue",
+    "TransferProgress",
+    "TransferReport",
     "__version__",
     "advisory_lock_id",
     "choice_problem",
@@ -205,6 +215,7 @@ __all__ = [
     "matches",
     "metadata_field",
     "metadata_problem",
+    "migrate",
     "number_problem",
     "open_compressor",
     "open_decompressor",
@@ -289,6 +300,10 @@ _LAZY: dict[str, str] = {
     "unregister_metadata_backend": "cacheness.storage._registry",
     "IntegrityIssue": "cacheness.storage._reports",
     "RepairReport": "cacheness.storage._reports",
+    "TransferIssue": "cacheness.storage._reports",
+    "TransferProgress": "cacheness.storage._reports",
+    "TransferReport": "cacheness.storage._reports",
+    "migrate": "cacheness.storage._portability.transfer",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
     "number_problem": "cacheness.storage._validate",

@@ -946,6 +946,39 @@ class S3BlobBackend(BlobBackend):
             )
         return tracked.blob_info(new_ref, source.size, source.content_hash)
 
+    def copy_from_server_side(
+        self, source: BlobBackend, ref: str, new_name: str
+    ) -> BlobInfo | None:
+        """CopyObject from another S3 backend on the same endpoint (any bucket or prefix).
+
+        Objects above ``copy_multipart_threshold`` are left to the caller (None), as are
+        backends on other endpoints.
+        """
+        if not isinstance(source, S3BlobBackend) or source.endpoint != self.endpoint:
+            return None
+        info = source.stat(ref)
+        if info.size > self.copy_multipart_threshold:
+            return None
+        self._ensure_bucket()
+        new_ref = self.ref_for(new_name)
+        copy_source = {"Bucket": source.bucket, "Key": source._key(ref)}
+        condition = {"CopySourceIfMatch": f'"{info.etag}"'} if info.etag else {}
+        with self._call("copy", ref):
+            response = self._client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(new_ref),
+                CopySource=copy_source,
+                MetadataDirective="COPY",
+                **condition,
+            )
+        return BlobInfo(
+            ref=new_ref,
+            size=info.size,
+            content_hash=info.content_hash,
+            etag=_etag(response.get("CopyObjectResult", {}).get("ETag")),
+            version_id=response.get("VersionId"),
+        )
+
     def presigned_url(self, ref: str, expires_in: int = 3600) -> str:
         """Return a URL that lets anyone GET the blob for ``expires_in`` seconds.
 
