@@ -1384,6 +1384,31 @@ class BlobStore:
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
 
+    def collect_garbage(
+        self, *, dry_run: bool = False, min_age_seconds: float = 3600.0
+    ) -> RepairReport:
+        """Remove blobs no entry points at and the debris of interrupted writes.
+
+        The cheap part of :meth:`repair`: no entry is checked. Orphaned blobs and
+        temporary files (on S3: abandoned multipart uploads) younger than
+        ``min_age_seconds`` are left alone (a write may be in progress).
+
+        Returns:
+            A :class:`RepairReport` with ``orphans_removed`` and ``temp_files_removed``
+            (what would be removed, with ``dry_run``).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.blobs.write_bytes("stray", b"orphan")
+            >>> len(store.collect_garbage(min_age_seconds=0).orphans_removed)
+            1
+        """
+        from cacheness.storage import _maintenance
+
+        self._check_open()
+        check_seconds(min_age_seconds, "min_age_seconds")
+        return _maintenance.collect_garbage(self, dry_run, min_age_seconds)
+
     # ------------------------------------------------------------------ portability
 
     def export(
