@@ -32,12 +32,13 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import Any, BinaryIO, Final, Literal, Self, cast
 
 from cacheness.cache_entry import (
     FORMAT_VERSION,
@@ -67,6 +68,8 @@ from cacheness.storage import (
     SerializationError,
     StorageError,
     StorageFullError,
+    TransferProgress,
+    TransferReport,
     combine_filters,
     metadata_field,
     utc_now,
@@ -74,7 +77,7 @@ from cacheness.storage import (
 )
 from cacheness.ttl import expiry_time, validate_ttl
 
-__all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness"]
+__all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness", "migrate"]
 
 log = logging.getLogger(__name__)
 
@@ -899,6 +902,80 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ locks & stats
 
+    # ------------------------------------------------------------------ portability
+
+    def export_to_file(
+        self,
+        path: str | os.PathLike[str] | BinaryIO,
+        *,
+        filter: Filter | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        include_expired: bool = False,
+        compression: Literal["zstd", "gzip"] | None = "zstd",
+        progress: Callable[[TransferProgress], None] | None = None,
+    ) -> TransferReport:
+        """Write the live entries (or those matching) to one archive file or stream.
+
+        Every entry keeps its TTL, expiry time, key parameters, user metadata and
+        statistics fields (created, updated, accessed, reads): importing the archive
+        elsewhere gives the same cache. See ``BlobStore.export`` for the format.
+
+        Args:
+            path: a file path, or a binary stream open for writing.
+            filter: a storage filter over entry fields (``{"metadata.owner": "ana"}``).
+            key_params: export only entries stored under these key parameters.
+            include_expired: also export entries whose TTL has run out.
+            compression: ``"zstd"`` (default), ``"gzip"`` or None.
+            progress: called with a ``TransferProgress`` as entries are written.
+
+        Returns:
+            A ``cacheness.storage.TransferReport``.
+
+        Example:
+            >>> import tempfile, os
+            >>> folder = tempfile.mkdtemp()
+            >>> cache = cacheness(cache_dir=os.path.join(folder, "a"))
+            >>> _ = cache.put({"auc": 0.9}, model="resnet", epochs=10)
+            >>> cache.export_to_file(os.path.join(folder, "backup.tar.zst")).entries
+            1
+            >>> other = cacheness(cache_dir=os.path.join(folder, "b"))
+            >>> other.import_from_file(os.path.join(folder, "backup.tar.zst")).entries
+            1
+            >>> other.get(model="resnet", epochs=10)
+            {'auc': 0.9}
+        """
+        self._check_open()
+        self._flush_access()
+        selected = self._params_filter({}, key_params, filter, "export_to_file")
+        return self._store.export(
+            path, self._entries_filter(selected, include_expired), compression, progress
+        )
+
+    def import_from_file(
+        self,
+        path: str | os.PathLike[str] | BinaryIO,
+        *,
+        on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+        filter: Filter | None = None,
+        progress: Callable[[TransferProgress], None] | None = None,
+        trust_pickles: bool = False,
+    ) -> TransferReport:
+        """Import an archive written by :meth:`export_to_file` (or ``BlobStore.export``).
+
+        Each blob is checked against the archive's manifest (size, hash) before its
+        entry is committed; damaged or unsafe members are reported and skipped, and an
+        interrupted import resumes when run again. Pickled values (the ``objects``
+        handler) are refused unless ``trust_pickles=True``: loading a pickle runs code.
+        See ``BlobStore.import_`` for every argument.
+
+        Returns:
+            A ``cacheness.storage.TransferReport`` (``damaged`` lists what was refused).
+        """
+        self._check_open()
+        return self._store.import_(
+            path, on_conflict, filter, progress, trust_pickles=trust_pickles
+        )
+
     def compute_lock(
         self, cache_key: str, *, timeout: float | None = None
     ) -> AbstractContextManager[bool]:
@@ -1233,3 +1310,56 @@ def _empty_selector(method: str, what: str) -> TypeError:
 
 UnifiedCache = cacheness
 """Alias of :class:`cacheness` under its earlier name."""
+
+
+def migrate(
+    source: cacheness | BlobStore,
+    target: cacheness | BlobStore,
+    *,
+    filter: Filter | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+) -> TransferReport:
+    """Copy a cache's entries into another cache (e.g. SQLite + files -> PostgreSQL + S3).
+
+    Entry by entry, each blob streamed from one backend to the other (server-side on
+    one S3 endpoint); TTL, expiry, key parameters, metadata and statistics fields come
+    along. The source is not changed; entries already in the target with the same bytes
+    are skipped, so an interrupted migration resumes when run again.
+
+    Args:
+        source: the cache (or ``BlobStore``) to copy from.
+        target: the cache (or ``BlobStore``) to copy into.
+        filter: copy only entries matching this storage filter.
+        progress: called with a ``TransferProgress`` after each entry.
+        on_conflict: a key the target holds with other bytes: ``"skip"``,
+            ``"overwrite"`` or ``"error"``.
+
+    Returns:
+        A ``cacheness.storage.TransferReport``.
+
+    Example:
+        >>> import tempfile, os
+        >>> import cacheness as cn
+        >>> folder = tempfile.mkdtemp()
+        >>> laptop = cn.cacheness(cache_dir=os.path.join(folder, "laptop"))
+        >>> _ = laptop.put([1, 2, 3], dataset="iris", ttl_seconds=3600)
+        >>> team = cn.cacheness(cache_dir=os.path.join(folder, "team"))
+        >>> cn.migrate(laptop, team).entries, team.get(dataset="iris")
+        (1, [1, 2, 3])
+    """
+    from cacheness.storage import migrate as migrate_stores
+
+    stores = []
+    for side in (source, target):
+        if isinstance(side, cacheness):
+            side._check_open()
+            side._flush_access()
+            stores.append(side.store)
+        elif isinstance(side, BlobStore):
+            stores.append(side)
+        else:
+            raise ConfigError(
+                f"migrate() takes caches (cacheness objects) or BlobStores, got {type(side).__name__}"
+            )
+    return migrate_stores(stores[0], stores[1], filter, progress, on_conflict=on_conflict)

@@ -324,8 +324,13 @@ class Session:
         """The effective configuration, for ``config show``."""
         raise NotImplementedError
 
-    def config_problems(self) -> list[str]:
-        """What is wrong with the configuration (empty when it is valid)."""
+    @classmethod
+    def problems(cls, values: Mapping[str, Any]) -> list[str]:
+        """Every problem of the configuration the options name (empty when valid)."""
+        try:
+            cls.open(values).close()
+        except ConfigError as exc:
+            return [str(exc)]
         return []
 
 
@@ -772,10 +777,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
     @pass_state
     def config_validate(state: _State) -> int:
         """Check the configuration; exit 2 with every problem when it is invalid."""
-        try:
-            problems = state.session.config_problems()
-        except ConfigError as exc:
-            problems = [str(exc)]
+        problems = state.session_type.problems(state.values)
         if state.out.as_json:
             state.out.json({"valid": not problems, "problems": problems})
         else:
