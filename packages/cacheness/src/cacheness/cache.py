@@ -972,9 +972,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             A ``cacheness.storage.TransferReport`` (``damaged`` lists what was refused).
         """
         self._check_open()
-        return self._store.import_(
-            path, on_conflict, filter, progress, trust_pickles=trust_pickles
-        )
+        return self._store.import_(path, on_conflict, filter, progress, trust_pickles=trust_pickles)
 
     def compute_lock(
         self, cache_key: str, *, timeout: float | None = None
@@ -1360,6 +1358,7 @@ def migrate(
             stores.append(side)
         else:
             raise ConfigError(
-                f"migrate() takes caches (cacheness objects) or BlobStores, got {type(side).__name__}"
+                "migrate() takes caches (cacheness objects) or BlobStores, got "
+                f"{type(side).__name__}"
             )
     return migrate_stores(stores[0], stores[1], filter, progress, on_conflict=on_conflict)

@@ -78,7 +78,10 @@ class CacheSession(Session):
     def open_target(cls, directory: str | None, config: str | None) -> CacheSession:
         if config is not None and not os.path.exists(config):
             raise ConfigError(f"no config file at {config!r}")
-        return cls(cacheness(config, **cls._settings(directory, config)))
+        settings = cls._settings(directory, config)
+        if config is None:
+            return cls(cacheness(**settings))
+        return cls(cacheness(resolve_config(config, **settings)))
 
     @classmethod
     def problems(cls, values: Mapping[str, Any]) -> list[str]:

@@ -106,6 +106,7 @@ if TYPE_CHECKING:
     from cacheness.storage._metadata.sqlite import SqliteMetadataBackend
     from cacheness.storage._optional import import_optional, is_loaded
     from cacheness.storage._pairing import Scope, pairing_problem
+    from cacheness.storage._portability.transfer import migrate
     from cacheness.storage._registry import (
         get_blob_backend,
         get_blob_backend_class,
@@ -118,7 +119,6 @@ if TYPE_CHECKING:
         unregister_blob_backend,
         unregister_metadata_backend,
     )
-    from cacheness.storage._portability.transfer import migrate
     from cacheness.storage._reports import (
         IntegrityIssue,
         RepairReport,

@@ -202,7 +202,9 @@ class Output:
             with bar:
                 task = bar.add_task(label, total=total, extra="")
 
-                def draw(done: int, total: int | None = None, bytes_done: int | None = None) -> None:
+                def draw(
+                    done: int, total: int | None = None, bytes_done: int | None = None
+                ) -> None:
                     extra = human_size(bytes_done) if bytes_done is not None else ""
                     bar.update(task, completed=done, total=total, extra=extra)
 
@@ -372,13 +374,13 @@ class StoreSession(Session):
         if directory:
             settings["path"] = directory
         if not settings:
-            raise ConfigError(
-                "name a store: --store DIR or --config FILE (or set BLOBCACHE_STORE)"
-            )
+            raise ConfigError("name a store: --store DIR or --config FILE (or set BLOBCACHE_STORE)")
         try:
             store = BlobStore(**settings)
         except TypeError as exc:
-            raise ConfigError(f"the store configuration is not BlobStore's arguments: {exc}") from None
+            raise ConfigError(
+                f"the store configuration is not BlobStore's arguments: {exc}"
+            ) from None
         return cls(store, settings)
 
     def config(self) -> dict[str, Any]:
@@ -410,7 +412,9 @@ def redacted(value: Any) -> Any:
     """``value`` with passwords and secrets replaced by ``***``."""
     if isinstance(value, Mapping):
         return {
-            k: "***" if any(s in str(k).lower() for s in ("password", "secret", "token")) else redacted(v)
+            k: "***"
+            if any(s in str(k).lower() for s in ("password", "secret", "token"))
+            else redacted(v)
             for k, v in value.items()
         }
     if isinstance(value, str) and "://" in value and "@" in value:
@@ -483,7 +487,9 @@ class _State:
 
 def _selectors(function: Callable[..., Any]) -> Callable[..., Any]:
     function = click.argument("pairs", nargs=-1)(function)
-    function = click.option("--where", help="A filter as JSON, e.g. '{\"size\": {\"$gt\": 1000}}'.")(function)
+    function = click.option("--where", help='A filter as JSON, e.g. \'{"size": {"$gt": 1000}}\'.')(
+        function
+    )
     return click.option("--prefix", help="Keys starting with this.")(function)
 
 
@@ -524,7 +530,7 @@ def _transfer_progress(out: Output, label: str) -> Iterator[Callable[[TransferPr
         yield tell
 
 
-def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  # noqa: C901 - one command per nested function
+def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
     """Build the command group for ``session_type`` (see the module docstring).
 
     Example:
@@ -533,11 +539,14 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
         ['clear', 'config', 'export', 'gc']
     """
 
-    @click.group(help=help or __doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(
+        help=help or __doc__.split("\n\n")[0],
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
     @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
     @click.pass_context
-    def group(ctx: click.Context, as_json: bool, debug: bool, **values: Any) -> None:
+    def group(ctx: click.Context, /, as_json: bool, debug: bool, **values: Any) -> None:
         if debug:
             import logging
 
@@ -551,10 +560,22 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
 
     @group.command("ls")
     @_selectors
-    @click.option("--sort", default="key", show_default=True, help="Field to sort by; '-size' sorts descending.")
+    @click.option(
+        "--sort",
+        default="key",
+        show_default=True,
+        help="Field to sort by; '-size' sorts descending.",
+    )
     @click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
     @pass_state
-    def ls(state: _State, pairs: tuple[str, ...], where: str | None, prefix: str | None, sort: str, limit: int | None) -> int:
+    def ls(
+        state: _State,
+        pairs: tuple[str, ...],
+        where: str | None,
+        prefix: str | None,
+        sort: str,
+        limit: int | None,
+    ) -> int:
         """List entries (filters: name=value pairs)."""
         session = state.session
         descending = sort.startswith("-")
@@ -594,12 +615,17 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
         if state.out.as_json:
             state.out.json(data)
         else:
-            shown = {k: human_size(v) if k.endswith("size") and isinstance(v, int) else v for k, v in data.items()}
+            shown = {
+                k: human_size(v) if k.endswith("size") and isinstance(v, int) else v
+                for k, v in data.items()
+            }
             state.out.fields(shown)
         return EXIT_OK
 
     @group.command("verify")
-    @click.option("--deep", is_flag=True, help="Read and hash every blob (default: existence and size).")
+    @click.option(
+        "--deep", is_flag=True, help="Read and hash every blob (default: existence and size)."
+    )
     @pass_state
     def verify(state: _State, deep: bool) -> int:
         """Check that every entry's bytes exist and match it (exit 1 when not)."""
@@ -620,7 +646,13 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
 
     @group.command("repair")
     @click.option("--dry-run", is_flag=True, help="Report what would be fixed; change nothing.")
-    @click.option("--min-age", type=float, default=3600.0, show_default=True, help="Orphaned blobs younger than this (seconds) are left.")
+    @click.option(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        show_default=True,
+        help="Orphaned blobs younger than this (seconds) are left.",
+    )
     @pass_state
     def repair(state: _State, dry_run: bool, min_age: float) -> int:
         """Remove damaged entries, orphaned blobs and write debris (exit 1 if any found)."""
@@ -647,7 +679,13 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
 
     @group.command("gc")
     @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
-    @click.option("--min-age", type=float, default=3600.0, show_default=True, help="Orphans and temporary files younger than this (seconds) are left.")
+    @click.option(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        show_default=True,
+        help="Orphans and temporary files younger than this (seconds) are left.",
+    )
     @pass_state
     def gc(state: _State, dry_run: bool, min_age: float) -> int:
         """Remove expired entries, orphaned blobs, temporary files, abandoned uploads."""
@@ -677,15 +715,21 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
     @_selectors
     @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
     @pass_state
-    def rm(state: _State, pairs: tuple[str, ...], where: str | None, prefix: str | None, yes: bool) -> int:
+    def rm(
+        state: _State, pairs: tuple[str, ...], where: str | None, prefix: str | None, yes: bool
+    ) -> int:
         """Delete the entries selected by name=value pairs, --prefix or --where."""
         session = state.session
         selected = session.selection(pairs, where, prefix)
         if selected is None:
-            raise click.UsageError("rm needs a selection (name=value, --prefix or --where); use clear for all")
+            raise click.UsageError(
+                "rm needs a selection (name=value, --prefix or --where); use clear for all"
+            )
         count = session.store.count(filter=selected)
         if count and not yes:
-            click.confirm(f"delete {count} entr{'y' if count == 1 else 'ies'}?", abort=True, err=True)
+            click.confirm(
+                f"delete {count} entr{'y' if count == 1 else 'ies'}?", abort=True, err=True
+            )
         removed = session.store.delete_where(selected) if count else 0
         if state.out.as_json:
             state.out.json({"removed": removed})
@@ -710,15 +754,29 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
     @group.command("export")
     @click.argument("archive", type=click.Path(dir_okay=False, allow_dash=True))
     @_selectors
-    @click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd", show_default=True)
+    @click.option(
+        "--compression",
+        type=click.Choice(["zstd", "gzip", "none"]),
+        default="zstd",
+        show_default=True,
+    )
     @pass_state
-    def export(state: _State, archive: str, pairs: tuple[str, ...], where: str | None, prefix: str | None, compression: str) -> int:
+    def export(
+        state: _State,
+        archive: str,
+        pairs: tuple[str, ...],
+        where: str | None,
+        prefix: str | None,
+        compression: str,
+    ) -> int:
         """Write entries and their bytes to ARCHIVE ('-': stdout)."""
         session = state.session
         target: Any = sys.stdout.buffer if archive == "-" else archive
         codec: Literal["zstd", "gzip"] | None = None if compression == "none" else compression  # type: ignore[assignment]
         with _transfer_progress(state.out, "export") as tell:
-            report = session.store.export(target, session.selection(pairs, where, prefix), codec, tell)
+            report = session.store.export(
+                target, session.selection(pairs, where, prefix), codec, tell
+            )
         if archive == "-":
             return EXIT_OK if report.ok else EXIT_PROBLEMS
         return _report_out(state.out, report, "exported")
@@ -726,16 +784,37 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
     @group.command("import")
     @click.argument("archive", type=click.Path(dir_okay=False, allow_dash=True))
     @_selectors
-    @click.option("--on-conflict", type=click.Choice(["skip", "overwrite", "error"]), default="skip", show_default=True)
-    @click.option("--trust-pickles", is_flag=True, help="Import pickled payloads (loading them runs code): only from archives you trust.")
+    @click.option(
+        "--on-conflict",
+        type=click.Choice(["skip", "overwrite", "error"]),
+        default="skip",
+        show_default=True,
+    )
+    @click.option(
+        "--trust-pickles",
+        is_flag=True,
+        help="Import pickled payloads (loading them runs code): only from archives you trust.",
+    )
     @pass_state
-    def import_(state: _State, archive: str, pairs: tuple[str, ...], where: str | None, prefix: str | None, on_conflict: Literal["skip", "overwrite", "error"], trust_pickles: bool) -> int:
+    def import_(
+        state: _State,
+        archive: str,
+        pairs: tuple[str, ...],
+        where: str | None,
+        prefix: str | None,
+        on_conflict: Literal["skip", "overwrite", "error"],
+        trust_pickles: bool,
+    ) -> int:
         """Import ARCHIVE ('-': stdin); damaged or untrusted members are refused (exit 1)."""
         session = state.session
         source: Any = sys.stdin.buffer if archive == "-" else archive
         with _transfer_progress(state.out, "import") as tell:
             report = session.store.import_(
-                source, on_conflict, session.selection(pairs, where, prefix), tell, trust_pickles=trust_pickles
+                source,
+                on_conflict,
+                session.selection(pairs, where, prefix),
+                tell,
+                trust_pickles=trust_pickles,
             )
         return _report_out(state.out, report, "imported")
 
@@ -743,9 +822,22 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
     @_selectors
     @click.option("--to-dir", help="Target directory (a store or cache directory).")
     @click.option("--to-config", help="Target configuration file.")
-    @click.option("--on-conflict", type=click.Choice(["skip", "overwrite", "error"]), default="skip", show_default=True)
+    @click.option(
+        "--on-conflict",
+        type=click.Choice(["skip", "overwrite", "error"]),
+        default="skip",
+        show_default=True,
+    )
     @pass_state
-    def migrate_(state: _State, pairs: tuple[str, ...], where: str | None, prefix: str | None, to_dir: str | None, to_config: str | None, on_conflict: Literal["skip", "overwrite", "error"]) -> int:
+    def migrate_(
+        state: _State,
+        pairs: tuple[str, ...],
+        where: str | None,
+        prefix: str | None,
+        to_dir: str | None,
+        to_config: str | None,
+        on_conflict: Literal["skip", "overwrite", "error"],
+    ) -> int:
         """Copy entries to another store (resumable; the source is not changed)."""
         if not to_dir and not to_config:
             raise click.UsageError("migrate needs a target: --to-dir DIR or --to-config FILE")
@@ -753,7 +845,13 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
         target = session.open_target(to_dir, to_config)
         try:
             with _transfer_progress(state.out, "migrate") as tell:
-                report = migrate(session.store, target.store, session.selection(pairs, where, prefix), tell, on_conflict=on_conflict)
+                report = migrate(
+                    session.store,
+                    target.store,
+                    session.selection(pairs, where, prefix),
+                    tell,
+                    on_conflict=on_conflict,
+                )
         finally:
             target.close()
         return _report_out(state.out, report, "migrated")
@@ -783,7 +881,9 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:  #
         else:
             for problem in problems:
                 state.out.line(f"problem: {problem}")
-            state.out.line("configuration is valid" if not problems else f"{len(problems)} problem(s)")
+            state.out.line(
+                "configuration is valid" if not problems else f"{len(problems)} problem(s)"
+            )
         return EXIT_USAGE if problems else EXIT_OK
 
     return group
@@ -826,7 +926,10 @@ def _fail(exc: BaseException, debug: bool, code: int) -> int:
 
         traceback.print_exception(exc)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    click.echo(f"error: {type(exc).__name__}: {message}" if message else f"error: {type(exc).__name__}", err=True)
+    click.echo(
+        f"error: {type(exc).__name__}: {message}" if message else f"error: {type(exc).__name__}",
+        err=True,
+    )
     return code
 
 

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, BinaryIO, Literal, Self
+from typing import IO, Any, BinaryIO, Literal, Self, cast
 
 import msgspec
 
@@ -213,7 +213,7 @@ def _compressing(stream: IO[bytes], compression: Compression) -> tuple[IO[bytes]
         import gzip
 
         gz = gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=6, mtime=0)
-        return gz, gz
+        return cast(IO[bytes], gz), gz
     return stream, None
 
 
@@ -228,7 +228,9 @@ class ArchiveWriter:
         self._sink = _Sink(target)
         try:
             stream, self._compressor = _compressing(self._sink.stream, compression)
-            self._tar = tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT)
+            self._tar = tarfile.open(  # noqa: SIM115 - closed in close()
+                fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT
+            )
         except BaseException:
             self._sink.finish(False)
             raise
@@ -287,7 +289,7 @@ def _open_source(source: str | os.PathLike[str] | BinaryIO) -> tuple[IO[bytes], 
     if isinstance(source, str | os.PathLike):
         path = Path(source).expanduser()
         try:
-            return open(path, "rb"), True  # noqa: SIM115 - closed by ArchiveReader.close
+            return open(path, "rb"), True
         except FileNotFoundError:
             raise ConfigError(f"no archive at {str(path)!r}") from None
         except IsADirectoryError:
@@ -302,17 +304,17 @@ def _open_source(source: str | os.PathLike[str] | BinaryIO) -> tuple[IO[bytes], 
 def _peekable(stream: IO[bytes]) -> IO[bytes]:
     if callable(getattr(stream, "peek", None)):
         return stream
-    return io.BufferedReader(stream)  # type: ignore[arg-type]  # any readable binary stream
+    return cast(IO[bytes], io.BufferedReader(cast(io.RawIOBase, stream)))
 
 
 def _decompressing(stream: IO[bytes]) -> IO[bytes]:
     """Recognise the whole-archive compression by its magic bytes."""
     stream = _peekable(stream)
-    magic = stream.peek(4)[:4]  # type: ignore[attr-defined]  # _peekable made sure
+    magic = cast(io.BufferedReader, stream).peek(4)[:4]  # _peekable made sure it has peek
     if magic.startswith(_ZSTD_MAGIC):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(stream, closefd=False)  # type: ignore[return-value]
+        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(stream, closefd=False))
     if magic.startswith(_GZIP_MAGIC):
         import gzip
 
@@ -324,10 +326,14 @@ class ArchiveReader:
     """Read an archive in one pass: :meth:`manifest`, then :meth:`members`."""
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, where: str = "") -> None:
-        self.where = where or (os.fspath(source) if isinstance(source, str | os.PathLike) else "the archive")
+        self.where = where or (
+            os.fspath(source) if isinstance(source, str | os.PathLike) else "the archive"
+        )
         self._raw, self._owned = _open_source(source)
         try:
-            self._tar = tarfile.open(fileobj=_decompressing(self._raw), mode="r|")
+            self._tar = tarfile.open(  # noqa: SIM115 - closed in close()
+                fileobj=_decompressing(self._raw), mode="r|"
+            )
         except (tarfile.TarError, OSError, EOFError) as exc:
             self.close()
             raise IntegrityError(f"{self.where} is not a readable archive ({exc})") from None

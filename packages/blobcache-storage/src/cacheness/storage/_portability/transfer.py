@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 import msgspec
 
@@ -162,11 +162,18 @@ class _Counting(io.RawIOBase):
 
 def _check_options(on_conflict: object, progress: object, filter: object) -> None:
     if on_conflict not in _CONFLICTS:
-        raise ConfigError(f"on_conflict must be 'skip', 'overwrite' or 'error', got {on_conflict!r}")
+        raise ConfigError(
+            f"on_conflict must be 'skip', 'overwrite' or 'error', got {on_conflict!r}"
+        )
     if progress is not None and not callable(progress):
-        raise ConfigError(f"progress must be a function taking a TransferProgress, got {progress!r}")
+        raise ConfigError(
+            f"progress must be a function taking a TransferProgress, got {progress!r}"
+        )
     if filter is not None and not isinstance(filter, Mapping):
-        raise ConfigError(f"filter must be a filter mapping such as {{'key': {{'$prefix': 'a/'}}}}, got {filter!r}")
+        raise ConfigError(
+            "filter must be a filter mapping such as {'key': {'$prefix': 'a/'}}, "
+            f"got {filter!r}"
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -203,9 +210,7 @@ def admit(store: BlobStore, entry: Entry, *, trust_pickles: bool) -> str | None:
     return None
 
 
-def receive(
-    store: BlobStore, entry: Entry, source: IO[bytes] | None, *, overwrite: bool
-) -> Entry:
+def receive(store: BlobStore, entry: Entry, source: IO[bytes] | None, *, overwrite: bool) -> Entry:
     """Write ``entry``'s bytes from ``source`` into ``store`` and commit the entry.
 
     The bytes go through the store's write protocol: a fresh blob (or, content-addressed,
@@ -286,9 +291,7 @@ def _copy_checked(source: IO[bytes], sink: Any, entry: Entry) -> None:
 # ------------------------------------------------------------------------------ conflicts
 
 
-def _present(
-    store: BlobStore, entry: Entry, on_conflict: OnConflict, run: _Run, size: int
-) -> bool:
+def _present(store: BlobStore, entry: Entry, on_conflict: OnConflict, run: _Run, size: int) -> bool:
     """True when ``entry`` is not to be written: same bytes present, or a kept conflict."""
     existing = store.metadata.get(entry.key)
     if existing is None:
@@ -299,7 +302,9 @@ def _present(
             return True
         return False
     if on_conflict == "skip":
-        run.issue(entry.key, "conflict", "the target holds other bytes under this key; kept", size=size)
+        run.issue(
+            entry.key, "conflict", "the target holds other bytes under this key; kept", size=size
+        )
         return True
     if on_conflict == "error":
         raise EntryExistsError(
@@ -339,7 +344,9 @@ def _refuse_conflicts(store: BlobStore, entries: Iterable[Entry]) -> None:
 # ------------------------------------------------------------------------------ export
 
 
-def _manifest(store: BlobStore, entries: builtins.list[Entry]) -> tuple[Manifest, builtins.list[tuple[str, Entry]]]:
+def _manifest(
+    store: BlobStore, entries: builtins.list[Entry]
+) -> tuple[Manifest, builtins.list[tuple[str, Entry]]]:
     items: builtins.list[ManifestEntry] = []
     blobs: builtins.list[tuple[str, Entry]] = []
     for entry in entries:
@@ -424,10 +431,12 @@ def _export_blob(
     except (StorageError, OSError) as exc:  # BlobNotFoundError is a StorageError
         source, missing = io.BytesIO(), f"its blob could not be read: {exc}"
     with source:
-        exact = _Exact(_Counting(source, run, entry.key), entry.size)
-        archive.add_member(member, entry.size, exact, entry.updated_at)
+        exact = _Exact(cast(IO[bytes], _Counting(source, run, entry.key)), entry.size)
+        archive.add_member(member, entry.size, cast(IO[bytes], exact), entry.updated_at)
     if missing:
-        run.issue(entry.key, "missing", f"{missing}; a zero-filled member stands in", member, entry.size)
+        run.issue(
+            entry.key, "missing", f"{missing}; a zero-filled member stands in", member, entry.size
+        )
     elif exact.short or exact.hasher.hexdigest() != entry.content_hash:
         detail = "its blob does not match the entry (changed or damaged); an import refuses it"
         run.issue(entry.key, "damaged", detail, member, entry.size)
@@ -460,7 +469,9 @@ def import_(
     reader = ArchiveReader(source)
     try:
         manifest = reader.manifest()
-        return _import(store, manifest, reader.members(), on_conflict, filter, progress, trust_pickles)
+        return _import(
+            store, manifest, reader.members(), on_conflict, filter, progress, trust_pickles
+        )
     finally:
         reader.close()
 
@@ -475,7 +486,9 @@ def import_from_dict(
     """Import what :func:`export_to_dict` made."""
     _check_options(on_conflict, None, filter)
     if not isinstance(data, Mapping):
-        raise ConfigError(f"import_from_dict() takes the dict export_to_dict() made, got {type(data).__name__}")
+        raise ConfigError(
+            f"import_from_dict() takes the dict export_to_dict() made, got {type(data).__name__}"
+        )
     head = {name: value for name, value in data.items() if name != "blobs"}
     manifest = parse_manifest(head, "the dict")
     blobs = data.get("blobs") or {}
@@ -521,7 +534,12 @@ def _import(
                 continue
             inline.append(entry)
         elif not safe_member_name(decoded.member) or decoded.member in by_member:
-            run.issue(entry.key, "unsafe_name", f"member name {decoded.member!r} is not one an export writes", member=decoded.member)
+            run.issue(
+                entry.key,
+                "unsafe_name",
+                f"member name {decoded.member!r} is not one an export writes",
+                member=decoded.member,
+            )
         else:
             by_member[decoded.member] = entry.replace(inline=None)
     run.total = run.done + len(inline) + len(by_member)
@@ -532,27 +550,34 @@ def _import(
         _admit_one(store, entry, None, on_conflict, run, trust_pickles)
     seen: set[str] = set()
     for member in members:
-        entry = by_member.get(member.name)
+        claimed = by_member.get(member.name)
         if not member.regular or not safe_member_name(member.name):
             detail = f"member {member.name!r} is not a plain file named as an export names them"
-            run.issue(entry.key if entry else "", "unsafe_name", detail, member.name, count=bool(entry))
-            if entry is not None:
+            run.issue(
+                claimed.key if claimed else "",
+                "unsafe_name",
+                detail,
+                member.name,
+                count=bool(claimed),
+            )
+            if claimed is not None:
                 seen.add(member.name)
             continue
         if member.name in filtered:
             continue
-        if entry is None or member.name in seen:
+        if claimed is None or member.name in seen:
             detail = f"member {member.name!r} belongs to no entry of the manifest, or is repeated"
             run.issue("", "unexpected_member", detail, member.name, count=False)
             continue
         seen.add(member.name)
+        entry = claimed
         if member.size != entry.size:
             problem: TransferProblem = "oversized" if member.size > entry.size else "damaged"
             detail = f"the member is {member.size} bytes, the manifest says {entry.size}"
             run.issue(entry.key, problem, detail, member.name, entry.size)
             continue
         assert member.stream is not None
-        counted = _Counting(member.stream, run, entry.key)
+        counted = cast(IO[bytes], _Counting(member.stream, run, entry.key))
         _admit_one(store, entry, counted, on_conflict, run, trust_pickles, member.name)
     for name, entry in by_member.items():
         if name not in seen:
@@ -583,7 +608,9 @@ def _admit_one(
     except EntryExistsError:
         if on_conflict == "error":
             raise
-        run.issue(entry.key, "conflict", "written by someone else meanwhile; kept", member, entry.size)
+        run.issue(
+            entry.key, "conflict", "written by someone else meanwhile; kept", member, entry.size
+        )
         return
     run.written(placed)
 
@@ -648,7 +675,9 @@ def migrate(
     return run.report
 
 
-def _migrate_one(source: BlobStore, target: BlobStore, entry: Entry, on_conflict: OnConflict, run: _Run) -> None:
+def _migrate_one(
+    source: BlobStore, target: BlobStore, entry: Entry, on_conflict: OnConflict, run: _Run
+) -> None:
     if _present(target, entry, on_conflict, run, entry.size):
         return
     overwrite = on_conflict == "overwrite"
@@ -659,8 +688,12 @@ def _migrate_one(source: BlobStore, target: BlobStore, entry: Entry, on_conflict
             placed = _migrate_blob(source, target, entry, overwrite, run)
     except (BlobNotFoundError, IntegrityError) as exc:
         current = source.metadata.get(entry.key)
-        if current is not None and current != entry:
-            return _migrate_one(source, target, current, on_conflict, run)  # rewritten meanwhile
+        if current is not None and (current.blob_ref, current.content_hash) != (
+            entry.blob_ref,
+            entry.content_hash,
+        ):
+            _migrate_one(source, target, current, on_conflict, run)  # rewritten meanwhile
+            return
         problem: TransferProblem = "missing" if isinstance(exc, BlobNotFoundError) else "damaged"
         if current is None:
             run.step(entry.key, entry.size)  # deleted meanwhile: nothing to copy
@@ -675,9 +708,13 @@ def _migrate_one(source: BlobStore, target: BlobStore, entry: Entry, on_conflict
     run.written(placed)
 
 
-def _migrate_blob(source: BlobStore, target: BlobStore, entry: Entry, overwrite: bool, run: _Run) -> Entry:
+def _migrate_blob(
+    source: BlobStore, target: BlobStore, entry: Entry, overwrite: bool, run: _Run
+) -> Entry:
     if not target.content_addressable:
-        copied = target.blobs.copy_from_server_side(source.blobs, entry.blob_ref, target._fresh_name())
+        copied = target.blobs.copy_from_server_side(
+            source.blobs, entry.blob_ref, target._fresh_name()
+        )
         if copied is not None:
             return _commit_copied(target, entry, copied, overwrite)
     with source.blobs.open_read(entry.blob_ref) as stream:
