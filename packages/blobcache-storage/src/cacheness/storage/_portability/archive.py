@@ -31,6 +31,7 @@ import contextlib
 import io
 import os
 import re
+import sys
 import tarfile
 from collections.abc import Iterator
 from datetime import datetime
@@ -322,6 +323,38 @@ def _decompressing(stream: IO[bytes]) -> IO[bytes]:
     return stream
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged archive raises: tar's, the decompressors', the file's."""
+    errors: tuple[type[BaseException], ...] = (tarfile.TarError, OSError, EOFError, ValueError)
+    zstandard = sys.modules.get("zstandard")
+    return (*errors, zstandard.ZstdError) if zstandard is not None else errors
+
+
+class _Guarded(io.RawIOBase):
+    """A member's bytes; a damaged or truncated archive under them is an IntegrityError."""
+
+    def __init__(self, source: IO[bytes], where: str) -> None:
+        super().__init__()
+        self._source = source
+        self._where = where
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return self._source.read(size)
+        except _read_errors() as exc:
+            raise IntegrityError(
+                f"{self._where} is truncated or damaged inside a member ({exc})"
+            ) from None
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class ArchiveReader:
     """Read an archive in one pass: :meth:`manifest`, then :meth:`members`."""
 
@@ -334,7 +367,7 @@ class ArchiveReader:
             self._tar = tarfile.open(  # noqa: SIM115 - closed in close()
                 fileobj=_decompressing(self._raw), mode="r|"
             )
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except _read_errors() as exc:
             self.close()
             raise IntegrityError(f"{self.where} is not a readable archive ({exc})") from None
         except BaseException:
@@ -345,7 +378,7 @@ class ArchiveReader:
         """Read and decode the first member, which must be the manifest."""
         try:
             first = self._tar.next()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except _read_errors() as exc:
             raise IntegrityError(f"{self.where} is not a readable archive ({exc})") from None
         if first is None or first.name != MANIFEST_NAME or not first.isreg():
             raise IntegrityError(
@@ -355,24 +388,27 @@ class ArchiveReader:
             raise IntegrityError(f"{self.where}: the manifest is {first.size} bytes, too large")
         stream = self._tar.extractfile(first)
         assert stream is not None
-        return parse_manifest(stream.read(), self.where)
+        try:
+            data = stream.read()
+        except _read_errors() as exc:
+            raise IntegrityError(f"{self.where}: the manifest is truncated ({exc})") from None
+        return parse_manifest(data, self.where)
 
     def members(self) -> Iterator[Member]:
         """The members after the manifest, in order (each readable until the next)."""
         while True:
             try:
                 info = self._tar.next()
-            except (tarfile.TarError, OSError, EOFError) as exc:
+            except _read_errors() as exc:
                 raise IntegrityError(
                     f"{self.where} ends in the middle of a member, truncated or damaged ({exc}); "
                     "the entries read before it are imported"
                 ) from None
             if info is None:
                 return
-            regular = info.isreg()
-            yield Member(
-                info.name, info.size, regular, self._tar.extractfile(info) if regular else None
-            )
+            stream = self._tar.extractfile(info) if info.isreg() else None
+            guarded = cast(IO[bytes], _Guarded(stream, self.where)) if stream else None
+            yield Member(info.name, info.size, stream is not None, guarded)
 
     def close(self) -> None:
         """Close the archive (and the file, when opened from a path)."""
