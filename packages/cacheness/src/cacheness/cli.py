@@ -137,8 +137,12 @@ class CacheSession(Session):
             return self.cache.count(include_expired=True) - self.cache.count()
         return self.cache.cleanup_expired()
 
-    def config(self) -> dict[str, Any]:
-        return dict(redacted(self.cache.config.to_dict()))
+    @classmethod
+    def show_config(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        config = resolve_config(
+            values.get("config_file"), **cls._settings(values.get("cache_dir"), None)
+        )
+        return dict(redacted(config.to_dict()))
 
 
 cli = build_cli(

@@ -322,8 +322,9 @@ class Session:
         """Remove expired entries (a store has no expiry: 0)."""
         return 0
 
-    def config(self) -> dict[str, Any]:
-        """The effective configuration, for ``config show``."""
+    @classmethod
+    def show_config(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The effective configuration the options name, secrets redacted (nothing opened)."""
         raise NotImplementedError
 
     @classmethod
@@ -383,8 +384,20 @@ class StoreSession(Session):
             ) from None
         return cls(store, settings)
 
-    def config(self) -> dict[str, Any]:
-        return {**redacted(self.settings), "path": str(self.settings.get("path", ""))}
+    @classmethod
+    def settings_of(cls, directory: str | None, config: str | None) -> dict[str, Any]:
+        """``BlobStore``'s arguments from ``--store`` and ``--config``."""
+        settings: dict[str, Any] = read_settings(config) if config else {}
+        if directory:
+            settings["path"] = directory
+        if not settings:
+            raise ConfigError("name a store: --store DIR or --config FILE (or set BLOBCACHE_STORE)")
+        return settings
+
+    @classmethod
+    def show_config(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        settings = cls.settings_of(values.get("store_dir"), values.get("config_file"))
+        return dict(redacted({**settings, "path": str(settings.get("path", ""))}))
 
 
 def read_settings(path: str) -> dict[str, Any]:
@@ -864,7 +877,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
     @pass_state
     def config_show(state: _State) -> int:
         """Print the effective configuration (secrets redacted)."""
-        data = state.session.config()
+        data = state.session_type.show_config(state.values)
         if state.out.as_json:
             state.out.json(data)
         else:
