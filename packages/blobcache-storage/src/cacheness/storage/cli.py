@@ -60,6 +60,10 @@ __all__ = [
     "human_age",
     "human_size",
     "main",
+    "parse_pairs",
+    "parse_value",
+    "parse_where",
+    "redacted",
     "run",
 ]
 
