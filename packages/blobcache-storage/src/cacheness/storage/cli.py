@@ -169,9 +169,9 @@ class Output:
         for index, column in enumerate(columns):
             table.add_column(
                 column,
+                no_wrap=index == 0,  # keys whole; the other columns fold to fit the terminal
                 overflow="fold",
                 justify="right" if column in ("size", "entries", "reads") else "left",
-                ratio=3 if index == 0 else None,
             )
         for row in rows:
             table.add_row(*row)
