@@ -87,7 +87,9 @@ def measure(name: str, source: Path, work: Path, rounds: int) -> dict[str, float
         "export_zstd": timed(lambda: store.export(archive), rounds, clean(archive)),
         "export_plain": timed(lambda: store.export(plain, compression=None), rounds, clean(plain)),
         "tar": timed(
-            lambda: subprocess.run(["tar", "-cf", str(work / "t.tar"), "-C", str(source), "."], check=True),
+            lambda: subprocess.run(
+                ["tar", "-cf", str(work / "t.tar"), "-C", str(source), "."], check=True
+            ),
             rounds,
             clean(work / "t.tar"),
         ),
@@ -95,7 +97,8 @@ def measure(name: str, source: Path, work: Path, rounds: int) -> dict[str, float
     if tar_has_zstd():
         figures["tar_zstd"] = timed(
             lambda: subprocess.run(
-                ["tar", "--zstd", "-cf", str(work / "t.tar.zst"), "-C", str(source), "."], check=True
+                ["tar", "--zstd", "-cf", str(work / "t.tar.zst"), "-C", str(source), "."],
+                check=True,
             ),
             rounds,
             clean(work / "t.tar.zst"),
@@ -113,7 +116,9 @@ def measure(name: str, source: Path, work: Path, rounds: int) -> dict[str, float
 
     figures["migrate"] = timed(do_migrate, rounds, clean(target))
     figures["cp"] = timed(
-        lambda: subprocess.run(["cp", "-r", str(source), str(copy)], check=True), rounds, clean(copy)
+        lambda: subprocess.run(["cp", "-r", str(source), str(copy)], check=True),
+        rounds,
+        clean(copy),
     )
     figures["archive_bytes"] = archive.stat().st_size
     store.close()
@@ -129,21 +134,44 @@ def main() -> int:
     args = parser.parse_args()
     count, size = (1000, 128 << 20) if args.quick else (10_000, 1 << 30)
     results: dict[str, object] = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "quick": args.quick,
     }
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
         work = Path(folder)
         stored = fill_small(work / "small", count)
-        results["small"] = {"entries": count, "stored_bytes": stored, **measure("small", work / "small", work, args.rounds)}
+        results["small"] = {
+            "entries": count,
+            "stored_bytes": stored,
+            **measure("small", work / "small", work, args.rounds),
+        }
         shutil.rmtree(work / "small")
         stored = fill_array(work / "array", size)
-        results["array"] = {"bytes": size, "stored_bytes": stored, **measure("array", work / "array", work, args.rounds)}
-    print(f"{'':10} {'export zstd':>12} {'export tar':>11} {'tar -cf':>9} {'tar --zstd':>11} {'import':>8} {'migrate':>8} {'cp -r':>7}")
+        results["array"] = {
+            "bytes": size,
+            "stored_bytes": stored,
+            **measure("array", work / "array", work, args.rounds),
+        }
+    print(
+        f"{'':10} {'export zstd':>12} {'export tar':>11} {'tar -cf':>9} {'tar --zstd':>11} "
+        f"{'import':>8} {'migrate':>8} {'cp -r':>7}"
+    )
     for name in ("small", "array"):
         row = results[name]
         assert isinstance(row, dict)
-        cells = [row["export_zstd"], row["export_plain"], row["tar"], row.get("tar_zstd", float("nan")), row["import_zstd"], row["migrate"], row["cp"]]
+        cells = [
+            row["export_zstd"],
+            row["export_plain"],
+            row["tar"],
+            row.get("tar_zstd", float("nan")),
+            row["import_zstd"],
+            row["migrate"],
+            row["cp"],
+        ]
         print(f"{name:10} " + " ".join(f"{value:>10.2f}s" for value in cells))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -23,7 +23,9 @@ pytest.importorskip("click")
 pytest.importorskip("rich")
 
 
-def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CACHENESS_")}
     return subprocess.run(
         [sys.executable, "-m", "cacheness", *args],
@@ -62,12 +64,17 @@ def test_ls_info_stats(cache_dir):
     assert len(ok_json("--cache-dir", cache_dir, "ls", "model=resnet", "epochs=20")) == 1
     human = run("--cache-dir", cache_dir, "ls")
     assert human.returncode == 0
-    assert "model='resnet'" in human.stdout and "3 h ago" in human.stdout and "in 20 h" in human.stdout
+    assert "model='resnet'" in human.stdout
+    assert "3 h ago" in human.stdout
+    assert "in 20 h" in human.stdout
     info = ok_json("--cache-dir", cache_dir, "info", "dataset=iris")
     assert (info["params"], info["ttl_seconds"]) == ({"dataset": "iris"}, 86_400.0)
     by_key = ok_json("--cache-dir", cache_dir, "info", info["cache_key"])
     assert by_key["cache_key"] == info["cache_key"]
-    assert ok_json("--cache-dir", cache_dir, "info", "model=resnet,epochs=20")["params"]["epochs"] == 20
+    assert (
+        ok_json("--cache-dir", cache_dir, "info", "model=resnet,epochs=20")["params"]["epochs"]
+        == 20
+    )
     stats = ok_json("--cache-dir", cache_dir, "stats")
     assert (stats["entries"], stats["metadata_backend"]) == (3, "sqlite")
 
@@ -82,12 +89,15 @@ def test_environment_and_config_file_open_the_cache(cache_dir, tmp_path):
     assert shown["cache_dir"] == cache_dir
     assert ok_json("--config", str(config), "config", "validate")["valid"] is True
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"cache_dir": cache_dir, "max_entries": -5, "eviction_policy": "lfru"}))
+    bad.write_text(
+        json.dumps({"cache_dir": cache_dir, "max_entries": -5, "eviction_policy": "lfru"})
+    )
     result = run("--json", "--config", str(bad), "config", "validate")
     assert result.returncode == 2
     assert len(json.loads(result.stdout)["problems"]) == 2
     result = run("--config", str(bad), "stats")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -99,7 +109,8 @@ def test_verify_repair_gc_rm_clear(cache_dir):
     assert ok_json("--cache-dir", cache_dir, "gc")["expired_removed"] == 1
     assert len(ok_json("--cache-dir", cache_dir, "ls")) == 2
     result = run("--cache-dir", cache_dir, "rm", "model=resnet", stdin="y\n")
-    assert result.returncode == 0 and "removed 1 entry" in result.stdout
+    assert result.returncode == 0
+    assert "removed 1 entry" in result.stdout
     assert run("--cache-dir", cache_dir, "clear").returncode == 2
     assert ok_json("--cache-dir", cache_dir, "clear", "--yes") == {"removed": 1}
 
@@ -114,7 +125,8 @@ def test_export_import_migrate(cache_dir, tmp_path):
     moved = ok_json("--cache-dir", cache_dir, "migrate", "--to-dir", str(tmp_path / "moved"))
     assert moved["entries"] == 3
     again = run("--cache-dir", cache_dir, "migrate", "--to-dir", str(tmp_path / "moved"))
-    assert again.returncode == 0 and "migrated 0 entries" in again.stdout
+    assert again.returncode == 0
+    assert "migrated 0 entries" in again.stdout
     assert run("--cache-dir", cache_dir, "migrate").returncode == 2
 
 
@@ -122,5 +134,18 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "cacheness"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
-    for command in ("ls", "info", "stats", "verify", "repair", "gc", "rm", "clear", "export", "import", "migrate", "config"):
+    for command in (
+        "ls",
+        "info",
+        "stats",
+        "verify",
+        "repair",
+        "gc",
+        "rm",
+        "clear",
+        "export",
+        "import",
+        "migrate",
+        "config",
+    ):
         assert command in result.stdout

@@ -21,7 +21,11 @@ def fill(cache: cacheness) -> None:
 def described(cache: cacheness) -> dict[str, dict]:
     rows = cache.list_entries(include_expired=True)
     return {
-        e.cache_key: {k: v for k, v in e.to_dict().items() if k not in ("blob_ref", "location", "etag", "version_id")}
+        e.cache_key: {
+            k: v
+            for k, v in e.to_dict().items()
+            if k not in ("blob_ref", "location", "etag", "version_id")
+        }
         for e in rows
     }
 
@@ -36,8 +40,10 @@ def test_export_import_keeps_ttl_expiry_params_and_statistics(make_cache, tmp_pa
     assert target.import_from_file(archive).entries == 3
     assert described(target) == described(source)
     entry = target.get_metadata(model="resnet", epochs=10)
-    assert entry.ttl_seconds == 3600.0 and entry.metadata == {"owner": "ana"}
-    assert entry.access_count == 2 and entry.params == {"model": "resnet", "epochs": 10}
+    assert entry.ttl_seconds == 3600.0
+    assert entry.metadata == {"owner": "ana"}
+    assert entry.access_count == 2
+    assert entry.params == {"model": "resnet", "epochs": 10}
     assert target.get(model="resnet", epochs=10) == {"auc": 0.91}
     clock.advance(120)  # the imported expiry still applies
     assert target.get(dataset="iris") is None
@@ -47,8 +53,12 @@ def test_export_import_keeps_ttl_expiry_params_and_statistics(make_cache, tmp_pa
 def test_filtered_export_by_key_parameters_and_expired_entries(tmp_path, clock):
     cache = cacheness(cache_dir=str(tmp_path / "a"), clock=clock)
     fill(cache)
-    assert cache.export_to_file(tmp_path / "resnet.tar", key_params={"model": "resnet"}).entries == 1
-    assert cache.export_to_file(tmp_path / "owned.tar", filter={"metadata.owner": "ana"}).entries == 1
+    assert (
+        cache.export_to_file(tmp_path / "resnet.tar", key_params={"model": "resnet"}).entries == 1
+    )
+    assert (
+        cache.export_to_file(tmp_path / "owned.tar", filter={"metadata.owner": "ana"}).entries == 1
+    )
     clock.advance(120)
     assert cache.export_to_file(tmp_path / "live.tar").entries == 2
     assert cache.export_to_file(tmp_path / "all.tar", include_expired=True).entries == 3

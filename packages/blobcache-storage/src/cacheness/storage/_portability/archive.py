@@ -343,7 +343,7 @@ class _Guarded(io.RawIOBase):
 
     def read(self, size: int | None = -1) -> bytes:
         try:
-            return self._source.read(size)
+            return self._source.read(-1 if size is None else size)
         except _read_errors() as exc:
             raise IntegrityError(
                 f"{self._where} is truncated or damaged inside a member ({exc})"
