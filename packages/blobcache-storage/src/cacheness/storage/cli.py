@@ -156,6 +156,14 @@ class Output:
         """Print ``data`` as JSON on stdout."""
         click.echo(json.dumps(_plain(data), indent=None if not sys.stdout.isatty() else 2))
 
+    def emit(self, data: Any, *lines: str) -> None:
+        """``data`` as JSON under ``--json``, else the human ``lines``."""
+        if self.as_json:
+            self.json(data)
+        else:
+            for text in lines:
+                click.echo(text)
+
     def line(self, text: str) -> None:
         """Print one line of human output (not under ``--json``)."""
         if not self.as_json:
@@ -502,6 +510,35 @@ class _State:
             self._session.close()
 
 
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
+def _verb(dry_run: bool) -> str:
+    return "would remove" if dry_run else "removed"
+
+
+def _cleanup_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--dry-run`` and ``--min-age`` of ``repair`` and ``gc``."""
+    function = click.option(
+        "--min-age",
+        type=float,
+        default=3600.0,
+        show_default=True,
+        help="Orphaned blobs and temporary files younger than this (seconds) are left.",
+    )(function)
+    return click.option("--dry-run", is_flag=True, help="Report only; change nothing.")(function)
+
+
+_on_conflict_option = click.option(
+    "--on-conflict",
+    type=click.Choice(["skip", "overwrite", "error"]),
+    default="skip",
+    show_default=True,
+    help="A key present with other bytes: keep it, replace it, or stop before writing.",
+)
+
+
 def _selectors(function: Callable[..., Any]) -> Callable[..., Any]:
     function = click.argument("pairs", nargs=-1)(function)
     function = click.option("--where", help='A filter as JSON, e.g. \'{"size": {"$gt": 1000}}\'.')(
@@ -523,7 +560,7 @@ def _report_out(out: Output, report: TransferReport, what: str) -> int:
         out.json(data)
     else:
         out.line(
-            f"{what} {report.entries} entr{'y' if report.entries == 1 else 'ies'} "
+            f"{what} {_entries(report.entries)} "
             f"({human_size(report.bytes)}), skipped {len(report.skipped)}, "
             f"refused {len(report.damaged)}"
         )
@@ -606,7 +643,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             state.out.json([session.describe(entry) for entry in entries])
         else:
             state.out.table(session.columns(), [session.row(entry) for entry in entries])
-            state.out.line(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+            state.out.line(_entries(len(entries)))
         return EXIT_OK
 
     @group.command("info")
@@ -653,23 +690,15 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             for start in range(0, len(keys), 100):
                 issues += store.verify_integrity(keys[start : start + 100], deep=deep)
                 update(min(start + 100, len(keys)))
-        if state.out.as_json:
-            state.out.json({"checked": len(keys), "issues": [issue_dict(i) for i in issues]})
-        else:
-            for issue in issues:
-                state.out.line(f"{issue.key}: {issue.problem}: {issue.detail}")
-            state.out.line(f"checked {len(keys)} entries, {len(issues)} problem(s)")
+        state.out.emit(
+            {"checked": len(keys), "issues": [issue_dict(i) for i in issues]},
+            *(f"{issue.key}: {issue.problem}: {issue.detail}" for issue in issues),
+            f"checked {len(keys)} entries, {len(issues)} problem(s)",
+        )
         return EXIT_PROBLEMS if issues else EXIT_OK
 
     @group.command("repair")
-    @click.option("--dry-run", is_flag=True, help="Report what would be fixed; change nothing.")
-    @click.option(
-        "--min-age",
-        type=float,
-        default=3600.0,
-        show_default=True,
-        help="Orphaned blobs younger than this (seconds) are left.",
-    )
+    @_cleanup_options
     @pass_state
     def repair(state: _State, dry_run: bool, min_age: float) -> int:
         """Remove damaged entries, orphaned blobs and write debris (exit 1 if any found)."""
@@ -683,26 +712,16 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             "orphans_removed": report.orphans_removed,
             "temp_files_removed": report.temp_files_removed,
         }
-        if state.out.as_json:
-            state.out.json(data)
-        else:
-            verb = "would remove" if dry_run else "removed"
-            state.out.line(
-                f"{verb} {len(report.entries_removed)} damaged entries, "
-                f"{len(report.orphans_removed)} orphaned blobs, "
-                f"{report.temp_files_removed} temporary files"
-            )
+        state.out.emit(
+            data,
+            f"{_verb(dry_run)} {len(report.entries_removed)} damaged entries, "
+            f"{len(report.orphans_removed)} orphaned blobs, "
+            f"{report.temp_files_removed} temporary files",
+        )
         return EXIT_OK if report.ok else EXIT_PROBLEMS
 
     @group.command("gc")
-    @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
-    @click.option(
-        "--min-age",
-        type=float,
-        default=3600.0,
-        show_default=True,
-        help="Orphans and temporary files younger than this (seconds) are left.",
-    )
+    @_cleanup_options
     @pass_state
     def gc(state: _State, dry_run: bool, min_age: float) -> int:
         """Remove expired entries, orphaned blobs, temporary files, abandoned uploads."""
@@ -718,14 +737,11 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             "orphans_removed": len(report.orphans_removed),
             "temp_files_removed": report.temp_files_removed,
         }
-        if state.out.as_json:
-            state.out.json(data)
-        else:
-            verb = "would remove" if dry_run else "removed"
-            state.out.line(
-                f"{verb} {expired} expired entries, {len(report.orphans_removed)} orphaned blobs, "
-                f"{report.temp_files_removed} temporary files and abandoned uploads"
-            )
+        state.out.emit(
+            data,
+            f"{_verb(dry_run)} {expired} expired entries, {len(report.orphans_removed)} orphaned "
+            f"blobs, {report.temp_files_removed} temporary files and abandoned uploads",
+        )
         return EXIT_OK
 
     @group.command("rm")
@@ -744,14 +760,9 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             )
         count = session.store.count(filter=selected)
         if count and not yes:
-            click.confirm(
-                f"delete {count} entr{'y' if count == 1 else 'ies'}?", abort=True, err=True
-            )
+            click.confirm(f"delete {_entries(count)}?", abort=True, err=True)
         removed = session.store.delete_where(selected) if count else 0
-        if state.out.as_json:
-            state.out.json({"removed": removed})
-        else:
-            state.out.line(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+        state.out.emit({"removed": removed}, f"removed {_entries(removed)}")
         return EXIT_OK
 
     @group.command("clear")
@@ -762,10 +773,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
         if not yes:
             raise click.UsageError("clear deletes every entry: pass --yes to confirm")
         removed = state.session.store.clear()
-        if state.out.as_json:
-            state.out.json({"removed": removed})
-        else:
-            state.out.line(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+        state.out.emit({"removed": removed}, f"removed {_entries(removed)}")
         return EXIT_OK
 
     @group.command("export")
@@ -801,12 +809,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
     @group.command("import")
     @click.argument("archive", type=click.Path(dir_okay=False, allow_dash=True))
     @_selectors
-    @click.option(
-        "--on-conflict",
-        type=click.Choice(["skip", "overwrite", "error"]),
-        default="skip",
-        show_default=True,
-    )
+    @_on_conflict_option
     @click.option(
         "--trust-pickles",
         is_flag=True,
@@ -839,12 +842,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
     @_selectors
     @click.option("--to-dir", help="Target directory (a store or cache directory).")
     @click.option("--to-config", help="Target configuration file.")
-    @click.option(
-        "--on-conflict",
-        type=click.Choice(["skip", "overwrite", "error"]),
-        default="skip",
-        show_default=True,
-    )
+    @_on_conflict_option
     @pass_state
     def migrate_(
         state: _State,
@@ -893,14 +891,11 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
     def config_validate(state: _State) -> int:
         """Check the configuration; exit 2 with every problem when it is invalid."""
         problems = state.session_type.problems(state.values)
-        if state.out.as_json:
-            state.out.json({"valid": not problems, "problems": problems})
-        else:
-            for problem in problems:
-                state.out.line(f"problem: {problem}")
-            state.out.line(
-                "configuration is valid" if not problems else f"{len(problems)} problem(s)"
-            )
+        state.out.emit(
+            {"valid": not problems, "problems": problems},
+            *(f"problem: {problem}" for problem in problems),
+            "configuration is valid" if not problems else f"{len(problems)} problem(s)",
+        )
         return EXIT_USAGE if problems else EXIT_OK
 
     return group

@@ -915,24 +915,10 @@ class S3BlobBackend(BlobBackend):
         """Copy on the server: CopyObject, or part by part above ``copy_multipart_threshold``."""
         source = self.stat(ref)
         new_ref = self.ref_for(new_name)
+        if source.size <= self.copy_multipart_threshold:
+            return self._copy_object(self, ref, source, new_ref)
         copy_source = {"Bucket": self.bucket, "Key": self._key(ref)}
         condition = {"CopySourceIfMatch": f'"{source.etag}"'} if source.etag else {}
-        if source.size <= self.copy_multipart_threshold:
-            with self._call("copy", ref):
-                response = self._client.copy_object(
-                    Bucket=self.bucket,
-                    Key=self._key(new_ref),
-                    CopySource=copy_source,
-                    MetadataDirective="COPY",
-                    **condition,
-                )
-            return BlobInfo(
-                ref=new_ref,
-                size=source.size,
-                content_hash=source.content_hash,
-                etag=_etag(response.get("CopyObjectResult", {}).get("ETag")),
-                version_id=response.get("VersionId"),
-            )
         with self._tracked(exclusive=False) as tracked, self._call("copy", ref):
             metadata = {_TOKEN_KEY: tracked.token}
             if source.content_hash:
@@ -960,14 +946,19 @@ class S3BlobBackend(BlobBackend):
         if info.size > self.copy_multipart_threshold:
             return None
         self._ensure_bucket()
-        new_ref = self.ref_for(new_name)
-        copy_source = {"Bucket": source.bucket, "Key": source._key(ref)}
+        return self._copy_object(source, ref, info, self.ref_for(new_name))
+
+    def _copy_object(
+        self, source: S3BlobBackend, ref: str, info: BlobInfo, new_ref: str
+    ) -> BlobInfo:
+        """One CopyObject of ``source``'s ``ref`` (described by ``info``) to ``new_ref`` here,
+        on condition that the source object is still the one ``info`` describes."""
         condition = {"CopySourceIfMatch": f'"{info.etag}"'} if info.etag else {}
         with self._call("copy", ref):
             response = self._client.copy_object(
                 Bucket=self.bucket,
                 Key=self._key(new_ref),
-                CopySource=copy_source,
+                CopySource={"Bucket": source.bucket, "Key": source._key(ref)},
                 MetadataDirective="COPY",
                 **condition,
             )
