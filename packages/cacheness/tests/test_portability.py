@@ -99,3 +99,29 @@ def test_pickled_values_need_trust_on_import(tmp_path):
     assert other.get(n=1) == Fraction(1, 3)
     cache.close()
     other.close()
+
+
+def test_dicts_predicates_and_compression_by_file_name(tmp_path):
+    cache = cacheness(cache_dir=str(tmp_path / "a"))
+    fill(cache)
+    other = cacheness(cache_dir=str(tmp_path / "b"))
+    assert other.import_from_dict(cache.export_to_dict()).entries == 3
+    assert described(other) == described(cache)
+    only = cache.export_to_dict(filter=lambda entry: (entry.params or {}).get("model") == "vit")
+    assert [item["entry"]["size"] for item in only["entries"]] == [30_000]
+    assert (
+        cache.export_to_file(
+            tmp_path / "owned.tar", filter=lambda e: e.metadata == {"owner": "ana"}
+        ).entries
+        == 1
+    )
+    cache.export_to_file(tmp_path / "a.tar.gz")
+    cache.export_to_file(tmp_path / "a.tar")
+    cache.export_to_file(tmp_path / "a.tar.zst")
+    cache.export_to_file(tmp_path / "plain.tar.gz", compress=False)
+    assert (tmp_path / "a.tar.gz").read_bytes()[:2] == b"\x1f\x8b"
+    assert (tmp_path / "a.tar.zst").read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    assert (tmp_path / "a.tar").read_bytes()[257:262] == b"ustar"
+    assert (tmp_path / "plain.tar.gz").read_bytes()[257:262] == b"ustar"
+    cache.close()
+    other.close()

@@ -679,3 +679,21 @@ def test_export_to_a_stream_and_bad_arguments(big, tmp_path):
         msgspec.json.decode(msgspec.json.encode(store.export_to_dict()["format"]))
         == "cacheness-archive"
     )
+
+
+def test_a_predicate_selects_what_export_import_and_migrate_carry(big, tmp_path):
+    store = BlobStore(tmp_path / "s")
+    fill(store, big)
+    report = store.export(tmp_path / "big.tar", filter=lambda entry: entry.size > 10_000)
+    assert report.entries == 2
+    target = BlobStore(tmp_path / "t")
+    target.import_(tmp_path / "big.tar", filter=lambda entry: entry.key.startswith("runs/2"))
+    assert [e.key for e in target.list()] == ["runs/2/weights"]
+    moved = BlobStore(metadata_backend="memory", blob_backend="memory")
+    assert (
+        migrate(
+            source_store=store, target_store=moved, filter=lambda e: e.inline is not None
+        ).entries
+        == 3
+    )
+    assert len(store.export_to_dict(filter=lambda entry: entry.key == "empty")["entries"]) == 1

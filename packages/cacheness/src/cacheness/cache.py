@@ -71,6 +71,7 @@ from cacheness.storage import (
     TransferProgress,
     TransferReport,
     combine_filters,
+    matches,
     metadata_field,
     utc_now,
     validate_key,
@@ -908,13 +909,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self,
         path: str | os.PathLike[str] | BinaryIO,
         *,
-        filter: Filter | None = None,
+        filter: Filter | Predicate | None = None,
         key_params: Mapping[str, Any] | None = None,
         include_expired: bool = False,
-        compression: Literal["zstd", "gzip"] | None = "zstd",
+        compression: Literal["zstd", "gzip"] | _Miss | None = MISS,
+        compress: bool = True,
         progress: Callable[[TransferProgress], None] | None = None,
     ) -> TransferReport:
-        """Write the live entries (or those matching) to one archive file or stream.
+        """Write the live entries (or those selected) to one archive file or stream.
 
         Every entry keeps its TTL, expiry time, key parameters, user metadata and
         statistics fields (created, updated, accessed, reads): importing the archive
@@ -922,10 +924,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
         Args:
             path: a file path, or a binary stream open for writing.
-            filter: a storage filter over entry fields (``{"metadata.owner": "ana"}``).
+            filter: a storage filter over entry fields (``{"metadata.owner": "ana"}``), or
+                a function of a :class:`~cacheness.CacheEntry` returning a bool.
             key_params: export only entries stored under these key parameters.
             include_expired: also export entries whose TTL has run out.
-            compression: ``"zstd"`` (default), ``"gzip"`` or None.
+            compression: ``"zstd"``, ``"gzip"`` or None; by default chosen by the file
+                name (``.gz``/``.tgz``: gzip, ``.tar``: none, otherwise zstd).
+            compress: False writes a plain tar whatever the name.
             progress: called with a ``TransferProgress`` as entries are written.
 
         Returns:
@@ -936,20 +941,60 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> folder = tempfile.mkdtemp()
             >>> cache = cacheness(cache_dir=os.path.join(folder, "a"))
             >>> _ = cache.put({"auc": 0.9}, model="resnet", epochs=10)
-            >>> cache.export_to_file(os.path.join(folder, "backup.tar.zst")).entries
+            >>> cache.export_to_file(os.path.join(folder, "backup.tar.gz")).entries
             1
             >>> other = cacheness(cache_dir=os.path.join(folder, "b"))
-            >>> other.import_from_file(os.path.join(folder, "backup.tar.zst")).entries
+            >>> other.import_from_file(os.path.join(folder, "backup.tar.gz")).entries
             1
             >>> other.get(model="resnet", epochs=10)
             {'auc': 0.9}
         """
         self._check_open()
         self._flush_access()
-        selected = self._params_filter({}, key_params, filter, "export_to_file")
+        if isinstance(compression, _Miss):
+            compression = _compression_for(path) if compress else None
         return self._store.export(
-            path, self._entries_filter(selected, include_expired), compression, progress
+            path, self._selection(filter, key_params, include_expired), compression, progress
         )
+
+    def export_to_dict(
+        self,
+        *,
+        filter: Filter | Predicate | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        include_expired: bool = False,
+    ) -> dict[str, Any]:
+        """Return the archive :meth:`export_to_file` writes as a dict (small caches, tests).
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put([1, 2], n=1)
+            >>> other = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> other.import_from_dict(cache.export_to_dict()).entries, other.get(n=1)
+            (1, [1, 2])
+        """
+        self._check_open()
+        self._flush_access()
+        return self._store.export_to_dict(self._selection(filter, key_params, include_expired))
+
+    def _selection(
+        self,
+        filter: Filter | Predicate | None,
+        key_params: Mapping[str, Any] | None,
+        include_expired: bool,
+    ) -> Filter | Callable[[Entry], bool] | None:
+        """The storage selection of the export wrappers (a predicate sees ``CacheEntry``)."""
+        if callable(filter):
+            predicate = filter
+            selected = self._entries_filter(
+                self._params_filter({}, key_params, None, "export_to_file"), include_expired
+            )
+            if selected is None:
+                return lambda entry: bool(predicate(self._describe(entry)))
+            return lambda entry: matches(entry, selected) and bool(predicate(self._describe(entry)))
+        by_params = self._params_filter({}, key_params, filter, "export_to_file")
+        return self._entries_filter(by_params, include_expired)
 
     def import_from_file(
         self,
@@ -973,6 +1018,19 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         self._check_open()
         return self._store.import_(path, on_conflict, filter, progress, trust_pickles=trust_pickles)
+
+    def import_from_dict(
+        self,
+        data: Mapping[str, Any],
+        *,
+        on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+        filter: Filter | None = None,
+        trust_pickles: bool = False,
+    ) -> TransferReport:
+        """Import what :meth:`export_to_dict` returned, with the checks of
+        :meth:`import_from_file`."""
+        self._check_open()
+        return self._store.import_from_dict(data, on_conflict, filter, trust_pickles=trust_pickles)
 
     def compute_lock(
         self, cache_key: str, *, timeout: float | None = None
@@ -1362,3 +1420,13 @@ def migrate(
                 f"{type(side).__name__}"
             )
     return migrate_stores(stores[0], stores[1], filter, progress, on_conflict=on_conflict)
+
+
+def _compression_for(path: object) -> Literal["zstd", "gzip"] | None:
+    """The archive compression a file name asks for (zstd for streams and other names)."""
+    name = str(os.fspath(path)).lower() if isinstance(path, str | os.PathLike) else ""
+    if name.endswith((".gz", ".tgz")):
+        return "gzip"
+    if name.endswith(".tar"):
+        return None
+    return "zstd"

@@ -1414,7 +1414,7 @@ class BlobStore:
     def export(
         self,
         path_or_stream: str | os.PathLike[str] | BinaryIO,
-        filter: Filter | None = None,
+        filter: Filter | Predicate | None = None,
         compression: Literal["zstd", "gzip"] | None = "zstd",
         progress: Callable[[TransferProgress], None] | None = None,
     ) -> TransferReport:
@@ -1429,7 +1429,8 @@ class BlobStore:
         Args:
             path_or_stream: a file path, or a binary stream open for writing (not closed).
             filter: export only the entries matching it (``{"key": {"$prefix": "runs/"}}``,
-                ``{"metadata.project": "ml"}``; see :mod:`cacheness.storage._filters`).
+                ``{"metadata.project": "ml"}``; see :mod:`cacheness.storage._filters`), or
+                for which this function of an :class:`Entry` returns True.
             compression: ``"zstd"`` (default), ``"gzip"`` or None.
             progress: called with a :class:`TransferProgress` as entries are written.
 
@@ -1460,7 +1461,7 @@ class BlobStore:
         self,
         path_or_stream: str | os.PathLike[str] | BinaryIO,
         on_conflict: Literal["skip", "overwrite", "error"] = "skip",
-        filter: Filter | None = None,
+        filter: Filter | Predicate | None = None,
         progress: Callable[[TransferProgress], None] | None = None,
         *,
         trust_pickles: bool = False,
@@ -1481,7 +1482,8 @@ class BlobStore:
             on_conflict: a key present here with other bytes: ``"skip"`` it (reported),
                 ``"overwrite"`` it, or ``"error"``: raise ``EntryExistsError`` before
                 anything is imported.
-            filter: import only the manifest's entries matching it.
+            filter: import only the manifest's entries matching it (a filter mapping, or a
+                function of an :class:`Entry` returning a bool).
             progress: called with a :class:`TransferProgress` as entries are handled.
             trust_pickles: import pickled payloads (the ``objects`` handler). Loading a
                 pickle runs code its bytes name and an archive's entries carry no
@@ -1510,7 +1512,7 @@ class BlobStore:
         self._check_open()
         return transfer.import_(self, path_or_stream, on_conflict, filter, progress, trust_pickles)
 
-    def export_to_dict(self, filter: Filter | None = None) -> dict[str, Any]:
+    def export_to_dict(self, filter: Filter | Predicate | None = None) -> dict[str, Any]:
         """Return the archive :meth:`export` writes as a dict (for small stores and tests).
 
         The manifest's fields (``format``, ``format_version``, ``entries``...) with
@@ -1532,7 +1534,7 @@ class BlobStore:
         self,
         data: Mapping[str, Any],
         on_conflict: Literal["skip", "overwrite", "error"] = "skip",
-        filter: Filter | None = None,
+        filter: Filter | Predicate | None = None,
         *,
         trust_pickles: bool = False,
     ) -> TransferReport:

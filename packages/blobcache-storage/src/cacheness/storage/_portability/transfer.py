@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OnConflict = Literal["skip", "overwrite", "error"]
+Selection = Filter | Callable[[Entry], bool] | None
+"""What export, import and migrate take as ``filter``: a filter mapping or a predicate."""
 Progress = Callable[[TransferProgress], None]
 _CONFLICTS = ("skip", "overwrite", "error")
 _PICKLED_HANDLERS = frozenset({"objects"})
@@ -169,10 +171,10 @@ def _check_options(on_conflict: object, progress: object, filter: object) -> Non
         raise ConfigError(
             f"progress must be a function taking a TransferProgress, got {progress!r}"
         )
-    if filter is not None and not isinstance(filter, Mapping):
+    if filter is not None and not isinstance(filter, Mapping) and not callable(filter):
         raise ConfigError(
-            "filter must be a filter mapping such as {'key': {'$prefix': 'a/'}}, "
-            f"got {filter!r}"
+            "filter must be a filter mapping such as {'key': {'$prefix': 'a/'}} or a function "
+            f"taking an Entry and returning a bool, got {filter!r}"
         )
 
 
@@ -364,7 +366,10 @@ def _manifest(
     return manifest, blobs
 
 
-def _snapshot(store: BlobStore, filter: Filter | None) -> builtins.list[Entry]:
+def _snapshot(store: BlobStore, filter: Selection) -> builtins.list[Entry]:
+    """The entries ``filter`` selects (a filter the index runs, or a predicate), by key."""
+    if callable(filter):
+        return [entry for entry in store.metadata.query(order_by="key") if filter(entry)]
     return builtins.list(store.metadata.query(filter, order_by="key"))
 
 
@@ -402,7 +407,7 @@ class _Exact(io.RawIOBase):
 def export(
     store: BlobStore,
     target: str | os.PathLike[str] | BinaryIO,
-    filter: Filter | None,
+    filter: Selection,
     compression: Compression,
     progress: Progress | None,
 ) -> TransferReport:
@@ -444,7 +449,7 @@ def _export_blob(
         run.written(entry)
 
 
-def export_to_dict(store: BlobStore, filter: Filter | None) -> dict[str, Any]:
+def export_to_dict(store: BlobStore, filter: Selection) -> dict[str, Any]:
     """The archive as a dict: the manifest's fields plus ``blobs`` (member -> bytes)."""
     _check_options("skip", None, filter)
     manifest, blobs = _manifest(store, _snapshot(store, filter))
@@ -460,7 +465,7 @@ def import_(
     store: BlobStore,
     source: str | os.PathLike[str] | BinaryIO,
     on_conflict: OnConflict,
-    filter: Filter | None,
+    filter: Selection,
     progress: Progress | None,
     trust_pickles: bool,
 ) -> TransferReport:
@@ -480,7 +485,7 @@ def import_from_dict(
     store: BlobStore,
     data: Mapping[str, Any],
     on_conflict: OnConflict,
-    filter: Filter | None,
+    filter: Selection,
     trust_pickles: bool,
 ) -> TransferReport:
     """Import what :func:`export_to_dict` made."""
@@ -508,12 +513,12 @@ def _import(
     manifest: Manifest,
     members: Iterator[Member],
     on_conflict: OnConflict,
-    filter: Filter | None,
+    filter: Selection,
     progress: Progress | None,
     trust_pickles: bool,
 ) -> TransferReport:
     run = _Run(TransferReport(operation="import"), progress)
-    wanted = compile_predicate(filter) if filter else None
+    wanted = filter if callable(filter) else compile_predicate(filter) if filter else None
     by_member: dict[str, Entry] = {}
     inline: builtins.list[Entry] = []
     filtered: set[str] = set()
@@ -619,9 +624,9 @@ def _admit_one(
 
 
 def migrate(
-    source: BlobStore,
-    target: BlobStore,
-    filter: Filter | None = None,
+    source_store: BlobStore,
+    target_store: BlobStore,
+    filter: Selection = None,
     progress: Progress | None = None,
     *,
     on_conflict: OnConflict = "skip",
@@ -634,9 +639,11 @@ def migrate(
     bytes are skipped, so an interrupted migration resumes where it stopped.
 
     Args:
-        source: the store to copy from (left untouched).
-        target: the store to copy into.
-        filter: copy only the entries matching this filter (see :mod:`cacheness.storage._filters`).
+        source_store: the store to copy from (left untouched).
+        target_store: the store to copy into.
+        filter: copy only the entries matching this filter (a mapping, see
+            :mod:`cacheness.storage._filters`), or for which this function of an
+            :class:`Entry` returns True.
         progress: called with a :class:`TransferProgress` after each entry.
         on_conflict: a key the target holds with other bytes: ``"skip"`` it (reported),
             ``"overwrite"`` it, or ``"error"`` (raise ``EntryExistsError`` before copying).
@@ -658,6 +665,7 @@ def migrate(
     """
     from cacheness.storage._blob_store import BlobStore
 
+    source, target = source_store, target_store
     if not isinstance(source, BlobStore) or not isinstance(target, BlobStore):
         raise ConfigError("migrate() takes two BlobStore objects: migrate(source, target)")
     if source is target:
@@ -666,11 +674,12 @@ def migrate(
     source._check_open()
     target._check_open()
     run = _Run(TransferReport(operation="migrate"), progress)
-    run.total = source.metadata.count(filter)
-    run.bytes_total = source.metadata.total_size(filter)
+    entries = _snapshot(source, filter)
+    run.total = len(entries)
+    run.bytes_total = sum(entry.size for entry in entries)
     if on_conflict == "error":
-        _refuse_conflicts(target, source.metadata.query(filter, order_by="key"))
-    for entry in source.metadata.query(filter, order_by="key"):
+        _refuse_conflicts(target, entries)
+    for entry in entries:
         _migrate_one(source, target, entry, on_conflict, run)
     return run.report
 
