@@ -125,3 +125,27 @@ def test_dicts_predicates_and_compression_by_file_name(tmp_path):
     assert (tmp_path / "plain.tar.gz").read_bytes()[257:262] == b"ustar"
     cache.close()
     other.close()
+
+
+def test_an_import_keeps_a_limited_cache_within_its_limits(tmp_path, clock):
+    source = cacheness(cache_dir=str(tmp_path / "a"), clock=clock)
+    for n in range(6):
+        source.put(n, n=n)
+        clock.advance(1)
+    small = cacheness(cache_dir=str(tmp_path / "b"), max_entries=4, clock=clock)
+    report = small.import_from_dict(source.export_to_dict())
+    assert report.entries == 6
+    assert small.count() <= 4
+    stats = small.get_stats()
+    assert stats["puts"] == 6
+    assert stats["evictions"] == 6 - small.count()
+    source.export_to_file(tmp_path / "all.tar")
+    from_file = cacheness(cache_dir=str(tmp_path / "d"), max_entries=3, clock=clock)
+    assert from_file.import_from_file(tmp_path / "all.tar").entries == 6
+    assert from_file.count() <= 3
+    from_file.close()
+    limited = cacheness(cache_dir=str(tmp_path / "c"), max_entries=4, clock=clock)
+    cn.migrate(source, limited)
+    assert limited.count() <= 4
+    for cache in (source, small, limited):
+        cache.close()

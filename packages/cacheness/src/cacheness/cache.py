@@ -1011,13 +1011,18 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         entry is committed; damaged or unsafe members are reported and skipped, and an
         interrupted import resumes when run again. Pickled values (the ``objects``
         handler) are refused unless ``trust_pickles=True``: loading a pickle runs code.
-        See ``BlobStore.import_`` for every argument.
+        A cache with size or count limits evicts by its policy afterwards if the import
+        took it over them. See ``BlobStore.import_`` for every argument.
 
         Returns:
             A ``cacheness.storage.TransferReport`` (``damaged`` lists what was refused).
         """
         self._check_open()
-        return self._store.import_(path, on_conflict, filter, progress, trust_pickles=trust_pickles)
+        report = self._store.import_(
+            path, on_conflict, filter, progress, trust_pickles=trust_pickles
+        )
+        self._after_import(report)
+        return report
 
     def import_from_dict(
         self,
@@ -1030,7 +1035,19 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """Import what :meth:`export_to_dict` returned, with the checks of
         :meth:`import_from_file`."""
         self._check_open()
-        return self._store.import_from_dict(data, on_conflict, filter, trust_pickles=trust_pickles)
+        report = self._store.import_from_dict(
+            data, on_conflict, filter, trust_pickles=trust_pickles
+        )
+        self._after_import(report)
+        return report
+
+    def _after_import(self, report: TransferReport) -> None:
+        """Count what came in and keep the cache within its limits (eviction policy)."""
+        if report.entries:
+            self._stats.add(puts=report.entries, bytes_written=report.bytes)
+            evicted = self._evictor.enforce()
+            if evicted:
+                self._stats.add(evictions=evicted)
 
     def compute_lock(
         self, cache_key: str, *, timeout: float | None = None
@@ -1419,7 +1436,10 @@ def migrate(
                 "migrate() takes caches (cacheness objects) or BlobStores, got "
                 f"{type(side).__name__}"
             )
-    return migrate_stores(stores[0], stores[1], filter, progress, on_conflict=on_conflict)
+    report = migrate_stores(stores[0], stores[1], filter, progress, on_conflict=on_conflict)
+    if isinstance(target, cacheness):
+        target._after_import(report)
+    return report
 
 
 def _compression_for(path: object) -> Literal["zstd", "gzip"] | None:
