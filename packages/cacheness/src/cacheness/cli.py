@@ -19,15 +19,15 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import click
 
-from cacheness.cache import cacheness
+from cacheness.cache import cacheness, migrate
 from cacheness.cache_entry import CacheEntry
 from cacheness.config import resolve_config, validate_config
-from cacheness.storage import Entry, Filter, combine_filters
+from cacheness.storage import Entry, Filter, TransferProgress, TransferReport, combine_filters
 from cacheness.storage.cli import (
     Session,
     build_cli,
@@ -136,6 +136,34 @@ class CacheSession(Session):
         if dry_run:
             return self.cache.count(include_expired=True) - self.cache.count()
         return self.cache.cleanup_expired()
+
+    def import_archive(
+        self,
+        source: Any,
+        on_conflict: Literal["skip", "overwrite", "error"],
+        selection: Filter | None,
+        progress: Callable[[TransferProgress], None],
+        trust_pickles: bool,
+    ) -> TransferReport:
+        return self.cache.import_from_file(
+            source,
+            on_conflict=on_conflict,
+            filter=selection,
+            progress=progress,
+            trust_pickles=trust_pickles,
+        )
+
+    def migrate_to(
+        self,
+        target: Session,
+        selection: Filter | None,
+        progress: Callable[[TransferProgress], None],
+        on_conflict: Literal["skip", "overwrite", "error"],
+    ) -> TransferReport:
+        into = target.cache if isinstance(target, CacheSession) else target.store
+        return migrate(
+            self.cache, into, filter=selection, progress=progress, on_conflict=on_conflict
+        )
 
     @classmethod
     def show_config(cls, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -334,6 +334,29 @@ class Session:
         """Remove expired entries (a store has no expiry: 0)."""
         return 0
 
+    def import_archive(
+        self,
+        source: Any,
+        on_conflict: Literal["skip", "overwrite", "error"],
+        selection: Filter | None,
+        progress: Callable[[TransferProgress], None],
+        trust_pickles: bool,
+    ) -> TransferReport:
+        """Import an archive into this session's store (``import``)."""
+        return self.store.import_(
+            source, on_conflict, selection, progress, trust_pickles=trust_pickles
+        )
+
+    def migrate_to(
+        self,
+        target: Session,
+        selection: Filter | None,
+        progress: Callable[[TransferProgress], None],
+        on_conflict: Literal["skip", "overwrite", "error"],
+    ) -> TransferReport:
+        """Copy the selected entries into ``target``'s store (``migrate``)."""
+        return migrate(self.store, target.store, selection, progress, on_conflict=on_conflict)
+
     @classmethod
     def show_config(cls, values: Mapping[str, Any]) -> dict[str, Any]:
         """The effective configuration the options name, secrets redacted (nothing opened)."""
@@ -829,12 +852,8 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
         session = state.session
         source: Any = sys.stdin.buffer if archive == "-" else archive
         with _transfer_progress(state.out, "import") as tell:
-            report = session.store.import_(
-                source,
-                on_conflict,
-                session.selection(pairs, where, prefix),
-                tell,
-                trust_pickles=trust_pickles,
+            report = session.import_archive(
+                source, on_conflict, session.selection(pairs, where, prefix), tell, trust_pickles
             )
         return _report_out(state.out, report, "imported")
 
@@ -860,12 +879,8 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
         target = session.open_target(to_dir, to_config)
         try:
             with _transfer_progress(state.out, "migrate") as tell:
-                report = migrate(
-                    session.store,
-                    target.store,
-                    session.selection(pairs, where, prefix),
-                    tell,
-                    on_conflict=on_conflict,
+                report = session.migrate_to(
+                    target, session.selection(pairs, where, prefix), tell, on_conflict
                 )
         finally:
             target.close()
