@@ -145,7 +145,7 @@ def custom_metadata_model(name: str) -> Callable[[M], M]:
                         "the model another __tablename__"
                     )
             _REGISTRY[name] = model
-        model.__custom_metadata_name__ = name  # type: ignore[attr-defined]
+        model.__custom_metadata_name__ = name
         return model
 
     return register
@@ -277,7 +277,7 @@ def row_values(row: CustomMetadataBase) -> dict[str, Any]:
         default = column.default
         if isinstance(default, sa.ColumnDefault):
             if default.is_callable:
-                values[column.name] = default.arg(None)  # type: ignore[operator]
+                values[column.name] = default.arg(None)
             elif default.is_scalar:
                 values[column.name] = default.arg
     return values

@@ -110,7 +110,11 @@ class CustomTables:
                 f"which is the index's own table in {backend._describe()}; give the model "
                 "another __tablename__ (e.g. 'custom_...')"
             )
-        table = source.to_metadata(sa.MetaData(), schema=schema)
+        table = (
+            source.to_metadata(sa.MetaData())
+            if schema is None
+            else source.to_metadata(sa.MetaData(), schema=schema)
+        )
         table.append_constraint(
             sa.ForeignKeyConstraint(
                 [table.c.cache_key],
@@ -160,8 +164,7 @@ class CustomTables:
         addable = [column for column in missing if table.c[column].nullable]
         if missing and len(addable) == len(missing) and not extra:
             hint = (
-                "the missing columns are nullable: run migrate_custom_metadata_tables() to "
-                "add them"
+                "the missing columns are nullable: run migrate_custom_metadata_tables() to add them"
             )
         else:
             hint = (
@@ -248,15 +251,14 @@ class CustomTables:
         return prepared
 
     def _insert(self, table: sa.Table, names: tuple[str, ...]) -> tuple[Statement, list[Any]]:
-        shape = (id(table), names)
+        shape = (table.fullname, names)
         found = self._inserts.get(shape)
         if found is not None:
             return found
         dialect = self.backend._dialect
         binds = {"cache_key": sa.bindparam("p_key", type_=sa.Text())}
-        binds.update(
-            {name: sa.bindparam(f"p_c{i}", type_=table.c[name].type) for i, name in enumerate(names)}
-        )
+        for i, name in enumerate(names):
+            binds[name] = sa.bindparam(f"p_c{i}", type_=table.c[name].type)
         statement = compile_statement(sa.insert(table).values(binds), dialect)
         found = (statement, bind_processors(table, names, dialect))
         with self._lock:
@@ -315,9 +317,6 @@ class CustomTables:
         resolved = resolve_model(model)
         with self.session(resolved) as session:
             statement = (
-                sa.select(resolved.cache_key)
-                .where(*where)
-                .distinct()
-                .order_by(resolved.cache_key)
+                sa.select(resolved.cache_key).where(*where).distinct().order_by(resolved.cache_key)
             )
             return list(session.scalars(statement))

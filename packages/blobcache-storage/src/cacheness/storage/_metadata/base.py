@@ -422,7 +422,9 @@ custom metadata tables...
             self.check_custom_metadata()
         return self.put(entry, overwrite=overwrite)
 
-    def custom_session(self, model: type[CustomMetadataBase] | str) -> AbstractContextManager[Session]:
+    def custom_session(
+        self, model: type[CustomMetadataBase] | str
+    ) -> AbstractContextManager[Session]:
         """A SQLAlchemy ORM session on the index's database, ``model``'s table created.
 
         The session is closed when the block ends (see ``BlobStore.query_custom_session``).

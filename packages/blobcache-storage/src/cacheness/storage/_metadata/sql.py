@@ -861,7 +861,9 @@ class SqlMetadataBackend(MetadataBackend):
             row.cache_key = stored.key
         return replaced
 
-    def custom_session(self, model: type[CustomMetadataBase] | str) -> AbstractContextManager[Session]:
+    def custom_session(
+        self, model: type[CustomMetadataBase] | str
+    ) -> AbstractContextManager[Session]:
         """An ORM session on this index's database (see :meth:`MetadataBackend.custom_session`)."""
         self._check_open()
         return self._custom.session(model)
