@@ -815,12 +815,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_cache_runs")
             ... class CacheRun(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_cache_runs"
-            ...     accuracy: Mapped[float]
+            ...     accuracy = Column(Float)
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("m1", custom_metadata=CacheRun(accuracy=0.8), run=1)
             >>> _ = cache.put("m2", custom_metadata=CacheRun(accuracy=0.95), run=2)
@@ -836,12 +836,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_cache_session")
             ... class Trained(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_cache_session"
-            ...     author: Mapped[str]
+            ...     author = Column(String)
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("m", custom_metadata=Trained(author="alice"), run=1)
             >>> with cache.query_custom_session("doc_cache_session") as query:
@@ -868,12 +868,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_cache_get")
             ... class Epochs(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_cache_get"
-            ...     epochs: Mapped[int]
+            ...     epochs = Column(Integer)
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("m", custom_metadata=Epochs(epochs=30), run=7)
             >>> [row.epochs for row in cache.get_custom_metadata(Epochs, run=7)]
@@ -894,12 +894,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_cache_entries")
             ... class Scored(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_cache_entries"
-            ...     score: Mapped[int]
+            ...     score = Column(Integer)
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("best", custom_metadata=Scored(score=9), run=1)
             >>> _ = cache.put("worst", custom_metadata=Scored(score=1), run=2)

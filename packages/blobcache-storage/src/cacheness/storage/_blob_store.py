@@ -751,7 +751,10 @@ class BlobStore:
         self.metadata.check_custom_metadata()
         from cacheness.storage._custom import rows_of
 
-        return rows_of(custom_metadata)
+        rows = rows_of(custom_metadata)
+        # tables created (or found not to match) before any byte is written
+        self.metadata.link_custom_models(dict.fromkeys(type(row) for row in rows))
+        return rows
 
     def query_custom(self, model: type[M] | str, *where: Any) -> builtins.list[M]:
         """Return the rows of a custom metadata model matching SQLAlchemy conditions.
@@ -772,12 +775,12 @@ class BlobStore:
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_store_runs")
             ... class DocRun(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_store_runs"
-            ...     accuracy: Mapped[float]
+            ...     accuracy = Column(Float)
             >>> with BlobStore(tempfile.mkdtemp()) as store:
             ...     _ = store.put(b"m1", key="m1", custom_metadata=DocRun(accuracy=0.8))
             ...     _ = store.put(b"m2", key="m2", custom_metadata=DocRun(accuracy=0.95))
@@ -801,12 +804,12 @@ class BlobStore:
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_session_runs")
             ... class SessionRun(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_session_runs"
-            ...     epochs: Mapped[int]
+            ...     epochs = Column(Integer)
             >>> with BlobStore(tempfile.mkdtemp()) as store:
             ...     _ = store.put(1, key="a", custom_metadata=SessionRun(epochs=10))
             ...     with store.query_custom_session(SessionRun) as q:
@@ -827,12 +830,12 @@ class BlobStore:
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_get_runs")
             ... class GetRun(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_get_runs"
-            ...     author: Mapped[str]
+            ...     author = Column(String)
             >>> with BlobStore(tempfile.mkdtemp()) as store:
             ...     _ = store.put(1, key="a", custom_metadata=GetRun(author="ana"))
             ...     [row.author for row in store.get_custom_metadata(GetRun, "a")]
@@ -855,12 +858,12 @@ class BlobStore:
 
         Example:
             >>> import tempfile
-            >>> from sqlalchemy.orm import Mapped
+            >>> from sqlalchemy import Column, Float, Integer, String
             >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
             >>> @custom_metadata_model("doc_entry_runs")
             ... class EntryRun(CustomMetadataBase):
             ...     __tablename__ = "custom_doc_entry_runs"
-            ...     score: Mapped[int]
+            ...     score = Column(Integer)
             >>> with BlobStore(tempfile.mkdtemp()) as store:
             ...     _ = store.put("best", key="a", custom_metadata=EntryRun(score=9))
             ...     _ = store.put("worst", key="b", custom_metadata=EntryRun(score=1))

@@ -101,8 +101,10 @@ class CustomMetadataBase(DeclarativeBase):
 def custom_metadata_model(name: str) -> Callable[[M], M]:
     """Register a custom metadata model under ``name`` (a class decorator).
 
-    Registering the same class again is a no-op; another class under a name (or a table)
-    already taken is refused. Stores find the model by class or by this name
+    Registering the same class again is a no-op, and so is running the same definition
+    again (a re-run notebook cell: same module, class name, table and columns; the new
+    class replaces the old). Another class under a name (or a table) already taken is
+    refused. Stores find the model by class or by this name
     (``query_custom_session("experiments")``).
 
     Raises:
@@ -130,13 +132,15 @@ def custom_metadata_model(name: str) -> Callable[[M], M]:
             current = _REGISTRY.get(name)
             if current is model:
                 return model
-            if current is not None:
+            if current is not None and _signature(current) != _signature(model):
                 raise ConfigError(
                     f"custom metadata model name {name!r} is already registered by "
                     f"{_qualname(current)}; {_qualname(model)} needs another name (or "
                     "unregister_custom_model() the old one first)"
                 )
             for other_name, other in _REGISTRY.items():
+                if other_name == name:
+                    continue  # the same definition run again (a re-run cell, a reload)
                 other_table = model_table(other)
                 if (other_table.schema, other_table.name) == (table.schema, table.name):
                     raise ConfigError(
@@ -288,6 +292,16 @@ def bind_processors(
 ) -> list[Callable[[Any], Any] | None]:
     """The DB-API conversion of each named column's values (None: as they are)."""
     return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+
+
+def _signature(model: type[CustomMetadataBase]) -> tuple[Any, ...]:
+    """What makes two model classes the same model: where and how they are defined."""
+    table = model_table(model)
+    columns = tuple(
+        (column.name, repr(column.type), column.nullable, column.index, column.unique)
+        for column in table.columns
+    )
+    return (model.__module__, model.__qualname__, table.fullname, columns)
 
 
 def _qualname(model: type) -> str:

@@ -396,6 +396,19 @@ custom metadata tables...
                 "as JSON metadata and filter on them"
             )
 
+    def link_custom_models(self, models: Iterable[type[CustomMetadataBase] | str]) -> None:
+        """Create (or check against their models) the tables of ``models`` now.
+
+        ``BlobStore.put`` calls it before writing any bytes, so a model that cannot be
+        stored fails before anything is written. Done once per model and process.
+
+        Raises:
+            ConfigError: this backend has no custom metadata tables.
+            CustomSchemaError: a model's table exists with other columns.
+        """
+        self.check_custom_metadata()
+        raise NotImplementedError  # pragma: no cover - the SQL backends override it
+
     def put_custom(
         self,
         entry: Entry,

@@ -861,6 +861,12 @@ class SqlMetadataBackend(MetadataBackend):
             row.cache_key = stored.key
         return replaced
 
+    def link_custom_models(self, models: Iterable[type[CustomMetadataBase] | str]) -> None:
+        """Create or check the tables of ``models`` (see ``MetadataBackend``)."""
+        self._check_open()
+        for model in models:
+            self._custom.link(model)
+
     def custom_session(
         self, model: type[CustomMetadataBase] | str
     ) -> AbstractContextManager[Session]:
