@@ -52,6 +52,10 @@ class Run(CustomMetadataBase):
     accuracy: Mapped[float]
 
 
+def row(n: int) -> Run:
+    return Run(run_id=str(n), bucket=n % BUCKETS, accuracy=0.5)
+
+
 def timed(work: Callable[[], Any]) -> float:
     gc.collect()
     gc.disable()
@@ -86,7 +90,7 @@ def bench_puts(root: Path, puts: int, rounds: int) -> dict[str, dict[str, float]
     def store_custom() -> None:
         for _ in range(puts):
             n = next(counter)
-            store.put(value, key=f"c/{n}", custom_metadata=Run(run_id=str(n), bucket=n % 100, accuracy=0.5))
+            store.put(value, key=f"c/{n}", custom_metadata=row(n))
 
     def cache_plain() -> None:
         for _ in range(puts):
@@ -95,7 +99,7 @@ def bench_puts(root: Path, puts: int, rounds: int) -> dict[str, dict[str, float]
     def cache_custom() -> None:
         for _ in range(puts):
             n = next(counter)
-            cache.put(value, custom_metadata=Run(run_id=str(n), bucket=n % 100, accuracy=0.5), run=n)
+            cache.put(value, custom_metadata=row(n), run=n)
 
     workloads = {
         "BlobStore.put": store_plain,
@@ -137,7 +141,12 @@ def bench_query(root: Path, entries: int, rounds: int) -> dict[str, dict[str, fl
         conn.execute(
             sa.insert(Run.__table__),
             [
-                {"cache_key": f"runs/{i:07d}", "run_id": f"r{i}", "bucket": i % BUCKETS, "accuracy": i / entries}
+                {
+                    "cache_key": f"runs/{i:07d}",
+                    "run_id": f"r{i}",
+                    "bucket": i % BUCKETS,
+                    "accuracy": i / entries,
+                }
                 for i in range(entries)
             ],
         )
@@ -158,7 +167,7 @@ def bench_query(root: Path, entries: int, rounds: int) -> dict[str, dict[str, fl
     for round_number in range(rounds):
         bucket = (round_number * 37) % BUCKETS
         for name, run in checks.items():
-            samples[name].append(timed(lambda run=run: run(bucket)) * 1e3)
+            samples[name].append(timed(lambda run=run, b=bucket: run(b)) * 1e3)
     store.close()
     return {name: {"median_ms": statistics.median(values)} for name, values in samples.items()}
 

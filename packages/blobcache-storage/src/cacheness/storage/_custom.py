@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,6 +50,10 @@ RESERVED_COLUMNS = ("id", "cache_key")
 
 _REGISTRY: dict[str, type[CustomMetadataBase]] = {}
 _REGISTRY_LOCK = threading.Lock()
+_CHECKED: weakref.WeakSet[type] = weakref.WeakSet()
+"""Model classes :func:`check_model` accepted (a class does not change once mapped)."""
+_WRITTEN: weakref.WeakKeyDictionary[type, list[tuple[str, str, Any]]] = weakref.WeakKeyDictionary()
+"""Per model: ``(attribute, column, default)`` of the columns a row writes."""
 
 
 def key_type() -> sa.types.TypeEngine[str]:
@@ -207,6 +212,8 @@ def resolve_model(model: type[CustomMetadataBase] | str) -> type[CustomMetadataB
 
 def check_model(model: object) -> None:
     """Raise ``ConfigError`` unless ``model`` is a mapped custom metadata model class."""
+    if isinstance(model, type) and model in _CHECKED:
+        return
     if not (
         isinstance(model, type)
         and issubclass(model, CustomMetadataBase)
@@ -226,6 +233,7 @@ def check_model(model: object) -> None:
             f"{_qualname(model)} redefines a reserved column ({', '.join(RESERVED_COLUMNS)}): "
             "these are supplied by CustomMetadataBase; rename yours"
         )
+    _CHECKED.add(model)
 
 
 def model_table(model: type[CustomMetadataBase]) -> sa.Table:
@@ -269,21 +277,25 @@ def row_values(row: CustomMetadataBase) -> dict[str, Any]:
     """The column values of ``row`` to insert, by column name (``id`` and ``cache_key`` left
     out): attributes set on the object, else the column's Python default; a column with
     neither is left to its server default (or NULL)."""
-    state = sa.inspect(row)
+    model = type(row)
+    written = _WRITTEN.get(model)
+    if written is None:
+        written = []
+        for attr in sa.inspect(model).column_attrs:
+            column = attr.columns[0]
+            if isinstance(column, sa.Column) and column.name not in RESERVED_COLUMNS:
+                written.append((attr.key, column.name, column.default))
+        _WRITTEN[model] = written
+    state = row.__dict__
     values: dict[str, Any] = {}
-    for attr in state.mapper.column_attrs:
-        column = attr.columns[0]
-        if not isinstance(column, sa.Column) or column.name in RESERVED_COLUMNS:
-            continue
-        if attr.key in state.dict:
-            values[column.name] = state.dict[attr.key]
-            continue
-        default = column.default
-        if isinstance(default, sa.ColumnDefault):
+    for key, name, default in written:
+        if key in state:
+            values[name] = state[key]
+        elif isinstance(default, sa.ColumnDefault):
             if default.is_callable:
-                values[column.name] = default.arg(None)
+                values[name] = default.arg(None)
             elif default.is_scalar:
-                values[column.name] = default.arg
+                values[name] = default.arg
     return values
 
 

@@ -80,6 +80,10 @@ class CustomTables:
 
     def link(self, model: type[CustomMetadataBase] | str) -> Linked:
         """Create (or check) ``model``'s table in this index's database, once per process."""
+        if not isinstance(model, str):  # the common case: a class linked already
+            linked = self._linked.get(model)
+            if linked is not None:
+                return linked
         resolved = resolve_model(model)
         linked = self._linked.get(resolved)
         if linked is not None:
