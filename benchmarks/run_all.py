@@ -28,6 +28,7 @@ BENCHMARKS = (
     "team_cache",
     "sql_cache",
     "portability",
+    "custom_metadata",
 )
 
 
