@@ -697,3 +697,68 @@ def test_a_predicate_selects_what_export_import_and_migrate_carry(big, tmp_path)
         == 3
     )
     assert len(store.export_to_dict(filter=lambda entry: entry.key == "empty")["entries"]) == 1
+
+
+# ------------------------------------------------------------------------------ custom rows
+
+
+def _custom_model() -> Any:
+    from sqlalchemy import Column, DateTime, Float, String
+
+    from cacheness.storage import CustomMetadataBase, custom_metadata_model
+
+    @custom_metadata_model("portability_runs")
+    class PortabilityRun(CustomMetadataBase):
+        __tablename__ = "custom_portability_runs"
+        author = Column(String(40))
+        accuracy = Column(Float)
+        finished = Column(DateTime)
+
+    return PortabilityRun
+
+
+def test_custom_metadata_rows_travel_with_their_entries(open_pairing, big, tmp_path):
+    from datetime import datetime
+
+    run_model = _custom_model()
+    source = open_pairing("sqlite+filesystem").open()
+    finished = datetime(2026, 3, 4, 5, 6, 7)
+    source.put(
+        big(1),
+        key="runs/1",
+        custom_metadata=run_model(author="ana", accuracy=0.9, finished=finished),
+    )
+    source.put(
+        "small", key="runs/2", custom_metadata=[run_model(author="bo"), run_model(author="cy")]
+    )
+    source.put("plain", key="other")
+
+    def rows(store: BlobStore, key: str) -> list[tuple]:
+        return sorted(
+            (row.author, row.accuracy, row.finished)
+            for row in store.get_custom_metadata(run_model, key)
+        )
+
+    source.export(tmp_path / "a.tar")
+    target = open_pairing("sqlite+filesystem").open()
+    assert target.import_(tmp_path / "a.tar").entries == 3
+    for key in ("runs/1", "runs/2", "other"):
+        assert rows(target, key) == rows(source, key)
+    assert rows(target, "runs/1") == [("ana", 0.9, finished)]
+
+    team = open_pairing("postgresql+s3").open()
+    assert migrate(source, team).entries == 3
+    assert rows(team, "runs/2") == [("bo", None, None), ("cy", None, None)]
+    as_dict = source.export_to_dict()
+    again = open_pairing("sqlite+filesystem").open()
+    again.import_from_dict(as_dict)
+    assert rows(again, "runs/1") == rows(source, "runs/1")
+
+    memory = BlobStore(metadata_backend="memory", blob_backend="memory")
+    report = memory.import_(tmp_path / "a.tar")
+    assert sorted((i.key, i.problem) for i in report.damaged) == [
+        ("runs/1", "invalid_entry"),
+        ("runs/2", "invalid_entry"),
+    ]
+    assert "custom metadata" in report.damaged[0].detail
+    assert [e.key for e in memory.list()] == ["other"]

@@ -67,6 +67,8 @@ class ManifestEntry(msgspec.Struct, kw_only=True):
 
     entry: Entry
     member: str | None = None
+    custom: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)
+    """Custom metadata rows: model name -> the rows' values by attribute."""
 
 
 class Manifest(msgspec.Struct, kw_only=True):

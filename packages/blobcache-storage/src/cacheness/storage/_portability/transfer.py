@@ -49,6 +49,7 @@ from cacheness.storage._portability.archive import (
     raw_key,
     safe_member_name,
 )
+from cacheness.storage._portability.custom import Rows, rows_in, rows_out
 from cacheness.storage._reports import (
     TransferIssue,
     TransferProblem,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     import os
 
     from cacheness.storage._blob_store import BlobStore, _Stored
+    from cacheness.storage._custom import CustomMetadataBase
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +214,14 @@ def admit(store: BlobStore, entry: Entry, *, trust_pickles: bool) -> str | None:
     return None
 
 
-def receive(store: BlobStore, entry: Entry, source: IO[bytes] | None, *, overwrite: bool) -> Entry:
+def receive(
+    store: BlobStore,
+    entry: Entry,
+    source: IO[bytes] | None,
+    *,
+    overwrite: bool,
+    rows: builtins.list[CustomMetadataBase] | None = None,
+) -> Entry:
     """Write ``entry``'s bytes from ``source`` into ``store`` and commit the entry.
 
     The bytes go through the store's write protocol: a fresh blob (or, content-addressed,
@@ -250,10 +259,16 @@ def receive(store: BlobStore, entry: Entry, source: IO[bytes] | None, *, overwri
             writer.abort()
             raise
         stored = _Stored(fmt, blob.size, entry.content_hash, blob=blob)
-    return _commit(store, entry, stored, overwrite)
+    return _commit(store, entry, stored, overwrite, rows)
 
 
-def _commit(store: BlobStore, entry: Entry, stored: _Stored, overwrite: bool) -> Entry:
+def _commit(
+    store: BlobStore,
+    entry: Entry,
+    stored: _Stored,
+    overwrite: bool,
+    rows: builtins.list[CustomMetadataBase] | None = None,
+) -> Entry:
     with store._committing([stored]):
         blob = stored.blob
         placed = entry.replace(
@@ -262,7 +277,10 @@ def _commit(store: BlobStore, entry: Entry, stored: _Stored, overwrite: bool) ->
             version_id=blob.version_id if blob else None,
             inline=stored.inline,
         )
-        replaced = store.metadata.put(placed, overwrite=overwrite)
+        if rows:  # the entry and its custom rows commit together
+            replaced = store.metadata.put_custom(placed, rows, overwrite=overwrite)
+        else:
+            replaced = store.metadata.put(placed, overwrite=overwrite)
     store._release([replaced] if replaced is not None else [], keep=stored.blob)
     return placed
 
@@ -351,13 +369,14 @@ def _manifest(
 ) -> tuple[Manifest, builtins.list[tuple[str, Entry]]]:
     items: builtins.list[ManifestEntry] = []
     blobs: builtins.list[tuple[str, Entry]] = []
+    custom = rows_out(store, entries)
     for entry in entries:
         member = None
         if entry.inline is None:
             member = member_name(len(blobs))
             blobs.append((member, entry))
         portable = entry.replace(blob_ref="", etag=None, version_id=None)
-        items.append(ManifestEntry(entry=portable, member=member))
+        items.append(ManifestEntry(entry=portable, member=member, custom=custom.get(entry.key, {})))
     manifest = Manifest(
         packages=package_versions(),
         source={"metadata": store.metadata.name, "blobs": store.blobs.name},
@@ -522,6 +541,7 @@ def _import(
     by_member: dict[str, Entry] = {}
     inline: builtins.list[Entry] = []
     filtered: set[str] = set()
+    customs: dict[str, Rows] = {}
     for item in manifest.entries:
         try:
             decoded = decode_entry(item)
@@ -529,6 +549,8 @@ def _import(
             run.issue(raw_key(item), "invalid_entry", f"not a valid entry: {exc}")
             continue
         entry = decoded.entry
+        if decoded.custom:
+            customs[entry.key] = decoded.custom
         if wanted is not None and not wanted(entry):
             if decoded.member is not None:
                 filtered.add(decoded.member)
@@ -552,7 +574,7 @@ def _import(
     if on_conflict == "error":
         _refuse_conflicts(store, [*inline, *by_member.values()])
     for entry in inline:
-        _admit_one(store, entry, None, on_conflict, run, trust_pickles)
+        _admit_one(store, entry, None, on_conflict, run, trust_pickles, customs.get(entry.key))
     seen: set[str] = set()
     for member in members:
         claimed = by_member.get(member.name)
@@ -583,7 +605,8 @@ def _import(
             continue
         assert member.stream is not None
         counted = cast(IO[bytes], _Counting(member.stream, run, entry.key))
-        _admit_one(store, entry, counted, on_conflict, run, trust_pickles, member.name)
+        custom = customs.get(entry.key)
+        _admit_one(store, entry, counted, on_conflict, run, trust_pickles, custom, member.name)
     for name, entry in by_member.items():
         if name not in seen:
             run.issue(entry.key, "missing", f"the archive has no member {name!r}", name, entry.size)
@@ -597,16 +620,22 @@ def _admit_one(
     on_conflict: OnConflict,
     run: _Run,
     trust_pickles: bool,
+    custom: Rows | None = None,
     member: str = "",
 ) -> None:
     refused = admit(store, entry, trust_pickles=trust_pickles)
     if refused is not None:
         run.issue(entry.key, "refused", refused, member, entry.size)
         return
+    try:
+        rows = rows_in(store, custom or {})
+    except ConfigError as exc:
+        run.issue(entry.key, "invalid_entry", f"its custom metadata: {exc}", member, entry.size)
+        return
     if _present(store, entry, on_conflict, run, entry.size):
         return
     try:
-        placed = receive(store, entry, stream, overwrite=on_conflict == "overwrite")
+        placed = receive(store, entry, stream, overwrite=on_conflict == "overwrite", rows=rows)
     except IntegrityError as exc:
         run.issue(entry.key, "damaged", str(exc), member, entry.size)
         return
@@ -679,29 +708,40 @@ def migrate(
     run.bytes_total = sum(entry.size for entry in entries)
     if on_conflict == "error":
         _refuse_conflicts(target, entries)
+    customs = rows_out(source, entries)
     for entry in entries:
-        _migrate_one(source, target, entry, on_conflict, run)
+        try:
+            rows = rows_in(target, customs.get(entry.key, {}))
+        except ConfigError as exc:
+            run.issue(entry.key, "invalid_entry", f"its custom metadata: {exc}", size=entry.size)
+            continue
+        _migrate_one(source, target, entry, on_conflict, run, rows)
     return run.report
 
 
 def _migrate_one(
-    source: BlobStore, target: BlobStore, entry: Entry, on_conflict: OnConflict, run: _Run
+    source: BlobStore,
+    target: BlobStore,
+    entry: Entry,
+    on_conflict: OnConflict,
+    run: _Run,
+    rows: builtins.list[CustomMetadataBase],
 ) -> None:
     if _present(target, entry, on_conflict, run, entry.size):
         return
     overwrite = on_conflict == "overwrite"
     try:
         if entry.inline is not None:
-            placed = receive(target, entry, None, overwrite=overwrite)
+            placed = receive(target, entry, None, overwrite=overwrite, rows=rows)
         else:
-            placed = _migrate_blob(source, target, entry, overwrite, run)
+            placed = _migrate_blob(source, target, entry, overwrite, run, rows)
     except (BlobNotFoundError, IntegrityError) as exc:
         current = source.metadata.get(entry.key)
         if current is not None and (current.blob_ref, current.content_hash) != (
             entry.blob_ref,
             entry.content_hash,
         ):
-            _migrate_one(source, target, current, on_conflict, run)  # rewritten meanwhile
+            _migrate_one(source, target, current, on_conflict, run, rows)  # rewritten meanwhile
             return
         problem: TransferProblem = "missing" if isinstance(exc, BlobNotFoundError) else "damaged"
         if current is None:
@@ -718,19 +758,31 @@ def _migrate_one(
 
 
 def _migrate_blob(
-    source: BlobStore, target: BlobStore, entry: Entry, overwrite: bool, run: _Run
+    source: BlobStore,
+    target: BlobStore,
+    entry: Entry,
+    overwrite: bool,
+    run: _Run,
+    rows: builtins.list[CustomMetadataBase],
 ) -> Entry:
     if not target.content_addressable:
         copied = target.blobs.copy_from_server_side(
             source.blobs, entry.blob_ref, target._fresh_name()
         )
         if copied is not None:
-            return _commit_copied(target, entry, copied, overwrite)
+            return _commit_copied(target, entry, copied, overwrite, rows)
     with source.blobs.open_read(entry.blob_ref) as stream:
-        return receive(target, entry, _Counting(stream, run, entry.key), overwrite=overwrite)  # type: ignore[arg-type]
+        counted = cast(IO[bytes], _Counting(stream, run, entry.key))
+        return receive(target, entry, counted, overwrite=overwrite, rows=rows)
 
 
-def _commit_copied(target: BlobStore, entry: Entry, blob: BlobInfo, overwrite: bool) -> Entry:
+def _commit_copied(
+    target: BlobStore,
+    entry: Entry,
+    blob: BlobInfo,
+    overwrite: bool,
+    rows: builtins.list[CustomMetadataBase],
+) -> Entry:
     from cacheness.storage._blob_store import _Stored
 
     if blob.size != entry.size or blob.content_hash not in ("", entry.content_hash):
@@ -740,4 +792,4 @@ def _commit_copied(target: BlobStore, entry: Entry, blob: BlobInfo, overwrite: b
             f"entry says {entry.size} bytes hashing {entry.content_hash!r}"
         )
     stored = _Stored(FormatInfo.from_entry(entry), blob.size, entry.content_hash, blob=blob)
-    return _commit(target, entry, stored, overwrite)
+    return _commit(target, entry, stored, overwrite, rows)
