@@ -221,6 +221,7 @@ class BlobStore:
         signing_key_file: a key file (refused when group or others can read it).
         signed_fields: what is signed beyond the always-signed payload fields
             (``"metadata"`` or ``"metadata.<name>"``); see :class:`EntrySigner`.
+        unsigned_paths: paths under ``metadata`` left unsigned (``"metadata.tags"``).
         unsigned: reading an entry without a signature (written before signing):
             ``"reject"``, ``"accept_data_only"`` (default: never an executable format
             such as pickle) or ``"accept"`` (everything: for a migration only, run
@@ -263,6 +264,7 @@ class BlobStore:
         signing_key: KeyLike | Sequence[KeyLike] | None = None,
         signing_key_file: str | os.PathLike[str] | None = None,
         signed_fields: Iterable[str] = DEFAULT_SIGNED_FIELDS,
+        unsigned_paths: Iterable[str] = (),
         unsigned: UnsignedPolicy = "accept_data_only",
         delete_invalid_signatures: bool = False,
     ) -> None:
@@ -326,7 +328,7 @@ class BlobStore:
             log.warning("unsafe pairing allowed by the caller: %s", problem)
         try:
             self.signer: EntrySigner | None = self._open_signer(
-                signing, signing_key, signing_key_file, signed_fields
+                signing, signing_key, signing_key_file, signed_fields, unsigned_paths
             )
         except BaseException:
             self._close_backends()
@@ -339,6 +341,7 @@ class BlobStore:
         key: KeyLike | Sequence[KeyLike] | None,
         key_file: str | os.PathLike[str] | None,
         fields: Iterable[str],
+        exclude: Iterable[str],
     ) -> EntrySigner | None:
         """The signer: explicit key > env > key file > (embedded only) the user's key."""
         if isinstance(signing, EntrySigner):
@@ -346,7 +349,7 @@ class BlobStore:
         if signing is False:
             return None
         if isinstance(key, Sequence) and not isinstance(key, str | bytes | bytearray):
-            return EntrySigner([as_key(k) for k in key], signed_fields=fields)
+            return EntrySigner([as_key(k) for k in key], signed_fields=fields, exclude=exclude)
         found = resolve_signing_key(key, key_file=key_file)
         if found is None:
             shared = "shared" in (self.metadata.scope, self.blobs.scope)
@@ -361,7 +364,7 @@ class BlobStore:
             else:
                 found = load_or_create_user_key(user_key_path())
                 self._check_key_outside(user_key_path())
-        return EntrySigner(found, signed_fields=fields)
+        return EntrySigner(found, signed_fields=fields, exclude=exclude)
 
     def _check_key_outside(self, key_path: Path) -> None:
         """Refuse a per-user key file that sits inside this store's directory."""
@@ -823,13 +826,16 @@ class BlobStore:
             if source is not None:
                 self._check_source(source, "move")
         entry, replaced = self.metadata.move(src, dst, overwrite=overwrite)
-        if self.signer is not None and src != dst:
-            # The key is signed: the moved entry gets a signature for its new key, if the
-            # one it had under the old key was valid (never one vouching for a forgery).
-            if self.signer.check(entry.replace(key=src)) == "valid":
-                signature = self.signer.sign(entry)
-                self.metadata.update_many({dst: {"signature": signature}})
-                entry = entry.replace(signature=signature)
+        # The key is signed: the moved entry gets a signature for its new key if the one
+        # it had under the old key was valid (never one vouching for a forgery).
+        if (
+            self.signer is not None
+            and src != dst
+            and self.signer.check(entry.replace(key=src)) == "valid"
+        ):
+            signature = self.signer.sign(entry)
+            self.metadata.update_many({dst: {"signature": signature}})
+            entry = entry.replace(signature=signature)
         if replaced is not None and replaced.blob_ref != entry.blob_ref:
             self._release([replaced])
         return entry

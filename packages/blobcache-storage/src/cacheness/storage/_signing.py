@@ -79,7 +79,7 @@ UnsignedPolicy = Literal["reject", "accept_data_only", "accept"]
 
 _KEY_ID_PREFIX: Final = b"cacheness-key-id"
 _HELP: Final = (
-    f"set {ENV_VAR} to 32 random bytes in hex (python -c \"import secrets; "
+    f'set {ENV_VAR} to 32 random bytes in hex (python -c "import secrets; '
     f'print(secrets.token_hex(32))"), point {KEY_FILE_ENV_VAR} (or signing_key_file=) at '
     "a file holding it readable only by you (chmod 600), or pass the key from your "
     "secret manager explicitly (signing_key=...)"
@@ -110,8 +110,6 @@ class SigningKey:
     __slots__ = ("_secret", "key_id")
 
     def __init__(self, secret: bytes) -> None:
-        if isinstance(secret, SigningKey):
-            secret = secret.get_secret_value()
         if not isinstance(secret, bytes | bytearray):
             raise ConfigError(
                 "a signing key is bytes (or SigningKey.parse(hex or base64 text)), got "
@@ -119,8 +117,7 @@ class SigningKey:
             )
         if len(secret) < MIN_KEY_BYTES:
             raise ConfigError(
-                f"a signing key must be at least {MIN_KEY_BYTES} bytes, got {len(secret)}; "
-                + _HELP
+                f"a signing key must be at least {MIN_KEY_BYTES} bytes, got {len(secret)}; " + _HELP
             )
         self._secret = bytes(secret)
         self.key_id = hashlib.sha256(_KEY_ID_PREFIX + self._secret).hexdigest()[:8]
