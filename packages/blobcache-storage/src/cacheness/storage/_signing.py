@@ -2,7 +2,8 @@
 
 Whoever can write the index (or the blobs) of a store but does not hold the signing key
 cannot make a read return, or decode, bytes the key holder did not write: every entry
-carries ``signature = "v1:<key id>:<hex HMAC>"`` over a canonical msgspec encoding of
+carries ``signature = "v1:<key id>:<hex HMAC>"`` over a canonical msgspec encoding (JSON,
+dict keys sorted) of
 its key, handler, format, format_info, codec, sizes, content hash, inline payload,
 blob reference and (unless opted out) user metadata; the store checks it before any
 handler sees the bytes.
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from cacheness.storage.errors import ConfigError
+from cacheness.storage.errors import ConfigError, InvalidEntryError
 
 if TYPE_CHECKING:
     from cacheness.storage._entry import Entry
@@ -351,7 +352,7 @@ def missing_key_error(where: str) -> ConfigError:
     )
 
 
-_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_encoder = msgspec.json.Encoder(order="deterministic")  # JSON: ints of any size, as stored
 
 
 class EntrySigner:
@@ -413,7 +414,13 @@ class EntrySigner:
         ]  # fmt: skip
         if self._metadata_paths:
             values.append(self._signed_metadata(entry.metadata or {}))
-        return _encoder.encode(values)
+        try:
+            return _encoder.encode(values)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidEntryError(
+                f"entry {entry.key!r} cannot be signed: its metadata or format_info holds a "
+                f"value that is not JSON ({exc})"
+            ) from exc
 
     def _signed_metadata(self, metadata: dict[str, Any]) -> Any:
         if self._metadata_paths == ((),) and not self.exclude:
