@@ -52,6 +52,7 @@ from cacheness.storage._filters import Filter, combine_filters
 from cacheness.storage._handlers.base import FormatInfo, SerializationOptions
 from cacheness.storage._handlers.registry import HandlerRegistry, default_registry
 from cacheness.storage._hashing import hash_bytes, hash_stream
+from cacheness.storage._metadata._entries import normalize_entry
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
@@ -64,6 +65,7 @@ from cacheness.storage._signing import (
     as_key,
     load_or_create_user_key,
     missing_key_error,
+    process_key,
     resolve_signing_key,
     user_key_path,
 )
@@ -360,7 +362,7 @@ class BlobStore:
                     f"this store ({self.metadata.name} index, {self.blobs.name} blobs)"
                 )
             if self.metadata.scope == "process" and self.blobs.scope == "process":
-                found = as_key(os.urandom(32))  # nothing outlives the process: neither may the key
+                found = process_key()  # nothing outlives the process: neither may the key
             else:
                 found = load_or_create_user_key(user_key_path())
                 self._check_key_outside(user_key_path())
@@ -1313,8 +1315,17 @@ class BlobStore:
     def _sign(self, entry: Entry) -> Entry:
         """Set ``entry``'s signature (in place) when signing is on; return it."""
         if self.signer is not None:
-            entry.signature = self.signer.sign(entry)
+            entry.signature = self._signature_of(self.signer, entry)
         return entry
+
+    @staticmethod
+    def _signature_of(signer: EntrySigner, entry: Entry) -> str:
+        """``entry``'s signature; an entry no index can hold fails as the index would."""
+        try:
+            return signer.sign(entry)
+        except InvalidEntryError:
+            normalize_entry(entry)  # raises the index's own message for what is wrong
+            raise
 
     def _resign_change(self, current: Entry, change: dict[str, Any]) -> None:
         """Add to ``change`` (fields of ``current`` to update) the signature of the result.
@@ -1325,7 +1336,7 @@ class BlobStore:
         signer = self.signer
         if signer is None or not current.signature or signer.check(current) != "valid":
             return
-        change["signature"] = signer.sign(current.replace(**change))
+        change["signature"] = self._signature_of(signer, current.replace(**change))
 
     def _load_inline(self, entry: Entry | PayloadInfo, verify: bool) -> Any:
         inline = cast(bytes, entry.inline)

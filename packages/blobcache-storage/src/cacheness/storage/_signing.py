@@ -232,6 +232,19 @@ def as_key(value: KeyLike) -> SigningKey:
     return SigningKey(value)
 
 
+_PROCESS_KEY: dict[int, SigningKey] = {}
+
+
+def process_key() -> SigningKey:
+    """A key of this process only (a new one after a fork): what stores whose index and
+    blobs live in this process's memory sign with; every such store shares it."""
+    pid = os.getpid()
+    key = _PROCESS_KEY.get(pid)
+    if key is None:
+        key = _PROCESS_KEY.setdefault(pid, SigningKey.generate())
+    return key
+
+
 def user_key_path(environ: Mapping[str, str] | None = None) -> Path:
     """The per-user key file: ``$XDG_CONFIG_HOME/cacheness/signing.key``.
 
