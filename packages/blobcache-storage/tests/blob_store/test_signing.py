@@ -511,3 +511,10 @@ def test_signing_is_on_by_default_and_off_only_when_asked(tmp_path):
     registry.unregister("objects")
     with BlobStore(metadata_backend="memory", blob_backend="memory", handlers=registry) as safe:
         assert safe.signer is None  # nothing here can run code when loaded
+
+
+def test_the_security_page_examples_run(docs_page):
+    page = docs_page("security.md")
+    assert page.blocks(), "the page shows how to rotate"
+    page.run()
+    assert "SIGNING_FIGURES" not in page.text  # the measured figures are quoted

@@ -483,8 +483,8 @@ class SecurityConfig:
 
         Example:
             >>> options = SecurityConfig(unsigned_fields=["key_parameters"]).signing_options()
-            >>> options["signed_fields"][-1], options["unsigned_paths"]
-            ('metadata', ['metadata._cacheness.params'])
+            >>> "metadata" in options["signed_fields"], options["unsigned_paths"]
+            (True, ['metadata._cacheness.params'])
         """
         from cacheness.storage import DEFAULT_SIGNED_FIELDS, SigningKey, resolve_signing_key
 
