@@ -46,38 +46,48 @@ def per_op(run: Callable[[], None], count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
-def bench_small(pairing: str, count: int, rounds: int) -> dict[str, dict[str, list[float]]]:
-    figures: dict[str, dict[str, list[float]]] = {
-        "off": {"put": [], "get": []},
-        "on": {"put": [], "get": []},
-    }
+Figures = dict[str, dict[str, list[float]]]
+
+
+def side_by_side(
+    rounds: int,
+    options: Callable[[str], dict[str, Any]],
+    ops: dict[str, Callable[[BlobStore], None]],
+    count: int,
+) -> Figures:
+    """Run ``ops`` on a fresh store with signing off and on, interleaved round by round;
+    return seconds per operation, per mode and op, one figure per round."""
+    figures: Figures = {mode: {op: [] for op in ops} for mode in ("off", "on")}
+    for round_ in range(rounds):
+        for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+            signing: dict[str, Any] = {"signing_key": KEY} if mode == "on" else {"signing": False}
+            with (
+                tempfile.TemporaryDirectory() as folder,
+                BlobStore(**options(folder), **signing) as store,
+            ):
+                for op, run in ops.items():
+                    figures[mode][op].append(per_op(lambda s=store, r=run: r(s), count))
+    return figures
+
+
+def bench_small(pairing: str, count: int, rounds: int) -> Figures:
     values = [small_value(i) for i in range(count)]
     keys = [f"key-{i}" for i in range(count)]
-    for round_ in range(rounds):
-        order = ["off", "on"] if round_ % 2 == 0 else ["on", "off"]
-        for mode in order:
-            with tempfile.TemporaryDirectory() as folder:
-                options: dict[str, Any] = (
-                    {"metadata_backend": "memory", "blob_backend": "memory"}
-                    if pairing == "memory"
-                    else {"path": folder}
-                )
-                signing: dict[str, Any] = (
-                    {"signing_key": KEY} if mode == "on" else {"signing": False}
-                )
-                with BlobStore(**options, **signing) as store:
 
-                    def put_all(store: BlobStore = store) -> None:
-                        for key, value in zip(keys, values, strict=True):
-                            store.put(value, key=key)
+    def put_all(store: BlobStore) -> None:
+        for key, value in zip(keys, values, strict=True):
+            store.put(value, key=key)
 
-                    def get_all(store: BlobStore = store) -> None:
-                        for key in keys:
-                            store.get(key)
+    def get_all(store: BlobStore) -> None:
+        for key in keys:
+            store.get(key)
 
-                    figures[mode]["put"].append(per_op(put_all, count))
-                    figures[mode]["get"].append(per_op(get_all, count))
-    return figures
+    def options(folder: str) -> dict[str, Any]:
+        if pairing == "memory":
+            return {"metadata_backend": "memory", "blob_backend": "memory"}
+        return {"path": folder}
+
+    return side_by_side(rounds, options, {"put": put_all, "get": get_all}, count)
 
 
 def bench_signer(count: int) -> dict[str, float]:
@@ -92,22 +102,15 @@ def bench_signer(count: int) -> dict[str, float]:
     return {"sign_us": sign * 1e6, "check_us": check * 1e6}
 
 
-def bench_array(n: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+def bench_array(n: int, rounds: int) -> Figures:
     import numpy as np
 
     array = np.cumsum(np.random.default_rng(0).integers(0, 8, n)).astype("float64")
-    figures: dict[str, dict[str, list[float]]] = {
-        "off": {"put": [], "get": []},
-        "on": {"put": [], "get": []},
+    ops: dict[str, Callable[[BlobStore], None]] = {
+        "put": lambda store: store.put(array, key="a") and None,
+        "get": lambda store: store.get("a") and None,
     }
-    for round_ in range(rounds):
-        order = ["off", "on"] if round_ % 2 == 0 else ["on", "off"]
-        for mode in order:
-            signing: dict[str, Any] = {"signing_key": KEY} if mode == "on" else {"signing": False}
-            with tempfile.TemporaryDirectory() as folder, BlobStore(folder, **signing) as store:
-                figures[mode]["put"].append(per_op(lambda s=store: s.put(array, key="a"), 1))
-                figures[mode]["get"].append(per_op(lambda s=store: s.get("a"), 1))
-    return figures
+    return side_by_side(rounds, lambda folder: {"path": folder}, ops, 1)
 
 
 def summary(figures: dict[str, dict[str, list[float]]], unit: float) -> dict[str, Any]:
@@ -122,6 +125,21 @@ def summary(figures: dict[str, dict[str, list[float]]], unit: float) -> dict[str
             "median_on": statistics.median(figures["on"][op]) * unit,
         }
     return out
+
+
+def show(label: str, figures: dict[str, Any], unit: str, limit: float | None = None) -> list[str]:
+    """Print one line per op; return the ops whose added time exceeds ``limit``."""
+    missed = []
+    for op in ("put", "get"):
+        row = figures[op]
+        target = f" (target <= {limit:g} {unit})" if limit is not None else ""
+        print(
+            f"{label:26} {op}: off {row['off']:8.2f} {unit}, on {row['on']:8.2f} {unit}, "
+            f"added {row['added']:+.2f} {unit} ({row['added'] / row['off']:+.1%}){target}"
+        )
+        if limit is not None and row["added"] > limit:
+            missed.append(f"{label} {op}")
+    return missed
 
 
 def main() -> int:
@@ -141,22 +159,10 @@ def main() -> int:
     for pairing in ("memory", "sqlite+filesystem"):
         small = summary(bench_small(pairing, count, rounds), 1e6)
         results[f"small {pairing}"] = small
-        for op in ("put", "get"):
-            row = small[op]
-            print(
-                f"small {pairing:18} {op}: off {row['off']:7.2f} µs, on {row['on']:7.2f} µs, "
-                f"added {row['added']:+.2f} µs (target <= 2 µs)"
-            )
-            if row["added"] > 2.0:
-                missed.append(f"small {pairing} {op}")
+        missed += show(f"small {pairing}", small, "µs", limit=2.0)
     array = summary(bench_array(n, max(3, rounds // 3)), 1e3)
     results[f"array {n * 8 // 1_000_000} MB"] = array
-    for op in ("put", "get"):
-        row = array[op]
-        print(
-            f"array {n * 8 // 1_000_000} MB {op}: off {row['off']:8.1f} ms, on {row['on']:8.1f} "
-            f"ms, added {row['added']:+.1f} ms ({row['added'] / row['off']:+.1%})"
-        )
+    show(f"array {n * 8 // 1_000_000} MB", array, "ms")
     print(f"load average after: {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
