@@ -1203,7 +1203,7 @@ def _parse_env(variable: str, raw: str, hint: Any) -> Any:
             return msgspec.convert(None, hint)
         except msgspec.ValidationError:
             log.debug("%s=%r: the field cannot be None; reading it as a value", variable, raw)
-    if hint is bool:
+    if hint is bool or hint == bool | None:  # none/null was handled above
         if text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
         raise ConfigError(f"{variable}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
