@@ -424,8 +424,9 @@ class SecurityConfig:
             ``"reject"``, ``"accept_data_only"`` (default) or ``"accept"``.
         delete_invalid_signatures: delete an entry whose signature fails when it is
             read (otherwise it stays: it may be valid under a key this process lacks).
-        use_in_memory_key: sign with a key made for this process only: entries of other
-            processes and earlier runs read as invalid (tests, throwaway caches).
+        use_in_memory_key: sign with a key made when the cache opens and kept in memory
+            only: entries written by other cache objects, processes and earlier runs
+            read as invalid (tests, throwaway caches).
 
     Example:
         >>> SecurityConfig().verify_reads, SecurityConfig().unsigned
