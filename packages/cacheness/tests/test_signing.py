@@ -176,3 +176,13 @@ def test_opting_out_of_metadata(tmp_path):
         cache.store.metadata.update(key, metadata={**entry.metadata, "_cacheness": facts})
         with pytest.raises(IntegrityError):  # the cache's own facts still are
             cache.get(x=1)
+
+
+def test_an_in_memory_key_lives_as_long_as_the_cache_object(tmp_path):
+    security = SecurityConfig(use_in_memory_key=True)
+    with cacheness(cache_dir=tmp_path, security=security) as first:
+        first.put([1], x=1)
+        assert first.get(x=1) == [1]
+    with cacheness(cache_dir=tmp_path, security=security) as second:
+        assert second.get(x=1) is None
+        assert second.get_stats()["invalid_signatures"] == 1
