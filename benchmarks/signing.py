@@ -12,8 +12,9 @@ when a target is missed).
   filesystem). Target: no measurable difference (the signature covers the hash, not
   the bytes; the bytes are hashed as they are written and read either way).
 
-The two contenders run interleaved, round by round, in fresh directories; the figure
-is the best round (least disturbed by other work), the median beside it.
+The two contenders run interleaved, round by round, in fresh directories, after a
+warm-up round; times are CPU time of the benchmark process (signing adds CPU work; CPU
+time holds better than wall time on a shared machine), the best round beside the median.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def small_value(i: int) -> dict[str, Any]:
 
 
 def per_op(run: Callable[[], None], count: int) -> float:
+    """CPU seconds of this process per operation: what signing adds is CPU work, and
+    CPU time holds better than wall time on a shared, loaded machine."""
     gc.collect()
-    start = time.perf_counter()
+    start = time.process_time()
     run()
-    return (time.perf_counter() - start) / count
+    return (time.process_time() - start) / count
 
 
 Figures = dict[str, dict[str, list[float]]]
