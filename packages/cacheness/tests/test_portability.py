@@ -30,7 +30,9 @@ def described(cache: cacheness) -> dict[str, dict]:
     }
 
 
-def test_export_import_keeps_ttl_expiry_params_and_statistics(make_cache, tmp_path, clock):
+def test_export_import_keeps_ttl_expiry_params_and_statistics(
+    signing_key_env, make_cache, tmp_path, clock
+):  # one key for both caches (a memory cache otherwise signs with a per-process key)
     source = make_cache(clock=clock)
     fill(source)
     archive = tmp_path / "cache.tar.zst"
@@ -86,19 +88,23 @@ def test_migrate_between_caches_resumes_and_keeps_the_source(make_cache, tmp_pat
     source.close()
 
 
-def test_pickled_values_need_trust_on_import(tmp_path):
+def test_pickled_values_need_a_signature_or_trust_on_import(tmp_path):
     from fractions import Fraction
 
     cache = cacheness(cache_dir=str(tmp_path / "a"))
     cache.put(Fraction(1, 3), n=1)
-    cache.export_to_file(tmp_path / "a.tar")
+    data = cache.export_to_dict()
     other = cacheness(cache_dir=str(tmp_path / "b"))
-    report = other.import_from_file(tmp_path / "a.tar")
+    assert other.import_from_dict(data).entries == 1  # signed with the key both use
+    for item in data["entries"]:
+        item["entry"]["signature"] = None
+    third = cacheness(cache_dir=str(tmp_path / "c"))
+    report = third.import_from_dict(data)
     assert [i.problem for i in report.damaged] == ["refused"]
-    assert other.import_from_file(tmp_path / "a.tar", trust_pickles=True).entries == 1
-    assert other.get(n=1) == Fraction(1, 3)
-    cache.close()
-    other.close()
+    assert third.import_from_dict(data, trust_pickles=True).entries == 1
+    assert third.get(n=1) == Fraction(1, 3)
+    for each in (cache, other, third):
+        each.close()
 
 
 def test_dicts_predicates_and_compression_by_file_name(tmp_path):

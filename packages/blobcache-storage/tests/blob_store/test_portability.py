@@ -33,7 +33,8 @@ from cacheness.storage import (
 )
 
 # Fields that say where bytes are in one particular backend: not carried between stores.
-PLACEMENT = ("blob_ref", "etag", "version_id")
+# The signature covers blob_ref: an importing store signs the entry again for its place.
+PLACEMENT = ("blob_ref", "etag", "version_id", "signature")
 
 
 def fill(store: BlobStore, big: Any) -> dict[str, Any]:
@@ -64,6 +65,8 @@ def same_entries(source: BlobStore, target: BlobStore, keys: Any = None) -> None
         assert b is not None
         assert fields(a) == fields(b)
         assert bool(a.blob_ref) == bool(b.blob_ref)
+        if target.signer is not None:
+            assert target.signer.check(b) == "valid"
 
 
 def stored_bytes(store: BlobStore, key: str) -> bytes:
@@ -75,7 +78,9 @@ def stored_bytes(store: BlobStore, key: str) -> bytes:
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip", None])
-def test_round_trip_sqlite_files_to_postgres_s3_and_back(open_pairing, big, tmp_path, compression):
+def test_round_trip_sqlite_files_to_postgres_s3_and_back(
+    signing_key_env, open_pairing, big, tmp_path, compression
+):  # one signing key for the laptop and the team (set before the laptop store opens)
     laptop = open_pairing("sqlite+filesystem").open()
     values = fill(laptop, big)
     archive = tmp_path / "backup.tar"
@@ -399,7 +404,7 @@ def test_a_forged_pickle_is_refused_unless_trusted(exported, tmp_path):
     forge(archive, tmp_path / "forged.tar", "runs/1/weights", payload, members["runs/1/weights"])
     target, report = imported_from(tmp_path / "forged.tar", tmp_path)
     assert [(i.key, i.problem) for i in report.damaged] == [("runs/1/weights", "refused")]
-    assert "trust_pickles" in report.damaged[0].detail
+    assert "signature" in report.damaged[0].detail  # altered: its signature fails
     assert not target.exists("runs/1/weights")
     assert report.entries == len(values) - 1
     assert not marker.exists()
@@ -418,12 +423,26 @@ def test_pickled_entries_come_in_when_the_archive_is_trusted(tmp_path):
     store.put(complex(1, 2), key="c")
     store.put(Fraction(1, 3), key="f")
     store.export(tmp_path / "a.tar")
-    target = BlobStore(tmp_path / "t")
-    report = target.import_(tmp_path / "a.tar")
+    signed = BlobStore(tmp_path / "t")  # the same key: the signatures vouch for the pickles
+    assert signed.import_(tmp_path / "a.tar").entries == 2
+    assert (signed.get("c"), signed.get("f")) == (complex(1, 2), Fraction(1, 3))
+    assert signed.signer.check(signed.get_metadata("f")) == "valid"  # signed for its place
+
+    unsigned = store.export_to_dict()
+    for item in unsigned["entries"]:
+        item["entry"]["signature"] = None  # e.g. written by a store without signing
+    target = BlobStore(tmp_path / "u")
+    report = target.import_from_dict(unsigned)
     assert sorted(i.problem for i in report.damaged) == ["refused", "refused"]
-    report = target.import_(tmp_path / "a.tar", trust_pickles=True)
-    assert report.entries == 2
-    assert (target.get("c"), target.get("f")) == (complex(1, 2), Fraction(1, 3))
+    assert "trust_pickles" in report.damaged[0].detail
+    assert target.import_from_dict(unsigned, trust_pickles=True).entries == 2
+    assert target.signer.check(target.get_metadata("c")) == "valid"
+    assert target.get("c") == complex(1, 2)
+
+    other_key = BlobStore(tmp_path / "v", signing_key="11" * 32)
+    report = other_key.import_(tmp_path / "a.tar")
+    assert [i.problem for i in report.damaged] == ["refused", "refused"]
+    assert "key this store lacks" in report.damaged[0].detail
 
 
 def test_newer_format_versions_and_foreign_files_are_refused(exported, tmp_path):
@@ -525,7 +544,9 @@ def test_progress_reports_entries_and_bytes(big, tmp_path):
 # ------------------------------------------------------------------------------ migrate
 
 
-def test_migrate_sqlite_files_to_postgres_s3_resumes_and_leaves_the_source(open_pairing, big):
+def test_migrate_sqlite_files_to_postgres_s3_resumes_and_leaves_the_source(
+    signing_key_env, open_pairing, big
+):
     source_pairing = open_pairing("sqlite+filesystem")
     source = source_pairing.open()
     values = fill(source, big)
@@ -717,7 +738,9 @@ def _custom_model() -> Any:
     return PortabilityRun
 
 
-def test_custom_metadata_rows_travel_with_their_entries(open_pairing, big, tmp_path):
+def test_custom_metadata_rows_travel_with_their_entries(
+    signing_key_env, open_pairing, big, tmp_path
+):
     from datetime import datetime
 
     run_model = _custom_model()

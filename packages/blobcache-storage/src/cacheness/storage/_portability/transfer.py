@@ -77,7 +77,6 @@ Selection = Filter | Callable[[Entry], bool] | None
 """What export, import and migrate take as ``filter``: a filter mapping or a predicate."""
 Progress = Callable[[TransferProgress], None]
 _CONFLICTS = ("skip", "overwrite", "error")
-_PICKLED_HANDLERS = frozenset({"objects"})
 _CHECK_CHUNK = 1000
 
 
@@ -194,24 +193,46 @@ def package_versions() -> dict[str, str]:
 # ------------------------------------------------------------------------------ admission
 
 
-def pickled(entry: Entry) -> bool:
-    """True when loading ``entry`` unpickles (runs code named by its bytes)."""
-    return entry.handler in _PICKLED_HANDLERS or "pickle" in entry.format
-
-
-def admit(store: BlobStore, entry: Entry, *, trust_pickles: bool) -> str | None:
+def admit(
+    store: BlobStore, entry: Entry, *, trust_pickles: bool, vouched: bool = False
+) -> str | None:
     """Why ``entry`` may not enter ``store`` from outside, or None when it may.
 
-    The one gate of every imported entry. Until entries are signed, a pickled payload
-    from an archive cannot be told from a forged one, so it enters only when the caller
-    says the archive is trusted.
+    The one gate of every imported or migrated entry. With signing on, the entry's
+    signature (carried in the archive) is checked with this store's keys: a valid one is
+    admitted (and re-signed with the current key on commit), an invalid one refused, an
+    unsigned one judged by the store's ``unsigned`` policy (a format that runs code when
+    loaded needs ``trust_pickles``). With signing off, a format that runs code is admitted
+    only with ``trust_pickles``. ``vouched``: the source store checked it with its keys.
     """
-    if pickled(entry) and not trust_pickles:
+    signer = store.signer
+    executable = store._executable(entry)
+    if signer is None:
+        if executable and not (trust_pickles or vouched):
+            return (
+                "its format runs code when loaded (a pickle) and this store has no signing "
+                "key to check it; import it only from an archive you trust, with "
+                "trust_pickles=True"
+            )
+        return None
+    verdict = "valid" if vouched else signer.check(entry)
+    if verdict == "valid":
+        return None
+    if verdict == "invalid":
         return (
-            "a pickled payload (loading it runs code) without a trusted signature; import "
-            "it only from an archive you trust, with trust_pickles=True"
+            "its signature does not match it or was made with a key this store lacks "
+            "(forged or altered); configure the exporter's key to import it"
         )
-    return None
+    if trust_pickles or store.unsigned == "accept":
+        return None
+    if store.unsigned == "accept_data_only" and not executable:
+        return None
+    return (
+        "it is unsigned and its format runs code when loaded; import it only from an "
+        "archive you trust, with trust_pickles=True"
+        if store.unsigned == "accept_data_only"
+        else "it is unsigned and this store rejects unsigned entries (unsigned='reject')"
+    )
 
 
 def receive(
@@ -276,7 +297,9 @@ def _commit(
             etag=blob.etag if blob else None,
             version_id=blob.version_id if blob else None,
             inline=stored.inline,
+            signature=None,  # signed again below for its new place, with the current key
         )
+        store._sign(placed)
         if rows:  # the entry and its custom rows commit together
             replaced = store.metadata.put_custom(placed, rows, overwrite=overwrite)
         else:
@@ -375,7 +398,8 @@ def _manifest(
         if entry.inline is None:
             member = member_name(len(blobs))
             blobs.append((member, entry))
-        portable = entry.replace(blob_ref="", etag=None, version_id=None)
+        # blob_ref stays: the signature covers it (the importer places the bytes anew)
+        portable = entry.replace(etag=None, version_id=None)
         items.append(ManifestEntry(entry=portable, member=member, custom=custom.get(entry.key, {})))
     manifest = Manifest(
         packages=package_versions(),
@@ -714,6 +738,13 @@ def migrate(
             rows = rows_in(target, customs.get(entry.key, {}))
         except ConfigError as exc:
             run.issue(entry.key, "invalid_entry", f"its custom metadata: {exc}", size=entry.size)
+            continue
+        # the source's own entries: its keys vouch for them (or, unsigned, it is yours)
+        verdict = source.signer.check(entry) if source.signer is not None else "unsigned"
+        refused = admit(target, entry, trust_pickles=True, vouched=verdict == "valid")
+        if verdict == "invalid" or refused is not None:
+            detail = refused or "its signature does not match it in the source; not copied"
+            run.issue(entry.key, "refused", detail, size=entry.size)
             continue
         _migrate_one(source, target, entry, on_conflict, run, rows)
     return run.report
