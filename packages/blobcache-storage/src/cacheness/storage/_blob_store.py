@@ -55,6 +55,7 @@ from cacheness.storage._hashing import hash_bytes, hash_stream
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
+from cacheness.storage._telemetry import Instrumentation, child, instrumentation, traced
 from cacheness.storage._validate import check_seconds, is_int
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -276,6 +277,14 @@ class BlobStore:
             raise ConfigError(problem)
         if problem:
             log.warning("unsafe pairing allowed by the caller: %s", problem)
+        self._telemetry_attributes = {
+            "cacheness.metadata_backend": self.metadata.name,
+            "cacheness.blob_backend": self.blobs.name,
+        }
+        self._metadata_attributes = {"cacheness.backend": self.metadata.name}
+        log.info(
+            "opened a BlobStore over %s metadata and %s blobs", self.metadata.name, self.blobs.name
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -322,6 +331,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ writing
 
+    @traced("put")
     def put_entry(
         self,
         data: Any,
@@ -343,7 +353,8 @@ class BlobStore:
         self._check_open()
         if key is not None:
             validate_key(key)
-        stored = self._serialize(data, handler, max_size)
+        with child("cacheness.storage.serialize", self.blobs.name):
+            stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
             now = self._now()
             entry = Entry(
@@ -354,7 +365,8 @@ class BlobStore:
                 metadata=_user_metadata(metadata),
                 **stored.fields(),
             )
-            replaced = self.metadata.put(entry, overwrite=overwrite)
+            with child("cacheness.metadata.put", self.metadata.name):
+                replaced = self.metadata.put(entry, overwrite=overwrite)
         self._release([replaced] if replaced is not None else [], keep=stored.blob)
         return entry
 
@@ -398,6 +410,7 @@ class BlobStore:
             data, key, metadata, handler=handler, overwrite=overwrite, max_size=max_size
         ).key
 
+    @traced("put_batch")
     def put_batch(
         self,
         items: Mapping[str, Any] | Iterable[tuple[str, Any]],
@@ -456,11 +469,13 @@ class BlobStore:
                 )
                 for (key, _), stored in zip(pairs, stored_all, strict=True)
             ]
-            replaced = self.metadata.put_many(entries)
+            with child("cacheness.metadata.put_many", self.metadata.name):
+                replaced = self.metadata.put_many(entries)
         kept = {s.blob.ref for s in stored_all if s.blob is not None}
         self._release(replaced, keep_refs=kept)
         return [key for key, _ in pairs]
 
+    @traced("update_data")
     def update_data(
         self,
         key: str,
@@ -493,7 +508,8 @@ class BlobStore:
         old = self.metadata.get(key)
         if old is None:
             return False
-        stored = self._serialize(data, handler, max_size)
+        with child("cacheness.storage.serialize", self.blobs.name):
+            stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
             now = self._now()
             changes = stored.fields()
@@ -534,6 +550,7 @@ class BlobStore:
         validate_key(key)
         return self.update_batch({key: metadata}, merge=merge) == 1
 
+    @traced("update_batch")
     def update_batch(self, updates: Mapping[str, Mapping[str, Any]], *, merge: bool = True) -> int:
         """Change the user metadata of several entries in one batch; return how many exist.
 
@@ -614,6 +631,7 @@ class BlobStore:
         }
         return len(self.metadata.update_many(changes))
 
+    @traced("copy")
     def copy(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
         """Copy an entry and its data to a new key; return the new entry.
 
@@ -688,6 +706,7 @@ class BlobStore:
             "nothing is damaged, try again"
         )
 
+    @traced("move")
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
         """Rename an entry (atomically on SQL backends); return the moved entry.
 
@@ -714,6 +733,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ deleting
 
+    @traced("delete")
     def delete(self, key: str) -> bool:
         """Delete an entry and its data; return False if the key was absent.
 
@@ -724,12 +744,14 @@ class BlobStore:
             (True, False)
         """
         self._check_open()
-        entry = self.metadata.delete(key)
+        with child("cacheness.metadata.delete", self.metadata.name):
+            entry = self.metadata.delete(key)
         if entry is None:
             return False
         self._release([entry])
         return True
 
+    @traced("delete_batch")
     def delete_batch(self, keys: Iterable[str]) -> int:
         """Delete several entries and their data; return how many existed."""
         self._check_open()
@@ -737,6 +759,7 @@ class BlobStore:
         self._release(deleted)
         return len(deleted)
 
+    @traced("delete_by_prefix")
     def delete_by_prefix(self, prefix: str) -> int:
         """Delete every entry whose key starts with ``prefix``; return how many.
 
@@ -760,6 +783,7 @@ class BlobStore:
         self._release(deleted)
         return len(deleted)
 
+    @traced("delete_where")
     def delete_where(self, where: Filter | Predicate) -> int:
         """Delete the entries a filter (or a predicate on ``Entry``) selects; return how many.
 
@@ -796,6 +820,7 @@ class BlobStore:
         self._release(deleted)
         return len(deleted)
 
+    @traced("clear")
     def clear(self) -> int:
         """Delete every entry and its data; return how many entries there were."""
         self._check_open()
@@ -830,6 +855,9 @@ class BlobStore:
             'fallback'
         """
         self._check_open()
+        if (tel := instrumentation()) is not None:
+            found = self._traced_lookup(tel, "get", key, False, None)
+            return default if found is None else found.value
         payload = self.metadata.get_payload(key)  # only what reading needs: fewer columns
         if payload is None:
             return default
@@ -838,6 +866,7 @@ class BlobStore:
         found = self._follow(payload, None)
         return default if found is None else found.value
 
+    @traced("get_with_metadata")
     def get_with_metadata(self, key: str) -> tuple[Any, Entry] | None:
         """Return ``(object, entry)`` for ``key``, or None when there is none.
 
@@ -876,6 +905,7 @@ class BlobStore:
         self._check_open()
         return self.metadata.get_many(_key_list(keys, "get_metadata_batch"))
 
+    @traced("get_batch")
     def get_batch(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
         """Return ``{key: object}`` for ``keys`` (one metadata query), ``default`` for misses.
 
@@ -887,7 +917,8 @@ class BlobStore:
         """
         self._check_open()
         wanted = _key_list(keys, "get_batch")
-        entries = self.metadata.get_many(wanted)
+        with child("cacheness.metadata.get_many", self.metadata.name):
+            entries = self.metadata.get_many(wanted)
         values: dict[str, Any] = {}
         for key in wanted:
             entry = entries.get(key)
@@ -934,11 +965,32 @@ class BlobStore:
         """
         self._check_open()
         _check_accept(accept)
+        if (tel := instrumentation()) is not None:
+            return self._traced_lookup(tel, "lookup", key, with_metadata, accept)
         payload = self.metadata.get_payload(key, with_metadata=with_metadata)
         if payload is None:
             return None
         return self._read_current(payload, accept)
 
+    def _traced_lookup(
+        self,
+        tel: Instrumentation,
+        operation: str,
+        key: str,
+        with_metadata: bool,
+        accept: Callable[[Entry | PayloadInfo], bool] | None,
+    ) -> Lookup | None:
+        """:meth:`lookup` inside the span of ``operation``, its backend calls as children."""
+        with tel.operation("cacheness.storage", operation, self._telemetry_attributes) as op:
+            with tel.span("cacheness.metadata.get_payload", self._metadata_attributes):
+                payload = self.metadata.get_payload(key, with_metadata=with_metadata)
+            found = None if payload is None else self._read_current(payload, accept)
+            op.set("cacheness.found", found is not None and found.loaded)
+            if found is not None and found.loaded:
+                op.describe(found)
+            return found
+
+    @traced("read_current")
     def read_current(
         self,
         entry: Entry | PayloadInfo,
@@ -972,6 +1024,7 @@ class BlobStore:
         _check_accept(accept)
         return self._read_current(entry, accept)
 
+    @traced("read")
     def read(self, entry: Entry | PayloadInfo) -> Any:
         """Load the object an entry (from :meth:`get_metadata`, :meth:`list`...) describes.
 
@@ -1105,6 +1158,10 @@ class BlobStore:
 
     def _load_blob(self, entry: Entry | PayloadInfo) -> Any:
         """Load from the entry's blob; a missing blob raises ``BlobNotFoundError``."""
+        with child("cacheness.blob.read", self.blobs.name):
+            return self._read_blob(entry)
+
+    def _read_blob(self, entry: Entry | PayloadInfo) -> Any:
         info = FormatInfo.from_entry(entry)
         what = f"entry {entry.key!r}"
         ref = entry.blob_ref
@@ -1307,6 +1364,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ maintenance
 
+    @traced("verify_integrity")
     def verify_integrity(
         self, keys: Iterable[str] | None = None, *, deep: bool = True
     ) -> builtins.list[IntegrityIssue]:
@@ -1336,6 +1394,7 @@ class BlobStore:
         found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
         return _maintenance.verify(self, found.values(), deep)
 
+    @traced("find_orphaned_blobs")
     def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> builtins.list[str]:
         """Return references of blobs no entry points at.
 
@@ -1354,6 +1413,7 @@ class BlobStore:
         check_seconds(min_age_seconds, "min_age_seconds")
         return _maintenance.find_orphans(self, min_age_seconds)
 
+    @traced("repair")
     def repair(
         self, *, dry_run: bool = True, orphan_min_age_seconds: float = 3600.0
     ) -> RepairReport:
@@ -1468,7 +1528,8 @@ class BlobStore:
                     writer = cast(BlobWriter, sink.writer)
                     if max_size is not None and writer.tell() > max_size:
                         raise self._too_large(writer.tell(), max_size)
-                    blob = writer.commit()
+                    with child("cacheness.blob.write", self.blobs.name):
+                        blob = writer.commit()
                     stored = _Stored(info, blob.size, blob.content_hash, blob=blob)
             except BaseException:
                 if sink.writer is not None:
@@ -1564,7 +1625,10 @@ class BlobStore:
             return
         if existing is not None:
             log.warning("content-addressed blob %r does not match its name; rewriting it", ref)
-        with self.blobs.open_write(item.content_hash) as writer:
+        with (
+            child("cacheness.blob.write", self.blobs.name),
+            self.blobs.open_write(item.content_hash) as writer,
+        ):
             copy_stream(spool.reader(), writer)
         item.blob = writer.info
 
@@ -1622,7 +1686,8 @@ class BlobStore:
     def _delete_blobs(self, refs: builtins.list[str]) -> None:
         """Delete blobs after a committed metadata change; failures leave orphans, logged."""
         try:
-            self.blobs.delete_many(refs)
+            with child("cacheness.blob.delete_many", self.blobs.name):
+                self.blobs.delete_many(refs)
         except (StorageError, OSError):
             log.warning(
                 "could not delete %d superseded blob(s) (first: %r); they are orphans now "
