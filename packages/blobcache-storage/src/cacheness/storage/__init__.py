@@ -91,6 +91,7 @@ if TYPE_CHECKING:
         unregister_handler,
     )
     from cacheness.storage._hashing import ContentHasher, hash_bytes, hash_stream
+    from cacheness.storage._health import BackendHealth, HealthReport
     from cacheness.storage._locks import (
         FileLocks,
         LockTable,
@@ -119,12 +120,15 @@ if TYPE_CHECKING:
         unregister_metadata_backend,
     )
     from cacheness.storage._reports import IntegrityIssue, RepairReport
+    from cacheness.storage._telemetry import SCHEMA_VERSION, Instrumentation, instrumentation
     from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
 
 __all__ = [
     "CODECS",
     "DEFAULT_INLINE_THRESHOLD",
     "MAX_KEY_LENGTH",
+    "SCHEMA_VERSION",
+    "BackendHealth",
     "BackendUnavailableError",
     "BlobBackend",
     "BlobExistsError",
@@ -150,6 +154,8 @@ __all__ = [
     "FormatVersionError",
     "Handler",
     "HandlerRegistry",
+    "HealthReport",
+    "Instrumentation",
     "IntegrityError",
     "IntegrityIssue",
     "InvalidBlobNameError",
@@ -198,6 +204,7 @@ __all__ = [
     "hash_bytes",
     "hash_stream",
     "import_optional",
+    "instrumentation",
     "is_loaded",
     "list_blob_backends",
     "list_handlers",
@@ -248,6 +255,8 @@ _LAZY: dict[str, str] = {
     "matches": "cacheness.storage._filters",
     "metadata_field": "cacheness.storage._filters",
     "parse_filter": "cacheness.storage._filters",
+    "BackendHealth": "cacheness.storage._health",
+    "HealthReport": "cacheness.storage._health",
     "FormatInfo": "cacheness.storage._handlers.base",
     "Handler": "cacheness.storage._handlers.base",
     "SerializationOptions": "cacheness.storage._handlers.base",
@@ -289,6 +298,9 @@ _LAZY: dict[str, str] = {
     "unregister_metadata_backend": "cacheness.storage._registry",
     "IntegrityIssue": "cacheness.storage._reports",
     "RepairReport": "cacheness.storage._reports",
+    "Instrumentation": "cacheness.storage._telemetry",
+    "SCHEMA_VERSION": "cacheness.storage._telemetry",
+    "instrumentation": "cacheness.storage._telemetry",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
     "number_problem": "cacheness.storage._validate",

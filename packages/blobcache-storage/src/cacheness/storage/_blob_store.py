@@ -76,6 +76,7 @@ from cacheness.storage.errors import (
 from ._payload import DAMAGED_HINT, PayloadSink, SpoolSink, VerifyingReader
 
 if TYPE_CHECKING:
+    from cacheness.storage._health import HealthReport
     from cacheness.storage._reports import IntegrityIssue, RepairReport
 
 log = logging.getLogger(__name__)
@@ -1438,6 +1439,56 @@ class BlobStore:
         self._check_open()
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
+
+    # ------------------------------------------------------------------ observability
+
+    def health(self, *, timeout: float = 5.0) -> HealthReport:
+        """Check that both backends answer, within ``timeout`` seconds; nothing is written.
+
+        Each backend makes its cheapest round trip (``ping()``: a read of a probe key in
+        the index, a ``HeadBucket`` on S3, a stat of a file), both in parallel; one that
+        has not answered when ``timeout`` is up is reported unreachable then (its
+        retries go on in the background). Never raises for an unreachable backend: the
+        report says which one and why, for a readiness probe or a dashboard.
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number of seconds.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> report = store.health(timeout=1.0)
+            >>> report.healthy, report.backends[0].backend, report.backends[1].reachable
+            (True, 'memory', True)
+        """
+        from cacheness.storage._health import check_health
+
+        self._check_open()
+        check_seconds(timeout, "timeout")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
+        return check_health(
+            [
+                ("metadata", self.metadata.name, self.metadata.ping),
+                ("blob", self.blobs.name, self.blobs.ping),
+            ],
+            float(timeout),
+        )
+
+    def backend_stats(self) -> dict[str, dict[str, int]]:
+        """Return the backends' own counters: ``{"metadata": {...}, "blob": {...}}``.
+
+        What each backend counts: S3 its HTTP requests by kind and bytes in and out
+        (the cost figures), PostgreSQL its connection pool (size, checked out,
+        overflow, waits, timeouts), tiered and failover backends their hits, fills and
+        fallbacks; others nothing (``{}``).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> store.backend_stats()
+            {'metadata': {}, 'blob': {}}
+        """
+        self._check_open()
+        return {"metadata": self.metadata.stats(), "blob": self.blobs.stats()}
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -357,8 +357,11 @@ def traced(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
-def current_span_event(name: str, attributes: Attributes) -> None:
-    """Add an event to the current span (e.g. a retry), when spans are recorded."""
+def record_retry(attempt: int, attributes: Attributes) -> None:
+    """Note a retried request on the current span: an event, and ``cacheness.retries``.
+
+    ``attempt`` is the number of the attempt about to be made (2 for the first retry).
+    """
     tel = instrumentation()
     if tel is None or tel.tracer is None:
         return
@@ -366,4 +369,8 @@ def current_span_event(name: str, attributes: Attributes) -> None:
 
     span = trace.get_current_span()
     if span.is_recording():
-        span.add_event(name, {**attributes, "cacheness.schema_version": SCHEMA_VERSION})
+        span.set_attribute("cacheness.retries", attempt - 1)
+        span.add_event(
+            "cacheness.retry",
+            {**attributes, "attempt": attempt, "cacheness.schema_version": SCHEMA_VERSION},
+        )
