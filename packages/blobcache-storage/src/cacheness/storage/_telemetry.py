@@ -254,9 +254,7 @@ class Operation:
 
     __slots__ = ("_attributes", "_context", "_layer", "_name", "_start", "span", "tel")
 
-    def __init__(
-        self, tel: Instrumentation, layer: str, name: str, attributes: Attributes
-    ) -> None:
+    def __init__(self, tel: Instrumentation, layer: str, name: str, attributes: Attributes) -> None:
         self.tel = tel
         self._layer = layer
         self._name = name
