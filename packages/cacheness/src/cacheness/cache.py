@@ -37,8 +37,9 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
+from cacheness._telemetry import CACHE, cache_operation, span_attributes
 from cacheness.cache_entry import (
     FORMAT_VERSION,
     RESERVED_METADATA_KEY,
@@ -68,11 +69,15 @@ from cacheness.storage import (
     StorageError,
     StorageFullError,
     combine_filters,
+    instrumentation,
     metadata_field,
     utc_now,
     validate_key,
 )
 from cacheness.ttl import expiry_time, validate_ttl
+
+if TYPE_CHECKING:
+    from cacheness.storage import HealthReport
 
 __all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness"]
 
@@ -223,7 +228,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_entries=self.config.max_entries,
             policy=self.config.eviction_policy,
         )
-        self._stats = CacheStats()
+        self._stats = CacheStats(
+            labels={
+                "cacheness.metadata_backend": self._store.metadata_backend_name,
+                "cacheness.blob_backend": self._store.blob_backend_name,
+            }
+        )
         self._access_interval = timedelta(seconds=self.config.access_update_interval_seconds)
         self._pending_access: dict[str, int] = {}
         self._access_lock = threading.Lock()
@@ -283,6 +293,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ writing
 
+    @cache_operation("put")
     def put(
         self,
         data: Any,
@@ -347,12 +358,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 f"the value takes more than the whole cache limit (max_cache_size_mb="
                 f"{self.config.max_cache_size_mb}); it was not stored, nothing was evicted"
             ) from exc
-        self._stats.add(puts=1, bytes_written=entry.size)
+        self._stats.add(puts=1, bytes_written=entry.size, handler=entry.handler)
         evicted = self._evictor.after_put(key, entry.size)
         if evicted:
             self._stats.add(evictions=evicted)
         return key
 
+    @cache_operation("update_data")
     def update_data(
         self,
         data: Any,
@@ -388,6 +400,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._stats.add(puts=1)
         return changed
 
+    @cache_operation("touch")
     def touch(
         self,
         *,
@@ -413,6 +426,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "touch")
         return self._touch_entries([key], ttl_seconds) == 1
 
+    @cache_operation("touch_batch")
     def touch_batch(
         self,
         *,
@@ -455,6 +469,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         }
         return self._store.update_batch(updates) if updates else 0
 
+    @cache_operation("update_batch")
     def update_batch(self, items: Iterable[tuple[Mapping[str, Any], Any]]) -> int:
         """Replace the values of several entries: ``[(key_params, data), ...]``; return how many.
 
@@ -473,6 +488,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             pairs.append((self._resolve_spec(item[0], "update_batch")[0], item[1]))
         return sum(self.update_data(data, cache_key=key) for key, data in pairs)
 
+    @cache_operation("copy")
     def copy(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
     ) -> str:
@@ -495,6 +511,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         return self._relocate(source, dest, overwrite, self._store.copy)
 
+    @cache_operation("move")
     def move(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
     ) -> str:
@@ -564,6 +581,21 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             True
         """
         self._check_open()
+        which = (cache_key, key_prefix, key_params, params)
+        if (tel := instrumentation()) is not None:
+            with tel.operation(CACHE, "get", span_attributes(self, key_prefix)):
+                return self._get(default, max_age_seconds, *which)
+        return self._get(default, max_age_seconds, *which)
+
+    def _get(
+        self,
+        default: Any,
+        max_age_seconds: float | timedelta | None,
+        cache_key: str | None,
+        key_prefix: str | None,
+        key_params: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
+    ) -> Any:
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
         if max_age_seconds is None:
             value = self._lookup(key)
@@ -573,6 +605,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             value = MISS if found is None else found.value
         return default if value is MISS else value
 
+    @cache_operation("get_with_metadata")
     def get_with_metadata(
         self,
         *,
@@ -593,6 +626,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return None
         return found.value, self._describe(cast(Entry, found.entry))
 
+    @cache_operation("get_batch")
     def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
         """Return the values for several key parameter mappings, in order (``default`` on misses).
 
@@ -620,6 +654,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             results.append(default if found is None else found.value)
         return results
 
+    @cache_operation("exists")
     def exists(
         self,
         *,
@@ -735,6 +770,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             filter=self._params_filter(equals, key_params, filter, "query_meta")
         )
 
+    @cache_operation("verify")
     def verify(
         self,
         *,
@@ -772,6 +808,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ deleting
 
+    @cache_operation("invalidate")
     def invalidate(
         self,
         *,
@@ -785,6 +822,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "invalidate")
         return self._store.delete(key)
 
+    @cache_operation("delete_batch")
     def delete_batch(self, items: Iterable[Mapping[str, Any]]) -> int:
         """Delete the entries of several key parameter mappings; return how many existed."""
         self._check_open()
@@ -794,6 +832,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         ]
         return self._store.delete_batch(keys)
 
+    @cache_operation("delete_where")
     def delete_where(self, where: Filter | Predicate) -> int:
         """Delete the entries a storage filter (or a predicate on ``CacheEntry``) selects.
 
@@ -817,6 +856,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise _empty_selector("delete_where", "a filter")
         return self._store.delete_where(where)
 
+    @cache_operation("delete_matching")
     def delete_matching(self, *, key_params: Mapping[str, Any] | None = None, **equals: Any) -> int:
         """Delete the entries whose key parameters equal ``equals``; return how many.
 
@@ -837,6 +877,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise _empty_selector("delete_matching", "key parameters")
         return self._store.delete_where(selector)
 
+    @cache_operation("delete_by_prefix")
     def delete_by_prefix(
         self, *, key_params: Mapping[str, Any] | None = None, **prefixes: Any
     ) -> int:
@@ -871,6 +912,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         }
         return self._store.delete_where(clauses)
 
+    @cache_operation("clear_all")
     def clear_all(self) -> int:
         """Delete every entry; return how many there were."""
         self._check_open()
@@ -878,6 +920,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._pending_access.clear()
         return self._store.clear()
 
+    @cache_operation("cleanup_expired")
     def cleanup_expired(self) -> int:
         """Delete every expired entry in one pushed-down delete; return how many.
 
@@ -943,6 +986,43 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     def reset_stats(self) -> None:
         """Set the counters of this cache object back to zero."""
         self._stats.reset()
+
+    def backend_stats(self) -> dict[str, dict[str, int]]:
+        """Return the storage backends' own counters: the cost and pool figures.
+
+        ``{"metadata": {...}, "blob": {...}}``: on S3 the HTTP requests by kind
+        (``put_requests``, ``get_requests``, ``head_requests``, ``list_requests``,
+        ``delete_requests``, ``multipart_parts``...) and ``bytes_in``/``bytes_out``; on
+        PostgreSQL the connection pool (``size``, ``checked_out``, ``overflow``,
+        ``waits``, ``timeouts``). See :meth:`cacheness.storage.BlobStore.backend_stats`.
+
+        Example:
+            >>> import tempfile
+            >>> cacheness(cache_dir=tempfile.mkdtemp()).backend_stats()
+            {'metadata': {}, 'blob': {}}
+        """
+        self._check_open()
+        return self._store.backend_stats()
+
+    def health(self, *, timeout: float = 5.0) -> HealthReport:
+        """Check that the cache's storage answers, within ``timeout`` seconds.
+
+        Each backend (the index, the blob store) makes one cheap round trip, nothing
+        written; the report says for each whether it is reachable, how long it took
+        and, if not, why. An unreachable backend is reported, never raised: made for
+        readiness probes (``report.healthy``) and dashboards (``report.to_dict()``).
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number of seconds.
+
+        Example:
+            >>> import tempfile
+            >>> report = cacheness(cache_dir=tempfile.mkdtemp()).health(timeout=2.0)
+            >>> report.healthy, [(b.role, b.backend) for b in report.backends]
+            (True, [('metadata', 'sqlite'), ('blob', 'filesystem')])
+        """
+        self._check_open()
+        return self._store.health(timeout=timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1040,7 +1120,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._stats.record_miss()
             return None
         if max_age is not None and (self._clock() - entry.updated_at).total_seconds() > max_age:
-            self._stats.record_miss()
+            self._stats.record_miss(reason="too_old")
             return None
         return entry
 
@@ -1170,7 +1250,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 raise
             damaged = checked[-1]
             log.warning("cache entry %s cannot be read back: a miss (%s)", damaged.key, exc)
-            self._stats.record_miss(error=True)
+            self._stats.record_miss(error=True, integrity=isinstance(exc, IntegrityError))
             self._remove_if_unchanged(damaged, {"content_hash": damaged.content_hash})
             return None
         if found is None:  # absent, or deleted while being read
@@ -1180,12 +1260,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if not found.loaded:
             if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
                 log.info("entry %s was written by another cache format version: a miss", read.key)
-                self._stats.record_miss()
+                self._stats.record_miss(reason="other_version")
             else:
                 self._stats.record_miss(expired=True)
                 self._remove_if_unchanged(read, {_EXPIRES: {"$lte": now.timestamp()}})
             return None
-        self._stats.record_hit(bytes_read=read.size)
+        self._stats.record_hit(bytes_read=read.size, handler=read.handler)
         self._accessed(read, now)
         return found
 

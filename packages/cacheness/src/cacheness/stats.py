@@ -16,7 +16,10 @@ Example:
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
+
+from cacheness._telemetry import counted
 
 __all__ = ["COUNTERS", "CacheStats"]
 
@@ -27,6 +30,7 @@ COUNTERS = (
     "evictions",
     "expirations",
     "errors",
+    "integrity_failures",
     "bytes_read",
     "bytes_written",
 )
@@ -38,34 +42,72 @@ class CacheStats:
 
     ``errors`` counts entries that could not be read back (missing or corrupt bytes, a
     decode failure) and were turned into misses; they are also counted as misses.
+    With an OpenTelemetry provider configured, every count is also recorded as the
+    metric of the same name (``cacheness.cache.hits``...) with ``labels`` as attributes
+    (see ``docs/observability.md``).
+
+    Args:
+        labels: attributes of the metrics (the cache's metadata and blob backends).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self.labels: dict[str, str] = dict(labels or {})
 
-    def add(self, **increments: int) -> None:
-        """Add to several counters at once, e.g. ``add(puts=1, bytes_written=512)``."""
+    def add(self, *, handler: str | None = None, **increments: int) -> None:
+        """Add to several counters at once, e.g. ``add(puts=1, bytes_written=512)``.
+
+        ``handler`` labels the metrics (the handler that stored the value).
+        """
         with self._lock:
             for name, amount in increments.items():
                 self._counts[name] += amount
+        counted(increments, self.labels, handler=handler)
 
-    def record_hit(self, bytes_read: int = 0) -> None:
-        """Count a hit that read ``bytes_read`` stored bytes."""
+    def record_hit(self, bytes_read: int = 0, handler: str | None = None) -> None:
+        """Count a hit that read ``bytes_read`` stored bytes (written by ``handler``)."""
         with self._lock:  # every cache hit comes here: no keyword-argument loop
             counts = self._counts
             counts["hits"] += 1
             counts["bytes_read"] += bytes_read
+        counted({"hits": 1, "bytes_read": bytes_read}, self.labels, handler=handler)
 
-    def record_miss(self, *, expired: bool = False, error: bool = False) -> None:
-        """Count a miss (an expired entry or an unreadable one is a miss too)."""
+    def record_miss(
+        self,
+        *,
+        expired: bool = False,
+        error: bool = False,
+        integrity: bool = False,
+        reason: str | None = None,
+    ) -> None:
+        """Count a miss (an expired entry or an unreadable one is a miss too).
+
+        ``integrity``: the entry was unreadable because its bytes were missing or did
+        not match (also an error). ``reason`` labels the metric (default: from the
+        flags, else ``absent``).
+        """
         with self._lock:
             counts = self._counts
             counts["misses"] += 1
             if expired:
                 counts["expirations"] += 1
-            if error:
+            if error or integrity:
                 counts["errors"] += 1
+            if integrity:
+                counts["integrity_failures"] += 1
+        if reason is None:
+            reason = "error" if error or integrity else "expired" if expired else "absent"
+        counted(
+            {
+                "misses": 1,
+                "expirations": int(expired),
+                "errors": int(error or integrity),
+                "integrity_failures": int(integrity),
+            },
+            self.labels,
+            reason=reason,
+        )
 
     def reset(self) -> None:
         """Set every counter back to zero."""
