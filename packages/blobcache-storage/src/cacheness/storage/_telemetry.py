@@ -148,8 +148,8 @@ class Instrumentation:
     Example:
         >>> from opentelemetry.sdk.trace import TracerProvider
         >>> tel = Instrumentation(TracerProvider(), None)
-        >>> with tel.operation("cacheness.storage", "get", {}) as span:
-        ...     span.is_recording()
+        >>> with tel.operation("cacheness.storage", "get", {}) as op:
+        ...     op.span.is_recording()
         True
     """
 

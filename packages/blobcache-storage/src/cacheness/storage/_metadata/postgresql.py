@@ -36,7 +36,7 @@ from cacheness.storage._metadata.sql import (
 )
 from cacheness.storage._optional import import_optional
 from cacheness.storage._pairing import Scope
-from cacheness.storage._telemetry import Attributes, register_gauges
+from cacheness.storage._telemetry import Attributes, instrumentation, register_gauges
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ postgresql:// URL, got 'sqlite:///x.db'...
         self._pool_lock = threading.Lock()
         self._pool_events = {"waits": 0, "timeouts": 0}
         _LIVE.add(self)
+        instrumentation()  # with a meter provider set, its pool gauges exist from now on
         self.retries = int(retries)
         self.retry_backoff = float(retry_backoff)
         self._pid = os.getpid()
