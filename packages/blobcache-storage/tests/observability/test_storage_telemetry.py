@@ -114,17 +114,17 @@ def test_span_tree_of_a_get(store: BlobStore, telemetry: TelemetryRecorder) -> N
     assert get.attributes["cacheness.size"] == 20_000
 
 
-def test_attributes_never_carry_keys_or_data(store: BlobStore, telemetry: TelemetryRecorder) -> None:
+def test_attributes_never_carry_keys_or_data(
+    store: BlobStore, telemetry: TelemetryRecorder
+) -> None:
     store.put("the-value-itself", key="customer-4711", metadata={"owner": "alice-smith"})
     store.get("customer-4711")
     store.get_batch(["customer-4711", "customer-0815"])
     store.delete("customer-4711")
 
     values = [str(v) for span in telemetry.spans() for v in span.attributes.values()]
-    values += [
-        str(v) for name in ("cacheness.storage.operation.duration", "cacheness.storage.payload.size")
-        for attrs, _ in telemetry.points(name) for v in attrs.values()
-    ]  # fmt: skip
+    for name in ("cacheness.storage.operation.duration", "cacheness.storage.payload.size"):
+        values += [str(v) for attrs, _ in telemetry.points(name) for v in attrs.values()]
     for secret in ("customer", "4711", "alice", "the-value-itself"):
         assert not [v for v in values if secret in v]
 
@@ -182,9 +182,13 @@ def test_an_integrity_failure_is_an_error_span_and_counted(
     assert [event.name for event in get.events] == ["exception"]
     assert get.events[0].attributes["exception.type"].endswith("IntegrityError")
     assert telemetry.value("cacheness.storage.integrity_failures", BACKENDS) == 1
-    assert telemetry.value(
-        "cacheness.storage.errors", {"cacheness.operation": "get", "error.type": "IntegrityError"}
-    ) == 1
+    assert (
+        telemetry.value(
+            "cacheness.storage.errors",
+            {"cacheness.operation": "get", "error.type": "IntegrityError"},
+        )
+        == 1
+    )
 
 
 def test_verify_and_repair_are_spans(store: BlobStore, telemetry: TelemetryRecorder) -> None:
@@ -294,10 +298,13 @@ def test_retries_and_error_spans_under_faults(
         for name in ("cacheness.storage.get", "cacheness.blob.read"):
             assert spans[name].status.status_code.name == "ERROR"
             assert spans[name].events[-1].name == "exception"
-        assert telemetry.value(
-            "cacheness.storage.errors",
-            {"cacheness.operation": "get", "error.type": "BackendUnavailableError"},
-        ) == 1
+        assert (
+            telemetry.value(
+                "cacheness.storage.errors",
+                {"cacheness.operation": "get", "error.type": "BackendUnavailableError"},
+            )
+            == 1
+        )
         assert telemetry.value("cacheness.storage.s3.retries", {"s3.operation": "GetObject"}) >= 2
         proxy.heal()
         store.close()
@@ -306,9 +313,7 @@ def test_retries_and_error_spans_under_faults(
 # -- PostgreSQL pool ------------------------------------------------------------------
 
 
-def test_postgresql_pool_statistics(
-    fresh_postgres_url: str, telemetry: TelemetryRecorder
-) -> None:
+def test_postgresql_pool_statistics(fresh_postgres_url: str, telemetry: TelemetryRecorder) -> None:
     index = PostgresMetadataBackend(
         fresh_postgres_url, pool_size=1, max_overflow=0, pool_timeout=0.2, retries=0
     )
