@@ -39,10 +39,11 @@ class TelemetryRecorder:
         """The names of the finished spans, in the order they ended."""
         return [span.name for span in self.spans()]
 
-    def tree(self, root: str) -> dict[str, Any]:
-        """The last finished span named ``root`` as ``{name: {child name: {...}}}``.
+    def tree(self, root: str, which: int = -1) -> dict[str, Any]:
+        """A finished span named ``root`` as ``{name: {child name: {...}}}``.
 
-        Children with the same name are merged.
+        ``which`` picks among the spans of that name, in the order they ended (default:
+        the last). Children with the same name are merged.
         """
         spans = self.spans()
         top = [span for span in spans if span.name == root]
@@ -56,7 +57,7 @@ class TelemetryRecorder:
                     tree.setdefault(span.name, {}).update(below(span))
             return tree
 
-        return {root: below(top[-1])}
+        return {root: below(top[which])}
 
     def clear_spans(self) -> None:
         """Forget the spans recorded so far."""
