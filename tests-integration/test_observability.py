@@ -38,9 +38,7 @@ def run_scripted_sequence(cache: Any, telemetry: TelemetryRecorder) -> None:
     assert cache.get(run=3) is None
     cache.invalidate(run=1)
 
-    counts = {
-        name: int(telemetry.value(f"cacheness.cache.{name}", BACKENDS)) for name in COUNTERS
-    }
+    counts = {name: int(telemetry.value(f"cacheness.cache.{name}", BACKENDS)) for name in COUNTERS}
     assert counts == {
         "hits": 2,
         "misses": 1,
@@ -69,7 +67,10 @@ def run_scripted_sequence(cache: Any, telemetry: TelemetryRecorder) -> None:
 
     get = next(s for s in telemetry.spans() if s.name == "cacheness.cache.get")
     assert telemetry.tree("cacheness.cache.get", which=0)["cacheness.cache.get"] == {
-        "cacheness.storage.lookup": {"cacheness.metadata.get_payload": {}, "cacheness.blob.read": {}}
+        "cacheness.storage.lookup": {
+            "cacheness.metadata.get_payload": {},
+            "cacheness.blob.read": {},
+        }
     }
     assert get.attributes["cacheness.metadata_backend"] == "postgresql"
 
