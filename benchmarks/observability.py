@@ -104,7 +104,8 @@ def export_baseline(ref: str, into: Path) -> str | None:
         return None
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
-    sources = [into / "packages" / "cacheness" / "src", into / "packages" / "blobcache-storage" / "src"]
+    packages = into / "packages"
+    sources = [packages / "cacheness" / "src", packages / "blobcache-storage" / "src"]
     return os.pathsep.join(str(path) for path in sources)
 
 
@@ -152,7 +153,10 @@ def main() -> int:
                 for op in OPERATIONS:
                     samples[mode][op].append(result[op])
 
-    medians = {mode: {op: statistics.median(v) for op, v in ops.items()} for mode, ops in samples.items()}
+    medians = {
+        mode: {op: statistics.median(values) for op, values in ops.items()}
+        for mode, ops in samples.items()
+    }
     reference = medians.get("before", medians["no extra"])
     print(f"\n{'µs per call':<20}" + "".join(f"{op:>22}" for op in OPERATIONS))
     for mode in modes:
@@ -164,7 +168,8 @@ def main() -> int:
     print("(in brackets: the difference to 'before', or to 'no extra' without a baseline)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rounds": rounds, "loops": loops, "median_us": medians}, indent=2))
+        summary = {"rounds": rounds, "loops": loops, "median_us": medians}
+        args.json.write_text(json.dumps(summary, indent=2))
     return 0
 
 
