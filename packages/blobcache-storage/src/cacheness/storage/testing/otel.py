@@ -21,7 +21,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["TelemetryRecorder", "recording"]
+__all__ = ["TelemetryRecorder", "isolated_providers", "recording"]
 
 
 class TelemetryRecorder:
@@ -100,35 +100,26 @@ def _includes(attributes: Mapping[str, Any], wanted: Mapping[str, Any] | None) -
 
 
 @contextlib.contextmanager
-def recording() -> Iterator[TelemetryRecorder]:
-    """Install SDK tracer and meter providers with in-memory exporters for the block."""
+def isolated_providers() -> Iterator[None]:
+    """Let a block set the global tracer and meter providers; restore them afterwards.
+
+    The OpenTelemetry API lets a process set its providers once; inside this block they
+    are unset, so code under test (or a documentation example) may set its own.
+    """
     from opentelemetry import trace
     from opentelemetry.metrics import _internal as metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.util._once import Once
 
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
     saved = (
         trace._TRACER_PROVIDER,
         trace._TRACER_PROVIDER_SET_ONCE,
         metrics._METER_PROVIDER,
         metrics._METER_PROVIDER_SET_ONCE,
     )
-    # the API lets a process set its providers once; a test sets them for a block
     trace._TRACER_PROVIDER, trace._TRACER_PROVIDER_SET_ONCE = None, Once()
     metrics._METER_PROVIDER, metrics._METER_PROVIDER_SET_ONCE = None, Once()
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(meter_provider)
     try:
-        yield TelemetryRecorder(exporter, reader)
+        yield
     finally:
         (
             trace._TRACER_PROVIDER,
@@ -136,5 +127,28 @@ def recording() -> Iterator[TelemetryRecorder]:
             metrics._METER_PROVIDER,
             metrics._METER_PROVIDER_SET_ONCE,
         ) = saved
-        tracer_provider.shutdown()
-        meter_provider.shutdown()
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[TelemetryRecorder]:
+    """Install SDK tracer and meter providers with in-memory exporters for the block."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    with isolated_providers():
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        try:
+            yield TelemetryRecorder(exporter, reader)
+        finally:
+            tracer_provider.shutdown()
+            meter_provider.shutdown()
