@@ -17,11 +17,10 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Final, ParamSpec, TypeVar
 
-from cacheness.storage import instrumentation
+from cacheness.storage import instrumentation, traced
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -91,20 +90,11 @@ def cache_operation(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     The span has the cache's backends and, when the call names one, its key prefix
     (never the key parameters).
     """
+    return traced(name, CACHE, _call_attributes)
 
-    def decorate(method: Callable[P, R]) -> Callable[P, R]:
-        @functools.wraps(method)
-        def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            tel = instrumentation()
-            if tel is None:
-                return method(*args, **kwargs)
-            cache: Any = args[0]
-            with tel.operation(CACHE, name, span_attributes(cache, kwargs.get("key_prefix"))):
-                return method(*args, **kwargs)
 
-        return run
-
-    return decorate
+def _call_attributes(cache: Any, kwargs: Mapping[str, Any]) -> dict[str, str]:
+    return span_attributes(cache, kwargs.get("key_prefix"))
 
 
 def span_attributes(cache: Any, key_prefix: object) -> dict[str, str]:

@@ -120,7 +120,12 @@ if TYPE_CHECKING:
         unregister_metadata_backend,
     )
     from cacheness.storage._reports import IntegrityIssue, RepairReport
-    from cacheness.storage._telemetry import SCHEMA_VERSION, Instrumentation, instrumentation
+    from cacheness.storage._telemetry import (
+        SCHEMA_VERSION,
+        Instrumentation,
+        instrumentation,
+        traced,
+    )
     from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
 
 __all__ = [
@@ -221,6 +226,7 @@ __all__ = [
     "register_blob_backend",
     "register_handler",
     "register_metadata_backend",
+    "traced",
     "unregister_blob_backend",
     "unregister_handler",
     "unregister_metadata_backend",
@@ -301,6 +307,7 @@ _LAZY: dict[str, str] = {
     "Instrumentation": "cacheness.storage._telemetry",
     "SCHEMA_VERSION": "cacheness.storage._telemetry",
     "instrumentation": "cacheness.storage._telemetry",
+    "traced": "cacheness.storage._telemetry",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
     "number_problem": "cacheness.storage._validate",

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from cacheness.storage.errors import IntegrityError
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram, Meter, Observation
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ["SCHEMA_VERSION", "Instrumentation", "instrumentation"]
+__all__ = ["SCHEMA_VERSION", "Instrumentation", "instrumentation", "traced"]
 
 SCHEMA_VERSION = "1"
 """Version of the metric and span names and attributes (``cacheness.schema_version``)."""
@@ -177,27 +177,25 @@ class Instrumentation:
 
     def counter(self, name: str, unit: str = "1", description: str = "") -> Counter | None:
         """Return the counter ``name`` (made once), or None without a meter provider."""
-        found = self._counters.get(name)
-        if found is None and self.meter is not None:
-            with self._lock:
-                found = self._counters.get(name)
-                if found is None:
-                    found = self._counters[name] = self.meter.create_counter(
-                        name, unit=unit, description=description
-                    )
-        return found
+        return cast("Counter | None", self._instrument(self._counters, name, unit, description))
 
     def histogram(self, name: str, unit: str = "1", description: str = "") -> Histogram | None:
         """Return the histogram ``name`` (made once), or None without a meter provider."""
-        found = self._histograms.get(name)
+        return cast("Histogram | None", self._instrument(self._histograms, name, unit, description))
+
+    def _instrument(
+        self, made: dict[str, Any], name: str, unit: str, description: str
+    ) -> Counter | Histogram | None:
+        found = made.get(name)
         if found is None and self.meter is not None:
+            create = (
+                self.meter.create_counter if made is self._counters else self.meter.create_histogram
+            )
             with self._lock:
-                found = self._histograms.get(name)
+                found = made.get(name)
                 if found is None:
-                    found = self._histograms[name] = self.meter.create_histogram(
-                        name, unit=unit, description=description
-                    )
-        return found
+                    found = made[name] = create(name, unit=unit, description=description)
+        return cast("Counter | Histogram | None", found)
 
     def add(self, name: str, amount: int, attributes: Attributes, unit: str = "1") -> None:
         """Add ``amount`` to counter ``name`` with the schema version among the attributes."""
@@ -331,11 +329,26 @@ def child(name: str, backend: str) -> Any:
     return tel.span(name, {"cacheness.backend": backend})
 
 
-def traced(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a ``BlobStore`` method: the operation ``cacheness.storage.<name>``.
+def traced(
+    name: str,
+    layer: str = STORAGE,
+    attributes: Callable[[Any, Mapping[str, Any]], Attributes] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a method: the operation ``<layer>.<name>`` (span, duration, errors).
 
-    Off (no provider), the cost is one call of :func:`instrumentation`. The result
-    describes the span when it is an entry (handler, size, inline) or a count.
+    Off (no provider), the cost is one call of :func:`instrumentation`. ``attributes``
+    gives the span's attributes from the object and the call's keyword arguments
+    (default: the ``BlobStore``'s backends). The result describes the span when it is
+    an entry (handler, size, inline) or a count.
+
+    Example:
+        >>> class Index:
+        ...     _telemetry_attributes = {"cacheness.metadata_backend": "memory"}
+        ...     @traced("size")
+        ...     def size(self):
+        ...         return 3
+        >>> Index().size()
+        3
     """
 
     def decorate(method: Callable[P, R]) -> Callable[P, R]:
@@ -344,8 +357,11 @@ def traced(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             tel = instrumentation()
             if tel is None:
                 return method(*args, **kwargs)
-            store: Any = args[0]
-            with tel.operation(STORAGE, name, store._telemetry_attributes) as op:
+            owner: Any = args[0]
+            described = (
+                owner._telemetry_attributes if attributes is None else attributes(owner, kwargs)
+            )
+            with tel.operation(layer, name, described) as op:
                 result = method(*args, **kwargs)
                 op.describe(result)
                 return result
