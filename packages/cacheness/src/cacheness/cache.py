@@ -228,6 +228,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_entries=self.config.max_entries,
             policy=self.config.eviction_policy,
         )
+        self._where = f"{self._store.metadata_backend_name} + {self._store.blob_backend_name}"
+        """The backends, as log messages name them."""
         self._stats = CacheStats(
             labels={
                 "cacheness.metadata_backend": self._store.metadata_backend_name,
@@ -351,7 +353,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 if not evicted:
                     raise
                 self._stats.add(evictions=evicted)
-                log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
+                log.warning(
+                    "the disk is full (%s): evicted %d entries to store %s%s",
+                    self._where,
+                    evicted,
+                    key,
+                    _prefixed(key_prefix),
+                )
                 entry = self._store.put_entry(data, key, stored, max_size=self._max_item_bytes)
         except PayloadTooLargeError as exc:
             raise PayloadTooLargeError(
@@ -359,6 +367,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 f"{self.config.max_cache_size_mb}); it was not stored, nothing was evicted"
             ) from exc
         self._stats.add(puts=1, bytes_written=entry.size, handler=entry.handler)
+        log.debug(
+            "stored %s%s: %d bytes by handler %s in %s",
+            key,
+            _prefixed(key_prefix),
+            entry.size,
+            entry.handler,
+            self._where,
+        )
         evicted = self._evictor.after_put(key, entry.size)
         if evicted:
             self._stats.add(evictions=evicted)
@@ -803,7 +819,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise EntryNotFoundError(f"no cache entry with key {key!r}")
         issues = self._store.verify_integrity([key], deep=deep)
         for issue in issues:
-            log.warning("cache entry %s failed verification: %s", key, issue.detail)
+            log.warning(
+                "cache entry %s%s failed verification in %s: %s",
+                key,
+                _prefixed(key_prefix),
+                self._where,
+                issue.detail,
+            )
         return not issues
 
     # ------------------------------------------------------------------ deleting
@@ -1249,7 +1271,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             if self.config.strict or not checked:
                 raise
             damaged = checked[-1]
-            log.warning("cache entry %s cannot be read back: a miss (%s)", damaged.key, exc)
+            log.warning(
+                "cache entry %s%s cannot be read back from %s: a miss (%s)",
+                damaged.key,
+                _prefixed(cache_facts(damaged).get("prefix")),
+                self._where,
+                exc,
+            )
             self._stats.record_miss(error=True, integrity=isinstance(exc, IntegrityError))
             self._remove_if_unchanged(damaged, {"content_hash": damaged.content_hash})
             return None
@@ -1259,7 +1287,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         read = found.entry
         if not found.loaded:
             if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
-                log.info("entry %s was written by another cache format version: a miss", read.key)
+                log.info(
+                    "entry %s%s was written by another cache format version: a miss",
+                    read.key,
+                    _prefixed(cache_facts(read).get("prefix")),
+                )
                 self._stats.record_miss(reason="other_version")
             else:
                 self._stats.record_miss(expired=True)
@@ -1274,7 +1306,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         try:
             self._store.delete_where({"$and": [{"key": entry.key}, condition]})
         except StorageError:
-            log.warning("could not remove unusable cache entry %s", entry.key, exc_info=True)
+            log.warning(
+                "could not remove unusable cache entry %s from %s",
+                entry.key,
+                self._where,
+                exc_info=True,
+            )
 
     def _accessed(self, entry: Entry | PayloadInfo, now: datetime) -> None:
         """Record a hit: at most one index write per key per access interval."""
@@ -1301,7 +1338,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._store.record_access(counts, at=now)
         except StorageError:
             # Access times only steer eviction: losing some must not fail a read.
-            log.warning("could not record access times of %d entries", len(counts), exc_info=True)
+            log.warning(
+                "could not record access times of %d entries in %s",
+                len(counts),
+                self._where,
+                exc_info=True,
+            )
+
+
+def _prefixed(key_prefix: object) -> str:
+    """`` (prefix 'name')`` for log messages, or nothing."""
+    return f" (prefix {key_prefix!r})" if key_prefix else ""
 
 
 def _empty_selector(method: str, what: str) -> TypeError:
