@@ -17,6 +17,9 @@ Side by side in one run, each in fresh processes, rounds interleaved:
   recording everything.
 
 Operations (µs per call, the median of ``--rounds`` rounds of the best of 5 repeats):
+``hook (ns)`` is the cost of one instrumentation check (``instrumentation()``), measured
+alone because on a loaded machine the process-to-process noise of the operations is
+larger than the hooks (a ``cache.get`` passes 3 hooks, a ``BlobStore.get`` 1);
 ``cache.get`` of a small value (a hit, SQLite + files), ``BlobStore.get`` of a small
 value (memory + memory: pure CPU, where the hooks weigh most), ``cache.put`` of a small
 value. Target (the issue's): idle or absent telemetry costs a small get <= 0.5 µs more
@@ -87,6 +90,8 @@ result = {
     "cache.put": best(lambda: cache.put({"a": 1}, item=next(counter)), max(loops // 20, 100)),
     "instrumented": hasattr(storage, "instrumentation"),
 }
+if result["instrumented"]:  # the hook itself, free of the operations' noise
+    result["hook (ns)"] = best(storage.instrumentation, loops * 20) * 1000
 print(json.dumps(result))
 """
 
@@ -143,6 +148,7 @@ def main() -> int:
         modes = ["no extra", "api, no provider", "sdk recording"]
         if baseline is not None:
             modes.insert(0, "before")
+        hooks: dict[str, list[float]] = {}
         samples: dict[str, dict[str, list[float]]] = {
             mode: {op: [] for op in OPERATIONS} for mode in modes
         }
@@ -155,6 +161,8 @@ def main() -> int:
                     raise SystemExit("the baseline already has instrumentation: pick another ref")
                 for op in OPERATIONS:
                     samples[mode][op].append(result[op])
+                if "hook (ns)" in result:
+                    hooks.setdefault(mode, []).append(result["hook (ns)"])
 
     medians = {
         mode: {op: statistics.median(values) for op, values in ops.items()}
@@ -169,9 +177,12 @@ def main() -> int:
             cells.append(f"{value:9.2f} ({delta:+6.2f})")
         print(f"{mode:<20}" + "".join(f"{cell:>22}" for cell in cells))
     print("(in brackets: the difference to 'before', or to 'no extra' without a baseline)")
+    hook_ns = {mode: statistics.median(values) for mode, values in hooks.items()}
+    for mode, value in hook_ns.items():
+        print(f"one hook, {mode}: {value:.0f} ns")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        summary = {"rounds": rounds, "loops": loops, "median_us": medians}
+        summary = {"rounds": rounds, "loops": loops, "median_us": medians, "hook_ns": hook_ns}
         args.json.write_text(json.dumps(summary, indent=2))
     return 0
 
