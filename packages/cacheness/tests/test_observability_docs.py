@@ -93,3 +93,15 @@ def test_what_a_session_records_is_documented(tmp_path: Path) -> None:
     }
     for name in spans:
         assert name.rsplit(".", 1)[-1] in PAGE
+
+
+def test_the_page_quotes_the_latest_benchmark_results() -> None:
+    import json
+
+    results = json.loads((REPO / "benchmarks/results/observability.json").read_text())
+    section = PAGE.split("## What it costs", 1)[1]
+    medians = results["median_us"]
+    for mode, figures in medians.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {mode} |"))
+        for value in figures.values():
+            assert f"{value:.1f}" in row, (mode, value)
