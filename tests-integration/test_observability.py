@@ -15,7 +15,16 @@ import pytest
 from cacheness.storage.testing.otel import TelemetryRecorder, recording
 
 BACKENDS = {"cacheness.metadata_backend": "postgresql", "cacheness.blob_backend": "s3"}
-COUNTERS = ("hits", "misses", "puts", "evictions", "expirations", "errors", "integrity_failures")
+COUNTERS = (
+    "hits",
+    "misses",
+    "puts",
+    "evictions",
+    "expirations",
+    "errors",
+    "integrity_failures",
+    "invalid_signatures",
+)
 
 
 @pytest.fixture
@@ -47,6 +56,7 @@ def run_scripted_sequence(cache: Any, telemetry: TelemetryRecorder) -> None:
         "expirations": 0,
         "errors": 0,
         "integrity_failures": 0,
+        "invalid_signatures": 0,
     }
     stats = cache.get_stats()
     assert {name: stats[name] for name in COUNTERS} == counts

@@ -20,7 +20,16 @@ from cacheness import IntegrityError, cacheness
 from cacheness.storage.testing.otel import TelemetryRecorder, recording
 
 BACKENDS = {"cacheness.metadata_backend": "sqlite", "cacheness.blob_backend": "filesystem"}
-COUNTERS = ("hits", "misses", "puts", "evictions", "expirations", "errors", "integrity_failures")
+COUNTERS = (
+    "hits",
+    "misses",
+    "puts",
+    "evictions",
+    "expirations",
+    "errors",
+    "integrity_failures",
+    "invalid_signatures",
+)
 
 
 class Clock:
@@ -73,6 +82,7 @@ def test_exact_counts_after_a_scripted_sequence(
         "expirations": 1,
         "errors": 1,
         "integrity_failures": 1,
+        "invalid_signatures": 0,
     }
     misses = "cacheness.cache.misses"
     for reason in ("absent", "expired", "error"):

@@ -4,8 +4,8 @@ Built on :func:`cacheness.storage.instrumentation`: without ``opentelemetry-api`
 without a configured provider, each hook costs one dictionary look-up. With one, the
 cache's counters (:class:`cacheness.stats.CacheStats`) are also the metrics
 ``cacheness.cache.hits``, ``.misses``, ``.puts``, ``.evictions``, ``.expirations``,
-``.errors`` and ``.integrity_failures``, labelled by handler (where one is known) and
-by the metadata and blob backends; the payload sizes go to the histogram
+``.errors``, ``.integrity_failures`` and ``.invalid_signatures``, labelled by handler
+(where one is known) and by the metadata and blob backends; the payload sizes go to the histogram
 ``cacheness.cache.payload.size`` and every public operation is a span
 ``cacheness.cache.<operation>`` (its duration in ``cacheness.cache.operation.duration``)
 whose children are the storage spans. Names: ``docs/observability.md``.
@@ -36,6 +36,7 @@ _COUNTERS: Final = {
     "expirations": "cacheness.cache.expirations",
     "errors": "cacheness.cache.errors",
     "integrity_failures": "cacheness.cache.integrity_failures",
+    "invalid_signatures": "cacheness.cache.invalid_signatures",
 }
 """CacheStats counter -> metric name (the byte counters become the size histogram)."""
 
@@ -52,7 +53,7 @@ def counted(
     """Record counter increments of a cache as metrics (and a hit or miss on the span).
 
     ``labels`` are the cache's backend attributes; ``reason`` is a miss's
-    (``absent``, ``expired``, ``error``, ``other_version``, ``too_old``).
+    (``absent``, ``expired``, ``error``, ``signature``, ``other_version``, ``too_old``).
     """
     tel = instrumentation()
     if tel is None:

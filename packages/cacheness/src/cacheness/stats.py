@@ -31,6 +31,7 @@ COUNTERS = (
     "expirations",
     "errors",
     "integrity_failures",
+    "invalid_signatures",
     "bytes_read",
     "bytes_written",
 )
@@ -42,6 +43,7 @@ class CacheStats:
 
     ``errors`` counts entries that could not be read back (missing or corrupt bytes, a
     decode failure) and were turned into misses; they are also counted as misses.
+    ``invalid_signatures`` counts, among those, entries refused for their signature.
     With an OpenTelemetry provider configured, every count is also recorded as the
     metric of the same name (``cacheness.cache.hits``...) with ``labels`` as attributes
     (see ``docs/observability.md``).
@@ -79,31 +81,38 @@ class CacheStats:
         expired: bool = False,
         error: bool = False,
         integrity: bool = False,
+        signature: bool = False,
         reason: str | None = None,
     ) -> None:
-        """Count a miss (an expired entry or an unreadable one is a miss too).
+        """Count a miss (an expired entry, an unreadable one, or one whose signature
+        failed is a miss too).
 
         ``integrity``: the entry was unreadable because its bytes were missing or did
-        not match (also an error). ``reason`` labels the metric (default: from the
-        flags, else ``absent``).
+        not match (also an error); ``signature``: its signature failed (also an error).
+        ``reason`` labels the metric (default: from the flags, else ``absent``).
         """
         with self._lock:
             counts = self._counts
             counts["misses"] += 1
             if expired:
                 counts["expirations"] += 1
-            if error or integrity:
+            if error or integrity or signature:
                 counts["errors"] += 1
             if integrity:
                 counts["integrity_failures"] += 1
-        if reason is None:
+            if signature:
+                counts["invalid_signatures"] += 1
+        if reason is None and signature:
+            reason = "signature"
+        elif reason is None:
             reason = "error" if error or integrity else "expired" if expired else "absent"
         counted(
             {
                 "misses": 1,
                 "expirations": int(expired),
-                "errors": int(error or integrity),
+                "errors": int(error or integrity or signature),
                 "integrity_failures": int(integrity),
+                "invalid_signatures": int(signature),
             },
             self.labels,
             reason=reason,
