@@ -278,6 +278,7 @@ def test_retries_and_error_spans_under_faults(
             blob_backend="s3",
             blob_options={**options, "breaker_threshold": 100},
             allow_unsafe_pairing=True,
+            signing=False,
             inline_threshold=0,
         )
         store.put(b"v1", key="k")
@@ -393,6 +394,7 @@ def test_health_reports_a_stopped_s3_server_down_within_its_timeout(
         blob_backend="s3",
         blob_options={"bucket": "health", **endpoint.client_options()},
         allow_unsafe_pairing=True,
+        signing=False,
     )
     assert store.health(timeout=5.0).healthy
     server.stop()
@@ -419,6 +421,7 @@ def test_health_gives_up_on_a_slow_backend_at_the_timeout(
             blob_backend="s3",
             blob_options=s3_options(s3_bucket, endpoint_url=proxy.url),
             allow_unsafe_pairing=True,
+            signing=False,
         )
         proxy.latency = 3.0
         report = store.health(timeout=0.5)
