@@ -1262,6 +1262,30 @@ class BlobStore:
         """
         return self.blobs.name
 
+    def change_token(self) -> int | None:
+        """Return a number that moves whenever anything is committed to the index, or None.
+
+        What an in-process layer in front of the store needs to stay coherent: while
+        two calls return the same number, nobody (this store, another thread, another
+        process) changed any entry in between, so what was read before the first call
+        is still current. Compare for equality only. None: the index cannot tell
+        cheaply (PostgreSQL, JSON); ask it (:meth:`lookup`) instead.
+
+        Cost: SQLite, one ``PRAGMA data_version`` on this thread's connection (about a
+        microsecond); the memory index, a counter; the others, nothing (None).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> token = store.change_token()
+            >>> store.change_token() == token
+            True
+            >>> _ = store.put(1, key="k")
+            >>> store.change_token() == token
+            False
+        """
+        self._check_open()
+        return self.metadata.change_token()
+
     def location(self, entry: Entry | PayloadInfo) -> str:
         """Return where ``entry``'s bytes live as a URI (``file://...``, ``s3://...``).
 
