@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar, cast
 
 from cacheness.storage._entry import Entry, validate_key
 from cacheness.storage._filters import Filter
@@ -69,6 +69,8 @@ _MIGRATIONS: Final[FormatMigrations[SqlStep]] = FormatMigrations(
 )
 """The steps that upgrade an older SQLite table (none so far: layout 1 is the first)."""
 
+
+_DATA_VERSION: Final = "PRAGMA data_version"
 
 _inherited_connections: list[sqlite3.Connection] = []
 """Connections inherited through ``fork``: never used nor closed by the child."""
@@ -441,10 +443,12 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         this backend's own commits move the number themselves. One PRAGMA on the open
         connection: about a microsecond, no I/O beyond the WAL index in shared memory.
         """
-        conn = self._connection()  # opened (or reopened after a fork) if needed
-        held: _ThreadConnection = self._local.held
+        held: _ThreadConnection | None = getattr(self._local, "held", None)
+        if held is None or held.conn is None or held.pid != os.getpid():
+            self._connection()  # opened (or reopened after a fork)
+            held = cast(_ThreadConnection, self._local.held)
         try:
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            version = cast(sqlite3.Connection, held.conn).execute(_DATA_VERSION).fetchone()[0]
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         if version != held.seen:
