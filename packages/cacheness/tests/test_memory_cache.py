@@ -79,8 +79,9 @@ def test_a_miss_stays_a_miss(cache: cacheness) -> None:
 
 
 def test_stats_leave_memory_keys_out_when_asked_or_off(tmp_path: Path) -> None:
-    with cacheness(cache_dir=str(tmp_path / "a"), enable_memory_cache=True,
-                   memory_cache_stats=False) as quiet:
+    with cacheness(
+        cache_dir=str(tmp_path / "a"), enable_memory_cache=True, memory_cache_stats=False
+    ) as quiet:
         quiet.put(1, n=1)
         quiet.get(n=1)
         assert not any(name.startswith("memory_") for name in quiet.get_stats())
@@ -148,7 +149,8 @@ def test_decorated_hits_use_the_layer(cache: cacheness) -> None:
 def test_another_writer_is_never_served_stale(cache: cacheness, other: cacheness) -> None:
     cache.put({"v": 1}, k=1)
     cache.put(b"blob" * 5000, k=2)
-    assert cache.get(k=1) == {"v": 1} and cache.get(k=1) == {"v": 1}
+    assert cache.get(k=1) == {"v": 1}
+    assert cache.get(k=1) == {"v": 1}
     other.put({"v": 2}, k=1)  # replaced elsewhere
     assert cache.get(k=1) == {"v": 2}
     assert cache.get(k=2) == b"blob" * 5000  # unchanged: checked, still held
@@ -272,8 +274,9 @@ def test_ttl_is_honoured_to_the_same_instant(cache: cacheness, clock: Clock) -> 
 
 
 def test_bounded_by_entries(tmp_path: Path) -> None:
-    with cacheness(cache_dir=str(tmp_path), enable_memory_cache=True,
-                   memory_cache_maxsize=3) as cache:
+    with cacheness(
+        cache_dir=str(tmp_path), enable_memory_cache=True, memory_cache_maxsize=3
+    ) as cache:
         for n in range(5):
             cache.put(f"value {n}", n=n)
             cache.get(n=n)
@@ -309,8 +312,12 @@ def test_bounded_by_bytes(tmp_path: Path) -> None:
 
 
 def test_fifo_policy_ignores_use(tmp_path: Path) -> None:
-    with cacheness(cache_dir=str(tmp_path), enable_memory_cache=True, memory_cache_maxsize=2,
-                   memory_cache_type="fifo") as cache:
+    with cacheness(
+        cache_dir=str(tmp_path),
+        enable_memory_cache=True,
+        memory_cache_maxsize=2,
+        memory_cache_type="fifo",
+    ) as cache:
         for n in range(2):
             cache.put(n, n=n)
             cache.get(n=n)
@@ -427,7 +434,9 @@ class WithAndWithout(RuleBasedStateMachine):
         self.clock = Clock()
         self.dirs = [tempfile.mkdtemp(), tempfile.mkdtemp()]
         self.layered = cacheness(
-            cache_dir=self.dirs[0], enable_memory_cache=True, memory_cache_maxsize=3,
+            cache_dir=self.dirs[0],
+            enable_memory_cache=True,
+            memory_cache_maxsize=3,
             clock=self.clock,
         )
         self.elsewhere = cacheness(cache_dir=self.dirs[0], clock=self.clock)

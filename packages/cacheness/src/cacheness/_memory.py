@@ -112,7 +112,17 @@ def same_value(held: Payload, current: Payload) -> bool:
 class Held:
     """One value in memory, with the payload it was read from and when it was last current."""
 
-    __slots__ = ("accessed_at", "expires", "key", "mode", "payload", "size", "stamp", "token", "value")
+    __slots__ = (
+        "accessed_at",
+        "expires",
+        "key",
+        "mode",
+        "payload",
+        "size",
+        "stamp",
+        "token",
+        "value",
+    )
 
     def __init__(self, key: str, payload: Payload, value: Any, mode: int, size: int) -> None:
         self.key = key
@@ -180,9 +190,7 @@ class MemoryLayer:
             return held.value.copy()
         return held.value()  # the inline bytes decoded afresh
 
-    def keep(
-        self, key: str, payload: Payload, value: Any, token: int | None, now: float
-    ) -> None:
+    def keep(self, key: str, payload: Payload, value: Any, token: int | None, now: float) -> None:
         """Hold ``value`` (just returned to a caller, who owns it) read from ``payload``."""
         if _shareable(value):
             mode, kept, size = _SHARE, value, max(payload.raw_size, payload.size)

@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
+from cacheness._memory import Held, MemoryLayer, same_value
 from cacheness.cache_entry import (
     FORMAT_VERSION,
     RESERVED_METADATA_KEY,
@@ -47,7 +48,6 @@ from cacheness.cache_entry import (
     expiry_seconds,
     ttl_of,
 )
-from cacheness._memory import Held, MemoryLayer, same_value
 from cacheness.config import CacheConfig, resolve_config, validate_config_strict
 from cacheness.eviction import Evictor
 from cacheness.keys import HashUnknown, derive_key, describe_params

@@ -458,7 +458,6 @@ class MemoryCacheConfig:
     stats: bool = True
 
 
-
 _SECTION_TYPES: Final[dict[str, type]] = {
     "metadata": CacheMetadataConfig,
     "blob": CacheBlobConfig,
@@ -568,7 +567,7 @@ class CacheConfig:
     memory_cache_ttl_seconds: InitVar[float | None] = None
     memory_cache_stats: InitVar[bool | None] = None
 
-    def __post_init__(  # noqa: PLR0913 - one parameter per flat shortcut
+    def __post_init__(
         self,
         metadata_backend: MetadataBackendSpec | None,
         metadata_backend_options: Mapping[str, Any] | None,
@@ -845,9 +844,7 @@ def _value_problems(config: CacheConfig) -> list[str]:
         ),
         choice_problem("eviction_policy", config.eviction_policy, EVICTION_POLICIES),
         choice_problem("hash_unknown", config.hash_unknown, get_args(HashUnknown)),
-        number_problem(
-            "memory_cache.max_entries", config.memory_cache.max_entries, integer=True
-        ),
+        number_problem("memory_cache.max_entries", config.memory_cache.max_entries, integer=True),
         number_problem("memory_cache.max_bytes", config.memory_cache.max_bytes, integer=True),
         number_problem(
             "memory_cache.staleness_seconds", config.memory_cache.staleness_seconds, zero=True
