@@ -19,14 +19,37 @@ Workloads (what each system does exactly is printed under the table and kept in 
                        (and compared) in a fresh cache every round: operations per second
                        of ``cacheness.put/get`` (key parameters ``item=i``) and
                        ``diskcache.Cache.set/get`` (key ``"item-i"``).
-                       Target: >= 80 % of diskcache's operations per second.
+                       Target: >= 1.0x diskcache's operations per second.
+* ``memory hit``       the decorator hit again, cacheness with ``enable_memory_cache=True``.
+                       Target: <= 1/3 of diskcache memoize's time per hit.
+* ``hot get``          100 keys of 200-byte dicts read again and again: ``cache.get`` with
+                       the memory layer on against ``diskcache.Cache.get``.
+                       Target: >= 3x diskcache's operations per second.
+* ``put mixed`` / ``get mixed``  1,000 dicts holding 512 B .. 64 KB of bytes (half random,
+                       half a repeated pattern), put then read back, as ``put``/``get``.
+                       Target: >= 1.0x diskcache's operations per second.
+* ``4 processes``      4 processes (spawned, timed from a barrier once every one has its
+                       cache open) each doing 3,000 operations, half ``put`` half ``get``
+                       of 200 shared keys, on one cache directory. Target: total
+                       operations per second >= 1.0x diskcache's.
 * ``list entries``     10,000 entries: ``cacheness.list_entries()`` (each entry's key
                        parameters, size, dates and expiry; no values) against diskcache
-                       iterating its keys and reading each key's expiry time and tag
-                       (``Cache.get(key, expire_time=True, tag=True)``: its only public way
-                       to see them, which reads the value too). Diskcache iterating its bare
-                       keys (``list(cache)``, the issue's literal wording) is shown beside.
-                       Target: <= 2x diskcache's time (keys + metadata).
+                       iterating its bare keys (``list(cache)``, the issue's wording).
+                       Diskcache reading each key's expiry time and tag as well
+                       (``Cache.get(key, expire_time=True, tag=True)``) is shown beside as
+                       ``keys + metadata``. Target: <= 2x diskcache's bare keys.
+* ``frame put`` / ``frame get``  a pandas frame of 1M rows x 5 columns (int, float,
+                       category, datetime, bool; ``benchmarks/handlers.py``'s): ``cache.put``
+                       / ``cache.get`` against the first (compute and store) and second
+                       (load) call of a ``joblib.Memory``-cached function returning it.
+                       Targets: put >= 1.0x and get >= 0.6x joblib's speed; stored at <= 0.7
+                       of the frame's size in memory, by the pandas handler (no pickle),
+                       dtypes preserved (checked with ``assert_frame_equal``).
+* ``array put`` / ``array get``  10M float64 (compressible): ``cache.put`` / ``cache.get``
+                       against ``blosc2.pack_array2`` (LZ4, shuffle, the same level and
+                       threads) written to a file, and read + ``unpack_array2``
+                       (``benchmarks/handlers.py``'s bare row, no fsync). Target: >= 1.0x
+                       bare Blosc2's speed both ways.
 * ``cleanup expired``  100,000 entries put through each API, half with a 60 s TTL and
                        half with a day; the clock then moves 2 minutes on (cacheness: an
                        injected clock; diskcache: ``Cache.expire(now=...)``): seconds to

@@ -343,6 +343,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 if not evicted:
                     raise
                 self._stats.add(evictions=evicted)
+                self._forget(None)
                 log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
                 entry = self._store.put_entry(data, key, stored, max_size=self._max_item_bytes)
         except PayloadTooLargeError as exc:
