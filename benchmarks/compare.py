@@ -97,7 +97,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cacheness.cache import cacheness
 from cacheness.decorators import cached
@@ -1070,8 +1070,9 @@ def targets_of(rows: dict[str, Workload], clock: str = "wall") -> list[Target]:
         if mine is None or theirs is None:
             continue
         ratio = mine / theirs
-        reference = row.seconds(REFERENCE, clock)
-        # the limit as a time relative to diskcache (for the chart; None without diskcache)
+        # the limit as a time relative to the chart's baseline of the row
+        base = baseline(row)
+        reference = None if base is None else row.seconds(base, clock)
         level = None if reference is None else limit * theirs / reference
         if as_share:
             targets.append(
@@ -1227,6 +1228,13 @@ COLORS = {
 }
 
 
+def baseline(row: Workload) -> str | None:
+    """The system a row's bars are drawn relative to: diskcache, else the peer measured."""
+    if row.seconds(REFERENCE) is not None:
+        return REFERENCE
+    return next((s for s in row.rounds if s != "cacheness"), None)
+
+
 def draw_chart(rows: dict[str, Workload], targets: list[Target], path: Path, title: str) -> None:
     """Left: time relative to diskcache per workload (log), targets as red lines.
     Right: each target's figure over its limit (<= 1: met)."""
@@ -1238,15 +1246,13 @@ def draw_chart(rows: dict[str, Workload], targets: list[Target], path: Path, tit
     from matplotlib.patches import Patch
 
     # "keys + metadata" is diskcache alone: drawn as a mark in the "list entries" group.
-    shown = [
-        row for row in rows.values() if row.seconds(REFERENCE) is not None and len(row.rounds) > 1
-    ]
+    shown = [row for row in rows.values() if baseline(row) is not None and len(row.rounds) > 1]
     systems = [s for s in SYSTEMS if any(row.seconds(s) is not None for row in shown)]
     fig, (bars, scores) = plt.subplots(
-        1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [2.2, 1]}, layout="constrained"
+        1, 2, figsize=(20, 7), gridspec_kw={"width_ratios": [2.2, 1]}, layout="constrained"
     )
     for index, row in enumerate(shown):
-        reference = row.seconds(REFERENCE)
+        reference = cast(float, row.seconds(cast(str, baseline(row))))
         present = [s for s in systems if row.seconds(s) is not None]
         width = min(0.8 / len(present), 0.3)
         start = index - width * (len(present) - 1) / 2
@@ -1291,8 +1297,12 @@ def draw_chart(rows: dict[str, Workload], targets: list[Target], path: Path, tit
     bars.set_yscale("log")
     bars.axhline(1.0, color="#7f7f7f", linewidth=0.8)
     bars.set_xticks(range(len(shown)))
-    bars.set_xticklabels([f"{row.name}\n({row.unit})" for row in shown], fontsize=9)
-    bars.set_ylabel("time per operation relative to diskcache (log scale; lower is faster)")
+    bars.set_xticklabels([f"{row.name}\n({row.unit})" for row in shown], fontsize=8, rotation=30)
+    bars.set_ylabel(
+        "time per operation relative to diskcache, or to the row's other system "
+        "(log scale; lower is faster)",
+        fontsize=8,
+    )
     bars.set_title("Side by side; the figure on each bar is in the row's unit", fontsize=10)
     handles = [Patch(color=COLORS[s], label=s) for s in systems]
     handles.append(Line2D([], [], color="crimson", linestyle="--", label="target (see the right)"))
@@ -1378,6 +1388,25 @@ def measure(sizes: Sizes, only: list[str] | None = None) -> dict[str, Workload]:
     return rows
 
 
+def load_results(path: Path) -> tuple[dict[str, Workload], dict[str, Any]]:
+    """The rows of a saved run (its JSON), to print and draw again without measuring."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rows: dict[str, Workload] = {}
+    for saved in data["workloads"]:
+        row = Workload(saved["name"], saved["unit"], saved["higher_is_better"])
+        row.does = saved["does"]
+        row.rounds = {
+            system: [Timing(w, c) for w, c in zip(walls, saved["rounds_cpu"][system], strict=True)]
+            for system, walls in saved["rounds"].items()
+        }
+        rows[row.name] = row
+    frame = next((t for t in data["targets"] if t["goal"].startswith("stored <=")), None)
+    if frame is not None and not FRAME_FACTS:
+        handler, _, format_ = frame["shown"].rpartition(", ")[2].partition("/")
+        FRAME_FACTS.update(stored=frame["figure"], raw=1.0, handler=handler, format=format_)
+    return rows, data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run: small sizes")
@@ -1388,7 +1417,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", choices=list(GROUPS), help="run only these groups (repeat)"
     )
+    parser.add_argument(
+        "--redraw", type=Path, default=None, help="print and draw a saved JSON, measure nothing"
+    )
     args = parser.parse_args(argv)
+    if args.redraw is not None:
+        rows, saved = load_results(args.redraw)
+        targets = targets_of(rows)
+        print(format_table(rows, targets, Sizes(**saved["sizes"])))
+        load = saved["load_average"]
+        print(f"\nload average before {load['before'][0]:.2f}, after {load['after'][0]:.2f}")
+        found = saved["versions"]
+        draw_chart(
+            rows,
+            targets,
+            args.png,
+            f"cacheness {found['cacheness']} vs diskcache {found['diskcache']}, joblib "
+            f"{found['joblib']}: {saved['date'][:10]}, Python {saved['python']}, "
+            f"{saved['cpus']} CPUs, load average {load['before'][0]:.1f}",
+        )
+        return 1 if args.strict and any(not t.met for t in targets) else 0
     sizes = Sizes.pick(args.quick, args.rounds)
     absent = [name for name, module in (("diskcache", diskcache), ("joblib", joblib)) if not module]
 
