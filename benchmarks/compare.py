@@ -405,10 +405,16 @@ Opened = tuple[Callable[[int, Any], Any], Callable[[int], Any], Callable[[], Non
 
 
 def put_get_contender(
-    system: str, does: dict[str, str], count: int, open_cache: Callable[[Path], Opened]
+    system: str,
+    does: dict[str, str],
+    count: int,
+    open_cache: Callable[[Path], Opened],
+    make: Callable[[int], Any] = small_dict,
+    rows: tuple[str, str] = ("put", "get"),
 ) -> Contender:
-    """Put ``count`` small dicts, then get each back, in a fresh folder every round."""
-    values = [small_dict(i) for i in range(count)]
+    """Put ``count`` values (``make(i)``), then get each back, in a fresh folder every round;
+    the two figures are the rows named ``rows``."""
+    values = [make(i) for i in range(count)]
 
     def open_(folder: Path) -> tuple[Round, Callable[[], None]]:
         next_folder = fresh_folders(folder)
@@ -425,7 +431,7 @@ def put_get_contender(
             if loaded != values:
                 raise AssertionError(f"{system}: get did not return what was put")
             shutil.rmtree(where)
-            return {"put": put_time.rate(count), "get": get_time.rate(count)}
+            return {rows[0]: put_time.rate(count), rows[1]: get_time.rate(count)}
 
         return one_round, no_cleanup
 
@@ -446,22 +452,32 @@ def diskcache_put_get(folder: Path) -> Opened:
     )
 
 
-def put_get_contenders(sizes: Sizes) -> list[Contender]:
+def put_get_contenders(
+    sizes: Sizes,
+    make: Callable[[int], Any] = small_dict,
+    rows: tuple[str, str] = ("put", "get"),
+) -> list[Contender]:
+    """cacheness put/get against diskcache set/get of ``make(i)`` values."""
+    count = sizes.put_get if make is small_dict else sizes.mixed
     contenders = [
         put_get_contender(
             "cacheness",
-            {"put": "cache.put(d, item=i)", "get": "cache.get(item=i)"},
-            sizes.put_get,
+            {rows[0]: "cache.put(v, item=i)", rows[1]: "cache.get(item=i)"},
+            count,
             cacheness_put_get,
+            make,
+            rows,
         )
     ]
     if diskcache is not None:
         contenders.append(
             put_get_contender(
                 "diskcache",
-                {"put": "cache.set(f'item-{i}', d)", "get": "cache.get(f'item-{i}')"},
-                sizes.put_get,
+                {rows[0]: "cache.set(f'item-{i}', v)", rows[1]: "cache.get(f'item-{i}')"},
+                count,
                 diskcache_put_get,
+                make,
+                rows,
             )
         )
     return contenders
@@ -556,47 +572,7 @@ def random_bytes(seed: int, size: int) -> bytes:
 
 
 def mixed_contenders(sizes: Sizes) -> list[Contender]:
-    count = sizes.mixed
-    values = [mixed_value(i) for i in range(count)]
-
-    def contender(system: str, does: dict[str, str], open_cache: Callable[[Path], Opened]):  # type: ignore[no-untyped-def]
-        def open_(folder: Path) -> tuple[Round, Callable[[], None]]:
-            next_folder = fresh_folders(folder)
-
-            def one_round() -> dict[str, Timing]:
-                where = next_folder()
-                put, get, close = open_cache(where)
-                loaded: list[Any] = []
-                try:
-                    put_time = timed(lambda: [put(i, v) for i, v in enumerate(values)])
-                    get_time = timed(lambda: loaded.extend(get(i) for i in range(count)))
-                finally:
-                    close()
-                if loaded != values:
-                    raise AssertionError(f"{system}: get did not return what was put")
-                shutil.rmtree(where)
-                return {"put mixed": put_time.rate(count), "get mixed": get_time.rate(count)}
-
-            return one_round, no_cleanup
-
-        return Contender(system, does, open_)
-
-    contenders = [
-        contender(
-            "cacheness",
-            {"put mixed": "cache.put(v, item=i)", "get mixed": "cache.get(item=i)"},
-            cacheness_put_get,
-        )
-    ]
-    if diskcache is not None:
-        contenders.append(
-            contender(
-                "diskcache",
-                {"put mixed": "cache.set(key, v)", "get mixed": "cache.get(key)"},
-                diskcache_put_get,
-            )
-        )
-    return contenders
+    return put_get_contenders(sizes, mixed_value, ("put mixed", "get mixed"))
 
 
 # --------------------------------------------------------------------------- 4 processes
@@ -690,67 +666,90 @@ FRAME_FACTS: dict[str, Any] = {}
 """What the frame workload found about cacheness's stored frame (size, handler, dtypes)."""
 
 
+def one_value_contender(
+    system: str,
+    does: dict[str, str],
+    rows: tuple[str, str],
+    value: Any,
+    open_store: Callable[[Path], Opened],
+    check: Callable[[Any], None],
+) -> Contender:
+    """Store one large ``value`` and read it back, in a fresh folder every round:
+    milliseconds of the put and of the get (the rows named ``rows``)."""
+
+    def open_(folder: Path) -> tuple[Round, Callable[[], None]]:
+        next_folder = fresh_folders(folder)
+
+        def one_round() -> dict[str, Timing]:
+            where = next_folder()
+            put, get, close = open_store(where)
+            loaded: list[Any] = []
+            try:
+                put_time = timed(lambda: put(0, value))
+                get_time = timed(lambda: loaded.append(get(0)))
+            finally:
+                close()
+            check(loaded[0])
+            shutil.rmtree(where)
+            return {rows[0]: put_time.per(1, 1e3), rows[1]: get_time.per(1, 1e3)}
+
+        return one_round, no_cleanup
+
+    return Contender(system, does, open_)
+
+
 def frame_contenders(sizes: Sizes) -> list[Contender]:
     """pandas, 1M rows x 5 columns (int, float, category, datetime, bool): put and get."""
     import pandas as pd
 
     frame = sibling("handlers").pandas_frame(sizes.frame_rows)
     raw = int(frame.memory_usage(deep=True, index=True).sum())
+    rows = ("frame put", "frame get")
 
     def check(loaded: Any) -> None:
         pd.testing.assert_frame_equal(loaded, frame)  # values and dtypes
 
-    def open_cacheness(folder: Path) -> tuple[Round, Callable[[], None]]:
-        next_folder = fresh_folders(folder)
+    def cacheness_recording(folder: Path) -> Opened:
+        """The default cache; on close, what it stored is recorded for the size target."""
+        cache = cacheness(cache_dir=folder)
 
-        def one_round() -> dict[str, Timing]:
-            where = next_folder()
-            with cacheness(cache_dir=where) as cache:
-                put = timed(lambda: cache.put(frame, table="t"))
-                loaded: list[Any] = []
-                get = timed(lambda: loaded.append(cache.get(table="t")))
-                entry = cache.get_metadata(table="t")
-                assert entry is not None
-                FRAME_FACTS.update(
-                    stored=entry.size, raw=raw, handler=entry.handler, format=entry.format
-                )
-            check(loaded[0])
-            shutil.rmtree(where)
-            return {"frame put": put.per(1, 1e3), "frame get": get.per(1, 1e3)}
+        def close() -> None:
+            entry = cache.get_metadata(item=0)
+            assert entry is not None
+            FRAME_FACTS.update(
+                stored=entry.size, raw=raw, handler=entry.handler, format=entry.format
+            )
+            cache.close()
 
-        return one_round, no_cleanup
+        return (lambda i, value: cache.put(value, item=i)), (lambda i: cache.get(item=i)), close
 
-    def open_joblib(folder: Path) -> tuple[Round, Callable[[], None]]:
-        next_folder = fresh_folders(folder)
-
-        def make(table: str) -> Any:
+    def joblib_memory(folder: Path) -> Opened:
+        def make(i: int) -> Any:
             return frame
 
-        def one_round() -> dict[str, Timing]:
-            where = next_folder()
-            cached_make = joblib.Memory(str(where), verbose=0).cache(make)
-            put = timed(lambda: cached_make("t"))  # computes (returns the frame) and stores
-            loaded: list[Any] = []
-            get = timed(lambda: loaded.append(cached_make("t")))
-            check(loaded[0])
-            shutil.rmtree(where)
-            return {"frame put": put.per(1, 1e3), "frame get": get.per(1, 1e3)}
-
-        return one_round, no_cleanup
+        cached_make = joblib.Memory(str(folder), verbose=0).cache(make)
+        # put: the first call computes (returns the frame) and stores; get: the second loads
+        return (lambda i, value: cached_make(i)), cached_make, no_cleanup
 
     contenders = [
-        Contender(
+        one_value_contender(
             "cacheness",
-            {"frame put": "cache.put(df, table='t')", "frame get": "cache.get(table='t')"},
-            open_cacheness,
+            {"frame put": "cache.put(df, item=0)", "frame get": "cache.get(item=0)"},
+            rows,
+            frame,
+            cacheness_recording,
+            check,
         )
     ]
     if joblib is not None:
         contenders.append(
-            Contender(
+            one_value_contender(
                 "joblib.Memory",
                 {"frame put": "first call of Memory.cache(f)", "frame get": "second call"},
-                open_joblib,
+                rows,
+                frame,
+                joblib_memory,
+                check,
             )
         )
     return contenders
@@ -771,62 +770,45 @@ def array_contenders(sizes: Sizes) -> list[Contender]:
         "typesize": array.itemsize,
         "nthreads": sibling("handlers").default_threads(),
     }
+    rows = ("array put", "array get")
 
     def check(loaded: Any) -> None:
         if loaded.dtype != array.dtype or loaded.tobytes() != array.tobytes():
             raise AssertionError("the array did not come back as it was")
 
-    def open_cacheness(folder: Path) -> tuple[Round, Callable[[], None]]:
-        next_folder = fresh_folders(folder)
+    def bare_blosc2(folder: Path) -> Opened:
+        path = folder / "a.b2"
 
-        def one_round() -> dict[str, Timing]:
-            where = next_folder()
-            with cacheness(cache_dir=where) as cache:
-                put = timed(lambda: cache.put(array, name="a"))
-                loaded: list[Any] = []
-                get = timed(lambda: loaded.append(cache.get(name="a")))
-            check(loaded[0])
-            shutil.rmtree(where)
-            return {"array put": put.per(1, 1e3), "array get": get.per(1, 1e3)}
-
-        return one_round, no_cleanup
-
-    def open_blosc2(folder: Path) -> tuple[Round, Callable[[], None]]:
-        next_folder = fresh_folders(folder)
-
-        def write(path: Path) -> None:
-            packed = blosc2.pack_array2(array, cparams=cparams)
+        def write(i: int, value: Any) -> None:
+            packed = blosc2.pack_array2(value, cparams=cparams)
             with path.open("wb") as file:
                 file.write(packed)  # no fsync, as benchmarks/handlers.py's bare row
 
-        def read(path: Path) -> Any:
+        def read(i: int) -> Any:
             with path.open("rb") as file:
                 return blosc2.unpack_array2(file.read())
 
-        def one_round() -> dict[str, Timing]:
-            path = next_folder() / "a.b2"
-            put = timed(lambda: write(path))
-            loaded: list[Any] = []
-            get = timed(lambda: loaded.append(read(path)))
-            check(loaded[0])
-            shutil.rmtree(path.parent)
-            return {"array put": put.per(1, 1e3), "array get": get.per(1, 1e3)}
-
-        return one_round, no_cleanup
+        return write, read, no_cleanup
 
     return [
-        Contender(
+        one_value_contender(
             "cacheness",
-            {"array put": "cache.put(a, name='a')", "array get": "cache.get(name='a')"},
-            open_cacheness,
+            {"array put": "cache.put(a, item=0)", "array get": "cache.get(item=0)"},
+            rows,
+            array,
+            cacheness_put_get,
+            check,
         ),
-        Contender(
+        one_value_contender(
             "bare blosc2",
             {
                 "array put": "blosc2.pack_array2 (lz4, shuffle) + write (no fsync)",
                 "array get": "read + blosc2.unpack_array2",
             },
-            open_blosc2,
+            rows,
+            array,
+            bare_blosc2,
+            check,
         ),
     ]
 
