@@ -498,3 +498,7 @@ class WithAndWithout(RuleBasedStateMachine):
 
 TestWithAndWithout = WithAndWithout.TestCase
 TestWithAndWithout.settings = settings(max_examples=40, stateful_step_count=30)
+
+
+def test_the_docs_page_runs(docs_page: Any) -> None:
+    docs_page("memory-cache.md").run()
