@@ -8,6 +8,7 @@ an injected clock moving TTLs) and compares every answer.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -494,6 +495,8 @@ class WithAndWithout(RuleBasedStateMachine):
         if hasattr(self, "layered"):
             for cache in (self.layered, self.elsewhere, self.plain):
                 cache.close()
+            for directory in self.dirs:
+                shutil.rmtree(directory, ignore_errors=True)
 
 
 TestWithAndWithout = WithAndWithout.TestCase
