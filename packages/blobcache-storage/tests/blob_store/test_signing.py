@@ -328,7 +328,8 @@ def test_decoder_checks_the_signature_before_decoding(tmp_path, marker):
     assert store.decoder(store.get_metadata("a"))() == {"v": 1}
     BlobStore(tmp_path, signing=False).put_entry(Boom(marker), key="a")  # unsigned pickle
     forged = store.get_metadata("a")
-    assert forged is not None and forged.inline is not None
+    assert forged is not None
+    assert forged.inline is not None
     with pytest.raises(SignatureError):
         store.decoder(forged)
     assert not marker.exists()
