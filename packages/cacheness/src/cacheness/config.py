@@ -539,6 +539,7 @@ class SecurityConfig:
 _UNSIGNABLE: Final = ("metadata", "key_parameters")
 """What ``SecurityConfig.unsigned_fields`` may name."""
 
+
 @tracks_explicit
 @dataclass
 class MemoryCacheConfig:
