@@ -37,6 +37,7 @@ _COUNTERS: Final = {
     "errors": "cacheness.cache.errors",
     "integrity_failures": "cacheness.cache.integrity_failures",
     "invalid_signatures": "cacheness.cache.invalid_signatures",
+    "memory_hits": "cacheness.cache.memory_hits",
 }
 """CacheStats counter -> metric name (the byte counters become the size histogram)."""
 

@@ -34,6 +34,7 @@ COUNTERS = (
     "invalid_signatures",
     "bytes_read",
     "bytes_written",
+    "memory_hits",
 )
 """Names of the counters, in the order they are reported."""
 
@@ -44,6 +45,7 @@ class CacheStats:
     ``errors`` counts entries that could not be read back (missing or corrupt bytes, a
     decode failure) and were turned into misses; they are also counted as misses.
     ``invalid_signatures`` counts, among those, entries refused for their signature.
+    ``memory_hits`` counts the hits the memory layer served (they are also ``hits``).
     With an OpenTelemetry provider configured, every count is also recorded as the
     metric of the same name (``cacheness.cache.hits``...) with ``labels`` as attributes
     (see ``docs/observability.md``).
@@ -67,13 +69,22 @@ class CacheStats:
                 self._counts[name] += amount
         counted(increments, self.labels, handler=handler)
 
-    def record_hit(self, bytes_read: int = 0, handler: str | None = None) -> None:
-        """Count a hit that read ``bytes_read`` stored bytes (written by ``handler``)."""
+    def record_hit(
+        self, bytes_read: int = 0, handler: str | None = None, *, memory: bool = False
+    ) -> None:
+        """Count a hit that read ``bytes_read`` stored bytes (written by ``handler``;
+        ``memory``: served from memory)."""
         with self._lock:  # every cache hit comes here: no keyword-argument loop
             counts = self._counts
             counts["hits"] += 1
             counts["bytes_read"] += bytes_read
-        counted({"hits": 1, "bytes_read": bytes_read}, self.labels, handler=handler)
+            if memory:
+                counts["memory_hits"] += 1
+        counted(
+            {"hits": 1, "bytes_read": bytes_read, "memory_hits": int(memory)},
+            self.labels,
+            handler=handler,
+        )
 
     def record_miss(
         self,
