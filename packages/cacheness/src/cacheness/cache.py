@@ -41,6 +41,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal, Self, TypeVar, cast
 
+from cacheness._memory import Held, MemoryLayer, same_value
+from cacheness._telemetry import CACHE, cache_operation, span_attributes
 from cacheness.cache_entry import (
     FORMAT_VERSION,
     RESERVED_METADATA_KEY,
@@ -74,6 +76,7 @@ from cacheness.storage import (
     TransferProgress,
     TransferReport,
     combine_filters,
+    instrumentation,
     matches,
     metadata_field,
     utc_now,
@@ -84,7 +87,7 @@ from cacheness.ttl import expiry_time, validate_ttl
 if TYPE_CHECKING:
     from sqlalchemy.orm import Query
 
-    from cacheness.storage import CustomMetadataBase
+    from cacheness.storage import CustomMetadataBase, HealthReport
 
 M = TypeVar("M", bound="CustomMetadataBase")
 
@@ -238,10 +241,19 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_entries=self.config.max_entries,
             policy=self.config.eviction_policy,
         )
-        self._stats = CacheStats()
+        self._where = f"{self._store.metadata_backend_name} + {self._store.blob_backend_name}"
+        """The backends, as log messages name them."""
+        self._stats = CacheStats(
+            labels={
+                "cacheness.metadata_backend": self._store.metadata_backend_name,
+                "cacheness.blob_backend": self._store.blob_backend_name,
+            }
+        )
         self._access_interval = timedelta(seconds=self.config.access_update_interval_seconds)
         self._pending_access: dict[str, int] = {}
         self._access_lock = threading.Lock()
+        memory = self.config.memory_cache
+        self._memory = MemoryLayer(memory, self._store) if memory.enabled else None
         self._closed = False
 
     # ------------------------------------------------------------------ keys
@@ -298,6 +310,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ writing
 
+    @cache_operation("put")
     def put(
         self,
         data: Any,
@@ -371,19 +384,37 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 if not evicted:
                     raise
                 self._stats.add(evictions=evicted)
-                log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
+                self._forget(None)
+                log.warning(
+                    "the disk is full (%s): evicted %d entries to store %s%s",
+                    self._where,
+                    evicted,
+                    key,
+                    _prefixed(key_prefix),
+                )
                 entry = put()
         except PayloadTooLargeError as exc:
             raise PayloadTooLargeError(
                 f"the value takes more than the whole cache limit (max_cache_size_mb="
                 f"{self.config.max_cache_size_mb}); it was not stored, nothing was evicted"
             ) from exc
-        self._stats.add(puts=1, bytes_written=entry.size)
+        self._stats.add(puts=1, bytes_written=entry.size, handler=entry.handler)
+        self._forget([key])
+        log.debug(
+            "stored %s%s: %d bytes by handler %s in %s",
+            key,
+            _prefixed(key_prefix),
+            entry.size,
+            entry.handler,
+            self._where,
+        )
         evicted = self._evictor.after_put(key, entry.size)
         if evicted:
             self._stats.add(evictions=evicted)
+            self._forget(None)
         return key
 
+    @cache_operation("update_data")
     def update_data(
         self,
         data: Any,
@@ -415,10 +446,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         changed = self._store.update_data(
             key, data, metadata={RESERVED_METADATA_KEY: facts}, max_size=self._max_item_bytes
         )
+        self._forget([key])
         if changed:
             self._stats.add(puts=1)
         return changed
 
+    @cache_operation("touch")
     def touch(
         self,
         *,
@@ -444,6 +477,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "touch")
         return self._touch_entries([key], ttl_seconds) == 1
 
+    @cache_operation("touch_batch")
     def touch_batch(
         self,
         *,
@@ -484,8 +518,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             for key, entry in current.items()
             if not self._expired(entry, now)
         }
+        self._forget(list(updates))
         return self._store.update_batch(updates) if updates else 0
 
+    @cache_operation("update_batch")
     def update_batch(self, items: Iterable[tuple[Mapping[str, Any], Any]]) -> int:
         """Replace the values of several entries: ``[(key_params, data), ...]``; return how many.
 
@@ -504,6 +540,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             pairs.append((self._resolve_spec(item[0], "update_batch")[0], item[1]))
         return sum(self.update_data(data, cache_key=key) for key, data in pairs)
 
+    @cache_operation("copy")
     def copy(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
     ) -> str:
@@ -526,6 +563,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         return self._relocate(source, dest, overwrite, self._store.copy)
 
+    @cache_operation("move")
     def move(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
     ) -> str:
@@ -543,6 +581,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         src = self._resolve_spec(source, operation.__name__)[0]
         dst, dst_params = self._resolve_spec(dest, operation.__name__)
         entry = operation(src, dst, overwrite=overwrite)
+        self._forget([src, dst])
         facts = dict(cache_facts(entry))
         described = describe_params(dst_params) if dst_params else None
         if described is None:
@@ -595,6 +634,21 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             True
         """
         self._check_open()
+        which = (cache_key, key_prefix, key_params, params)
+        if (tel := instrumentation()) is not None:
+            with tel.operation(CACHE, "get", span_attributes(self, key_prefix)):
+                return self._get(default, max_age_seconds, *which)
+        return self._get(default, max_age_seconds, *which)
+
+    def _get(
+        self,
+        default: Any,
+        max_age_seconds: float | timedelta | None,
+        cache_key: str | None,
+        key_prefix: str | None,
+        key_params: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
+    ) -> Any:
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
         if max_age_seconds is None:
             value = self._lookup(key)
@@ -604,6 +658,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             value = MISS if found is None else found.value
         return default if value is MISS else value
 
+    @cache_operation("get_with_metadata")
     def get_with_metadata(
         self,
         *,
@@ -624,6 +679,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return None
         return found.value, self._describe(cast(Entry, found.entry))
 
+    @cache_operation("get_batch")
     def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
         """Return the values for several key parameter mappings, in order (``default`` on misses).
 
@@ -651,6 +707,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             results.append(default if found is None else found.value)
         return results
 
+    @cache_operation("exists")
     def exists(
         self,
         *,
@@ -766,6 +823,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             filter=self._params_filter(equals, key_params, filter, "query_meta")
         )
 
+    @cache_operation("verify")
     def verify(
         self,
         *,
@@ -798,7 +856,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise EntryNotFoundError(f"no cache entry with key {key!r}")
         issues = self._store.verify_integrity([key], deep=deep)
         for issue in issues:
-            log.warning("cache entry %s failed verification: %s", key, issue.detail)
+            log.warning(
+                "cache entry %s%s failed verification in %s: %s",
+                key,
+                _prefixed(key_prefix),
+                self._where,
+                issue.detail,
+            )
         return not issues
 
     # ------------------------------------------------------------------ custom metadata
@@ -938,6 +1002,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ deleting
 
+    @cache_operation("invalidate")
     def invalidate(
         self,
         *,
@@ -949,8 +1014,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """Delete one entry; return False if it did not exist."""
         self._check_open()
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "invalidate")
+        self._forget([key])
         return self._store.delete(key)
 
+    @cache_operation("delete_batch")
     def delete_batch(self, items: Iterable[Mapping[str, Any]]) -> int:
         """Delete the entries of several key parameter mappings; return how many existed."""
         self._check_open()
@@ -958,8 +1025,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._resolve_spec(item, "delete_batch")[0]
             for item in self._items(items, "delete_batch")
         ]
+        self._forget(keys)
         return self._store.delete_batch(keys)
 
+    @cache_operation("delete_where")
     def delete_where(self, where: Filter | Predicate) -> int:
         """Delete the entries a storage filter (or a predicate on ``CacheEntry``) selects.
 
@@ -976,6 +1045,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             1
         """
         self._check_open()
+        self._forget(None)
         if callable(where):
             predicate = where
             return self._store.delete_where(lambda entry: predicate(self._describe(entry)))
@@ -983,6 +1053,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise _empty_selector("delete_where", "a filter")
         return self._store.delete_where(where)
 
+    @cache_operation("delete_matching")
     def delete_matching(self, *, key_params: Mapping[str, Any] | None = None, **equals: Any) -> int:
         """Delete the entries whose key parameters equal ``equals``; return how many.
 
@@ -1001,8 +1072,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         selector = self._params_filter(equals, key_params, None, "delete_matching")
         if selector is None:
             raise _empty_selector("delete_matching", "key parameters")
+        self._forget(None)
         return self._store.delete_where(selector)
 
+    @cache_operation("delete_by_prefix")
     def delete_by_prefix(
         self, *, key_params: Mapping[str, Any] | None = None, **prefixes: Any
     ) -> int:
@@ -1035,15 +1108,19 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             _param_field(name): {"$prefix": value} if isinstance(value, str) else value
             for name, value in described.items()
         }
+        self._forget(None)
         return self._store.delete_where(clauses)
 
+    @cache_operation("clear_all")
     def clear_all(self) -> int:
         """Delete every entry; return how many there were."""
         self._check_open()
         with self._access_lock:
             self._pending_access.clear()
+        self._forget(None)
         return self._store.clear()
 
+    @cache_operation("cleanup_expired")
     def cleanup_expired(self) -> int:
         """Delete every expired entry in one pushed-down delete; return how many.
 
@@ -1237,11 +1314,18 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         Keys: hits, misses, puts, evictions, expirations, errors, invalid_signatures,
         bytes_read,
         bytes_written, hit_rate, entries, total_size, max_cache_size_mb, max_entries,
-        eviction_policy, metadata_backend, blob_backend.
+        eviction_policy, metadata_backend, blob_backend; with the memory layer on (and
+        its ``stats`` setting), also memory_hits (hits it served, counted in hits too),
+        memory_entries, memory_bytes and memory_evictions.
         """
         self._check_open()
         self._flush_access()
         stats = self._stats.snapshot()
+        memory = self._memory
+        if memory is not None and memory.report:
+            stats.update(memory.stats())
+        else:
+            del stats["memory_hits"]
         stats.update(
             entries=self._store.count(),
             total_size=self._store.total_size(),
@@ -1279,6 +1363,43 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """Set the counters of this cache object back to zero."""
         self._stats.reset()
 
+    def backend_stats(self) -> dict[str, dict[str, int]]:
+        """Return the storage backends' own counters: the cost and pool figures.
+
+        ``{"metadata": {...}, "blob": {...}}``: on S3 the HTTP requests by kind
+        (``put_requests``, ``get_requests``, ``head_requests``, ``list_requests``,
+        ``delete_requests``, ``multipart_parts``...) and ``bytes_in``/``bytes_out``; on
+        PostgreSQL the connection pool (``size``, ``checked_out``, ``overflow``,
+        ``waits``, ``timeouts``). See :meth:`cacheness.storage.BlobStore.backend_stats`.
+
+        Example:
+            >>> import tempfile
+            >>> cacheness(cache_dir=tempfile.mkdtemp()).backend_stats()
+            {'metadata': {}, 'blob': {}}
+        """
+        self._check_open()
+        return self._store.backend_stats()
+
+    def health(self, *, timeout: float = 5.0) -> HealthReport:
+        """Check that the cache's storage answers, within ``timeout`` seconds.
+
+        Each backend (the index, the blob store) makes one cheap round trip, nothing
+        written; the report says for each whether it is reachable, how long it took
+        and, if not, why. An unreachable backend is reported, never raised: made for
+        readiness probes (``report.healthy``) and dashboards (``report.to_dict()``).
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number of seconds.
+
+        Example:
+            >>> import tempfile
+            >>> report = cacheness(cache_dir=tempfile.mkdtemp()).health(timeout=2.0)
+            >>> report.healthy, [(b.role, b.backend) for b in report.backends]
+            (True, [('metadata', 'sqlite'), ('blob', 'filesystem')])
+        """
+        self._check_open()
+        return self._store.health(timeout=timeout)
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
@@ -1289,6 +1410,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._flush_access()
         finally:
             self._closed = True
+            self._forget(None)
             self._store.close()
 
     def __enter__(self) -> Self:
@@ -1375,7 +1497,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._stats.record_miss()
             return None
         if max_age is not None and (self._clock() - entry.updated_at).total_seconds() > max_age:
-            self._stats.record_miss()
+            self._stats.record_miss(reason="too_old")
             return None
         return entry
 
@@ -1467,14 +1589,50 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         return CacheEntry.from_entry(entry, self._store.location(entry))
 
     def _lookup(self, key: str) -> Any:
-        found = self._fetch(key, None)
-        return MISS if found is None else found.value
+        memory = self._memory
+        if memory is None:
+            found = self._fetch(key, None)
+            return MISS if found is None else found.value
+        token = self._store.change_token()  # before reading: a later commit moves it
+        now = self._clock()
+        stamp = now.timestamp()
+        held = memory.find(key)
+        if held is not None and memory.current(held, token, stamp):
+            if held.expires is None or held.expires > stamp:
+                value = memory.value(held)
+                self._stats.record_hit(memory=True)
+                if self._accessed(key, held.accessed_at, now):
+                    held.accessed_at = now
+                return value
+            held = None  # expired: the index path counts it and removes the entry
+        found = self._fetch(key, None, held)
+        if found is None:
+            memory.discard(key)
+            return MISS
+        if held is not None and found.entry is held.payload:
+            held.refresh(found.entry, token, stamp)  # checked with the index: still current
+        else:
+            memory.keep(key, found.entry, found.value, token, stamp)
+        return found.value
+
+    def _forget(self, keys: list[str] | None) -> None:
+        """Drop what the memory layer holds for ``keys`` (every key: None) after a write."""
+        memory = self._memory
+        if memory is None:
+            return
+        if keys is None:
+            memory.clear()
+        else:
+            for key in keys:
+                memory.discard(key)
 
     def _load(self, entry: Entry | PayloadInfo) -> Lookup | None:
         """Read ``entry``'s value (or that of the entry that replaced it); None on a miss."""
         return self._fetch(entry.key, entry)
 
-    def _fetch(self, key: str, entry: Entry | PayloadInfo | None) -> Lookup | None:
+    def _fetch(
+        self, key: str, entry: Entry | PayloadInfo | None, held: Held | None = None
+    ) -> Lookup | None:
         """Read a value and turn it into a hit or a miss (expired, other format, deleted
         meanwhile, unreadable); return what was read, or None on a miss.
 
@@ -1483,9 +1641,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         writer replaces or deletes during the read, so a race is never an error here:
         only an entry that is still current and cannot be read back counts as one
         (logged, counted, removed; raised when ``strict``).
+
+        With ``held`` (the memory layer's value of ``key``), a current entry with the
+        same bytes is not read: the held value is returned, with the entry as read now.
         """
         now = self._clock()
         checked: list[Entry | PayloadInfo] = []
+        reuse: list[Entry | PayloadInfo] = []
 
         def usable(candidate: Entry | PayloadInfo) -> bool:
             checked.append(candidate)
@@ -1493,7 +1655,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
                 return False
             expires = expiry_seconds(facts)  # as _expired(), on the facts already at hand
-            return expires is None or expires > now.timestamp()
+            if expires is not None and expires <= now.timestamp():
+                return False
+            if held is not None and same_value(held.payload, candidate):
+                reuse.append(candidate)
+                return False  # the memory layer has this very value: no read
+            return True
 
         try:
             if entry is None:
@@ -1512,24 +1679,40 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             if self.config.strict or not checked:
                 raise
             damaged = checked[-1]
-            log.warning("cache entry %s cannot be read back: a miss (%s)", damaged.key, exc)
-            self._stats.record_miss(error=True)
+            log.warning(
+                "cache entry %s%s cannot be read back from %s: a miss (%s)",
+                damaged.key,
+                _prefixed(cache_facts(damaged).get("prefix")),
+                self._where,
+                exc,
+            )
+            self._stats.record_miss(error=True, integrity=isinstance(exc, IntegrityError))
             self._remove_if_unchanged(damaged, {"content_hash": damaged.content_hash})
             return None
         if found is None:  # absent, or deleted while being read
             self._stats.record_miss()
             return None
         read = found.entry
+        if not found.loaded and reuse and reuse[-1] is read and held is not None:
+            value = cast(MemoryLayer, self._memory).value(held)
+            held.payload = read  # _lookup refreshes the rest
+            self._stats.record_hit(memory=True)
+            self._accessed(read.key, read.accessed_at, now)
+            return Lookup(read, value, True)
         if not found.loaded:
             if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
-                log.info("entry %s was written by another cache format version: a miss", read.key)
-                self._stats.record_miss()
+                log.info(
+                    "entry %s%s was written by another cache format version: a miss",
+                    read.key,
+                    _prefixed(cache_facts(read).get("prefix")),
+                )
+                self._stats.record_miss(reason="other_version")
             else:
                 self._stats.record_miss(expired=True)
                 self._remove_if_unchanged(read, {_EXPIRES: {"$lte": now.timestamp()}})
             return None
-        self._stats.record_hit(bytes_read=read.size)
-        self._accessed(read, now)
+        self._stats.record_hit(bytes_read=read.size, handler=read.handler)
+        self._accessed(read.key, read.accessed_at, now)
         return found
 
     def _remove_if_unchanged(self, entry: Entry | PayloadInfo, condition: Filter) -> None:
@@ -1537,21 +1720,29 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         try:
             self._store.delete_where({"$and": [{"key": entry.key}, condition]})
         except StorageError:
-            log.warning("could not remove unusable cache entry %s", entry.key, exc_info=True)
+            log.warning(
+                "could not remove unusable cache entry %s from %s",
+                entry.key,
+                self._where,
+                exc_info=True,
+            )
 
-    def _accessed(self, entry: Entry | PayloadInfo, now: datetime) -> None:
-        """Record a hit: at most one index write per key per access interval."""
+    def _accessed(self, key: str, last: datetime | None, now: datetime) -> bool:
+        """Record a hit: at most one index write per key per access interval.
+
+        ``last`` is the access time the index holds; True when this hit was written.
+        """
         with self._access_lock:
-            pending = self._pending_access.pop(entry.key, 0) + 1
-            last = entry.accessed_at
+            pending = self._pending_access.pop(key, 0) + 1
             if last is not None and now - last < self._access_interval:
-                self._pending_access[entry.key] = pending
+                self._pending_access[key] = pending
                 if len(self._pending_access) < _MAX_PENDING_ACCESS:
-                    return
+                    return False
                 flush, self._pending_access = self._pending_access, {}
             else:
-                flush = {entry.key: pending}
+                flush = {key: pending}
         self._record_access(flush, now)
+        return key in flush
 
     def _flush_access(self) -> None:
         with self._access_lock:
@@ -1564,7 +1755,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._store.record_access(counts, at=now)
         except StorageError:
             # Access times only steer eviction: losing some must not fail a read.
-            log.warning("could not record access times of %d entries", len(counts), exc_info=True)
+            log.warning(
+                "could not record access times of %d entries in %s",
+                len(counts),
+                self._where,
+                exc_info=True,
+            )
+
+
+def _prefixed(key_prefix: object) -> str:
+    """`` (prefix 'name')`` for log messages, or nothing."""
+    return f" (prefix {key_prefix!r})" if key_prefix else ""
 
 
 def _empty_selector(method: str, what: str) -> TypeError:

@@ -100,6 +100,7 @@ if TYPE_CHECKING:
         unregister_handler,
     )
     from cacheness.storage._hashing import ContentHasher, hash_bytes, hash_stream
+    from cacheness.storage._health import BackendHealth, HealthReport
     from cacheness.storage._locks import (
         FileLocks,
         LockTable,
@@ -144,6 +145,12 @@ if TYPE_CHECKING:
         resolve_signing_key,
         user_key_path,
     )
+    from cacheness.storage._telemetry import (
+        SCHEMA_VERSION,
+        Instrumentation,
+        instrumentation,
+        traced,
+    )
     from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
 
 __all__ = [
@@ -151,7 +158,9 @@ __all__ = [
     "DEFAULT_INLINE_THRESHOLD",
     "DEFAULT_SIGNED_FIELDS",
     "MAX_KEY_LENGTH",
+    "SCHEMA_VERSION",
     "UNSIGNED_POLICIES",
+    "BackendHealth",
     "BackendUnavailableError",
     "BlobBackend",
     "BlobExistsError",
@@ -180,6 +189,8 @@ __all__ = [
     "FormatVersionError",
     "Handler",
     "HandlerRegistry",
+    "HealthReport",
+    "Instrumentation",
     "IntegrityError",
     "IntegrityIssue",
     "InvalidBlobNameError",
@@ -236,6 +247,7 @@ __all__ = [
     "hash_bytes",
     "hash_stream",
     "import_optional",
+    "instrumentation",
     "is_loaded",
     "list_blob_backends",
     "list_custom_models",
@@ -255,6 +267,7 @@ __all__ = [
     "register_handler",
     "register_metadata_backend",
     "resolve_signing_key",
+    "traced",
     "unregister_blob_backend",
     "unregister_custom_model",
     "unregister_handler",
@@ -296,6 +309,8 @@ _LAZY: dict[str, str] = {
     "matches": "cacheness.storage._filters",
     "metadata_field": "cacheness.storage._filters",
     "parse_filter": "cacheness.storage._filters",
+    "BackendHealth": "cacheness.storage._health",
+    "HealthReport": "cacheness.storage._health",
     "FormatInfo": "cacheness.storage._handlers.base",
     "Handler": "cacheness.storage._handlers.base",
     "SerializationOptions": "cacheness.storage._handlers.base",
@@ -348,6 +363,10 @@ _LAZY: dict[str, str] = {
     "SigningKey": "cacheness.storage._signing",
     "resolve_signing_key": "cacheness.storage._signing",
     "user_key_path": "cacheness.storage._signing",
+    "Instrumentation": "cacheness.storage._telemetry",
+    "SCHEMA_VERSION": "cacheness.storage._telemetry",
+    "instrumentation": "cacheness.storage._telemetry",
+    "traced": "cacheness.storage._telemetry",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
     "number_problem": "cacheness.storage._validate",

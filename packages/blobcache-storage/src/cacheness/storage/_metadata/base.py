@@ -60,6 +60,8 @@ CUSTOM_METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
 """The metadata backends that hold custom metadata tables."""
 
 _LOCKS_GUARD = threading.Lock()
+HEALTH_PROBE_KEY = "cacheness-health-probe"
+"""The key :meth:`MetadataBackend.ping` reads (never written)."""
 
 
 class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,6 +212,30 @@ class MetadataBackend(ABC):
     def close(self) -> None:
         """Release connections and files. Idempotent; later calls raise ``MetadataError``."""
 
+    # ----------------------------------------------------------------- change tracking
+
+    def change_token(self) -> int | None:
+        """Return a number that moves whenever anything is committed to this index, or None.
+
+        Two calls returning the same number mean that nobody, in this process or any
+        other, committed a change in between: what was read from the index before the
+        first call is still what it holds. The number means nothing else (compare it for
+        equality only; it may move without a change). None means this backend cannot
+        tell cheaply (the default: PostgreSQL, JSON): ask the index itself instead.
+
+        SQLite answers from ``PRAGMA data_version`` on this thread's connection (about a
+        microsecond, no I/O) plus its own commits; the memory backend counts its writes.
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> index = MemoryMetadataBackend()
+            >>> before = index.change_token()
+            >>> _ = index.put(Entry.new("k", size=1))
+            >>> index.change_token() != before
+            True
+        """
+        return None
+
     # ----------------------------------------------------------------- reads
 
     def get_payload(self, key: str, *, with_metadata: bool = False) -> PayloadInfo | None:
@@ -232,6 +258,28 @@ class MetadataBackend(ABC):
         """
         entry = self.get(key)
         return None if entry is None else PayloadInfo.of(entry, with_metadata=with_metadata)
+
+    def stats(self) -> dict[str, int]:
+        """Return the backend's counters (PostgreSQL: its connection pool); ``{}`` by default.
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> MemoryMetadataBackend().stats()
+            {}
+        """
+        return {}
+
+    def ping(self) -> None:
+        """Check that the index answers, without writing; raise if it does not.
+
+        Used by ``BlobStore.health()``: the default reads a probe key that is never
+        written (one indexed query on SQL backends).
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> MemoryMetadataBackend().ping()
+        """
+        self.get_payload(HEALTH_PROBE_KEY)
 
     # ----------------------------------------------------------------- batch defaults
 
