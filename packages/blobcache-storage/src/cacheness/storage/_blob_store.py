@@ -21,7 +21,7 @@ Example:
     ...     store.put({"lr": 0.01, "layers": [64, 64]}, key="runs/1/config",
     ...               metadata={"project": "ml", "accuracy": 0.93})
     ...     store.get("runs/1/config")
-    ...     [e.key for e in store.list(metadata_filter={"accuracy": {"$gte": 0.9}})]
+    ...     [e.key for e in store.list_entries(metadata_filter={"accuracy": {"$gte": 0.9}})]
     'runs/1/config'
     {'lr': 0.01, 'layers': [64, 64]}
     ['runs/1/config']
@@ -55,7 +55,7 @@ from cacheness.storage._hashing import hash_bytes, hash_stream
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
-from cacheness.storage._validate import check_seconds, is_int
+from cacheness.storage._validate import check_seconds, did_you_mean, is_int
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobNotFoundError,
@@ -195,6 +195,11 @@ class BlobStore:
             same size is unpickled, and so runs that person's code.
         allow_unsafe_pairing: skip the pairing check (see :mod:`cacheness.storage._pairing`).
         clock: returns the current UTC time for entry timestamps (tests inject one).
+        cache_dir: the seeds' name of ``path`` (Cacheness 0.4), accepted as an alias.
+        backend: the seeds' name of ``metadata_backend``, accepted as an alias.
+        compression: the seeds' codec shortcut: a codec (``"zstd"``, ``"gzip"``,
+            ``"blosc2"``, ``"none"``, ``"auto"``) or a Blosc2 inner codec (``"lz4"``...),
+            the same as ``serialization={"codec": ...}``.
 
     Raises:
         ConfigError: unknown backend names, bad options, a refused pairing, or a path
@@ -226,7 +231,23 @@ class BlobStore:
         verify_reads: bool = True,
         allow_unsafe_pairing: bool = False,
         clock: Callable[[], datetime] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        backend: str | MetadataBackend | None = None,
+        compression: str | None = None,
     ) -> None:
+        if cache_dir is not None:
+            path = _legacy_alias("cache_dir", cache_dir, "path", path, None)
+        if backend is not None:
+            metadata_backend = _legacy_alias(
+                "backend", backend, "metadata_backend", metadata_backend, "sqlite"
+            )
+        if compression is not None:
+            if serialization is not None:
+                raise TypeError(
+                    "BlobStore(compression=...) and serialization=... both given: "
+                    "put the codec in serialization={'codec': ...}"
+                )
+            serialization = _compression_options(compression)
         if not is_int(inline_threshold) or inline_threshold < 0:
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
@@ -973,7 +994,7 @@ class BlobStore:
         return self._read_current(entry, accept)
 
     def read(self, entry: Entry | PayloadInfo) -> Any:
-        """Load the object an entry (from :meth:`get_metadata`, :meth:`list`...) describes.
+        """Load the object an entry (from :meth:`get_metadata`, :meth:`list_entries`...) describes.
 
         Also takes the :class:`~cacheness.storage._metadata.base.PayloadInfo` of
         ``MetadataBackend.get_payload``. The entry is read as given: one that another
@@ -1153,8 +1174,46 @@ class BlobStore:
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[Entry]:
-        """Return the entries that match, without loading data.
+    ) -> builtins.list[str]:
+        """Return the keys that match, in key order (the arguments of :meth:`list_entries`).
+
+        The keys only: :meth:`list_entries` / :meth:`iter_entries` give the entries
+        (size, handler, metadata...) without loading data.
+
+        Raises:
+            FilterError: an invalid filter or order.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> for name in ("models/a", "models/b", "data/c"):
+            ...     _ = store.put(name, key=name)
+            >>> store.list(prefix="models/")
+            ['models/a', 'models/b']
+            >>> store.close()
+        """
+        entries = self.iter_entries(
+            prefix,
+            metadata_filter,
+            filter=filter,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+        )
+        return [entry.key for entry in entries]
+
+    def list_entries(
+        self,
+        prefix: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        *,
+        filter: Filter | None = None,
+        order_by: str = "key",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Entry]:
+        """Return the entries that match, without loading data (:meth:`list` gives keys).
 
         Args:
             prefix: keys starting with this.
@@ -1170,7 +1229,7 @@ class BlobStore:
         Raises:
             FilterError: an invalid filter or order.
         """
-        return list(
+        return builtins.list(
             self.iter_entries(
                 prefix,
                 metadata_filter,
@@ -1193,7 +1252,7 @@ class BlobStore:
         limit: int | None = None,
         offset: int = 0,
     ) -> Iterator[Entry]:
-        """Like :meth:`list`, lazily."""
+        """Like :meth:`list_entries`, lazily."""
         self._check_open()
         return self.metadata.query(
             self._combined_filter(prefix, metadata_filter, filter),
@@ -1210,7 +1269,7 @@ class BlobStore:
         *,
         filter: Filter | None = None,
     ) -> int:
-        """Return how many entries match (same arguments as :meth:`list`)."""
+        """Return how many entries match (same arguments as :meth:`list_entries`)."""
         self._check_open()
         return self.metadata.count(self._combined_filter(prefix, metadata_filter, filter))
 
@@ -1221,7 +1280,7 @@ class BlobStore:
         *,
         filter: Filter | None = None,
     ) -> int:
-        """Return the stored bytes of the matching entries (same arguments as :meth:`list`)."""
+        """Return the stored bytes of the matching entries (same arguments as :meth:`list_entries`)."""
         self._check_open()
         return self.metadata.total_size(self._combined_filter(prefix, metadata_filter, filter))
 
@@ -1725,3 +1784,30 @@ def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}"
         )
     return dict(metadata)
+
+
+def _legacy_alias(old: str, value: Any, new: str, current: Any, default: Any) -> Any:
+    """Return ``value`` for argument ``new`` given under its seeds' name ``old``.
+
+    Raises ``TypeError`` when ``new`` is given too (with another value).
+    """
+    if current is not default and current != value:
+        raise TypeError(
+            f"BlobStore({old}=...) is the older name of {new}=...; pass only {new}={value!r}"
+        )
+    return value
+
+
+def _compression_options(compression: object) -> SerializationOptions:
+    """Return the serialization options of the seeds' ``compression=`` shortcut."""
+    from cacheness.storage._compression import BLOSC2_CODECS, CODECS
+
+    if compression in BLOSC2_CODECS and compression not in CODECS:
+        return SerializationOptions(codec="blosc2", blosc2_codec=str(compression))
+    if isinstance(compression, str) and (compression in CODECS or compression == "auto"):
+        return SerializationOptions(codec=compression)
+    known = [*CODECS, "auto", *BLOSC2_CODECS]
+    raise ConfigError(
+        f"unknown compression {compression!r}{did_you_mean(compression, known)}; "
+        f"pass one of {', '.join(dict.fromkeys(known))} (or serialization={{'codec': ...}})"
+    )
