@@ -32,12 +32,16 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Final, Self, cast
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 from cacheness.cache_entry import (
     FORMAT_VERSION,
@@ -59,15 +63,19 @@ from cacheness.storage import (
     Filter,
     FilterError,
     IntegrityError,
+    IntegrityIssue,
     InvalidBlobNameError,
     InvalidEntryError,
+    InvalidKeyError,
     Lookup,
     PayloadInfo,
     PayloadTooLargeError,
+    RepairReport,
     SerializationError,
     StorageError,
     StorageFullError,
     combine_filters,
+    did_you_mean,
     metadata_field,
     utc_now,
     validate_key,
@@ -77,6 +85,11 @@ from cacheness.ttl import expiry_time, validate_ttl
 __all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness"]
 
 log = logging.getLogger(__name__)
+activity_log = logging.getLogger("cacheness.activity")
+"""One INFO line per hit, miss and put (``verbose=1``, or this logger set to INFO)."""
+
+_ACTIVITY_NAME: ContextVar[str | None] = ContextVar("cacheness_activity_name", default=None)
+"""The name activity lines give (a decorated function's), instead of the method's."""
 
 _EXPIRES: Final = f"metadata.{RESERVED_METADATA_KEY}.expires_at"
 _MAX_PENDING_ACCESS: Final = 10_000
@@ -98,6 +111,32 @@ OPTION_NAMES: Final = frozenset(
 )
 """Names the cache methods take as options: never read as key parameters (use ``key_params``)."""
 
+LEGACY_OPTIONS: Final = {
+    "prefix": "key_prefix='...'",
+    "hash_key": "cache_key='...'",
+    "description": "metadata={'description': ...}",
+    "on": "key_params={...} (or the key parameters as keyword arguments)",
+}
+"""Option names of Cacheness 0.4 (the seeds' API) and what to write now: a method given
+one raises ``TypeError`` naming the replacement instead of hashing it as a key parameter."""
+
+_CHECKED_NAMES: Final = OPTION_NAMES | LEGACY_OPTIONS.keys()
+
+RETIRED_METHODS: Final = {
+    "invalidate_by_cache_key": "invalidate(cache_key=key)",
+    "delete": "invalidate(**key_params) or invalidate(cache_key=key)",
+    "replace": "update_data(data, **key_params)",
+    "update": "update_data(data, **key_params)",
+    "find_orphaned_files": "find_orphaned_blobs()",
+    "cleanup_orphaned_files": "repair(dry_run=False)",
+    "verify_cache_coherence": "verify_integrity()",
+    "list_keys": "[entry.cache_key for entry in cache.list_entries()]",
+    "get_entry": "get_metadata(**key_params)",
+}
+"""Methods of Cacheness 0.4 (the seeds' API) that are gone, and what to call instead."""
+
+_CONFIG_SUFFIXES: Final = frozenset({".json", ".yaml", ".yml", ".toml"})
+
 _READ_OPTION_HINT: Final = {
     "ttl_seconds": "; to accept only values stored less than N seconds ago pass max_age_seconds=N",
 }
@@ -109,7 +148,18 @@ def _param_field(name: str) -> str:
 
 
 def _refuse_options(method: str, params: Mapping[str, Any]) -> None:
-    """Raise ``TypeError`` for option names given to a method that does not take them."""
+    """Raise ``TypeError`` for option names given to a method that does not take them.
+
+    Cacheness 0.4's option names (:data:`LEGACY_OPTIONS`) raise with their replacement.
+    """
+    legacy = sorted(LEGACY_OPTIONS.keys() & params.keys())
+    if legacy:
+        name = legacy[0]
+        raise TypeError(
+            f"{method}() takes no option {name!r}: Cacheness 0.4's {name}= is now "
+            f"{LEGACY_OPTIONS[name]}; it is not hashed as a key parameter. A key parameter "
+            f"really named {name!r} goes through key_params={{{name!r}: ...}}"
+        )
     clash = sorted(OPTION_NAMES.intersection(params))
     if not clash:
         return
@@ -176,6 +226,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     Args:
         config: a :class:`~cacheness.config.CacheConfig`; None uses the defaults,
             ``CACHENESS_*`` environment variables and ``CACHENESS_CONFIG`` (a file).
+            A path opens a cache in that directory, as ``joblib.Memory("dir")`` and
+            ``diskcache.Cache("dir")`` do (``cache_dir=``); a path ending in ``.json``,
+            ``.yaml``, ``.yml`` or ``.toml`` that is not a directory is a config file.
+        verbose: 1 or more shows one line per hit, miss and put (the method or the
+            decorated function, the key, the time taken) through the
+            ``cacheness.activity`` logger, on stderr unless logging is configured;
+            setting that logger to INFO does the same. 0 (default) prints nothing.
         clock: returns the current time as an aware datetime; tests inject one to move
             time without sleeping (TTL, LRU order). It is called once here and its every
             reading is checked: anything else than an aware datetime is a ``ConfigError``.
@@ -202,13 +259,26 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     def __init__(
         self,
-        config: CacheConfig | None = None,
+        config: CacheConfig | str | os.PathLike[str] | None = None,
         *,
+        verbose: int = 0,
         clock: Callable[[], datetime] | None = None,
         **overrides: Any,
     ) -> None:
         self._clock = utc_now if clock is None else _check_clock(clock)
+        if isinstance(config, str | os.PathLike) and _is_cache_dir(config):
+            if "cache_dir" in overrides:
+                raise TypeError(
+                    f"cacheness({os.fspath(config)!r}, cache_dir=...): the directory is "
+                    "given twice; pass one"
+                )
+            config, overrides = None, {**overrides, "cache_dir": os.fspath(config)}
         self.config = resolve_config(config, **overrides)
+        if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose < 0:
+            raise TypeError(f"verbose must be an int >= 0 (0: silent, 1: a line per call), got {verbose!r}")
+        self.verbose = verbose
+        if verbose:
+            _show_activity()
         validate_config_strict(self.config)
         self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
         max_bytes = (
@@ -228,6 +298,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._pending_access: dict[str, int] = {}
         self._access_lock = threading.Lock()
         self._closed = False
+        if self.config.cleanup_on_init:
+            removed = self.cleanup_expired()
+            log.info("cleanup_on_init: removed %d expired entries", removed)
 
     # ------------------------------------------------------------------ keys
 
@@ -259,7 +332,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         params: Mapping[str, Any],
         method: str,
     ) -> tuple[str, dict[str, Any]]:
-        if params and not OPTION_NAMES.isdisjoint(params):
+        if params and not _CHECKED_NAMES.isdisjoint(params):
             _refuse_options(method, params)
         if key_params is not None and not isinstance(key_params, Mapping):
             raise TypeError(
@@ -276,7 +349,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if cache_key is not None:
             return validate_key(cache_key), merged
         if not merged and not key_prefix:
-            raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
+            example = "cache.put(data, model='a')" if method == "put" else f"cache.{method}(model='a')"
+            raise TypeError(
+                f"{method}() needs key parameters to derive the key from (e.g. {example}) "
+                f"or cache_key=..."
+            )
         # hash_unknown is one of HashUnknown's values: validate_config_strict checked it
         hash_unknown = cast(HashUnknown, self.config.hash_unknown)
         return derive_key(merged, prefix=key_prefix, hash_unknown=hash_unknown), merged
@@ -328,6 +405,22 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         self._check_open()
         key, merged = self._resolve(cache_key, key_prefix, key_params, params, "put")
+        if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
+            return self._put(data, key, merged, ttl_seconds, metadata, key_prefix)
+        started = time.perf_counter()
+        self._put(data, key, merged, ttl_seconds, metadata, key_prefix)
+        self._report("put", "put", key, started)
+        return key
+
+    def _put(
+        self,
+        data: Any,
+        key: str,
+        merged: dict[str, Any],
+        ttl_seconds: float | timedelta | None,
+        metadata: Mapping[str, Any] | None,
+        key_prefix: str | None,
+    ) -> str:
         ttl = self._ttl(ttl_seconds)
         facts = self._facts(self._clock(), ttl, merged, key_prefix)
         stored = self._with_facts(metadata, facts)
@@ -346,6 +439,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise PayloadTooLargeError(
                 f"the value takes more than the whole cache limit (max_cache_size_mb="
                 f"{self.config.max_cache_size_mb}); it was not stored, nothing was evicted"
+            ) from exc
+        except SerializationError as exc:
+            if "allow_cloudpickle=True" not in str(exc):
+                raise
+            raise SerializationError(
+                f"{exc}. For this cache: cacheness(..., serialization={{'allow_cloudpickle': "
+                "True}) or CacheConfig(serialization=SerializationConfig(allow_cloudpickle=True))"
             ) from exc
         self._stats.add(puts=1, bytes_written=entry.size)
         evicted = self._evictor.after_put(key, entry.size)
@@ -565,13 +665,20 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         self._check_open()
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
-        if max_age_seconds is None:
-            value = self._lookup(key)
+        if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
+            value = self._get_value(key, max_age_seconds)
         else:
-            entry = self._fresh_entry(key, max_age_seconds)
-            found = None if entry is None else self._load(entry)
-            value = MISS if found is None else found.value
+            started = time.perf_counter()
+            value = self._get_value(key, max_age_seconds)
+            self._report("miss" if value is MISS else "hit", "get", key, started)
         return default if value is MISS else value
+
+    def _get_value(self, key: str, max_age_seconds: float | timedelta | None) -> Any:
+        if max_age_seconds is None:
+            return self._lookup(key)
+        entry = self._fresh_entry(key, max_age_seconds)
+        found = None if entry is None else self._load(entry)
+        return MISS if found is None else found.value
 
     def get_with_metadata(
         self,
@@ -878,6 +985,116 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._pending_access.clear()
         return self._store.clear()
 
+    def clear(self) -> int:
+        """Delete every entry; return how many there were (as ``diskcache.Cache.clear``).
+
+        The same as :meth:`clear_all`.
+        """
+        return self.clear_all()
+
+    def __len__(self) -> int:
+        """The number of live (not expired) entries: ``len(cache)``, one count query."""
+        return self.count()
+
+    def __contains__(self, item: object) -> bool:
+        """``item in cache``: is there a live entry for it? Loads nothing.
+
+        A str is a cache key (what ``put`` returned; a str that is not a valid key is
+        never in the cache); a mapping holds key parameters, as ``cache.exists(**item)``.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> key = cache.put("v", run=1)
+            >>> key in cache, {"run": 1} in cache, {"run": 2} in cache, len(cache)
+            (True, True, False, 1)
+        """
+        if isinstance(item, str):
+            try:
+                return self.exists(cache_key=item)
+            except InvalidKeyError:
+                return False
+        if isinstance(item, Mapping):
+            return self.exists(key_params=item)
+        raise TypeError(
+            f"'in cache' takes a cache key (str) or a mapping of key parameters, "
+            f"not {type(item).__name__}"
+        )
+
+    # ------------------------------------------------------------------ decorators
+
+    def cached(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """``@cache.cached`` / ``@cache.cached(ttl_seconds=...)``: cache a function here.
+
+        The same as :func:`cacheness.cached` with ``cache_instance=`` this cache; the
+        options are those of :func:`cacheness.cached`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> @cache.cached(ttl_seconds=60)
+            ... def double(x):
+            ...     return 2 * x
+            >>> double(21), double(21), double.cache_info().hits
+            (42, 42, 1)
+        """
+        from cacheness.decorators import cached
+
+        if "cache_instance" in options:
+            raise TypeError(
+                "cache.cached() caches in this cache: leave out cache_instance= "
+                "(or use cacheness.cached(cache_instance=...))"
+            )
+        decorate = cached(cache_instance=self, **options)
+        return decorate if func is None else decorate(func)
+
+    def memoize(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """``@cache.memoize`` (as ``diskcache.Cache.memoize``): the same as :meth:`cached`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> @cache.memoize
+            ... def square(x):
+            ...     return x * x
+            >>> square(3), square.cache_info().misses
+            (9, 1)
+        """
+        return self.cached(func, **options)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def verify_integrity(self, *, deep: bool = True) -> list[IntegrityIssue]:
+        """Check every entry's stored bytes; return the problems found (none: ``[]``).
+
+        ``deep=False`` checks existence and size only (no download). See
+        :meth:`cacheness.storage.BlobStore.verify_integrity`.
+        """
+        self._check_open()
+        return self._store.verify_integrity(deep=deep)
+
+    def repair(
+        self, *, dry_run: bool = True, orphan_min_age_seconds: float = 3600.0
+    ) -> RepairReport:
+        """Find (and unless ``dry_run``, remove) damaged entries and orphaned blobs.
+
+        See :meth:`cacheness.storage.BlobStore.repair`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("v", run=1)
+            >>> cache.repair(dry_run=True).ok, cache.find_orphaned_blobs(), cache.verify_integrity()
+            (True, [], [])
+        """
+        self._check_open()
+        return self._store.repair(dry_run=dry_run, orphan_min_age_seconds=orphan_min_age_seconds)
+
+    def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> list[str]:
+        """Return the references of blobs no entry points at (older than ``min_age_seconds``)."""
+        self._check_open()
+        return self._store.find_orphaned_blobs(min_age_seconds=min_age_seconds)
+
     def cleanup_expired(self) -> int:
         """Delete every expired entry in one pushed-down delete; return how many.
 
@@ -968,11 +1185,39 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self.close()
 
     def __repr__(self) -> str:
-        return (
-            f"cacheness(cache_dir={self.config.cache_dir!r}, "
-            f"metadata={self._store.metadata_backend_name!r}, "
-            f"blobs={self._store.blob_backend_name!r})"
-        )
+        metadata = self._store.metadata_backend_name
+        blobs = self._store.blob_backend_name
+        if metadata in _LOCAL_BACKENDS or blobs in _LOCAL_BACKENDS:
+            return (
+                f"cacheness(cache_dir={self.config.cache_dir!r}, "
+                f"metadata={metadata!r}, blobs={blobs!r})"
+            )
+        where = self._store.describe_backends()  # a team cache: its table, bucket, prefix
+        return f"cacheness(metadata={where['metadata']}, blobs={where['blobs']})"
+
+    if not TYPE_CHECKING:  # type checkers keep reporting unknown attributes themselves
+
+        def __getattr__(self, name: str) -> Any:
+            """Say what to call for Cacheness 0.4's methods and near misses."""
+            if name.startswith("_"):
+                raise AttributeError(name)
+            replacement = RETIRED_METHODS.get(name)
+            if replacement is not None:
+                raise AttributeError(
+                    f"cacheness has no method {name!r} (Cacheness 0.4); use cache.{replacement}"
+                )
+            public = [n for n in dir(type(self)) if not n.startswith("_")]
+            raise AttributeError(
+                f"'cacheness' object has no attribute {name!r}{did_you_mean(name, public)}"
+            )
+
+    # ------------------------------------------------------------------ activity
+
+    def _report(self, event: str, method: str, key: str, started: float) -> None:
+        """Log one activity line: what happened, to which function/method, how long."""
+        took = (time.perf_counter() - started) * 1000
+        name = _ACTIVITY_NAME.get() or f"cache.{method}"
+        activity_log.info("%s %s key=%s %.1f ms", event, name, key, took)
 
     # ------------------------------------------------------------------ internals
 
@@ -1076,7 +1321,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         equals: Mapping[str, Any], key_params: Mapping[str, Any] | None, method: str
     ) -> dict[str, Any]:
         """The key parameters a bulk call selects by: ``equals`` and ``key_params``."""
-        if equals and not OPTION_NAMES.isdisjoint(equals):
+        if equals and not _CHECKED_NAMES.isdisjoint(equals):
             _refuse_options(method, equals)
         if key_params is None:
             return dict(equals)
@@ -1233,3 +1478,21 @@ def _empty_selector(method: str, what: str) -> TypeError:
 
 UnifiedCache = cacheness
 """Alias of :class:`cacheness` under its earlier name."""
+
+
+_LOCAL_BACKENDS: Final = frozenset({"sqlite", "json", "filesystem", "tiered"})
+
+
+def _is_cache_dir(path: str | os.PathLike[str]) -> bool:
+    """Is a positional path a cache directory (True) or a config file (False)?"""
+    location = Path(path).expanduser()
+    return location.is_dir() or location.suffix.lower() not in _CONFIG_SUFFIXES
+
+
+def _show_activity() -> None:
+    """Make the activity lines visible: INFO, on stderr unless logging is configured."""
+    activity_log.setLevel(logging.INFO)
+    if not activity_log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[cacheness] %(message)s"))
+        activity_log.addHandler(handler)

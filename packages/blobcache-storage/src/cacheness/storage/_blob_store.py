@@ -1464,6 +1464,20 @@ class BlobStore:
     ) -> None:
         self.close()
 
+    def describe_backends(self) -> dict[str, str]:
+        """Return where the index and the blobs live: the backends' own descriptions.
+
+        A sqlite index names its file and table, postgresql its URL (password hidden)
+        and table, S3 its bucket, prefix and endpoint, the filesystem its directory.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> sorted(store.describe_backends())
+            ['blobs', 'metadata']
+            >>> store.close()
+        """
+        return {"metadata": repr(self.metadata), "blobs": repr(self.blobs)}
+
     def __repr__(self) -> str:
         return (
             f"BlobStore(metadata={self.metadata.name!r}, blobs={self.blobs.name!r}, "
