@@ -926,7 +926,7 @@ def _store_calls(store: Any) -> dict[str, tuple[Callable[[], Any], type[CacheErr
             ConfigError,
             "max_size",
         ),
-        "list(metadata_filter=3)": (lambda: store.list_entries(metadata_filter=3), FilterError, "mapping"),
+        "list(metadata_filter=3)": (lambda: store.list(metadata_filter=3), FilterError, "mapping"),
         "count(metadata_filter=[])": (
             lambda: store.count(metadata_filter=[1]),
             FilterError,

@@ -349,24 +349,24 @@ def keys(entries) -> list[str]:
 
 def test_list_filters_by_prefix_and_metadata(catalogue):
     store = catalogue
-    assert keys(store.list_entries()) == ["data/d", "models/a", "models/b", "models/c"]
-    assert keys(store.list_entries(prefix="models/")) == ["models/a", "models/b", "models/c"]
-    assert keys(store.list_entries(metadata_filter={"accuracy": {"$gte": 0.9}})) == [
+    assert store.list() == ["data/d", "models/a", "models/b", "models/c"]
+    assert store.list(prefix="models/") == ["models/a", "models/b", "models/c"]
+    assert store.list(metadata_filter={"accuracy": {"$gte": 0.9}}) == [
         "models/a",
         "models/c",
     ]
-    assert keys(store.list_entries("models/", {"team": "nlp"})) == ["models/b", "models/c"]
-    assert keys(store.list_entries(metadata_filter={"team": {"$in": ["vision"]}})) == [
+    assert store.list("models/", {"team": "nlp"}) == ["models/b", "models/c"]
+    assert store.list(metadata_filter={"team": {"$in": ["vision"]}}) == [
         "data/d",
         "models/a",
     ]
-    assert keys(store.list_entries(filter={"size": {"$gt": 5000}})) == ["models/a", "models/b"]
+    assert store.list(filter={"size": {"$gt": 5000}}) == ["models/a", "models/b"]
 
 
 def test_list_orders_and_pages(catalogue):
     store = catalogue
-    assert keys(store.list_entries(order_by="size", descending=True, limit=2)) == ["models/a", "models/b"]
-    pages = [keys(store.list_entries(limit=2, offset=offset)) for offset in (0, 2, 4)]
+    assert store.list(order_by="size", descending=True, limit=2) == ["models/a", "models/b"]
+    pages = [store.list(limit=2, offset=offset) for offset in (0, 2, 4)]
     assert pages == [["data/d", "models/a"], ["models/b", "models/c"], []]
     lazy = store.iter_entries(prefix="models/")
     assert next(lazy).key == "models/a"

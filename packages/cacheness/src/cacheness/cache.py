@@ -37,10 +37,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
-from types import TracebackType
 from contextvars import ContextVar
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 from cacheness.cache_entry import (
@@ -272,10 +272,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                     f"cacheness({os.fspath(config)!r}, cache_dir=...): the directory is "
                     "given twice; pass one"
                 )
-            config, overrides = None, {**overrides, "cache_dir": os.fspath(config)}
+            overrides = {**overrides, "cache_dir": os.fspath(config)}
+            config = None
         self.config = resolve_config(config, **overrides)
         if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose < 0:
-            raise TypeError(f"verbose must be an int >= 0 (0: silent, 1: a line per call), got {verbose!r}")
+            raise TypeError(
+                f"verbose must be an int >= 0 (0: silent, 1: a line per call), got {verbose!r}"
+            )
         self.verbose = verbose
         if verbose:
             _show_activity()
@@ -349,9 +352,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if cache_key is not None:
             return validate_key(cache_key), merged
         if not merged and not key_prefix:
-            example = "cache.put(data, model='a')" if method == "put" else f"cache.{method}(model='a')"
+            example = "data, model='a'" if method == "put" else "model='a'"
             raise TypeError(
-                f"{method}() needs key parameters to derive the key from (e.g. {example}) "
+                f"{method}() needs key parameters to derive the key from (e.g. "
+                f"cache.{method}({example})) "
                 f"or cache_key=..."
             )
         # hash_unknown is one of HashUnknown's values: validate_config_strict checked it

@@ -43,7 +43,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from cacheness._call_locks import ThreadHeldLock, guard_recursion
 from cacheness._global import get_cache, reset_cache, set_default_cache
@@ -767,9 +777,7 @@ class _Memo:
         else:
             self._put_quietly(cache, key, params, value)
 
-    def _put_quietly(
-        self, cache: cacheness, key: str, params: dict[str, Any], value: Any
-    ) -> None:
+    def _put_quietly(self, cache: cacheness, key: str, params: dict[str, Any], value: Any) -> None:
         try:
             cache.put(
                 value,

@@ -1280,7 +1280,7 @@ class BlobStore:
         *,
         filter: Filter | None = None,
     ) -> int:
-        """Return the stored bytes of the matching entries (same arguments as :meth:`list_entries`)."""
+        """Return the stored bytes of the matching entries (arguments of :meth:`list_entries`)."""
         self._check_open()
         return self.metadata.total_size(self._combined_filter(prefix, metadata_filter, filter))
 
