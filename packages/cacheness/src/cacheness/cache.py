@@ -68,6 +68,7 @@ from cacheness.storage import (
     InvalidEntryError,
     InvalidKeyError,
     Lookup,
+    MissingDependencyError,
     PayloadInfo,
     PayloadTooLargeError,
     RepairReport,
@@ -283,7 +284,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if verbose:
             _show_activity()
         validate_config_strict(self.config)
-        self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
+        options = self.config.blob_store_options()
+        _check_cloud_modules(options)
+        try:
+            self._store = BlobStore(**options, clock=self._clock)
+        except MissingDependencyError as exc:
+            raise MissingDependencyError(f"{exc} (with cacheness: {_CLOUD_HINT})") from exc
         max_bytes = (
             None
             if self.config.max_cache_size_mb is None
@@ -1500,3 +1506,48 @@ def _show_activity() -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("[cacheness] %(message)s"))
         activity_log.addHandler(handler)
+
+
+_CLOUD_MODULES: Final = {"postgresql": ("psycopg",), "s3": ("boto3",)}
+"""What the team backends import (installed by ``cacheness[cloud]``)."""
+
+_CLOUD_HINT: Final = 'pip install "cacheness[cloud]"'
+
+
+def _installed(module: str) -> bool:
+    """Is ``module`` importable? (Checked without importing it.)"""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_cloud_modules(options: Mapping[str, Any]) -> None:
+    """Raise one ``MissingDependencyError`` naming every module the backends lack."""
+    names = [options["metadata_backend"], options["blob_backend"]]
+    names += [
+        value.get("backend")
+        for value in (options.get("blob_options") or {}).values()
+        if isinstance(value, Mapping)
+    ]
+    needed = {
+        module: name
+        for name in names
+        if isinstance(name, str)
+        for module in _CLOUD_MODULES.get(name, ())
+    }
+    missing = [
+        f"{module} (for the {name} backend)"
+        for module, name in needed.items()
+        if not _installed(module)
+    ]
+    if missing:
+        raise MissingDependencyError(
+            f"this cache needs {' and '.join(missing)}, not installed; install them all "
+            f"with: {_CLOUD_HINT}"
+        )
