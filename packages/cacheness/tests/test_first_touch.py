@@ -43,7 +43,8 @@ def test_old_option_names_are_never_hashed(make_cache, name, replacement, method
     with pytest.raises(TypeError) as caught:
         call(*args, **{name: "p"}, x=1)
     message = str(caught.value)
-    assert f"{method}()" in message and replacement in message
+    assert f"{method}()" in message
+    assert replacement in message
     assert f"key_params={{{name!r}: ...}}" in message
     assert len(cache) == 0  # nothing stored under a key that hashed the old option
 
@@ -156,19 +157,23 @@ def test_clear_len_and_in(make_cache):
     key = cache.put("a", run=1)
     cache.put("b", run=2)
     assert len(cache) == 2
-    assert key in cache and {"run": 1} in cache
-    assert {"run": 3} not in cache and "not a key!" not in cache
+    assert key in cache
+    assert {"run": 1} in cache
+    assert {"run": 3} not in cache
+    assert "not a key!" not in cache
     with pytest.raises(TypeError, match="cache key"):
         _ = 3 in cache
     assert cache.clear() == 2
-    assert len(cache) == 0 and key not in cache
+    assert len(cache) == 0
+    assert key not in cache
 
 
 def test_len_and_in_skip_expired_entries(tmp_path, clock):
     with cacheness(tmp_path, clock=clock) as cache:
         key = cache.put("a", ttl_seconds=5, run=1)
         clock.advance(6)
-        assert len(cache) == 0 and key not in cache
+        assert len(cache) == 0
+        assert key not in cache
 
 
 def test_decorators_bound_to_the_cache(make_cache):
@@ -256,12 +261,14 @@ def test_cache_level_maintenance(tmp_path):
         assert cache.verify_integrity() == []
         assert cache.find_orphaned_blobs() == []
         report = cache.repair(dry_run=True)
-        assert report.ok and report.dry_run
+        assert report.ok
+        assert report.dry_run
         stray = tmp_path / "blobs" / "zz"
         stray.mkdir(parents=True)
         (stray / "zzstray").write_bytes(b"left")
         assert len(cache.find_orphaned_blobs(min_age_seconds=0)) == 1
-        assert cache.repair(dry_run=True, orphan_min_age_seconds=0).orphans_removed == ["zz/zzstray"]
+        dry = cache.repair(dry_run=True, orphan_min_age_seconds=0)
+        assert dry.orphans_removed == ["zz/zzstray"]
         assert cache.find_orphaned_blobs(min_age_seconds=0) == ["zz/zzstray"]  # dry run
         assert len(cache.repair(dry_run=False, orphan_min_age_seconds=0).orphans_removed) == 1
         assert cache.find_orphaned_blobs(min_age_seconds=0) == []
@@ -301,9 +308,9 @@ def test_unknown_decorator_options_get_the_closest_match():
 
 
 def test_a_lambda_says_where_allow_cloudpickle_goes(tmp_path):
-    with cacheness(tmp_path / "a") as cache:
-        with pytest.raises(SerializationError, match=r"serialization=\{'allow_cloudpickle': True\}"):
-            cache.put(lambda x: x + 1, fn="inc")
+    where = r"serialization=\{'allow_cloudpickle': True\}"
+    with cacheness(tmp_path / "a") as cache, pytest.raises(SerializationError, match=where):
+        cache.put(lambda x: x + 1, fn="inc")
     with cacheness(tmp_path / "b", serialization={"allow_cloudpickle": True}) as cache:
         cache.put(lambda x: x + 1, fn="inc")
         assert cache.get(fn="inc")(1) == 2
@@ -334,7 +341,8 @@ def test_a_team_cache_repr_shows_its_table_bucket_and_prefix(make_cache, request
         return
     assert "cache_dir" not in text
     if cache.store.metadata_backend_name == "postgresql":
-        assert "table=" in text and "s3://" in text
+        assert "table=" in text
+        assert "s3://" in text
 
 
 def test_seeds_constructor_names_of_the_blob_store(tmp_path):
