@@ -6,6 +6,7 @@ works unchanged, or fails with a message naming what to write now (docs/migratin
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -118,10 +119,8 @@ def test_decorators(tmp_path):
 
 def test_config_files(tmp_path, monkeypatch):
     path = Path(tmp_path / "cacheness.json")
-    path.write_text(
-        '{"cache_dir": "%s", "default_ttl_seconds": 60, "cleanup_on_init": true}'
-        % (tmp_path / "c").as_posix()
-    )
+    document = {"cache_dir": (tmp_path / "c").as_posix(), "default_ttl_seconds": 60}
+    path.write_text(json.dumps({**document, "cleanup_on_init": True}))
     config = load_config(path)
     assert config.cleanup_on_init is True
     with cacheness(config) as cache:
