@@ -98,3 +98,9 @@ def test_the_reference_covers_the_public_surface(module, page):
     public = {name for name in module.__all__ if not name.startswith("__")} - error_names
     assert public == documented
     assert "::: cacheness.storage.errors" in (DOCS / "reference" / "errors.md").read_text()
+
+
+def test_cache_page_examples_run(tmp_path, monkeypatch, docs_page):
+    monkeypatch.chdir(tmp_path)
+    namespace = docs_page("cache.md").run(module="cache_docs")
+    assert namespace["double"](2) == 4

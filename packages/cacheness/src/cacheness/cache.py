@@ -83,7 +83,7 @@ from cacheness.storage import (
 )
 from cacheness.ttl import expiry_time, validate_ttl
 
-__all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness"]
+__all__ = ["LEGACY_OPTIONS", "MISS", "OPTION_NAMES", "RETIRED_METHODS", "UnifiedCache", "cacheness"]
 
 log = logging.getLogger(__name__)
 activity_log = logging.getLogger("cacheness.activity")

@@ -93,6 +93,7 @@ __all__ = [
     "CONFIG_FILE_VARIABLE",
     "ENVIRONMENT_VARIABLES",
     "EVICTION_POLICIES",
+    "LEGACY_ENVIRONMENT_VARIABLES",
     "CacheBlobConfig",
     "CacheConfig",
     "CacheMetadataConfig",
