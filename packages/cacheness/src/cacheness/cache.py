@@ -41,7 +41,7 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, cast, overload
 
 from cacheness.cache_entry import (
     FORMAT_VERSION,
@@ -82,6 +82,12 @@ from cacheness.storage import (
     validate_key,
 )
 from cacheness.ttl import expiry_time, validate_ttl
+
+if TYPE_CHECKING:
+    from cacheness.decorators import CachedFunction
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = ["LEGACY_OPTIONS", "MISS", "OPTION_NAMES", "RETIRED_METHODS", "UnifiedCache", "cacheness"]
 
@@ -281,11 +287,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             overrides = {**overrides, "cache_dir": os.fspath(config)}
             config = None
         self.config = resolve_config(config, **overrides)
-        if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose < 0:
+        if not isinstance(verbose, int) or verbose < 0:
             raise TypeError(
                 f"verbose must be an int >= 0 (0: silent, 1: a line per call), got {verbose!r}"
             )
-        self.verbose = verbose
+        self.verbose = int(verbose)
         if verbose:
             _show_activity()
         validate_config_strict(self.config)
@@ -1038,7 +1044,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ decorators
 
-    def cached(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    @overload
+    def cached(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+    @overload
+    def cached(
+        self, func: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+    def cached(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """``@cache.cached`` / ``@cache.cached(ttl_seconds=...)``: cache a function here.
 
         The same as :func:`cacheness.cached` with ``cache_instance=`` this cache; the
@@ -1060,10 +1076,22 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 "cache.cached() caches in this cache: leave out cache_instance= "
                 "(or use cacheness.cached(cache_instance=...))"
             )
-        decorate = cached(cache_instance=self, **options)
+        decorate: Callable[[Callable[P, R]], CachedFunction[P, R]] = cached(
+            cache_instance=self, **options
+        )
         return decorate if func is None else decorate(func)
 
-    def memoize(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    @overload
+    def memoize(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+    @overload
+    def memoize(
+        self, func: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+    def memoize(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """``@cache.memoize`` (as ``diskcache.Cache.memoize``): the same as :meth:`cached`.
 
         Example:
@@ -1075,7 +1103,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> square(3), square.cache_info().misses
             (9, 1)
         """
-        return self.cached(func, **options)
+        if func is None:
+            return self.cached(**options)
+        if options:
+            raise TypeError("memoize(func, **options): use @cache.memoize(**options) instead")
+        return self.cached(func)
 
     # ------------------------------------------------------------------ maintenance
 
