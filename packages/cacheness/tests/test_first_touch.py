@@ -363,3 +363,57 @@ def test_seeds_constructor_names_of_the_blob_store(tmp_path):
         BlobStore(tmp_path, compression="lz5")
     with pytest.raises(TypeError, match="older name of metadata_backend"):
         BlobStore(tmp_path, backend="json", metadata_backend="memory")
+
+
+@pytest.mark.parametrize(
+    ("call", "meant"),
+    [
+        (lambda c: c.put(1, ttl=60, x=1), "ttl_seconds"),
+        (lambda c: c.put(1, expire=60, x=1), "ttl_seconds"),
+        (lambda c: c.get(ttl=60, x=1), "max_age_seconds"),
+        (lambda c: c.get(max_age=60, x=1), "max_age_seconds"),
+        (lambda c: c.touch(ttl=60, x=1), "ttl_seconds"),
+    ],
+)
+def test_other_caches_option_names_are_refused_with_ours(tmp_path, call, meant):
+    with cacheness(tmp_path) as cache:
+        with pytest.raises(TypeError, match=f"did you mean '{meant}'"):
+            call(cache)
+        assert len(cache) == 0
+        cache.put(1, key_params={"ttl": 60}, x=1)  # a key parameter really named ttl
+        assert cache.get(key_params={"ttl": 60}, x=1) == 1
+
+
+def test_misspelt_keywords_of_methods_name_the_closest(tmp_path):
+    from cacheness.storage import BlobStore
+
+    with cacheness(tmp_path / "c") as cache:
+        closest = r"list_entries\(\) .* 'filtr' \(did you mean 'filter'\?\)"
+        with pytest.raises(TypeError, match=closest):
+            cache.list_entries(filtr={"size": 1})
+        with pytest.raises(TypeError, match="did you mean 'dry_run'"):
+            cache.repair(dryrun=False)
+        with pytest.raises(TypeError, match="did you mean 'min_age_seconds'"):
+            cache.find_orphaned_blobs(min_age=0)
+    with BlobStore(tmp_path / "s") as store:
+        with pytest.raises(TypeError, match="did you mean 'metadata_filter'"):
+            store.list(metadata_filters={"a": 1})
+        with pytest.raises(TypeError, match="did you mean 'overwrite'"):
+            store.copy("a", "b", overwite=True)
+
+
+def test_a_type_error_raised_inside_a_method_is_left_as_it_is():
+    from cacheness.storage import suggest_keywords
+
+    @suggest_keywords
+    class Service:
+        def call(self, value: int) -> int:
+            return inner(unexpected=value)
+
+    def inner(**kwargs: int) -> int:
+        raise TypeError("got an unexpected keyword argument 'unexpected' (inner)")
+
+    with pytest.raises(TypeError, match=r"\(inner\)$"):
+        Service().call(value=1)
+    with pytest.raises(TypeError, match="did you mean 'value'"):
+        Service().call(valeu=1)  # type: ignore[call-arg]

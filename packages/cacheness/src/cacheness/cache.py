@@ -78,6 +78,7 @@ from cacheness.storage import (
     combine_filters,
     did_you_mean,
     metadata_field,
+    suggest_keywords,
     utc_now,
     validate_key,
 )
@@ -89,7 +90,15 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["LEGACY_OPTIONS", "MISS", "OPTION_NAMES", "RETIRED_METHODS", "UnifiedCache", "cacheness"]
+__all__ = [
+    "LEGACY_OPTIONS",
+    "MISS",
+    "MISTAKEN_OPTIONS",
+    "OPTION_NAMES",
+    "RETIRED_METHODS",
+    "UnifiedCache",
+    "cacheness",
+]
 
 log = logging.getLogger(__name__)
 activity_log = logging.getLogger("cacheness.activity")
@@ -127,7 +136,15 @@ LEGACY_OPTIONS: Final = {
 """Option names of Cacheness 0.4 (the seeds' API) and what to write now: a method given
 one raises ``TypeError`` naming the replacement instead of hashing it as a key parameter."""
 
-_CHECKED_NAMES: Final = OPTION_NAMES | LEGACY_OPTIONS.keys()
+MISTAKEN_OPTIONS: Final = {
+    "ttl": "ttl_seconds",
+    "expire": "ttl_seconds",
+    "max_age": "max_age_seconds",
+}
+"""Other caches' spellings of the options (diskcache's ``expire=``...): refused, never hashed
+as key parameters, with the option meant."""
+
+_CHECKED_NAMES: Final = OPTION_NAMES | LEGACY_OPTIONS.keys() | MISTAKEN_OPTIONS.keys()
 
 RETIRED_METHODS: Final = {
     "invalidate_by_cache_key": "invalidate(cache_key=key)",
@@ -171,6 +188,17 @@ def _refuse_options(method: str, params: Mapping[str, Any]) -> None:
             f"{method}() takes no option {name!r}: Cacheness 0.4's {name}= is now "
             f"{LEGACY_OPTIONS[name]}; it is not hashed as a key parameter. A key parameter "
             f"really named {name!r} goes through key_params={{{name!r}: ...}}"
+        )
+    mistaken = sorted(MISTAKEN_OPTIONS.keys() & params.keys())
+    if mistaken:
+        name = mistaken[0]
+        meant = MISTAKEN_OPTIONS[name]
+        if method.startswith(("get", "exists")) and meant == "ttl_seconds":
+            meant = "max_age_seconds"  # a read's freshness limit
+        raise TypeError(
+            f"{method}() got {name!r} (did you mean {meant!r}?); it is not hashed as a key "
+            f"parameter. A key parameter really named {name!r} goes through "
+            f"key_params={{{name!r}: ...}}"
         )
     clash = sorted(OPTION_NAMES.intersection(params))
     if not clash:
@@ -232,6 +260,7 @@ MISS: Final = _Miss()
 Predicate = Callable[[CacheEntry], bool]
 
 
+@suggest_keywords
 class cacheness:  # noqa: N801 - the product's name, as users write it
     """A persistent cache of Python objects under keys derived from keyword arguments.
 

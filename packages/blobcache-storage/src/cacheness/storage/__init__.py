@@ -119,7 +119,12 @@ if TYPE_CHECKING:
         unregister_metadata_backend,
     )
     from cacheness.storage._reports import IntegrityIssue, RepairReport
-    from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
+    from cacheness.storage._validate import (
+        choice_problem,
+        did_you_mean,
+        number_problem,
+        suggest_keywords,
+    )
 
 __all__ = [
     "CODECS",
@@ -214,6 +219,7 @@ __all__ = [
     "register_blob_backend",
     "register_handler",
     "register_metadata_backend",
+    "suggest_keywords",
     "unregister_blob_backend",
     "unregister_handler",
     "unregister_metadata_backend",
@@ -291,6 +297,7 @@ _LAZY: dict[str, str] = {
     "RepairReport": "cacheness.storage._reports",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
+    "suggest_keywords": "cacheness.storage._validate",
     "number_problem": "cacheness.storage._validate",
 }
 """Public name -> the private module that defines it, imported on first access."""

@@ -55,7 +55,7 @@ from cacheness.storage._hashing import hash_bytes, hash_stream
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
-from cacheness.storage._validate import check_seconds, did_you_mean, is_int
+from cacheness.storage._validate import check_seconds, did_you_mean, is_int, suggest_keywords
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobNotFoundError,
@@ -167,6 +167,7 @@ class _Stored:
             self.spool = None
 
 
+@suggest_keywords
 class BlobStore:
     """Store Python objects under keys, with queryable metadata.
 
