@@ -232,22 +232,33 @@ def test_verbose_shows_a_line_per_hit_miss_and_put(tmp_path, caplog):
     assert all(" key=" in line and line.endswith(" ms") for line in lines)
 
 
-def test_verbose_output_goes_to_stderr_and_nothing_by_default(tmp_path, capfd):
+def test_verbose_output_goes_to_stderr_and_nothing_by_default(tmp_path, capsys):
     with cacheness(tmp_path / "quiet") as cache:
         cache.put(1, n=1)
         cache.get(n=1)
-    assert capfd.readouterr() == ("", "")
-    root = logging.getLogger()
-    saved = root.handlers[:]
+    assert capsys.readouterr() == ("", "")
     activity = logging.getLogger("cacheness.activity")
     try:
-        root.handlers.clear()  # logging not configured: verbose prints itself
         with cacheness(tmp_path / "loud", verbose=1) as cache:
             cache.put(1, n=1)
-        err = capfd.readouterr().err
-        assert "[cacheness] put cache.put key=" in err
+            cache.get(n=1)
+        err = capsys.readouterr().err.splitlines()
+        assert [line.split(" key=")[0] for line in err] == [
+            "[cacheness] put cache.put",
+            "[cacheness] hit cache.get",
+        ]
+        # logging configured to print on stderr: each line shows once, through it
+        console = logging.StreamHandler(sys.stderr)
+        logging.getLogger().addHandler(console)
+        try:
+            with cacheness(tmp_path / "logged", verbose=True) as cache:
+                cache.put(1, n=1)
+            lines = capsys.readouterr().err.splitlines()
+            assert len(lines) == 1
+            assert lines[0].startswith("put cache.put key=")
+        finally:
+            logging.getLogger().removeHandler(console)
     finally:
-        root.handlers[:] = saved
         for handler in activity.handlers[:]:
             activity.removeHandler(handler)
         activity.setLevel(logging.NOTSET)

@@ -272,8 +272,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             ``.yaml``, ``.yml`` or ``.toml`` that is not a directory is a config file.
         verbose: 1 or more shows one line per hit, miss and put (the method or the
             decorated function, the key, the time taken) through the
-            ``cacheness.activity`` logger, on stderr unless logging is configured;
-            setting that logger to INFO does the same. 0 (default) prints nothing.
+            ``cacheness.activity`` logger, printed on stderr (once: not again when a
+            logging handler prints them already); setting that logger to INFO sends
+            them to your logging configuration. 0 (default) prints nothing.
         clock: returns the current time as an aware datetime; tests inject one to move
             time without sleeping (TTL, LRU order). It is called once here and its every
             reading is checked: anything else than an aware datetime is a ``ConfigError``.
@@ -1293,7 +1294,16 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """Log one activity line: what happened, to which function/method, how long."""
         took = (time.perf_counter() - started) * 1000
         name = _ACTIVITY_NAME.get() or f"cache.{method}"
-        activity_log.info("%s %s key=%s %.1f ms", event, name, key, took)
+        args = (event, name, key, took)
+        if not self.verbose:  # the logger is at INFO: your logging configuration decides
+            activity_log.info(_ACTIVITY_LINE, *args)
+            return
+        # verbose: logged whatever the logger's level, and printed (this cache's lines only)
+        record = activity_log.makeRecord(
+            activity_log.name, logging.INFO, __file__, 0, _ACTIVITY_LINE, args, None,
+            extra={_VERBOSE_MARK: True},
+        )  # fmt: skip
+        activity_log.handle(record)
 
     # ------------------------------------------------------------------ internals
 
@@ -1556,6 +1566,9 @@ UnifiedCache = cacheness
 """Alias of :class:`cacheness` under its earlier name."""
 
 
+_ACTIVITY_LINE: Final = "%s %s key=%s %.1f ms"
+_VERBOSE_MARK: Final = "cacheness_verbose"
+
 _LOCAL_BACKENDS: Final = frozenset({"sqlite", "json", "filesystem", "tiered"})
 
 
@@ -1565,13 +1578,54 @@ def _is_cache_dir(path: str | os.PathLike[str]) -> bool:
     return location.is_dir() or location.suffix.lower() not in _CONFIG_SUFFIXES
 
 
+class _ActivityPrinter(logging.StreamHandler):  # type: ignore[type-arg]
+    """Prints activity lines on the current ``sys.stderr``, unless a handler of the logging
+    configuration prints them on a console already (then they would show twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("[cacheness] %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        import sys
+
+        return sys.stderr  # looked up at each line: redirections and captures see it
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Print the lines of verbose caches, unless the logging configuration prints them."""
+        if not getattr(record, _VERBOSE_MARK, False) or _console_handles(record, skip=self):
+            return False
+        return bool(super().filter(record))
+
+
+def _console_handles(record: logging.LogRecord, *, skip: logging.Handler) -> bool:
+    """Does a configured handler already print ``record`` on stdout or stderr?"""
+    import sys
+
+    consoles = {id(sys.stderr), id(sys.stdout), id(sys.__stderr__), id(sys.__stdout__)}
+    logger: logging.Logger | None = activity_log
+    while logger is not None:
+        for handler in logger.handlers:
+            if (
+                handler is not skip
+                and isinstance(handler, logging.StreamHandler)
+                and id(handler.stream) in consoles
+                and record.levelno >= handler.level
+            ):
+                return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
 def _show_activity() -> None:
-    """Make the activity lines visible: INFO, on stderr unless logging is configured."""
-    activity_log.setLevel(logging.INFO)
-    if not activity_log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[cacheness] %(message)s"))
-        activity_log.addHandler(handler)
+    """Make the lines of verbose caches visible: printed on stderr (the printer is added once)."""
+    if not any(isinstance(handler, _ActivityPrinter) for handler in activity_log.handlers):
+        activity_log.addHandler(_ActivityPrinter())
 
 
 _CLOUD_MODULES: Final = {"postgresql": ("psycopg",), "s3": ("boto3",)}
