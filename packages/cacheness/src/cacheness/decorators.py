@@ -57,7 +57,7 @@ from typing import (
 
 from cacheness._call_locks import ThreadHeldLock, guard_recursion
 from cacheness._global import get_cache, reset_cache, set_default_cache
-from cacheness.cache import _ACTIVITY_NAME, MISS, activity_log, cacheness
+from cacheness.cache import _ACTIVITY_NAME, MISS, MISTAKEN_OPTIONS, activity_log, cacheness
 from cacheness.cache_entry import RESERVED_METADATA_KEY
 from cacheness.keys import UnsupportedKeyValueError
 from cacheness.storage import LockTable, did_you_mean
@@ -360,15 +360,13 @@ def _refuse_unknown(decorator: str, unknown: Mapping[str, Any]) -> None:
                 "failures are logged and the function runs. For them to raise, use a strict "
                 "cache: cached(cache_instance=cacheness(strict=True))"
             )
-        hint = " (did you mean 'ttl_seconds'?)" if name in _TTL_SPELLINGS else ""
+        meant = MISTAKEN_OPTIONS.get(name)  # other caches' spellings: ttl=, expire=
+        hint = f" (did you mean {meant!r}?)" if meant in _CACHED_OPTIONS else ""
         raise TypeError(
             f"{decorator}() got an unknown option {name!r}"
             f"{hint or did_you_mean(name, _CACHED_OPTIONS)}; it takes: "
             f"{', '.join(_CACHED_OPTIONS)}"
         )
-
-
-_TTL_SPELLINGS: Final = frozenset({"ttl", "ttl_s", "ttl_sec", "ttl_secs", "expire", "timeout"})
 
 
 def _for_api(
