@@ -167,7 +167,8 @@ class _Stored:
             self.spool = None
 
 
-@suggest_keywords
+# the cache's hit and put path is left unwrapped (a misspelt keyword there: Python's error)
+@suggest_keywords(skip=["lookup", "read", "read_current", "put_entry", "record_access"])
 class BlobStore:
     """Store Python objects under keys, with queryable metadata.
 

@@ -24,7 +24,7 @@ import functools
 import math
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar, overload
 
 from cacheness.storage.errors import ConfigError
 
@@ -144,12 +144,21 @@ def check_mode(value: object, what: str) -> int:
     return value
 
 
-def suggest_keywords(cls: T) -> T:
+@overload
+def suggest_keywords(cls: T, /) -> T: ...
+
+
+@overload
+def suggest_keywords(*, skip: Iterable[str] = ()) -> Callable[[T], T]: ...
+
+
+def suggest_keywords(cls: T | None = None, /, *, skip: Iterable[str] = ()) -> T | Callable[[T], T]:
     """Class decorator: a misspelt keyword argument of a public method names the closest.
 
     Methods that take ``**kwargs`` are left alone (any name is theirs); the others raise
     ``TypeError`` with `` (did you mean 'x'?)`` and the names they take, instead of
-    Python's bare "unexpected keyword argument".
+    Python's bare "unexpected keyword argument". The check wraps each method (about
+    0.4 µs a call): ``@suggest_keywords(skip=[...])`` leaves hot-path methods as they are.
 
     Example:
         >>> @suggest_keywords
@@ -161,8 +170,18 @@ def suggest_keywords(cls: T) -> T:
         ...
         TypeError: Shop.order() got an unexpected keyword argument 'quantiy' (did you mean 'quantity'?); it takes: item, quantity
     """  # noqa: E501 - the doctest line
+    left_alone = frozenset(skip)
+
+    def decorate(cls: T) -> T:
+        _wrap_methods(cls, left_alone)
+        return cls
+
+    return decorate if cls is None else decorate(cls)
+
+
+def _wrap_methods(cls: type, skip: frozenset[str]) -> None:
     for name, member in list(vars(cls).items()):
-        if name.startswith("_") or not isinstance(member, types.FunctionType):
+        if name.startswith("_") or name in skip or not isinstance(member, types.FunctionType):
             continue
         code = member.__code__  # read directly: importing inspect costs start-up time
         if code.co_flags & _VAR_KEYWORDS:
@@ -170,7 +189,6 @@ def suggest_keywords(cls: T) -> T:
         count = code.co_argcount + code.co_kwonlyargcount
         names = [n for n in code.co_varnames[:count] if n != "self"]
         setattr(cls, name, _suggesting(member, names))
-    return cls
 
 
 _VAR_KEYWORDS = 0x08  # inspect.CO_VARKEYWORDS: the function takes **kwargs
