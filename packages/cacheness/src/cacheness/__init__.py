@@ -31,7 +31,7 @@ Example:
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cacheness._version import __version__
+from cacheness._version import __version__, version_info
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -223,18 +223,6 @@ _LAZY: dict[str, str] = {
     "seconds": "cacheness.ttl",
 }
 """Public name -> the module that defines it, imported on first access."""
-
-
-def version_info() -> dict[str, str]:
-    """Return the versions of cacheness and of the storage package it runs on.
-
-    Example:
-        >>> sorted(version_info())
-        ['blobcache-storage', 'cacheness']
-    """
-    from cacheness.storage import __version__ as storage_version
-
-    return {"cacheness": __version__, "blobcache-storage": storage_version}
 
 
 MOVED: dict[str, str] = {

@@ -695,7 +695,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_age_seconds: a read-time freshness limit: a value stored (or last
                 updated or touched) more than this many seconds ago is a miss for this
                 call; the entry stays for readers without the limit.
-            cache_key, key_prefix, key_params, **params: which entry (see ``put``).
+            cache_key: which entry, by key (see ``put``).
+            key_prefix: the namespace mixed into the derived key (see ``put``).
+            key_params: key parameters as a mapping (see ``put``).
+            **params: key parameters (see ``put``).
 
         Raises:
             IntegrityError, SerializationError: only with ``strict=True``.
@@ -844,7 +847,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             filter: a storage filter over entry fields: ``{"size": {"$gt": 1000}}``,
                 ``{"metadata.owner": "ana"}`` (user metadata), ``{"handler": "numpy"}``.
             include_expired: also list entries whose TTL has run out.
-            order_by, descending, limit, offset: ordering and paging.
+            order_by: an entry field to order by (``"created_at"``, ``"size"``...).
+            descending: reverse the order.
+            limit: at most this many entries.
+            offset: skip this many first.
         """
         self._check_open()
         entries = self._store.iter_entries(
@@ -886,8 +892,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put(1, project="ml", run=1)
             >>> _ = cache.put(2, project="web", run=2)
-            >>> [e.params["run"] for e in cache.query_meta(project="ml")]
-            [1]
+            >>> tuple(e.params["run"] for e in cache.query_meta(project="ml"))
+            (1,)
         """
         return self.list_entries(
             filter=self._params_filter(equals, key_params, filter, "query_meta")

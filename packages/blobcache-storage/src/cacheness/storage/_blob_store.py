@@ -437,8 +437,8 @@ class BlobStore:
             The keys, in order.
 
         Raises:
-            The errors of :meth:`put`; on failure no entry of the batch is written by this
-            call and the blobs it wrote are deleted.
+            CacheError: the errors of :meth:`put`; on failure no entry of the batch is
+                written by this call and the blobs it wrote are deleted.
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -1386,8 +1386,8 @@ class BlobStore:
             []
             >>> store.blobs.delete(store.get_metadata("big").blob_ref)
             True
-            >>> [issue.problem for issue in store.verify_integrity()]
-            ['missing_blob']
+            >>> {issue.problem for issue in store.verify_integrity()}
+            {'missing_blob'}
         """
         from cacheness.storage import _maintenance  # maintenance code loads when used
 

@@ -204,18 +204,22 @@ class S3BlobBackend(BlobBackend):
         prefix: key prefix for every blob (``"team-cache"`` → ``team-cache/ab/abc...``).
         region: the bucket's region (``region_name`` is accepted as an alias).
         endpoint_url: the server for MinIO and other S3-compatible stores.
-        aws_access_key_id, aws_secret_access_key, aws_session_token, profile_name:
-            credentials; when omitted the standard AWS chain applies (environment,
-            config files, instance roles). ``access_key`` / ``secret_key`` (the seeds'
-            spellings) are accepted as aliases of the first two.
+        aws_access_key_id: credentials; when these four are omitted the standard AWS
+            chain applies (environment, config files, instance roles).
+        aws_secret_access_key: credentials (see ``aws_access_key_id``).
+        aws_session_token: credentials (see ``aws_access_key_id``).
+        profile_name: credentials: a profile of the AWS config files.
+        access_key: the seeds' spelling of ``aws_access_key_id`` (an alias).
+        secret_key: the seeds' spelling of ``aws_secret_access_key`` (an alias).
         use_ssl: False talks plain HTTP to the endpoint (local MinIO); default True.
         sse: server-side encryption of every object written: ``"AES256"`` (S3-managed
             keys) or ``"aws:kms"`` (with ``kms_key_id``, or the bucket's default key).
         kms_key_id: the KMS key of ``sse="aws:kms"``.
         storage_class: the storage class of objects written (``"STANDARD_IA"``,
             ``"INTELLIGENT_TIERING"``...); default: the bucket's.
-        content_type, cache_control: the ``Content-Type`` / ``Cache-Control`` headers
-            of objects written (buckets shared with other tools often require them).
+        content_type: the ``Content-Type`` header of objects written (buckets shared
+            with other tools often require it).
+        cache_control: the ``Cache-Control`` header of objects written.
         shard_chars: git-style sharding of references (default 2; 0 disables; 1-4).
         multipart_threshold: size from which uploads (and downloads) use parallel
             multipart transfers; also the in-memory spool size (default 8 MiB, ≥ 5 MiB).
@@ -225,7 +229,8 @@ class S3BlobBackend(BlobBackend):
             (default 5 GiB, the CopyObject limit).
         retry_mode: botocore retry mode, ``"standard"`` (default) or ``"adaptive"``.
         max_attempts: attempts per request including the first (default 5).
-        connect_timeout, read_timeout: socket timeouts in seconds.
+        connect_timeout: socket connect timeout in seconds.
+        read_timeout: socket read timeout in seconds.
         checksum: ``"when_supported"`` (botocore's default: CRC checksums on every upload)
             or ``"when_required"`` for servers that reject those headers.
         addressing_style: ``"auto"``, ``"path"`` (most local servers) or ``"virtual"``.
