@@ -67,7 +67,10 @@ class DocsPage:
         namespace: dict[str, Any] = {"__name__": module}
         for number, code in enumerate(self.blocks(), start=1):
             try:
-                exec(compile(rewrite(code), f"{self.path.name} block {number}", "exec"), namespace)
+                # dont_inherit: run as the reader would, without this file's __future__
+                # imports (string annotations would hide SQLAlchemy's Mapped[...] types)
+                where = f"{self.path.name} block {number}"
+                exec(compile(rewrite(code), where, "exec", dont_inherit=True), namespace)
             except Exception as exc:  # noqa: BLE001 - reported with the block that raised
                 pytest.fail(f"block {number} of {self.path.name} failed: {exc!r}\n{code}")
         return namespace

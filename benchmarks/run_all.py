@@ -27,6 +27,7 @@ BENCHMARKS = (
     "import_time",
     "team_cache",
     "sql_cache",
+    "custom_metadata",
 )
 
 

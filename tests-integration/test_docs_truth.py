@@ -98,6 +98,7 @@ def test_home_page_examples_run(docs_page):
 def test_the_reference_covers_the_public_surface(module, page):
     text = (DOCS / "reference" / page).read_text(encoding="utf-8")
     documented = set(re.findall(r"^::: [\w.]+\.(\w+)$", text, re.M))
+    documented |= set(re.findall(r"^- \[`(\w+)`\]\(storage\.md#[\w.]+\)$", text, re.M))
     error_names = set(dir(errors))
     public = {name for name in module.__all__ if not name.startswith("__")} - error_names
     assert public == documented

@@ -40,6 +40,7 @@ from cacheness.storage.errors import (
     CachenessWarning,
     CompressionError,
     ConfigError,
+    CustomSchemaError,
     EntryExistsError,
     EntryNotFoundError,
     FilterError,
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
         derive_key,
         describe_params,
     )
+    from cacheness.storage import CustomMetadataBase, custom_metadata_model
     from cacheness.ttl import days, hours, minutes, seconds
 
 __all__ = [
@@ -119,6 +121,8 @@ __all__ = [
     "CompressionConfig",
     "CompressionError",
     "ConfigError",
+    "CustomMetadataBase",
+    "CustomSchemaError",
     "EntryExistsError",
     "EntryNotFoundError",
     "FetcherError",
@@ -154,6 +158,7 @@ __all__ = [
     "cache_if",
     "cached",
     "cacheness",
+    "custom_metadata_model",
     "days",
     "default_cache_dir",
     "derive_key",
@@ -217,6 +222,8 @@ _LAZY: dict[str, str] = {
     "UnsupportedKeyValueError": "cacheness.keys",
     "derive_key": "cacheness.keys",
     "describe_params": "cacheness.keys",
+    "CustomMetadataBase": "cacheness.storage",
+    "custom_metadata_model": "cacheness.storage",
     "days": "cacheness.ttl",
     "hours": "cacheness.ttl",
     "minutes": "cacheness.ttl",

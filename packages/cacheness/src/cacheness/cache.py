@@ -10,11 +10,11 @@ PostgreSQL + S3 serve a team (see the configuration docs).
 Key parameters are given as keyword arguments (``cache.get(model="resnet", epochs=10)``)
 or as a mapping (``key_params={...}``). The names of the methods' own options
 (:data:`OPTION_NAMES`: ``default``, ``cache_key``, ``key_prefix``, ``key_params``,
-``ttl_seconds``, ``max_age_seconds``, ``metadata``, ``check_expiration``, ``data``,
-``deep``, ``filter``) are reserved: a method that does not take one of them raises
-``TypeError`` instead of silently using it as a key parameter; key parameters with
-those names go through ``key_params=``. Every method also accepts ``cache_key=``
-instead of key parameters.
+``ttl_seconds``, ``max_age_seconds``, ``metadata``, ``custom_metadata``,
+``check_expiration``, ``data``, ``deep``, ``filter``) are reserved: a method that does
+not take one of them raises ``TypeError`` instead of silently using it as a key
+parameter; key parameters with those names go through ``key_params=``. Every method
+also accepts ``cache_key=`` instead of key parameters.
 
 Example:
     >>> import tempfile
@@ -31,12 +31,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,8 +86,12 @@ from cacheness.storage import (
 from cacheness.ttl import expiry_time, validate_ttl
 
 if TYPE_CHECKING:
-    from cacheness.decorators import CachedFunction
+    from sqlalchemy.orm import Query
 
+    from cacheness.decorators import CachedFunction
+    from cacheness.storage import CustomMetadataBase
+
+M = TypeVar("M", bound="CustomMetadataBase")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -114,6 +119,7 @@ OPTION_NAMES: Final = frozenset(
     {
         "cache_key",
         "check_expiration",
+        "custom_metadata",
         "data",
         "deep",
         "default",
@@ -156,8 +162,6 @@ RETIRED_METHODS: Final = {
     "verify_cache_coherence": "verify_integrity()",
     "list_keys": "[entry.cache_key for entry in cache.list_entries()]",
     "get_entry": "get_metadata(**key_params)",
-    "query_custom": "query_meta(**key_params) (custom metadata tables: not built)",
-    "query_custom_session": "list_entries(filter=...) (custom SQLAlchemy tables: not built)",
     "export_to_file": "store.copy(...) per entry, or copy the cache directory (export: not built)",
     "import_from_file": "put(...) per entry (import: not built)",
     "touch_entry": "touch(**key_params)",
@@ -417,6 +421,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         *,
         ttl_seconds: float | timedelta | None = None,
         metadata: Mapping[str, Any] | None = None,
+        custom_metadata: CustomMetadataBase | Iterable[CustomMetadataBase] | None = None,
         cache_key: str | None = None,
         key_prefix: str | None = None,
         key_params: Mapping[str, Any] | None = None,
@@ -429,6 +434,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 data, bytes, picklable objects).
             ttl_seconds: seconds until it expires; None uses ``default_ttl_seconds``.
             metadata: a JSON-able dict stored with it and queryable (``list_entries``).
+            custom_metadata: a row of a custom metadata model (or a list of rows) with
+                typed, indexed columns, written with the entry in one transaction
+                (SQLite and PostgreSQL indexes; see :meth:`query_custom`). Replacing the
+                entry replaces its rows; ``update_data`` keeps them.
             cache_key: store under this key instead of one derived from parameters (the
                 parameters given are then only recorded, for listing and queries).
             key_prefix: a namespace mixed into the derived key and recorded.
@@ -445,6 +454,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             StorageFullError: the disk is full (a cache with size or count limits first
                 evicts a tenth of its entries and retries once); nothing was stored.
                 Deleting entries works on a full disk.
+            ConfigError: ``custom_metadata`` with a metadata backend other than sqlite or
+                postgresql.
+            CustomSchemaError: a custom model's table exists with other columns.
             StorageError: the backend failed; nothing was stored.
 
         Example:
@@ -456,10 +468,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         self._check_open()
         key, merged = self._resolve(cache_key, key_prefix, key_params, params, "put")
+        args = (data, key, merged, ttl_seconds, metadata, custom_metadata, key_prefix)
         if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
-            return self._put(data, key, merged, ttl_seconds, metadata, key_prefix)
+            return self._put(*args)
         started = time.perf_counter()
-        self._put(data, key, merged, ttl_seconds, metadata, key_prefix)
+        self._put(*args)
         self._report("put", "put", key, started)
         return key
 
@@ -470,14 +483,23 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         merged: dict[str, Any],
         ttl_seconds: float | timedelta | None,
         metadata: Mapping[str, Any] | None,
+        custom_metadata: CustomMetadataBase | Iterable[CustomMetadataBase] | None,
         key_prefix: str | None,
     ) -> str:
         ttl = self._ttl(ttl_seconds)
         facts = self._facts(self._clock(), ttl, merged, key_prefix)
         stored = self._with_facts(metadata, facts)
+        put = functools.partial(
+            self._store.put_entry,
+            data,
+            key,
+            stored,
+            max_size=self._max_item_bytes,
+            custom_metadata=custom_metadata,
+        )
         try:
             try:
-                entry = self._store.put_entry(data, key, stored, max_size=self._max_item_bytes)
+                entry = put()
             except StorageFullError:
                 # A cache with limits lets entries go when room is needed: evict, retry once.
                 evicted = self._evictor.make_room(keep=key)
@@ -485,7 +507,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                     raise
                 self._stats.add(evictions=evicted)
                 log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
-                entry = self._store.put_entry(data, key, stored, max_size=self._max_item_bytes)
+                entry = put()
         except PayloadTooLargeError as exc:
             raise PayloadTooLargeError(
                 f"the value takes more than the whole cache limit (max_cache_size_mb="
@@ -933,6 +955,141 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         for issue in issues:
             log.warning("cache entry %s failed verification: %s", key, issue.detail)
         return not issues
+
+    # ------------------------------------------------------------------ custom metadata
+
+    def query_custom(self, model: type[M] | str, *where: Any) -> list[M]:
+        """Return the rows of a custom metadata model matching SQLAlchemy conditions.
+
+        Rows of expired entries are included until the entries are cleaned up; join back
+        with :meth:`query_custom_entries` to get live entries only.
+
+        Args:
+            model: the model class (or the name it is registered under).
+            *where: conditions on its columns (``Experiment.accuracy >= 0.9``).
+
+        Returns:
+            Detached model instances (usable after the query), ordered by key then id.
+
+        Raises:
+            ConfigError: the metadata backend is not sqlite or postgresql.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_cache_runs")
+            ... class CacheRun(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_cache_runs"
+            ...     accuracy = Column(Float)
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("m1", custom_metadata=CacheRun(accuracy=0.8), run=1)
+            >>> _ = cache.put("m2", custom_metadata=CacheRun(accuracy=0.95), run=2)
+            >>> tuple(row.accuracy for row in cache.query_custom(CacheRun, CacheRun.accuracy > 0.9))
+            (0.95,)
+        """
+        self._check_open()
+        return self._store.query_custom(model, *where)
+
+    @contextmanager
+    def query_custom_session(self, model: type[M] | str) -> Iterator[Query[M]]:
+        """Yield a SQLAlchemy ``Query`` of a custom model; its session is always closed.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_cache_session")
+            ... class Trained(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_cache_session"
+            ...     author = Column(String)
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("m", custom_metadata=Trained(author="alice"), run=1)
+            >>> with cache.query_custom_session("doc_cache_session") as query:
+            ...     tuple(row.author for row in query.filter(Trained.author == "alice").all())
+            ('alice',)
+        """
+        self._check_open()
+        with self._store.query_custom_session(model) as query:
+            yield query
+
+    def get_custom_metadata(
+        self,
+        model: type[M] | str,
+        *,
+        cache_key: str | None = None,
+        key_prefix: str | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> list[M]:
+        """Return the rows of ``model`` stored with one entry (a list: usually one row).
+
+        The entry is named by key parameters or ``cache_key=``; a missing or expired
+        entry gives ``[]``.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_cache_get")
+            ... class Epochs(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_cache_get"
+            ...     epochs = Column(Integer)
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("m", custom_metadata=Epochs(epochs=30), run=7)
+            >>> tuple(row.epochs for row in cache.get_custom_metadata(Epochs, run=7))
+            (30,)
+        """
+        self._check_open()
+        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get_custom_metadata")
+        entry = self._store.get_metadata(key)
+        if entry is None or self._expired(entry, self._clock()):
+            return []
+        return self._store.get_custom_metadata(model, key)
+
+    def query_custom_entries(self, model: type[M] | str, *where: Any) -> list[CacheEntry]:
+        """Return the live entries having a row of ``model`` that matches ``where``.
+
+        The join from custom metadata back to the data: ``cache.get(cache_key=e.cache_key)``
+        loads each. Entries come in key order, each once.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_cache_entries")
+            ... class Scored(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_cache_entries"
+            ...     score = Column(Integer)
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("best", custom_metadata=Scored(score=9), run=1)
+            >>> _ = cache.put("worst", custom_metadata=Scored(score=1), run=2)
+            >>> found = cache.query_custom_entries(Scored, Scored.score > 5)
+            >>> tuple(cache.get(cache_key=entry.cache_key) for entry in found)
+            ('best',)
+        """
+        self._check_open()
+        now = self._clock()
+        entries = self._store.query_custom_entries(model, *where)
+        return [self._describe(entry) for entry in entries if not self._expired(entry, now)]
+
+    def migrate_custom_metadata_tables(
+        self, *models: type[CustomMetadataBase] | str
+    ) -> dict[str, list[str]]:
+        """Create missing custom metadata tables and add missing nullable columns.
+
+        Args:
+            *models: models (classes or registered names); none means all registered.
+
+        Returns:
+            ``{table: [added columns]}`` for the tables that changed.
+
+        Raises:
+            CustomSchemaError: a change this cannot make (NOT NULL columns, dropped or
+                retyped columns): migrate with Alembic (see the docs page).
+        """
+        self._check_open()
+        return self._store.migrate_custom_metadata_tables(*models)
 
     # ------------------------------------------------------------------ deleting
 

@@ -40,7 +40,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Self, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Self, TypeVar, cast
 
 import msgspec
 
@@ -75,7 +75,15 @@ from cacheness.storage.errors import (
 from ._payload import DAMAGED_HINT, PayloadSink, SpoolSink, VerifyingReader
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Query
+
+    from cacheness.storage._custom import CustomMetadataBase
     from cacheness.storage._reports import IntegrityIssue, RepairReport
+
+    CustomRows = CustomMetadataBase | Iterable[CustomMetadataBase] | None
+    """What ``custom_metadata=`` takes: one row of a custom model, several, or None."""
+
+M = TypeVar("M", bound="CustomMetadataBase")
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +362,7 @@ class BlobStore:
         handler: str | None = None,
         overwrite: bool = True,
         max_size: int | None = None,
+        custom_metadata: CustomRows = None,
     ) -> Entry:
         """Store ``data`` under ``key`` and return the committed entry (see :meth:`put`).
 
@@ -366,6 +375,7 @@ class BlobStore:
         self._check_open()
         if key is not None:
             validate_key(key)
+        rows = self._custom_rows(custom_metadata)
         stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
             now = self._now()
@@ -377,7 +387,10 @@ class BlobStore:
                 metadata=_user_metadata(metadata),
                 **stored.fields(),
             )
-            replaced = self.metadata.put(entry, overwrite=overwrite)
+            if rows:  # the entry and its rows commit together, or neither does
+                replaced = self.metadata.put_custom(entry, rows, overwrite=overwrite)
+            else:
+                replaced = self.metadata.put(entry, overwrite=overwrite)
         self._release([replaced] if replaced is not None else [], keep=stored.blob)
         return entry
 
@@ -390,6 +403,7 @@ class BlobStore:
         handler: str | None = None,
         overwrite: bool = True,
         max_size: int | None = None,
+        custom_metadata: CustomRows = None,
     ) -> str:
         """Store ``data`` under ``key`` and return the key.
 
@@ -402,6 +416,9 @@ class BlobStore:
             overwrite: when False and ``key`` exists, raise ``EntryExistsError``.
             max_size: refuse payloads whose stored size exceeds this many bytes
                 (``PayloadTooLargeError``), before anything is committed.
+            custom_metadata: a row of a custom metadata model (or a list of rows),
+                written with the entry in one transaction (SQL metadata backends only;
+                see :meth:`query_custom`). Replacing a key replaces its rows.
 
         Raises:
             InvalidKeyError: the key is not a valid key.
@@ -409,6 +426,8 @@ class BlobStore:
             InvalidEntryError: ``metadata`` is not a JSON-able dict.
             SerializationError: no handler can store ``data``.
             EntryExistsError: ``overwrite`` is False and the key exists.
+            ConfigError: ``custom_metadata`` on a metadata backend without SQL tables.
+            CustomSchemaError: a custom model's table exists with other columns.
             StorageError: a backend failed; nothing was changed.
 
         Example:
@@ -418,7 +437,13 @@ class BlobStore:
             (32, [1, 2, 3])
         """
         return self.put_entry(
-            data, key, metadata, handler=handler, overwrite=overwrite, max_size=max_size
+            data,
+            key,
+            metadata,
+            handler=handler,
+            overwrite=overwrite,
+            max_size=max_size,
+            custom_metadata=custom_metadata,
         ).key
 
     def put_batch(
@@ -525,7 +550,10 @@ class BlobStore:
             # A put, not an update: it returns the entry it really replaced, which is not
             # ``old`` when another writer committed meanwhile; releasing ``old`` instead
             # would leave that writer's blob behind as an orphan.
-            replaced = self.metadata.put(old.replace(updated_at=now, **changes))
+            # keep_rows: the data changes, its custom metadata rows stay
+            replaced = self.metadata.put_custom(
+                old.replace(updated_at=now, **changes), [], keep_rows=True
+            )
             if replaced is None:  # deleted meanwhile by someone else: do not resurrect it
                 mine = [{"key": key}, {"updated_at": now}, {"blob_ref": changes["blob_ref"]}]
                 self.metadata.delete_where({"$and": mine})
@@ -641,7 +669,8 @@ class BlobStore:
         """Copy an entry and its data to a new key; return the new entry.
 
         The bytes are copied inside the blob backend (server-side on S3); in a
-        content-addressed store the copy shares the blob.
+        content-addressed store the copy shares the blob. Custom metadata rows are
+        copied too (a replaced destination's rows go).
 
         Raises:
             EntryNotFoundError: ``src`` does not exist.
@@ -714,7 +743,8 @@ class BlobStore:
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
         """Rename an entry (atomically on SQL backends); return the moved entry.
 
-        The bytes do not move: blob names are independent of keys.
+        The bytes do not move: blob names are independent of keys. Custom metadata rows
+        follow the entry (a replaced destination's rows go).
 
         Raises:
             EntryNotFoundError: ``src`` does not exist.
@@ -734,6 +764,166 @@ class BlobStore:
         if replaced is not None and replaced.blob_ref != entry.blob_ref:
             self._release([replaced])
         return entry
+
+    # ------------------------------------------------------------------ custom metadata
+
+    def _custom_rows(self, custom_metadata: CustomRows) -> builtins.list[CustomMetadataBase]:
+        """The rows of ``custom_metadata=``, checked before anything is written."""
+        if custom_metadata is None:
+            return []
+        self.metadata.check_custom_metadata()
+        from cacheness.storage._custom import rows_of
+
+        rows = rows_of(custom_metadata)
+        # tables created (or found not to match) before any byte is written
+        self.metadata.link_custom_models(dict.fromkeys(type(row) for row in rows))
+        return rows
+
+    def query_custom(self, model: type[M] | str, *where: Any) -> builtins.list[M]:
+        """Return the rows of a custom metadata model matching SQLAlchemy conditions.
+
+        Args:
+            model: the model class (or the name it is registered under).
+            *where: SQLAlchemy conditions on its columns (``Model.accuracy >= 0.9``);
+                none returns every row.
+
+        Returns:
+            Model instances, detached from any session (their columns are loaded, so
+            they stay usable), ordered by key then row id.
+
+        Raises:
+            ConfigError: the metadata backend has no SQL tables, or ``model`` is not a
+                custom metadata model (or registered name).
+            CustomSchemaError: the model's table exists with other columns.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_store_runs")
+            ... class DocRun(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_store_runs"
+            ...     accuracy = Column(Float)
+            >>> with BlobStore(tempfile.mkdtemp()) as store:
+            ...     _ = store.put(b"m1", key="m1", custom_metadata=DocRun(accuracy=0.8))
+            ...     _ = store.put(b"m2", key="m2", custom_metadata=DocRun(accuracy=0.95))
+            ...     rows = store.query_custom(DocRun, DocRun.accuracy > 0.9)
+            ...     tuple(row.cache_key for row in rows)
+            ('m2',)
+        """
+        self._check_open()
+        return cast("builtins.list[M]", self.metadata.query_custom(model, *where))
+
+    @contextlib.contextmanager
+    def query_custom_session(self, model: type[M] | str) -> Iterator[Query[M]]:
+        """Yield a SQLAlchemy ``Query`` of a custom model, on a session always closed after.
+
+        The full ORM is there: ``.filter``, ``.join`` (to other custom tables),
+        ``.order_by``, aggregates (``q.with_entities(func.avg(Model.accuracy))``),
+        ``q.session`` for anything else. Objects read stay usable after the block
+        (their loaded columns).
+
+        Raises:
+            ConfigError: the metadata backend has no SQL tables.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_session_runs")
+            ... class SessionRun(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_session_runs"
+            ...     epochs = Column(Integer)
+            >>> with BlobStore(tempfile.mkdtemp()) as store:
+            ...     _ = store.put(1, key="a", custom_metadata=SessionRun(epochs=10))
+            ...     with store.query_custom_session(SessionRun) as q:
+            ...         q.filter(SessionRun.epochs >= 5).count()
+            1
+        """
+        self._check_open()
+        with self.metadata.custom_session(model) as session:
+            from cacheness.storage._custom import resolve_model
+
+            yield cast("Query[M]", session.query(resolve_model(model)))
+
+    def get_custom_metadata(self, model: type[M] | str, key: str) -> builtins.list[M]:
+        """Return the rows of a custom model stored with entry ``key`` (oldest first).
+
+        An entry has as many rows of a model as were given at its ``put`` (one, usually);
+        a missing entry has none.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_get_runs")
+            ... class GetRun(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_get_runs"
+            ...     author = Column(String)
+            >>> with BlobStore(tempfile.mkdtemp()) as store:
+            ...     _ = store.put(1, key="a", custom_metadata=GetRun(author="ana"))
+            ...     tuple(row.author for row in store.get_custom_metadata(GetRun, "a"))
+            ('ana',)
+        """
+        self._check_open()
+        validate_key(key)
+        from cacheness.storage._custom import resolve_model
+
+        resolved = resolve_model(model)
+        return cast(
+            "builtins.list[M]", self.metadata.query_custom(resolved, resolved.cache_key == key)
+        )
+
+    def query_custom_entries(self, model: type[M] | str, *where: Any) -> builtins.list[Entry]:
+        """Return the entries having a row of a custom model that matches ``where``.
+
+        The join back to the data: load each with :meth:`read` or :meth:`get`. Entries
+        come in key order, each once however many of its rows match.
+
+        Example:
+            >>> import tempfile
+            >>> from sqlalchemy import Column, Float, Integer, String
+            >>> from cacheness.storage import CustomMetadataBase, custom_metadata_model
+            >>> @custom_metadata_model("doc_entry_runs")
+            ... class EntryRun(CustomMetadataBase):
+            ...     __tablename__ = "custom_doc_entry_runs"
+            ...     score = Column(Integer)
+            >>> with BlobStore(tempfile.mkdtemp()) as store:
+            ...     _ = store.put("best", key="a", custom_metadata=EntryRun(score=9))
+            ...     _ = store.put("worst", key="b", custom_metadata=EntryRun(score=1))
+            ...     found = store.query_custom_entries(EntryRun, EntryRun.score > 5)
+            ...     tuple(store.read(entry) for entry in found)
+            ('best',)
+        """
+        self._check_open()
+        keys = self.metadata.custom_keys(model, *where)
+        found = self.metadata.get_many(keys)
+        return [found[key] for key in keys if key in found]
+
+    def migrate_custom_metadata_tables(
+        self, *models: type[CustomMetadataBase] | str
+    ) -> dict[str, builtins.list[str]]:
+        """Bring custom metadata tables up to their models: create missing tables, add
+        missing nullable columns (and their indexes).
+
+        Args:
+            *models: the models (classes or registered names); none means every
+                registered model.
+
+        Returns:
+            ``{table: [added columns]}`` for the tables that changed.
+
+        Raises:
+            ConfigError: the metadata backend has no SQL tables.
+            CustomSchemaError: a difference that needs a migration of your own (a NOT
+                NULL column, a column dropped or retyped): see the docs' Alembic recipe.
+        """
+        self._check_open()
+        self.metadata.check_custom_metadata()
+        from cacheness.storage._custom import list_custom_models
+
+        chosen = models or tuple(list_custom_models().values())
+        return self.metadata.migrate_custom_tables(chosen)
 
     # ------------------------------------------------------------------ deleting
 

@@ -32,6 +32,7 @@ __all__ = [
     "CachenessWarning",
     "CompressionError",
     "ConfigError",
+    "CustomSchemaError",
     "EntryExistsError",
     "EntryNotFoundError",
     "FilterError",
@@ -97,6 +98,15 @@ class FormatVersionError(MetadataError):
         super().__init__(message)
         self.found = found
         self.supported = supported
+
+
+class CustomSchemaError(MetadataError):
+    """A custom metadata model does not match the table of its name in the database.
+
+    The message names the columns that differ and what to do:
+    ``migrate_custom_metadata_tables()`` adds missing nullable columns; anything else is a
+    migration the user runs (e.g. with Alembic).
+    """
 
 
 class StorageFullError(StorageError):

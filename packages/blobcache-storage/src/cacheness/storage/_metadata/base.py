@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import msgspec
 
@@ -49,6 +49,15 @@ from cacheness.storage._metadata._entries import (
     validate_changes,
 )
 from cacheness.storage._pairing import Scope
+from cacheness.storage.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from cacheness.storage._custom import CustomMetadataBase
+
+CUSTOM_METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
+"""The metadata backends that hold custom metadata tables."""
 
 _LOCKS_GUARD = threading.Lock()
 
@@ -117,6 +126,8 @@ class MetadataBackend(ABC):
 
     name: ClassVar[str]
     scope: ClassVar[Scope]
+    supports_custom_metadata: ClassVar[bool] = False
+    """True when the backend holds custom metadata tables (the SQL backends)."""
 
     # ----------------------------------------------------------------- primitives
 
@@ -363,6 +374,114 @@ class MetadataBackend(ABC):
         replaced = self.put(moved, overwrite=overwrite)
         self.delete(src)
         return moved, replaced
+
+    # ----------------------------------------------------------------- custom metadata
+
+    def check_custom_metadata(self) -> None:
+        """Raise ``ConfigError`` unless this backend holds custom metadata tables.
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> MemoryMetadataBackend().check_custom_metadata()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            cacheness.storage.errors.ConfigError: the memory metadata backend cannot hold \
+custom metadata tables...
+        """
+        if not self.supports_custom_metadata:
+            raise ConfigError(
+                f"the {self.name} metadata backend cannot hold custom metadata tables (typed "
+                f"SQL columns need a SQL database); use metadata_backend="
+                f"{' or '.join(map(repr, CUSTOM_METADATA_BACKENDS))}, or store the values "
+                "as JSON metadata and filter on them"
+            )
+
+    def link_custom_models(self, models: Iterable[type[CustomMetadataBase] | str]) -> None:
+        """Create (or check against their models) the tables of ``models`` now.
+
+        ``BlobStore.put`` calls it before writing any bytes, so a model that cannot be
+        stored fails before anything is written. Done once per model and process.
+
+        Raises:
+            ConfigError: this backend has no custom metadata tables.
+            CustomSchemaError: a model's table exists with other columns.
+        """
+        self.check_custom_metadata()
+        raise NotImplementedError  # pragma: no cover - the SQL backends override it
+
+    def put_custom(
+        self,
+        entry: Entry,
+        rows: list[CustomMetadataBase],
+        *,
+        overwrite: bool = True,
+        keep_rows: bool = False,
+    ) -> Entry | None:
+        """Store ``entry`` and its custom metadata ``rows`` in one transaction.
+
+        A replaced entry's rows are replaced by ``rows`` (removed when there are none),
+        unless ``keep_rows`` (the data of an entry changes, its description stays).
+        Backends without custom metadata store the entry when there are no rows.
+
+        Returns:
+            The replaced entry, or None when the key was new.
+
+        Raises:
+            ConfigError: ``rows`` given to a backend without custom metadata tables.
+            CustomSchemaError: a model's table exists with other columns.
+            EntryExistsError: ``overwrite`` is False and the key exists.
+        """
+        if rows:
+            self.check_custom_metadata()
+        return self.put(entry, overwrite=overwrite)
+
+    def custom_session(
+        self, model: type[CustomMetadataBase] | str
+    ) -> AbstractContextManager[Session]:
+        """A SQLAlchemy ORM session on the index's database, ``model``'s table created.
+
+        The session is closed when the block ends (see ``BlobStore.query_custom_session``).
+
+        Raises:
+            ConfigError: this backend has no custom metadata tables.
+        """
+        self.check_custom_metadata()
+        raise NotImplementedError  # pragma: no cover - the SQL backends override it
+
+    def query_custom(
+        self, model: type[CustomMetadataBase] | str, *where: Any
+    ) -> list[CustomMetadataBase]:
+        """Return ``model``'s rows matching the SQLAlchemy conditions ``where``, detached.
+
+        Raises:
+            ConfigError: this backend has no custom metadata tables.
+        """
+        self.check_custom_metadata()
+        raise NotImplementedError  # pragma: no cover - the SQL backends override it
+
+    def custom_keys(self, model: type[CustomMetadataBase] | str, *where: Any) -> list[str]:
+        """Return the keys of the entries with a row of ``model`` matching ``where``, sorted.
+
+        Raises:
+            ConfigError: this backend has no custom metadata tables.
+        """
+        self.check_custom_metadata()
+        raise NotImplementedError  # pragma: no cover - the SQL backends override it
+
+    def migrate_custom_tables(
+        self, models: Iterable[type[CustomMetadataBase] | str]
+    ) -> dict[str, list[str]]:
+        """Create the tables of ``models`` and add their missing nullable columns.
+
+        Returns:
+            ``{table: [added columns]}`` for the tables that changed.
+
+        Raises:
+            ConfigError: this backend has no custom metadata tables.
+            CustomSchemaError: a difference only a hand-written migration can fix.
+        """
+        self.check_custom_metadata()
+        raise NotImplementedError  # pragma: no cover - the SQL backends override it
 
     # ----------------------------------------------------------------- named locks
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.elements import ColumnElement
 
+    from cacheness.storage._metadata._sqlcustom import ChildTable, TableShape
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -230,6 +232,66 @@ postgresql:// URL, got 'sqlite:///x.db'...
 
     def _make_dialect(self) -> Dialect:
         return self._engine_dialect
+
+    # ------------------------------------------------------------------ custom metadata
+
+    def _custom_engine(self) -> sa.engine.Engine:
+        self._check_open()
+        if self._pid != os.getpid():  # forked: the parent's pooled connections are not ours
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+        if self.schema is None:
+            return self.engine
+        return self.engine.execution_options(schema_translate_map={None: self.schema})
+
+    def _regclass(self, name: str, schema: str | None) -> str:
+        preparer = self._dialect.identifier_preparer
+        quoted = preparer.quote(name)
+        return quoted if schema is None else f"{preparer.quote_schema(schema)}.{quoted}"
+
+    def _table_shape(self, cursor: Cursor, name: str, schema: str | None) -> TableShape | None:
+        from cacheness.storage._metadata._sqlcustom import TableShape
+
+        table = self._regclass(name, schema)
+        columns = cursor.raw.execute(
+            "SELECT attname, NOT attnotnull FROM pg_attribute WHERE attrelid = "
+            "to_regclass(%s) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (table,),
+        ).fetchall()
+        if not columns:
+            return None
+        entries = self._regclass(self.table.name, self.table.schema)
+        linked = cursor.raw.execute(
+            "SELECT 1 FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid "
+            "AND a.attnum = c.conkey[1] WHERE c.contype = 'f' AND c.confdeltype = 'c' AND "
+            "c.conrelid = to_regclass(%s) AND c.confrelid = to_regclass(%s) AND "
+            "a.attname = 'cache_key'",
+            (table, entries),
+        ).fetchone()
+        return TableShape({row[0]: bool(row[1]) for row in columns}, linked is not None)
+
+    def _child_tables(self, cursor: Cursor) -> list[ChildTable]:
+        from cacheness.storage._metadata._sqlcustom import ChildTable
+
+        quote = self._dialect.identifier_preparer.quote
+        entries = self._regclass(self.table.name, self.table.schema)
+        links = cursor.raw.execute(
+            "SELECT c.conrelid, c.conrelid::regclass::text, a.attname FROM pg_constraint c "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+            "WHERE c.contype = 'f' AND c.confrelid = to_regclass(%s) ORDER BY 2",
+            (entries,),
+        ).fetchall()
+        children = []
+        for oid, name, link in links:
+            columns = cursor.raw.execute(
+                "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 "
+                "AND NOT a.attisdropped AND a.attname <> %s AND NOT EXISTS (SELECT 1 FROM "
+                "pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = "
+                "ANY(i.indkey)) ORDER BY a.attnum",
+                (oid, link),
+            ).fetchall()
+            children.append(ChildTable(name, quote(link), tuple(quote(row[0]) for row in columns)))
+        return children
 
     def _insert_construct(self) -> Any:
         return postgresql.insert(self.table)

@@ -35,6 +35,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 
 from cacheness.storage._entry import Entry, utc_now, validate_key
@@ -73,8 +74,12 @@ from cacheness.storage.errors import (
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Dialect, Engine
+    from sqlalchemy.orm import Session
     from sqlalchemy.sql.elements import ColumnElement
+
+    from cacheness.storage._custom import CustomMetadataBase
+    from cacheness.storage._metadata._sqlcustom import ChildTable, CustomTables, TableShape
 
 
 log = logging.getLogger(__name__)
@@ -192,6 +197,7 @@ class SqlMetadataBackend(MetadataBackend):
     """
 
     dialect_name: ClassVar[str]
+    supports_custom_metadata: ClassVar[bool] = True
     migrations: ClassVar[FormatMigrations[SqlStep]]
     """The steps that upgrade an older table of this dialect, one schema version each."""
     page_size: ClassVar[int] = 1000
@@ -234,6 +240,12 @@ class SqlMetadataBackend(MetadataBackend):
     def info_table(self) -> sa.Table:
         """The ``<table>_info`` table holding the schema version."""
         return self._tables[1]
+
+    @functools.cached_property
+    def _custom(self) -> CustomTables:
+        from cacheness.storage._metadata._sqlcustom import CustomTables
+
+        return CustomTables(self)
 
     @functools.cached_property
     def _dialect(self) -> Dialect:
@@ -365,6 +377,18 @@ class SqlMetadataBackend(MetadataBackend):
     def _row_columns(self) -> list[ColumnElement[Any]]:
         return [self.table.c[name] for name in COLUMNS]
 
+    @abstractmethod
+    def _table_shape(self, cursor: Cursor, name: str, schema: str | None) -> TableShape | None:
+        """The columns of table ``name`` and whether it links to the entries (None: absent)."""
+
+    @abstractmethod
+    def _child_tables(self, cursor: Cursor) -> list[ChildTable]:
+        """The tables whose rows reference the entries (custom metadata tables)."""
+
+    @abstractmethod
+    def _custom_engine(self) -> Engine:
+        """The SQLAlchemy engine custom metadata sessions use (same database)."""
+
     def _write_values(self, fields: Iterable[str]) -> dict[str, Any]:
         """The ``SET``/``VALUES`` of a write of ``fields``: each from its ``p_<name>``."""
         import sqlalchemy as sa
@@ -407,6 +431,20 @@ class SqlMetadataBackend(MetadataBackend):
             with self._statements_lock:
                 self._statements_by_shape[shape] = statement
         return statement
+
+    def _rename_statement(self) -> Statement:
+        """``UPDATE ... SET key = :key, <every field> WHERE key = :src`` (``move``)."""
+
+        def build() -> Any:
+            import sqlalchemy as sa
+
+            return (
+                sa.update(self.table)
+                .where(self.table.c.key == sa.bindparam("p_src"))
+                .values(self._write_values(COLUMNS))
+            )
+
+        return self._cached(("rename",), build)
 
     def _update_statement(self, fields: tuple[str, ...]) -> Statement:
         def build() -> Any:
@@ -523,17 +561,31 @@ class SqlMetadataBackend(MetadataBackend):
         elif cursor.execute(self._insert, params).rowcount != 1:
             raise Conflict(entry.key)
 
-    def _put_locked(self, cursor: Cursor, entry: Entry, *, overwrite: bool) -> Entry | None:
+    def _put_locked(
+        self, cursor: Cursor, entry: Entry, *, overwrite: bool, keep_rows: bool = False
+    ) -> Entry | None:
+        """Insert or replace ``entry``; return the replaced entry.
+
+        A replaced entry is deleted and inserted again, so its custom metadata rows go
+        with it (the foreign key cascades); ``keep_rows`` updates it in place instead,
+        keeping them (``update_data``).
+        """
         # Insert first: a new key (the common case) takes one statement, not a read too.
         params = entry_params(entry)
         if cursor.execute(self._insert, params).rowcount == 1:
             return None
         if not overwrite:
             raise exists_error(entry.key)
-        row = cursor.first(self._get_locked, {"key": entry.key})
+        if keep_rows:
+            row = cursor.first(self._get_locked, {"key": entry.key})
+        else:
+            row = cursor.first(self._delete, {"key": entry.key})
         if row is None:  # deleted by another transaction since our insert saw it
             raise Conflict(entry.key)
-        cursor.execute(self._update_all, params)
+        if keep_rows:
+            cursor.execute(self._update_all, params)
+        else:
+            self._write_entry(cursor, entry, existed=False)
         return row_to_entry(row)
 
     # ------------------------------------------------------------------ primitives
@@ -667,12 +719,12 @@ class SqlMetadataBackend(MetadataBackend):
                 if old is not None:
                     replaced.append(old)
                 final[entry.key] = entry
-            new = [entry_params(e) for key, e in final.items() if key not in current]
-            if new and cursor.many(self._insert, new) != len(new):
+            replacing = sorted(key for key in final if key in current)
+            for chunk in chunks(replacing, self.in_chunk):  # their custom rows go too
+                cursor.rows_for_keys(self._keys_statement("delete", len(chunk)), chunk)
+            rows = [entry_params(entry) for entry in final.values()]
+            if cursor.many(self._insert, rows) != len(rows):
                 raise Conflict("put_many")
-            changed = [entry_params(e) for key, e in final.items() if key in current]
-            if changed:
-                cursor.many(self._update_all, changed)
             return replaced
 
         return self._run(work, write=True)
@@ -772,9 +824,74 @@ class SqlMetadataBackend(MetadataBackend):
             if row is None:
                 raise not_found_error(src)
             copy = copied_entry(row_to_entry(row), dst, changes, utc_now())
-            return copy, self._put_locked(cursor, copy, overwrite=overwrite)
+            if src == dst:  # a copy onto itself keeps its custom rows, once
+                return copy, self._put_locked(cursor, copy, overwrite=overwrite, keep_rows=True)
+            replaced = self._put_locked(cursor, copy, overwrite=overwrite)
+            self._custom.copy_rows(cursor, src, dst)
+            return copy, replaced
 
         return self._run(work, write=True)
+
+    # ------------------------------------------------------------------ custom metadata
+
+    def put_custom(
+        self,
+        entry: Entry,
+        rows: list[CustomMetadataBase],
+        *,
+        overwrite: bool = True,
+        keep_rows: bool = False,
+    ) -> Entry | None:
+        """Store ``entry`` and its custom metadata rows in one transaction.
+
+        See :meth:`MetadataBackend.put_custom`. The rows' tables are created (or checked)
+        first, each in a transaction of its own; then the entry (replacing an old one
+        and, unless ``keep_rows``, its rows) and the new rows commit together.
+        """
+        stored = normalize_entry(entry)
+        prepared = self._custom.prepare(rows) if rows else []
+
+        def work(cursor: Cursor) -> Entry | None:
+            replaced = self._put_locked(cursor, stored, overwrite=overwrite, keep_rows=keep_rows)
+            self._custom.write(cursor, stored.key, prepared)
+            return replaced
+
+        replaced = self._run(work, write=True)
+        for row in rows:
+            row.cache_key = stored.key
+        return replaced
+
+    def link_custom_models(self, models: Iterable[type[CustomMetadataBase] | str]) -> None:
+        """Create or check the tables of ``models`` (see ``MetadataBackend``)."""
+        self._check_open()
+        for model in models:
+            self._custom.link(model)
+
+    def custom_session(
+        self, model: type[CustomMetadataBase] | str
+    ) -> AbstractContextManager[Session]:
+        """An ORM session on this index's database (see :meth:`MetadataBackend.custom_session`)."""
+        self._check_open()
+        return self._custom.session(model)
+
+    def query_custom(
+        self, model: type[CustomMetadataBase] | str, *where: Any
+    ) -> list[CustomMetadataBase]:
+        """Return ``model``'s rows matching ``where``, detached, ordered by key and id."""
+        self._check_open()
+        return self._custom.rows(model, where)
+
+    def custom_keys(self, model: type[CustomMetadataBase] | str, *where: Any) -> list[str]:
+        """Return the sorted keys of the entries with a row of ``model`` matching ``where``."""
+        self._check_open()
+        return self._custom.keys(model, where)
+
+    def migrate_custom_tables(
+        self, models: Iterable[type[CustomMetadataBase] | str]
+    ) -> dict[str, list[str]]:
+        """Create missing tables, add missing nullable columns (see ``MetadataBackend``)."""
+        self._check_open()
+        return self._custom.migrate(models)
 
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> tuple[Entry, Entry | None]:
         """Rename ``src`` to ``dst`` atomically, in one transaction."""
@@ -797,8 +914,12 @@ class SqlMetadataBackend(MetadataBackend):
             if old_row is not None and not overwrite:
                 raise exists_error(dst)
             moved = moved_entry(source, dst, now)
-            cursor.first(self._delete, {"key": src})
-            self._write_entry(cursor, moved, existed=old_row is not None)
+            if old_row is not None:  # the replaced entry's custom rows go with it
+                cursor.first(self._delete, {"key": dst})
+            # A rename in place: ON UPDATE CASCADE relinks the custom metadata rows.
+            renamed = cursor.execute(self._rename_statement(), entry_params(moved) | {"src": src})
+            if renamed.rowcount != 1:
+                raise Conflict(src)
             return moved, None if old_row is None else row_to_entry(old_row)
 
         return self._run(work, write=True)

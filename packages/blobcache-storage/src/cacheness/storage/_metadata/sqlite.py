@@ -55,7 +55,9 @@ from cacheness.storage._pairing import Scope
 from cacheness.storage.errors import ConfigError, MetadataError, StorageFullError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Dialect, Engine
+
+    from cacheness.storage._metadata._sqlcustom import ChildTable, TableShape
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +217,8 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._local = threading.local()
         self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._engine_pid = 0
         super().__init__(table=table, schema=None)
         for quick in (self._get, self._get_payload, self._get_payload_state):  # binds (key,)
             assert (quick.positional, quick.sources) == (True, ("key",))
@@ -254,12 +258,17 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             return "wal"
         return "delete"
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, autocommit: bool = True) -> sqlite3.Connection:
+        """A connection with this index's pragmas (foreign keys enforced on every one).
+
+        ``autocommit`` (the index's own connections): transactions are begun by hand;
+        otherwise the driver begins them (SQLAlchemy sessions).
+        """
         try:
             conn = sqlite3.connect(
                 self.path,
                 timeout=self._busy_timeout,
-                isolation_level=None,
+                isolation_level=None if autocommit else "DEFERRED",
                 check_same_thread=False,
                 cached_statements=256,
             )
@@ -304,6 +313,69 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         from sqlalchemy.dialects import sqlite
 
         return sqlite.dialect()
+
+    # ------------------------------------------------------------------ custom metadata
+
+    @property
+    def engine(self) -> Engine:
+        """A SQLAlchemy engine on the index file (custom metadata sessions use it).
+
+        Made on first use; its pooled connections enforce foreign keys like the index's
+        own. Disposed by :meth:`close`.
+        """
+        return self._custom_engine()
+
+    def _custom_engine(self) -> Engine:
+        self._check_open()
+        with self._connections_lock:
+            engine = self._engine
+            if engine is not None and self._engine_pid != os.getpid():
+                engine.dispose(close=False)  # forked: the parent's connections stay its own
+            if engine is None or self._engine_pid != os.getpid():
+                import sqlalchemy as sa
+
+                engine = sa.create_engine(
+                    f"sqlite:///{self.path}",
+                    creator=lambda: self._connect(autocommit=False),
+                    pool_size=5,
+                    max_overflow=10,
+                )
+                self._engine, self._engine_pid = engine, os.getpid()
+            return engine
+
+    def _table_shape(self, cursor: Cursor, name: str, schema: str | None) -> TableShape | None:
+        from cacheness.storage._metadata._sqlcustom import TableShape
+
+        quoted = self._dialect.identifier_preparer.quote(name)
+        columns = cursor.raw.execute(f"PRAGMA table_info({quoted})").fetchall()
+        if not columns:
+            return None
+        links = cursor.raw.execute(f"PRAGMA foreign_key_list({quoted})").fetchall()
+        linked = any(
+            (table, source, target, on_delete.upper())
+            == (self.table_name, "cache_key", "key", "CASCADE")
+            for _, _, table, source, target, _, on_delete, _ in links
+        )
+        return TableShape({row[1]: not row[3] for row in columns}, linked)
+
+    def _child_tables(self, cursor: Cursor) -> list[ChildTable]:
+        from cacheness.storage._metadata._sqlcustom import ChildTable
+
+        quote = self._dialect.identifier_preparer.quote
+        names = cursor.raw.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%REFERENCES%' "
+            "ORDER BY name"
+        ).fetchall()
+        children = []
+        for (name,) in names:
+            links = cursor.raw.execute(f"PRAGMA foreign_key_list({quote(name)})").fetchall()
+            link = next((row[3] for row in links if row[2] == self.table_name), None)
+            if link is None:
+                continue
+            columns = cursor.raw.execute(f"PRAGMA table_info({quote(name)})").fetchall()
+            copied = tuple(quote(row[1]) for row in columns if not row[5] and row[1] != link)
+            children.append(ChildTable(quote(name), quote(link), copied))
+        return children
 
     def _precompiled(self) -> dict[str, Statement] | None:
         """The statements compiled ahead of time for the default table, so that opening an
@@ -506,6 +578,9 @@ class SqliteMetadataBackend(SqlMetadataBackend):
             self._connections = weakref.WeakSet()
         for connection in held:
             connection.close()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose(close=self._engine_pid == os.getpid())
 
     def _make_locks(self) -> FileLocks:
         # Processes of one host share the index file, so they share lock files beside it.
