@@ -30,6 +30,24 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+# --------------------------------------------------------------------------- signing keys
+
+
+@pytest.fixture(scope="session")
+def _config_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xdg-config")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_home(_config_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep tests away from the user's real signing key: the per-user key file goes
+    under a temporary ``XDG_CONFIG_HOME`` (subprocesses inherit it), and no signing key
+    of the developer's environment leaks in (fixtures of team stores set their own)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_config_home))
+    monkeypatch.delenv("CACHENESS_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("CACHENESS_SIGNING_KEY_FILE", raising=False)
+
+
 # --------------------------------------------------------------------------- docs pages
 
 DOCS = Path(__file__).resolve().parent / "docs"

@@ -112,6 +112,8 @@ class Team:
             PYTHONUNBUFFERED="1",
         )
         env.pop("AWS_PROFILE", None)
+        if os.environ.get("CACHENESS_SIGNING_KEY"):  # the team's key, set by the fixtures
+            env["CACHENESS_SIGNING_KEY"] = os.environ["CACHENESS_SIGNING_KEY"]
         if form == "env":
             assert not self.blob_options, "blob options have no environment variables"
             env.update(

@@ -113,7 +113,7 @@ def test_missing_service_skips_or_fails_as_the_environment_asks(tmp_path, requir
 def test_bucket_with_more_than_a_thousand_objects_is_cleaned_up(s3_endpoint):
     from cacheness.storage.testing import services
 
-    fixture = services.s3_bucket.__wrapped__(s3_endpoint)  # the fixture's generator
+    fixture = services.s3_bucket.__wrapped__(s3_endpoint, "00" * 32)  # the generator
     bucket = next(fixture)
     client = bucket.client()
     for index in range(1005):

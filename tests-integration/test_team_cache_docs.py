@@ -52,8 +52,9 @@ S3_OPERATIONS = {
 @pytest.fixture
 def services(fresh_postgres_url, s3_bucket, tmp_path, monkeypatch):
     """Point the page's names at the real services; return a function rewriting text."""
+    key = __import__("os").environ["CACHENESS_SIGNING_KEY"]  # the team's key (fixtures)
     for name in list(__import__("os").environ):
-        if name.startswith("CACHENESS_"):
+        if name.startswith("CACHENESS_") and name != "CACHENESS_SIGNING_KEY":
             monkeypatch.delenv(name)
     endpoint = s3_bucket.endpoint
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key_id)
@@ -68,6 +69,7 @@ def services(fresh_postgres_url, s3_bucket, tmp_path, monkeypatch):
             (DOC_S3, endpoint.endpoint_url),
             ('"team-cache"', f'"{s3_bucket.name}"'),
             ("=team-cache\n", f"={s3_bucket.name}\n"),
+            ("CACHENESS_SIGNING_KEY=...\n", f"CACHENESS_SIGNING_KEY={key}\n"),
         ):
             text = text.replace(old, new)
         return text

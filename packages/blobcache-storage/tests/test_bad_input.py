@@ -46,6 +46,7 @@ from cacheness.storage.errors import (
     InvalidKeyError,
     MetadataError,
     SerializationError,
+    SignatureError,
 )
 
 FORGED_PAYLOADS = Path(__file__).with_name("_forged_payloads.py")
@@ -864,7 +865,11 @@ def test_a_tampered_blob_reference_in_the_index_is_refused(tmp_path):
         if entry["key"] == "blob":
             entry["blob_ref"] = "../../../etc/passwd"
     index.write_text(json.dumps(document))
-    with BlobStore(root, metadata_backend="json") as store:
+    signed = BlobStore(root, metadata_backend="json")
+    with pytest.raises(SignatureError):  # signing on: refused before the reference is used
+        signed.get("blob")
+    signed.close()
+    with BlobStore(root, metadata_backend="json", signing=False) as store:
         # InvalidBlobNameError, as the docs say, and advice that repair can follow
         with pytest.raises(InvalidBlobNameError, match=r"'\.\.' is not allowed") as excinfo:
             store.get("blob")

@@ -54,6 +54,9 @@ SAMPLES = {
     "CACHENESS_STRICT": ("true", True),
     "CACHENESS_COMPRESSION_CODEC": ("zstd", "zstd"),
     "CACHENESS_VERIFY_READS": ("off", False),
+    "CACHENESS_ENTRY_SIGNING": ("off", False),
+    "CACHENESS_UNSIGNED": ("reject", "reject"),
+    "CACHENESS_DELETE_INVALID_SIGNATURES": ("yes", True),
 }
 
 

@@ -39,6 +39,7 @@ from cacheness.storage import (
     FormatVersionError,
     MetadataError,
     PostgresMetadataBackend,
+    SignatureError,
     SqliteMetadataBackend,
 )
 from cacheness.storage._metadata import json as json_backend
@@ -129,7 +130,9 @@ class Golden:
         return self.manifest["entries"]
 
     def open(self, **extra: Any) -> BlobStore:
-        return BlobStore(self.root, **self.options, **extra)
+        # Written before signing: their entries are unsigned, read as a migration does
+        # (test_unsigned_golden_entries_read_by_policy_and_resign covers the default).
+        return BlobStore(self.root, **{"unsigned": "accept", **self.options, **extra})
 
 
 @pytest.fixture(params=STORES)
@@ -252,6 +255,27 @@ def test_listing_and_filters_find_what_was_recorded(golden: Golden, store: BlobS
     assert [e.key for e in store.list_entries(order_by="size", limit=3, offset=1)] == sorted(
         entries, key=lambda k: (entries[k]["size"], k)
     )[1:4]
+
+
+def test_unsigned_golden_entries_read_by_policy_and_resign(golden: Golden) -> None:
+    """Entries written before signing: data reads, pickles are refused until resign()."""
+    keys = [k for k, r in golden.entries.items() if r["value"] != "cloudpickled_function"]
+    with golden.open(unsigned="accept_data_only") as store:
+        refused = set()
+        for key in keys:
+            try:
+                values.assert_same(store.get(key), values.read_back(golden.entries[key]["value"]))
+            except SignatureError:
+                refused.add(key)
+        executable = {k for k in keys if store.get_metadata(k).handler == "objects"}
+        assert refused == executable
+        assert executable, "the golden stores hold pickles"
+    with golden.open(unsigned="accept") as store:
+        report = store.resign()
+        assert report.resigned == len(golden.entries)
+    with golden.open(unsigned="reject") as store:
+        for key in keys:
+            values.assert_same(store.get(key), values.read_back(golden.entries[key]["value"]))
 
 
 def test_a_golden_store_stays_writable(golden: Golden, store: BlobStore) -> None:

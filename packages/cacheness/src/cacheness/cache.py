@@ -73,7 +73,9 @@ from cacheness.storage import (
     PayloadInfo,
     PayloadTooLargeError,
     RepairReport,
+    ResignReport,
     SerializationError,
+    SignatureError,
     StorageError,
     StorageFullError,
     combine_filters,
@@ -1379,7 +1381,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     def get_stats(self) -> dict[str, Any]:
         """Return counters of this cache object plus the index's entry count and size.
 
-        Keys: hits, misses, puts, evictions, expirations, errors, bytes_read,
+        Keys: hits, misses, puts, evictions, expirations, errors, invalid_signatures,
+        bytes_read,
         bytes_written, hit_rate, entries, total_size, max_cache_size_mb, max_entries,
         eviction_policy, metadata_backend, blob_backend.
         """
@@ -1396,6 +1399,28 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             blob_backend=self._store.blob_backend_name,
         )
         return stats
+
+    def resign(self, *, batch_size: int = 1000) -> ResignReport:
+        """Re-sign every entry with the current signing key; return the counts.
+
+        After a key rotation (``SecurityConfig(signing_key=new, signing_keys=[old])``):
+        entries signed with an older key get the current key's signature, so the old
+        key can then be dropped. Entries whose signature fails are never re-signed.
+        See :meth:`cacheness.storage.BlobStore.resign`.
+
+        Raises:
+            ConfigError: signing is off for this cache.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put([1, 2], name="x")
+            >>> cache.resign().current  # already signed with the current key
+            1
+            >>> cache.close()
+        """
+        self._check_open()
+        return self._store.resign(batch_size=batch_size)
 
     def reset_stats(self) -> None:
         """Set the counters of this cache object back to zero."""
@@ -1659,6 +1684,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 found = self._store.lookup(key, with_metadata=True, accept=usable)
             else:
                 found = self._store.read_current(entry, accept=usable)
+        except SignatureError as exc:
+            if self.config.strict:
+                raise
+            # Not removed here: the store deletes it with delete_invalid_signatures, and
+            # otherwise it may be valid under a key this process lacks.
+            log.warning("cache entry %s refused (signature): a miss (%s)", key, exc)
+            self._stats.record_miss(signature=True)
+            return None
         except (IntegrityError, SerializationError, InvalidBlobNameError) as exc:
             if self.config.strict or not checked:
                 raise

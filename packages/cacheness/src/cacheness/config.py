@@ -66,6 +66,7 @@ from cacheness._config_convert import (
     to_builtins,
     tracks_explicit,
 )
+from cacheness.cache_entry import RESERVED_METADATA_KEY
 from cacheness.keys import HashUnknown
 from cacheness.storage import (
     DEFAULT_INLINE_THRESHOLD,
@@ -86,8 +87,11 @@ if TYPE_CHECKING:
     MetadataBackendSpec: TypeAlias = str | MetadataBackend
     BlobBackendSpec: TypeAlias = str | BlobBackend
     HandlerSpec: TypeAlias = str | type[Handler] | Handler
+    from cacheness.storage import SigningKey
+
+    KeySpec: TypeAlias = str | bytes | SigningKey
 else:  # msgspec converts these fields as-is; validate_config checks them
-    MetadataBackendSpec = BlobBackendSpec = HandlerSpec = Any
+    MetadataBackendSpec = BlobBackendSpec = HandlerSpec = KeySpec = Any
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
@@ -142,6 +146,9 @@ ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = MappingProxyType(
         "CACHENESS_STRICT": "strict",
         "CACHENESS_COMPRESSION_CODEC": "compression.codec",
         "CACHENESS_VERIFY_READS": "security.verify_reads",
+        "CACHENESS_ENTRY_SIGNING": "security.entry_signing",
+        "CACHENESS_UNSIGNED": "security.unsigned",
+        "CACHENESS_DELETE_INVALID_SIGNATURES": "security.delete_invalid_signatures",
     }
 )
 """Environment variable -> the config field it sets (dotted path)."""
@@ -404,21 +411,138 @@ class HandlersConfig:
 @tracks_explicit
 @dataclass
 class SecurityConfig:
-    """Integrity settings.
+    """Integrity and signing settings (see the Security page of the docs).
 
     Attributes:
         verify_reads: check the size and XXH3 hash of the stored bytes on every read;
             a mismatch is an ``IntegrityError`` (a miss unless the cache is strict).
-            Keep it on where someone who cannot write the index can write blobs: with
-            False, a blob replaced by a crafted pickle of the same size runs its code.
+            With signing on, bytes of formats that can run code (pickle) are checked
+            whatever this says; with False, other blobs are not, so whoever can write
+            blobs can change what a data read returns.
+        entry_signing: sign every entry (HMAC-SHA256) and check the signature before
+            decoding. None (default) is on whenever a handler can unpickle; False
+            turns it off: then whoever can write the index can make a pickle run.
+            ``enable_entry_signing`` is an alias.
+        signing_key: the key (hex or base64 text, bytes or a ``SigningKey``); never
+            printed, never written by ``save_config_to_json``. Prefer the
+            ``CACHENESS_SIGNING_KEY`` environment variable or ``signing_key_file``.
+        signing_key_file: a file holding the key, readable only by its owner.
+        signing_keys: older keys still accepted after a rotation (new signatures use
+            ``signing_key`` or the key found otherwise); run ``cache.resign()``.
+        unsigned_fields: opt-outs from what is signed: ``"metadata"`` (the user's
+            metadata) and ``"key_parameters"``; the payload fields are always signed.
+        signed_fields: the exact list of signed fields instead (names of
+            ``cacheness.storage.DEFAULT_SIGNED_FIELDS`` or ``"metadata.<name>"``);
+            ``custom_signed_fields`` is an alias.
+        unsigned: entries without a signature (written before signing was on):
+            ``"reject"``, ``"accept_data_only"`` (default) or ``"accept"``.
+        delete_invalid_signatures: delete an entry whose signature fails when it is
+            read (otherwise it stays: it may be valid under a key this process lacks).
+        use_in_memory_key: sign with a key made when the cache opens and kept in memory
+            only: entries written by other cache objects, processes and earlier runs
+            read as invalid (tests, throwaway caches).
 
     Example:
-        >>> SecurityConfig().verify_reads
-        True
+        >>> SecurityConfig().verify_reads, SecurityConfig().unsigned
+        (True, 'accept_data_only')
+        >>> SecurityConfig(signing_key="ab" * 32)  # doctest: +ELLIPSIS
+        SecurityConfig(verify_reads=True, entry_signing=None, signing_key='***', ...)
+        >>> SecurityConfig(enable_entry_signing=False).entry_signing
+        False
     """
 
     verify_reads: bool = True
+    entry_signing: bool | None = None
+    signing_key: KeySpec | None = None
+    signing_key_file: str | None = None
+    signing_keys: list[KeySpec] = field(default_factory=list)
+    unsigned_fields: list[str] = field(default_factory=list)
+    signed_fields: list[str] | None = None
+    unsigned: str = "accept_data_only"
+    delete_invalid_signatures: bool = False
+    use_in_memory_key: bool = False
+    enable_entry_signing: InitVar[bool | None] = None
+    custom_signed_fields: InitVar[list[str] | None] = None
 
+    def __post_init__(
+        self, enable_entry_signing: bool | None, custom_signed_fields: list[str] | None
+    ) -> None:
+        if enable_entry_signing is not None:
+            self.entry_signing = enable_entry_signing
+            mark_explicit(self, ["entry_signing"])
+        if custom_signed_fields is not None:
+            self.signed_fields = list(custom_signed_fields)
+            mark_explicit(self, ["signed_fields"])
+        if self.signing_key_file is not None:
+            self.signing_key_file = _local_path(self.signing_key_file)
+
+    def __repr__(self) -> str:
+        parts = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "signing_key" and value is not None:
+                value = "***"
+            elif item.name == "signing_keys":
+                value = ["***"] * len(value)
+            parts.append(f"{item.name}={value!r}")
+        return f"SecurityConfig({', '.join(parts)})"
+
+    def signing_options(self) -> dict[str, Any]:
+        """Return the signing keyword arguments of ``BlobStore`` for these settings.
+
+        The key is not looked for here unless older keys are given (the store looks:
+        explicit key, ``CACHENESS_SIGNING_KEY``, key file, the per-user key).
+
+        Raises:
+            ConfigError: an unknown opt-out, or older keys without a current key.
+
+        Example:
+            >>> options = SecurityConfig(unsigned_fields=["key_parameters"]).signing_options()
+            >>> "metadata" in options["signed_fields"], options["unsigned_paths"]
+            (True, ['metadata._cacheness.params'])
+        """
+        from cacheness.storage import DEFAULT_SIGNED_FIELDS, SigningKey, resolve_signing_key
+
+        unknown = sorted(set(self.unsigned_fields) - set(_UNSIGNABLE))
+        if unknown:
+            raise ConfigError(
+                f"security.unsigned_fields: unknown field {unknown[0]!r}; the fields that can "
+                f"be left unsigned are {', '.join(_UNSIGNABLE)} (the payload fields are "
+                "always signed)"
+            )
+        signed = list(DEFAULT_SIGNED_FIELDS)
+        if self.signed_fields is not None:
+            signed = list(self.signed_fields)
+        elif "metadata" in self.unsigned_fields:  # the cache's own facts stay signed
+            signed = [name for name in signed if name != "metadata"]
+            signed.append(f"metadata.{RESERVED_METADATA_KEY}")
+        exclude = []
+        if "key_parameters" in self.unsigned_fields:
+            exclude.append(f"metadata.{RESERVED_METADATA_KEY}.params")
+        key: Any = self.signing_key
+        if self.use_in_memory_key and key is None:
+            key = SigningKey.generate()
+        if self.signing_keys:
+            current = resolve_signing_key(key, key_file=self.signing_key_file)
+            if current is None:
+                raise ConfigError(
+                    "security.signing_keys lists older keys, but no current key is set: set "
+                    "security.signing_key, CACHENESS_SIGNING_KEY or a key file"
+                )
+            key = [current, *self.signing_keys]
+        return {
+            "signing": self.entry_signing,
+            "signing_key": key,
+            "signing_key_file": self.signing_key_file,
+            "signed_fields": signed,
+            "unsigned_paths": exclude,
+            "unsigned": self.unsigned,
+            "delete_invalid_signatures": self.delete_invalid_signatures,
+        }
+
+
+_UNSIGNABLE: Final = ("metadata", "key_parameters")
+"""What ``SecurityConfig.unsigned_fields`` may name."""
 
 _SECTION_TYPES: Final[dict[str, type]] = {
     "metadata": CacheMetadataConfig,
@@ -578,6 +702,10 @@ class CacheConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return the config as plain data (what :func:`save_config_to_json` writes).
 
+        Signing keys are left out (``security.signing_key`` None, ``signing_keys``
+        empty): a secret never goes into a file by accident; keep it in the
+        environment, a key file or a secret manager.
+
         Raises:
             ConfigError: the config holds an object with no plain-data form (a backend
                 instance, a handler instance).
@@ -588,7 +716,13 @@ class CacheConfig:
             (None, {'backend': 'sqlite', 'options': {}, 'connection_url': None,
                     'table': None, 'schema': None, 'path': None})
         """
-        return to_builtins(self)
+        security = self.security
+        if security.signing_key is None and not security.signing_keys:
+            return to_builtins(self)
+        clone = copy_value(self)
+        clone.security.signing_key = None
+        clone.security.signing_keys = []
+        return to_builtins(clone)
 
     def serialization_options(self) -> SerializationOptions:
         """Return the ``SerializationOptions`` of the compression and serialization sections.
@@ -615,7 +749,8 @@ class CacheConfig:
         Returns:
             ``path``, ``metadata_backend``, ``metadata_options``, ``blob_backend``,
             ``blob_options``, ``handlers``, ``serialization``, ``inline_threshold``,
-            ``content_addressable``, ``verify_reads`` and ``allow_unsafe_pairing``.
+            ``content_addressable``, ``verify_reads``, ``allow_unsafe_pairing`` and
+            the signing options (:meth:`SecurityConfig.signing_options`).
 
         Raises:
             ConfigError: two settings contradict each other, a handler cannot be
@@ -648,6 +783,7 @@ class CacheConfig:
             "content_addressable": self.serialization.content_addressable,
             "verify_reads": self.security.verify_reads,
             "allow_unsafe_pairing": self.allow_unsafe_pairing,
+            **self.security.signing_options(),
         }
 
 
@@ -1085,7 +1221,7 @@ def _parse_env(variable: str, raw: str, hint: Any) -> Any:
             return msgspec.convert(None, hint)
         except msgspec.ValidationError:
             log.debug("%s=%r: the field cannot be None; reading it as a value", variable, raw)
-    if hint is bool:
+    if hint is bool or hint == bool | None:  # none/null was handled above
         if text.lower() in _TRUE | _FALSE:
             return text.lower() in _TRUE
         raise ConfigError(f"{variable}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")

@@ -27,6 +27,7 @@ COUNTERS = (
     "evictions",
     "expirations",
     "errors",
+    "invalid_signatures",
     "bytes_read",
     "bytes_written",
 )
@@ -38,6 +39,7 @@ class CacheStats:
 
     ``errors`` counts entries that could not be read back (missing or corrupt bytes, a
     decode failure) and were turned into misses; they are also counted as misses.
+    ``invalid_signatures`` counts, among those, entries refused for their signature.
     """
 
     def __init__(self) -> None:
@@ -57,15 +59,20 @@ class CacheStats:
             counts["hits"] += 1
             counts["bytes_read"] += bytes_read
 
-    def record_miss(self, *, expired: bool = False, error: bool = False) -> None:
-        """Count a miss (an expired entry or an unreadable one is a miss too)."""
+    def record_miss(
+        self, *, expired: bool = False, error: bool = False, signature: bool = False
+    ) -> None:
+        """Count a miss (an expired entry, an unreadable one, or one whose signature
+        failed is a miss too)."""
         with self._lock:
             counts = self._counts
             counts["misses"] += 1
             if expired:
                 counts["expirations"] += 1
-            if error:
+            if error or signature:
                 counts["errors"] += 1
+            if signature:
+                counts["invalid_signatures"] += 1
 
     def reset(self) -> None:
         """Set every counter back to zero."""

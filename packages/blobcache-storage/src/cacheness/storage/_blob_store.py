@@ -35,7 +35,7 @@ import io
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -52,9 +52,23 @@ from cacheness.storage._filters import Filter, combine_filters
 from cacheness.storage._handlers.base import FormatInfo, SerializationOptions
 from cacheness.storage._handlers.registry import HandlerRegistry, default_registry
 from cacheness.storage._hashing import hash_bytes, hash_stream
+from cacheness.storage._metadata._entries import normalize_entry
 from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
 from cacheness.storage._pairing import pairing_problem
 from cacheness.storage._registry import blob_backends, metadata_backends
+from cacheness.storage._signing import (
+    DEFAULT_SIGNED_FIELDS,
+    UNSIGNED_POLICIES,
+    EntrySigner,
+    KeyLike,
+    UnsignedPolicy,
+    as_key,
+    load_or_create_user_key,
+    missing_key_error,
+    process_key,
+    resolve_signing_key,
+    user_key_path,
+)
 from cacheness.storage._validate import check_seconds, did_you_mean, is_int, suggest_keywords
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -68,6 +82,7 @@ from cacheness.storage.errors import (
     InvalidEntryError,
     InvalidKeyError,
     PayloadTooLargeError,
+    SignatureError,
     StaleEntryError,
     StorageError,
 )
@@ -78,7 +93,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Query
 
     from cacheness.storage._custom import CustomMetadataBase
-    from cacheness.storage._reports import IntegrityIssue, RepairReport
+    from cacheness.storage._reports import IntegrityIssue, RepairReport, ResignReport
 
     CustomRows = CustomMetadataBase | Iterable[CustomMetadataBase] | None
     """What ``custom_metadata=`` takes: one row of a custom model, several, or None."""
@@ -205,6 +220,27 @@ class BlobStore:
             same size is unpickled, and so runs that person's code.
         allow_unsafe_pairing: skip the pairing check (see :mod:`cacheness.storage._pairing`).
         clock: returns the current UTC time for entry timestamps (tests inject one).
+        signing: sign every entry and check the signature before any handler sees its
+            bytes (see :mod:`cacheness.storage._signing`). None (default) is on for any
+            store whose handlers can unpickle; False turns it off (then whoever can write
+            the index can make a pickle run); an :class:`EntrySigner` is used as given.
+        signing_key: the key, or ``[current, *older]`` to rotate (bytes, hex/base64 text
+            or :class:`SigningKey`). Default: ``CACHENESS_SIGNING_KEY``, then
+            ``signing_key_file``/``CACHENESS_SIGNING_KEY_FILE``, then for an embedded store
+            the per-user key file (created on first use; a memory-only store uses a key
+            of this process). A shared store (PostgreSQL, S3) without a key is a
+            ``ConfigError``.
+        signing_key_file: a key file (refused when group or others can read it).
+        signed_fields: what is signed beyond the always-signed payload fields
+            (``"metadata"`` or ``"metadata.<name>"``); see :class:`EntrySigner`.
+        unsigned_paths: paths under ``metadata`` left unsigned (``"metadata.tags"``).
+        unsigned: reading an entry without a signature (written before signing):
+            ``"reject"``, ``"accept_data_only"`` (default: never an executable format
+            such as pickle) or ``"accept"`` (everything: for a migration only, run
+            :meth:`resign` and go back).
+        delete_invalid_signatures: delete an entry whose signature fails (or an unsigned
+            entry the policy refuses) when it is read; otherwise it stays (it may be valid
+            under a key this process lacks).
         cache_dir: the seeds' name of ``path`` (Cacheness 0.4), accepted as an alias.
         backend: the seeds' name of ``metadata_backend``, accepted as an alias.
         compression: the seeds' codec shortcut: a codec (``"zstd"``, ``"gzip"``,
@@ -241,6 +277,13 @@ class BlobStore:
         verify_reads: bool = True,
         allow_unsafe_pairing: bool = False,
         clock: Callable[[], datetime] | None = None,
+        signing: bool | EntrySigner | None = None,
+        signing_key: KeyLike | Sequence[KeyLike] | None = None,
+        signing_key_file: str | os.PathLike[str] | None = None,
+        signed_fields: Iterable[str] = DEFAULT_SIGNED_FIELDS,
+        unsigned_paths: Iterable[str] = (),
+        unsigned: UnsignedPolicy = "accept_data_only",
+        delete_invalid_signatures: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         backend: str | MetadataBackend | None = None,
         compression: str | None = None,
@@ -258,6 +301,15 @@ class BlobStore:
                     "put the codec in serialization={'codec': ...}"
                 )
             serialization = _compression_options(compression)
+        if unsigned not in UNSIGNED_POLICIES:
+            raise ConfigError(
+                f"unsigned must be one of {', '.join(map(repr, UNSIGNED_POLICIES))}, got "
+                f"{unsigned!r}"
+            )
+        if signing is not None and not isinstance(signing, bool | EntrySigner):
+            raise ConfigError(f"signing must be None, a bool or an EntrySigner, got {signing!r}")
+        self.unsigned: UnsignedPolicy = unsigned
+        self.delete_invalid_signatures = bool(delete_invalid_signatures)
         if not is_int(inline_threshold) or inline_threshold < 0:
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
@@ -307,6 +359,60 @@ class BlobStore:
             raise ConfigError(problem)
         if problem:
             log.warning("unsafe pairing allowed by the caller: %s", problem)
+        try:
+            self.signer: EntrySigner | None = self._open_signer(
+                signing, signing_key, signing_key_file, signed_fields, unsigned_paths
+            )
+        except BaseException:
+            self._close_backends()
+            raise
+        self._payload_metadata = self.signer is not None and self.signer.needs_metadata
+
+    def _open_signer(
+        self,
+        signing: bool | EntrySigner | None,
+        key: KeyLike | Sequence[KeyLike] | None,
+        key_file: str | os.PathLike[str] | None,
+        fields: Iterable[str],
+        exclude: Iterable[str],
+    ) -> EntrySigner | None:
+        """The signer: explicit key > env > key file > (embedded only) the user's key."""
+        if isinstance(signing, EntrySigner):
+            return signing
+        if signing is False:
+            return None
+        if isinstance(key, Sequence) and not isinstance(key, str | bytes | bytearray):
+            return EntrySigner([as_key(k) for k in key], signed_fields=fields, exclude=exclude)
+        found = resolve_signing_key(key, key_file=key_file)
+        if found is None:
+            shared = "shared" in (self.metadata.scope, self.blobs.scope)
+            if signing is None and not self.handlers.can_execute_code():
+                return None  # nothing stored here can run code when loaded
+            if shared:
+                raise missing_key_error(
+                    f"this store ({self.metadata.name} index, {self.blobs.name} blobs)"
+                )
+            if self.metadata.scope == "process" and self.blobs.scope == "process":
+                found = process_key()  # nothing outlives the process: neither may the key
+            else:
+                found = load_or_create_user_key(user_key_path())
+                self._check_key_outside(user_key_path())
+        return EntrySigner(found, signed_fields=fields, exclude=exclude)
+
+    def _check_key_outside(self, key_path: Path) -> None:
+        """Refuse a per-user key file that sits inside this store's directory."""
+        if self.path is None:
+            return
+        try:
+            inside = key_path.resolve().is_relative_to(self.path.resolve())
+        except OSError:
+            return
+        if inside:
+            raise ConfigError(
+                f"the per-user signing key {key_path} is inside the store directory "
+                f"{self.path}: whoever can write the entries could read it. Set "
+                "XDG_CONFIG_HOME elsewhere or configure a key (CACHENESS_SIGNING_KEY)"
+            )
 
     # ------------------------------------------------------------------ construction
 
@@ -387,6 +493,7 @@ class BlobStore:
                 metadata=_user_metadata(metadata),
                 **stored.fields(),
             )
+            self._sign(entry)
             if rows:  # the entry and its rows commit together, or neither does
                 replaced = self.metadata.put_custom(entry, rows, overwrite=overwrite)
             else:
@@ -504,6 +611,8 @@ class BlobStore:
                 )
                 for (key, _), stored in zip(pairs, stored_all, strict=True)
             ]
+            for entry in entries:
+                self._sign(entry)
             replaced = self.metadata.put_many(entries)
         kept = {s.blob.ref for s in stored_all if s.blob is not None}
         self._release(replaced, keep_refs=kept)
@@ -552,7 +661,7 @@ class BlobStore:
             # would leave that writer's blob behind as an orphan.
             # keep_rows: the data changes, its custom metadata rows stay
             replaced = self.metadata.put_custom(
-                old.replace(updated_at=now, **changes), [], keep_rows=True
+                self._sign(old.replace(updated_at=now, **changes)), [], keep_rows=True
             )
             if replaced is None:  # deleted meanwhile by someone else: do not resurrect it
                 mine = [{"key": key}, {"updated_at": now}, {"blob_ref": changes["blob_ref"]}]
@@ -606,16 +715,16 @@ class BlobStore:
         if not updates:
             return 0
         now = self._now()
-        if merge:
+        if merge or self._payload_metadata:
             current = self.metadata.get_many(updates)
-            changes = {
-                key: {
-                    "metadata": {**current[key].metadata, **_user_metadata(updates[key])},
-                    "updated_at": now,
-                }
-                for key in updates
-                if key in current
-            }
+            changes: dict[str, dict[str, Any]] = {}
+            for key in updates:
+                if key not in current:
+                    continue
+                given = _user_metadata(updates[key])
+                new = {**current[key].metadata, **given} if merge else given
+                changes[key] = {"metadata": new, "updated_at": now}
+                self._resign_change(current[key], changes[key])
         else:
             changes = {
                 key: {"metadata": _user_metadata(value), "updated_at": now}
@@ -693,8 +802,10 @@ class BlobStore:
             raise self._exists(dst)
         changes: dict[str, Any] = {}
         new_blob: BlobInfo | None = None
+        verdict = self._check_source(source, "copy")
         if source.blob_ref and not self.content_addressable:
             source, new_blob = self._copy_blob(source)
+            verdict = self._check_source(source, "copy")
             # The new entry describes exactly the bytes copied, even if ``src`` was
             # rewritten since: the copy is of the source as it was when copied.
             changes = {name: getattr(source, name) for name in _COPIED_FIELDS}
@@ -702,6 +813,11 @@ class BlobStore:
                 changes.update(
                     blob_ref=new_blob.ref, etag=new_blob.etag, version_id=new_blob.version_id
                 )
+        elif self.signer is not None:  # sign exactly the fields the copy gets
+            changes = {name: getattr(source, name) for name in _COPIED_FIELDS}
+        if self.signer is not None:
+            copied = source.replace(key=dst, **changes)
+            changes["signature"] = self.signer.sign(copied) if verdict == "valid" else None
         try:
             entry, replaced = self.metadata.copy(src, dst, overwrite=overwrite, **changes)
         except BaseException:
@@ -760,7 +876,21 @@ class BlobStore:
         """
         self._check_open()
         validate_key(dst)
+        if self.signer is not None:
+            source = self.metadata.get(src)
+            if source is not None:
+                self._check_source(source, "move")
         entry, replaced = self.metadata.move(src, dst, overwrite=overwrite)
+        # The key is signed: the moved entry gets a signature for its new key if the one
+        # it had under the old key was valid (never one vouching for a forgery).
+        if (
+            self.signer is not None
+            and src != dst
+            and self.signer.check(entry.replace(key=src)) == "valid"
+        ):
+            signature = self.signer.sign(entry)
+            self.metadata.update_many({dst: {"signature": signature}})
+            entry = entry.replace(signature=signature)
         if replaced is not None and replaced.blob_ref != entry.blob_ref:
             self._release([replaced])
         return entry
@@ -1043,11 +1173,12 @@ class BlobStore:
             'fallback'
         """
         self._check_open()
-        payload = self.metadata.get_payload(key)  # only what reading needs: fewer columns
+        # only what reading needs (fewer columns), with the metadata if it is signed
+        payload = self.metadata.get_payload(key, with_metadata=self._payload_metadata)
         if payload is None:
             return default
         if payload.inline is not None:  # the small-object hot path: nothing can go stale
-            return self._load_inline(payload)
+            return self._load_inline(payload, self._admit(payload))
         found = self._follow(payload, None)
         return default if found is None else found.value
 
@@ -1147,7 +1278,9 @@ class BlobStore:
         """
         self._check_open()
         _check_accept(accept)
-        payload = self.metadata.get_payload(key, with_metadata=with_metadata)
+        payload = self.metadata.get_payload(
+            key, with_metadata=with_metadata or self._payload_metadata
+        )
         if payload is None:
             return None
         return self._read_current(payload, accept)
@@ -1216,12 +1349,13 @@ class BlobStore:
         """
         self._check_open()
         _check_entry_argument(entry, "read")
+        verify = self._admit(entry)
         if entry.inline is not None:
-            return self._load_inline(entry)
+            return self._load_inline(entry, verify)
         retries = 0
         while True:
             try:
-                return self._load_blob(entry)
+                return self._load_blob(entry, verify)
             except Exception as exc:
                 current = self._reread(entry)
                 if current is None or not _same_payload(current, entry):
@@ -1240,7 +1374,8 @@ class BlobStore:
         """The index's current record of ``entry``'s key, of the same kind as ``entry``."""
         if isinstance(entry, Entry):
             return self.metadata.get(entry.key)
-        return self.metadata.get_payload(entry.key, with_metadata=entry.metadata is not None)
+        with_metadata = entry.metadata is not None or self._payload_metadata
+        return self.metadata.get_payload(entry.key, with_metadata=with_metadata)
 
     def _read_current(
         self,
@@ -1250,7 +1385,7 @@ class BlobStore:
         if accept is not None and not accept(entry):
             return Lookup(entry, None, False)
         if entry.inline is not None:
-            return Lookup(entry, self._load_inline(entry), True)
+            return Lookup(entry, self._load_inline(entry, self._admit(entry)), True)
         return self._follow(entry, accept)
 
     def _follow(
@@ -1266,10 +1401,11 @@ class BlobStore:
         """
         retries = 0
         for _ in range(_MAX_FOLLOW):
+            verify = self._admit(entry)  # a bad signature is raised, never judged a race
             if entry.inline is not None:
-                return Lookup(entry, self._load_inline(entry), True)
+                return Lookup(entry, self._load_inline(entry, verify), True)
             try:
-                return Lookup(entry, self._load_blob(entry), True)
+                return Lookup(entry, self._load_blob(entry, verify), True)
             except Exception as exc:  # noqa: BLE001 - judged against the index below
                 current = self._reread(entry)
                 if current is None:
@@ -1306,9 +1442,118 @@ class BlobStore:
             "it again)"
         ) from exc
 
-    def _load_inline(self, entry: Entry | PayloadInfo) -> Any:
+    def _admit(self, entry: Entry | PayloadInfo) -> bool:
+        """Check ``entry``'s signature before any handler sees its bytes; return whether
+        the bytes must be checked against the (signed) hash while they are read.
+
+        Raises:
+            SignatureError: the signature fails, or the entry is unsigned and the
+                ``unsigned`` policy refuses it (the entry is deleted first with
+                ``delete_invalid_signatures``).
+        """
+        signer = self.signer
+        if signer is None:
+            return self.verify_reads
+        if entry.metadata is None and signer.needs_metadata:  # a PayloadInfo without it
+            entry = self._with_metadata(entry)
+        verdict = signer.check(entry)
+        if verdict == "valid":
+            # the signature vouches for the hash: the bytes of a format that can run
+            # code are checked against it even with verify_reads off
+            return self.verify_reads or self._executable(entry)
+        if verdict == "unsigned":
+            if self.unsigned == "accept":
+                return True
+            if self.unsigned == "accept_data_only" and not self._executable(entry):
+                return self.verify_reads
+            problem = (
+                "it is unsigned and its format can run code when loaded"
+                if self.unsigned == "accept_data_only"
+                else "it is unsigned (unsigned='reject')"
+            )
+        else:
+            problem = "its signature does not match it or was made with an unknown key"
+        raise self._refuse(entry, problem)
+
+    def _with_metadata(self, entry: Entry | PayloadInfo) -> Entry | PayloadInfo:
+        """``entry`` with its user metadata, read from the index if it is unchanged."""
+        current = self.metadata.get_payload(entry.key, with_metadata=True)
+        if current is None or not _same_payload(current, entry):
+            return entry
+        return current if current.signature == entry.signature else entry
+
+    def _executable(self, entry: Entry | PayloadInfo) -> bool:
+        """True when loading ``entry`` may run code (an unknown handler counts as such)."""
+        handler = entry.handler
+        return handler not in self.handlers or self.handlers.get(handler).executes_code
+
+    def _refuse(self, entry: Entry | PayloadInfo, problem: str) -> SignatureError:
+        """The error for an entry whose signature fails; deletes it when configured."""
+        action = "it was not decoded"
+        if self.delete_invalid_signatures and self._delete_refused(entry):
+            action += " and was deleted (delete_invalid_signatures=True)"
+        return SignatureError(
+            f"entry {entry.key!r}: {problem}; {action}. Someone without the signing key "
+            "wrote it, or it was signed with a key this store lacks: configure the same key "
+            "on every machine (older keys go after the current one in signing_key=[...]) "
+            "and run BlobStore.resign() after a rotation"
+        )
+
+    def _delete_refused(self, entry: Entry | PayloadInfo) -> bool:
+        """Delete ``entry`` unless it changed meanwhile; blobs other entries use stay."""
+        same: list[Filter] = [
+            {"key": entry.key},
+            {"blob_ref": entry.blob_ref},
+            {"content_hash": entry.content_hash},
+        ]
+        try:
+            deleted = self.metadata.delete_where({"$and": same})
+            self._release(deleted, unless_referenced=True)
+        except StorageError:
+            log.warning("could not delete entry %r (invalid signature)", entry.key, exc_info=True)
+            return False
+        return bool(deleted)
+
+    def _check_source(self, source: Entry, what: str) -> str:
+        """The verdict on a copy or move source; an invalid signature is refused."""
+        if self.signer is None:
+            return "valid"
+        verdict = self.signer.check(source)
+        if verdict == "invalid":
+            raise self._refuse(
+                source, f"cannot {what} it: its signature does not match it or its key is unknown"
+            )
+        return verdict
+
+    def _sign(self, entry: Entry) -> Entry:
+        """Set ``entry``'s signature (in place) when signing is on; return it."""
+        if self.signer is not None:
+            entry.signature = self._signature_of(self.signer, entry)
+        return entry
+
+    @staticmethod
+    def _signature_of(signer: EntrySigner, entry: Entry) -> str:
+        """``entry``'s signature; an entry no index can hold fails as the index would."""
+        try:
+            return signer.sign(entry)
+        except InvalidEntryError:
+            normalize_entry(entry)  # raises the index's own message for what is wrong
+            raise
+
+    def _resign_change(self, current: Entry, change: dict[str, Any]) -> None:
+        """Add to ``change`` (fields of ``current`` to update) the signature of the result.
+
+        Only an entry whose signature was valid gets a new one: an unsigned entry stays
+        unsigned, and an invalid one keeps the signature that fails.
+        """
+        signer = self.signer
+        if signer is None or not current.signature or signer.check(current) != "valid":
+            return
+        change["signature"] = self._signature_of(signer, current.replace(**change))
+
+    def _load_inline(self, entry: Entry | PayloadInfo, verify: bool) -> Any:
         inline = cast(bytes, entry.inline)
-        if self.verify_reads and hash_bytes(inline) != entry.content_hash:
+        if verify and hash_bytes(inline) != entry.content_hash:
             raise IntegrityError(
                 f"entry {entry.key!r}: inline bytes do not match their recorded hash; "
                 f"{DAMAGED_HINT}"
@@ -1316,7 +1561,7 @@ class BlobStore:
         info = FormatInfo.from_entry(entry)
         return self.handlers.load(io.BytesIO(inline), info, self.serialization)
 
-    def _load_blob(self, entry: Entry | PayloadInfo) -> Any:
+    def _load_blob(self, entry: Entry | PayloadInfo, verify: bool) -> Any:
         """Load from the entry's blob; a missing blob raises ``BlobNotFoundError``."""
         info = FormatInfo.from_entry(entry)
         what = f"entry {entry.key!r}"
@@ -1333,7 +1578,7 @@ class BlobStore:
                 ) from exc
             raise  # e.g. a symlinked directory in the blob root: refused, not followed
         with source:
-            if not self.verify_reads:
+            if not verify:
                 return self.handlers.load(source, info, self.serialization, local_path=local_path)
             if local_path is not None:
                 # Check the file first: the handler may memory-map it instead of reading.
@@ -1629,6 +1874,83 @@ class BlobStore:
         self._check_open()
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
+
+    def resign(self, *, batch_size: int = 1000) -> ResignReport:
+        """Sign every entry with the current key; return counts of what was done.
+
+        After a rotation (``signing_key=[new, *old]``) entries signed with an older key
+        get a signature of the current one; unsigned entries the ``unsigned`` policy
+        admits are signed too (data formats under ``accept_data_only``, every one under
+        ``accept``). Entries whose signature fails are never re-signed (that would
+        vouch for what an attacker wrote): they are counted, and deleted with
+        ``delete_invalid_signatures=True``. Entries go ``batch_size`` at a time, one
+        update per batch; run it again if writers were busy (a re-signed entry that
+        changed meanwhile reads as invalid only until it is written again).
+
+        Raises:
+            ConfigError: signing is off, or ``batch_size`` is not an int >= 1.
+
+        Example:
+            >>> old = BlobStore(metadata_backend="memory", blob_backend="memory",
+            ...                 signing_key=b"o" * 32)
+            >>> _ = old.put([1, 2], key="k")
+            >>> rotated = BlobStore(metadata_backend=old.metadata, blob_backend=old.blobs,
+            ...                     signing_key=[b"n" * 32, b"o" * 32])
+            >>> report = rotated.resign()
+            >>> report.checked, report.resigned, rotated.get("k")
+            (1, 1, [1, 2])
+            >>> BlobStore(metadata_backend=old.metadata, blob_backend=old.blobs,
+            ...           signing_key=b"n" * 32).get("k")  # the old key is not needed any more
+            [1, 2]
+        """
+        from cacheness.storage._reports import ResignReport
+
+        self._check_open()
+        signer = self.signer
+        if signer is None:
+            raise ConfigError("resign() needs signing on: this store was opened with signing=False")
+        if not is_int(batch_size) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        report = ResignReport(keys=signer.key.key_id)
+        offset = 0
+        while True:
+            page = builtins.list(
+                self.metadata.query(order_by="key", limit=batch_size, offset=offset)
+            )
+            if not page:
+                return report
+            offset += len(page)
+            changes: dict[str, dict[str, Any]] = {}
+            doomed: builtins.list[Entry] = []
+            for entry in page:
+                report.checked += 1
+                verdict = signer.check(entry)
+                if verdict == "valid" and signer.is_current(entry):
+                    report.current += 1
+                    continue
+                admitted = verdict == "valid" or (
+                    verdict == "unsigned"
+                    and (
+                        self.unsigned == "accept"
+                        or (self.unsigned == "accept_data_only" and not self._executable(entry))
+                    )
+                )
+                if admitted:
+                    changes[entry.key] = {"signature": signer.sign(entry)}
+                    report.resigned += 1
+                    continue
+                if verdict == "unsigned":
+                    report.unsigned += 1
+                else:
+                    report.invalid += 1
+                if self.delete_invalid_signatures:
+                    doomed.append(entry)
+            if changes:
+                self.metadata.update_many(changes)
+            for entry in doomed:
+                if self._delete_refused(entry):
+                    report.deleted += 1
+                    offset -= 1  # the next page starts one entry earlier
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -73,3 +73,33 @@ class RepairReport(msgspec.Struct, kw_only=True):
         return not (
             self.issues or self.entries_removed or self.orphans_removed or self.temp_files_removed
         )
+
+
+class ResignReport(msgspec.Struct, kw_only=True):
+    """What ``BlobStore.resign`` did, in counts of entries.
+
+    Attributes:
+        checked: entries looked at.
+        resigned: entries signed with an older key (or unsigned and admitted by the
+            ``unsigned`` policy), now signed with the current key.
+        current: entries already signed with the current key.
+        unsigned: unsigned entries left unsigned (the policy refuses them: executable
+            formats under ``accept_data_only``, every one under ``reject``).
+        invalid: entries whose signature no configured key verifies, left as they are
+            (never re-signed: that would vouch for what an attacker wrote).
+        deleted: of those and the refused unsigned ones, entries deleted
+            (``delete_invalid_signatures=True``).
+        keys: the current key's id.
+
+    Example:
+        >>> ResignReport(checked=2, resigned=1, current=1, keys="ab12cd34").resigned
+        1
+    """
+
+    checked: int = 0
+    resigned: int = 0
+    current: int = 0
+    unsigned: int = 0
+    invalid: int = 0
+    deleted: int = 0
+    keys: str = ""

@@ -49,6 +49,7 @@ __all__ = [
     "ObjectDeclinedError",
     "PayloadTooLargeError",
     "SerializationError",
+    "SignatureError",
     "StaleEntryError",
     "StorageError",
     "StorageFullError",
@@ -145,6 +146,11 @@ class CompressionError(CacheError):
 
 class IntegrityError(CacheError):
     """Stored bytes do not match their recorded hash, size or signature."""
+
+
+class SignatureError(IntegrityError):
+    """An entry's signature is missing, invalid or made with an unknown key; its bytes
+    were not decoded (someone without the signing key wrote it, or the key changed)."""
 
 
 class ConfigError(CacheError, ValueError):

@@ -247,6 +247,10 @@ class Handler(ABC):
     """
 
     name: ClassVar[str]
+    executes_code: ClassVar[bool] = False
+    """True when loading this handler's bytes can run code they name (pickle): a store
+    with signing on never loads such bytes without a valid signature. Set it on a
+    custom handler that unpickles or evaluates anything."""
 
     @abstractmethod
     def can_handle(self, obj: Any) -> bool:

@@ -68,6 +68,7 @@ class ObjectsHandler(Handler):
     """
 
     name = "objects"
+    executes_code = True  # unpickling runs code named by the bytes
 
     def can_handle(self, obj: Any) -> bool:
         """Always True: this is the fallback (``dump`` reports what cannot be pickled)."""

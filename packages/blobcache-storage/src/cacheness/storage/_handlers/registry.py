@@ -290,6 +290,29 @@ class HandlerRegistry:
             )
         return slot.handler or slot.get()  # imported already: no call
 
+    def can_execute_code(self) -> bool:
+        """True when a registered handler loads bytes that can run code (pickle).
+
+        Built-in handlers not imported yet are judged by name (only ``objects``
+        unpickles), so asking imports nothing.
+
+        Example:
+            >>> registry = default_registry().copy()
+            >>> registry.can_execute_code()
+            True
+            >>> registry.unregister("objects")
+            >>> registry.can_execute_code()
+            False
+        """
+        for slot in self._by_name.values():
+            handler = slot.handler
+            if handler is None:
+                if slot.name == "objects":
+                    return True
+            elif handler.executes_code:
+                return True
+        return False
+
     def for_object(self, obj: Any) -> Handler:
         """Return the first handler, by priority, whose ``can_handle(obj)`` is True.
 

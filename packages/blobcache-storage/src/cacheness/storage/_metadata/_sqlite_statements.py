@@ -23,7 +23,7 @@ STATEMENTS: Final[dict[str, Statement]] = {
         reusable=True,
     ),
     "get_payload": Statement(
-        sql='SELECT cacheness_entries."key", cacheness_entries.blob_ref, cacheness_entries.handler, cacheness_entries.format, cacheness_entries.format_info, cacheness_entries.codec, cacheness_entries.size, cacheness_entries.raw_size, cacheness_entries.content_hash, cacheness_entries.inline \nFROM cacheness_entries \nWHERE cacheness_entries."key" = ?',
+        sql='SELECT cacheness_entries."key", cacheness_entries.blob_ref, cacheness_entries.handler, cacheness_entries.format, cacheness_entries.format_info, cacheness_entries.codec, cacheness_entries.size, cacheness_entries.raw_size, cacheness_entries.content_hash, cacheness_entries.signature, cacheness_entries.inline \nFROM cacheness_entries \nWHERE cacheness_entries."key" = ?',
         names=("p_key",),
         sources=("key",),
         compiled_values={},
@@ -31,7 +31,7 @@ STATEMENTS: Final[dict[str, Statement]] = {
         reusable=True,
     ),
     "get_payload_state": Statement(
-        sql='SELECT cacheness_entries."key", cacheness_entries.blob_ref, cacheness_entries.handler, cacheness_entries.format, cacheness_entries.format_info, cacheness_entries.codec, cacheness_entries.size, cacheness_entries.raw_size, cacheness_entries.content_hash, cacheness_entries.inline, cacheness_entries.metadata, cacheness_entries.accessed_at \nFROM cacheness_entries \nWHERE cacheness_entries."key" = ?',
+        sql='SELECT cacheness_entries."key", cacheness_entries.blob_ref, cacheness_entries.handler, cacheness_entries.format, cacheness_entries.format_info, cacheness_entries.codec, cacheness_entries.size, cacheness_entries.raw_size, cacheness_entries.content_hash, cacheness_entries.signature, cacheness_entries.inline, cacheness_entries.metadata, cacheness_entries.accessed_at \nFROM cacheness_entries \nWHERE cacheness_entries."key" = ?',
         names=("p_key",),
         sources=("key",),
         compiled_values={},

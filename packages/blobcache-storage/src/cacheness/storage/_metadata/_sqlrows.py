@@ -153,10 +153,11 @@ def row_to_entry(row: Sequence[Any]) -> Entry:
 def row_to_payload(row: Sequence[Any]) -> PayloadInfo:
     """Build a :class:`PayloadInfo` from a row of the ``PAYLOAD_FIELDS`` columns, in order,
     optionally followed by the ``PAYLOAD_STATE_FIELDS`` columns (metadata, accessed_at)."""
-    key, blob_ref, handler, fmt, format_info, codec, size, raw_size, content_hash, inline = row[:10]
+    key, blob_ref, handler, fmt, format_info, codec, size, raw_size, content_hash = row[:9]
+    signature, inline = row[9], row[10]
     metadata = accessed_at = None
-    if len(row) > 10:
-        metadata, accessed_at = row[10], _EPOCH + timedelta(0, 0, row[11])
+    if len(row) > 11:
+        metadata, accessed_at = row[11], _EPOCH + timedelta(0, 0, row[12])
         if type(metadata) is not dict:  # SQLite and PostgreSQL (cast to text) give JSON text
             metadata = _json_decoder.decode(metadata)
     return PayloadInfo(
@@ -169,6 +170,7 @@ def row_to_payload(row: Sequence[Any]) -> PayloadInfo:
         size=size,
         raw_size=raw_size,
         content_hash=content_hash,
+        signature=signature,
         inline=None if inline is None else bytes(inline),
         metadata=metadata,
         accessed_at=accessed_at,

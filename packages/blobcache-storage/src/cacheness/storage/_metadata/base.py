@@ -87,6 +87,7 @@ class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
     size: int = 0
     raw_size: int = 0
     content_hash: str = ""
+    signature: str | None = None
     inline: bytes | None = None
     metadata: dict[str, Any] | None = None
     accessed_at: datetime | None = None

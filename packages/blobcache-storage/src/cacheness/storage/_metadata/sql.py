@@ -597,7 +597,7 @@ class SqlMetadataBackend(MetadataBackend):
         return None if row is None else row_to_entry(row)
 
     def get_payload(self, key: str, *, with_metadata: bool = False) -> PayloadInfo | None:
-        """Return where ``key``'s data is and how to decode it (ten columns; twelve
+        """Return where ``key``'s data is and how to decode it (eleven columns; thirteen
         ``with_metadata``), or None."""
         validate_key(key)
         statement = self._get_payload_state if with_metadata else self._get_payload

@@ -17,6 +17,9 @@ root ``conftest.py``. It provides:
     spoken to over real HTTP.
 ``s3_bucket`` (function)
     An :class:`S3Bucket`: a fresh, empty bucket on that server, removed afterwards.
+``signing_key_env`` (function; ``fresh_postgres_url`` and ``s3_bucket`` use it)
+    Sets ``CACHENESS_SIGNING_KEY`` to a key made for the test, as a team sets one key
+    on every machine: stores and processes started by the test share it. Returns it.
 
 When a service cannot be had the test is skipped with the reason, unless the
 environment variable ``CACHENESS_REQUIRE_SERVICES`` is set to a true value (CI sets
@@ -253,7 +256,15 @@ def postgres_url(_postgres_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+def signing_key_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Set ``CACHENESS_SIGNING_KEY`` to a new hex key for this test; return the key text."""
+    key = os.environ.get("CACHENESS_SIGNING_KEY") or secrets.token_hex(32)
+    monkeypatch.setenv("CACHENESS_SIGNING_KEY", key)
+    return key
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str, signing_key_env: str) -> Iterator[str]:
     """SQLAlchemy URL whose ``search_path`` is a new, empty schema dropped after the test."""
     import psycopg
 
@@ -353,7 +364,7 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint: S3Endpoint) -> Iterator[S3Bucket]:
+def s3_bucket(s3_endpoint: S3Endpoint, signing_key_env: str) -> Iterator[S3Bucket]:
     """A fresh, empty bucket; emptied and removed after the test."""
     client = s3_endpoint.client()
     name = f"cacheness-test-{secrets.token_hex(6)}"
