@@ -321,6 +321,20 @@ def test_a_change_without_the_key_invalidates(tmp_path):
         store.get("a")
 
 
+def test_decoder_checks_the_signature_before_decoding(tmp_path, marker):
+    # the in-process memory layer keeps a decoder: it must refuse what get refuses
+    store = BlobStore(tmp_path, signing_key=KEY)
+    store.put({"v": 1}, key="a")
+    assert store.decoder(store.get_metadata("a"))() == {"v": 1}
+    BlobStore(tmp_path, signing=False).put_entry(Boom(marker), key="a")  # unsigned pickle
+    forged = store.get_metadata("a")
+    assert forged is not None
+    assert forged.inline is not None
+    with pytest.raises(SignatureError):
+        store.decoder(forged)
+    assert not marker.exists()
+
+
 def test_metadata_can_be_left_unsigned(tmp_path):
     store = BlobStore(tmp_path, signing_key=KEY, signed_fields=["metadata.keep"],
                       unsigned_paths=["metadata.keep.free"])  # fmt: skip

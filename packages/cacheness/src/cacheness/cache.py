@@ -44,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, cast, overload
 
+from cacheness._memory import Held, MemoryLayer, same_value
 from cacheness.cache_entry import (
     FORMAT_VERSION,
     RESERVED_METADATA_KEY,
@@ -353,6 +354,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._access_interval = timedelta(seconds=self.config.access_update_interval_seconds)
         self._pending_access: dict[str, int] = {}
         self._access_lock = threading.Lock()
+        memory = self.config.memory_cache
+        self._memory = MemoryLayer(memory, self._store) if memory.enabled else None
         self._closed = False
         if self.config.cleanup_on_init:
             removed = self.cleanup_expired()
@@ -508,6 +511,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 if not evicted:
                     raise
                 self._stats.add(evictions=evicted)
+                self._forget(None)
                 log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
                 entry = put()
         except PayloadTooLargeError as exc:
@@ -523,9 +527,11 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 "True}) or CacheConfig(serialization=SerializationConfig(allow_cloudpickle=True))"
             ) from exc
         self._stats.add(puts=1, bytes_written=entry.size)
+        self._forget([key])
         evicted = self._evictor.after_put(key, entry.size)
         if evicted:
             self._stats.add(evictions=evicted)
+            self._forget(None)
         return key
 
     def update_data(
@@ -559,6 +565,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         changed = self._store.update_data(
             key, data, metadata={RESERVED_METADATA_KEY: facts}, max_size=self._max_item_bytes
         )
+        self._forget([key])
         if changed:
             self._stats.add(puts=1)
         return changed
@@ -628,6 +635,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             for key, entry in current.items()
             if not self._expired(entry, now)
         }
+        self._forget(list(updates))
         return self._store.update_batch(updates) if updates else 0
 
     def update_batch(self, items: Iterable[tuple[Mapping[str, Any], Any]]) -> int:
@@ -687,6 +695,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         src = self._resolve_spec(source, operation.__name__)[0]
         dst, dst_params = self._resolve_spec(dest, operation.__name__)
         entry = operation(src, dst, overwrite=overwrite)
+        self._forget([src, dst])
         facts = dict(cache_facts(entry))
         described = describe_params(dst_params) if dst_params else None
         if described is None:
@@ -1106,6 +1115,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """Delete one entry; return False if it did not exist."""
         self._check_open()
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "invalidate")
+        self._forget([key])
         return self._store.delete(key)
 
     def delete_batch(self, items: Iterable[Mapping[str, Any]]) -> int:
@@ -1115,6 +1125,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._resolve_spec(item, "delete_batch")[0]
             for item in self._items(items, "delete_batch")
         ]
+        self._forget(keys)
         return self._store.delete_batch(keys)
 
     def delete_where(self, where: Filter | Predicate) -> int:
@@ -1133,6 +1144,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             1
         """
         self._check_open()
+        self._forget(None)
         if callable(where):
             predicate = where
             return self._store.delete_where(lambda entry: predicate(self._describe(entry)))
@@ -1158,6 +1170,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         selector = self._params_filter(equals, key_params, None, "delete_matching")
         if selector is None:
             raise _empty_selector("delete_matching", "key parameters")
+        self._forget(None)
         return self._store.delete_where(selector)
 
     def delete_by_prefix(
@@ -1192,6 +1205,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             _param_field(name): {"$prefix": value} if isinstance(value, str) else value
             for name, value in described.items()
         }
+        self._forget(None)
         return self._store.delete_where(clauses)
 
     def clear_all(self) -> int:
@@ -1199,6 +1213,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._check_open()
         with self._access_lock:
             self._pending_access.clear()
+        self._forget(None)
         return self._store.clear()
 
     def clear(self) -> int:
@@ -1384,11 +1399,18 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         Keys: hits, misses, puts, evictions, expirations, errors, invalid_signatures,
         bytes_read,
         bytes_written, hit_rate, entries, total_size, max_cache_size_mb, max_entries,
-        eviction_policy, metadata_backend, blob_backend.
+        eviction_policy, metadata_backend, blob_backend; with the memory layer on (and
+        its ``stats`` setting), also memory_hits (hits it served, counted in hits too),
+        memory_entries, memory_bytes and memory_evictions.
         """
         self._check_open()
         self._flush_access()
         stats = self._stats.snapshot()
+        memory = self._memory
+        if memory is not None and memory.report:
+            stats.update(memory.stats())
+        else:
+            del stats["memory_hits"]
         stats.update(
             entries=self._store.count(),
             total_size=self._store.total_size(),
@@ -1436,6 +1458,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._flush_access()
         finally:
             self._closed = True
+            self._forget(None)
             self._store.close()
 
     def __enter__(self) -> Self:
@@ -1651,14 +1674,50 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         return CacheEntry.from_entry(entry, self._store.location(entry))
 
     def _lookup(self, key: str) -> Any:
-        found = self._fetch(key, None)
-        return MISS if found is None else found.value
+        memory = self._memory
+        if memory is None:
+            found = self._fetch(key, None)
+            return MISS if found is None else found.value
+        token = self._store.change_token()  # before reading: a later commit moves it
+        now = self._clock()
+        stamp = now.timestamp()
+        held = memory.find(key)
+        if held is not None and memory.current(held, token, stamp):
+            if held.expires is None or held.expires > stamp:
+                value = memory.value(held)
+                self._stats.record_hit(memory=True)
+                if self._accessed(key, held.accessed_at, now):
+                    held.accessed_at = now
+                return value
+            held = None  # expired: the index path counts it and removes the entry
+        found = self._fetch(key, None, held)
+        if found is None:
+            memory.discard(key)
+            return MISS
+        if held is not None and found.entry is held.payload:
+            held.refresh(found.entry, token, stamp)  # checked with the index: still current
+        else:
+            memory.keep(key, found.entry, found.value, token, stamp)
+        return found.value
+
+    def _forget(self, keys: list[str] | None) -> None:
+        """Drop what the memory layer holds for ``keys`` (every key: None) after a write."""
+        memory = self._memory
+        if memory is None:
+            return
+        if keys is None:
+            memory.clear()
+        else:
+            for key in keys:
+                memory.discard(key)
 
     def _load(self, entry: Entry | PayloadInfo) -> Lookup | None:
         """Read ``entry``'s value (or that of the entry that replaced it); None on a miss."""
         return self._fetch(entry.key, entry)
 
-    def _fetch(self, key: str, entry: Entry | PayloadInfo | None) -> Lookup | None:
+    def _fetch(
+        self, key: str, entry: Entry | PayloadInfo | None, held: Held | None = None
+    ) -> Lookup | None:
         """Read a value and turn it into a hit or a miss (expired, other format, deleted
         meanwhile, unreadable); return what was read, or None on a miss.
 
@@ -1667,9 +1726,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         writer replaces or deletes during the read, so a race is never an error here:
         only an entry that is still current and cannot be read back counts as one
         (logged, counted, removed; raised when ``strict``).
+
+        With ``held`` (the memory layer's value of ``key``), a current entry with the
+        same bytes is not read: the held value is returned, with the entry as read now.
         """
         now = self._clock()
         checked: list[Entry | PayloadInfo] = []
+        reuse: list[Entry | PayloadInfo] = []
 
         def usable(candidate: Entry | PayloadInfo) -> bool:
             checked.append(candidate)
@@ -1677,7 +1740,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             if facts.get("v", FORMAT_VERSION) != FORMAT_VERSION:
                 return False
             expires = expiry_seconds(facts)  # as _expired(), on the facts already at hand
-            return expires is None or expires > now.timestamp()
+            if expires is not None and expires <= now.timestamp():
+                return False
+            if held is not None and same_value(held.payload, candidate):
+                reuse.append(candidate)
+                return False  # the memory layer has this very value: no read
+            return True
 
         try:
             if entry is None:
@@ -1704,6 +1772,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._stats.record_miss()
             return None
         read = found.entry
+        if not found.loaded and reuse and reuse[-1] is read and held is not None:
+            value = cast(MemoryLayer, self._memory).value(held)
+            held.payload = read  # _lookup refreshes the rest
+            self._stats.record_hit(memory=True)
+            self._accessed(read.key, read.accessed_at, now)
+            return Lookup(read, value, True)
         if not found.loaded:
             if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
                 log.info("entry %s was written by another cache format version: a miss", read.key)
@@ -1713,7 +1787,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 self._remove_if_unchanged(read, {_EXPIRES: {"$lte": now.timestamp()}})
             return None
         self._stats.record_hit(bytes_read=read.size)
-        self._accessed(read, now)
+        self._accessed(read.key, read.accessed_at, now)
         return found
 
     def _remove_if_unchanged(self, entry: Entry | PayloadInfo, condition: Filter) -> None:
@@ -1723,19 +1797,22 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         except StorageError:
             log.warning("could not remove unusable cache entry %s", entry.key, exc_info=True)
 
-    def _accessed(self, entry: Entry | PayloadInfo, now: datetime) -> None:
-        """Record a hit: at most one index write per key per access interval."""
+    def _accessed(self, key: str, last: datetime | None, now: datetime) -> bool:
+        """Record a hit: at most one index write per key per access interval.
+
+        ``last`` is the access time the index holds; True when this hit was written.
+        """
         with self._access_lock:
-            pending = self._pending_access.pop(entry.key, 0) + 1
-            last = entry.accessed_at
+            pending = self._pending_access.pop(key, 0) + 1
             if last is not None and now - last < self._access_interval:
-                self._pending_access[entry.key] = pending
+                self._pending_access[key] = pending
                 if len(self._pending_access) < _MAX_PENDING_ACCESS:
-                    return
+                    return False
                 flush, self._pending_access = self._pending_access, {}
             else:
-                flush = {entry.key: pending}
+                flush = {key: pending}
         self._record_access(flush, now)
+        return key in flush
 
     def _flush_access(self) -> None:
         with self._access_lock:

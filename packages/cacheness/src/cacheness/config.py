@@ -56,6 +56,7 @@ from cacheness._config_backends import (
 from cacheness._config_convert import (
     check_types,
     copy_value,
+    explicit_fields,
     field_types,
     from_mapping,
     init_names,
@@ -103,6 +104,7 @@ __all__ = [
     "CacheMetadataConfig",
     "CompressionConfig",
     "HandlersConfig",
+    "MemoryCacheConfig",
     "SecurityConfig",
     "SerializationConfig",
     "default_cache_dir",
@@ -121,6 +123,9 @@ log = logging.getLogger(__name__)
 
 EVICTION_POLICIES: Final = ("lru", "lfu", "fifo")
 """Eviction policies: least recently used, least frequently used, first in first out."""
+
+MEMORY_CACHE_POLICIES: Final = ("lru", "fifo")
+"""Policies of the in-process memory layer: least recently used, first in first out."""
 
 CONFIG_FILE_VARIABLE: Final = "CACHENESS_CONFIG"
 """The environment variable naming a config file (``.json``, ``.yaml``/``.yml``, ``.toml``)."""
@@ -149,6 +154,10 @@ ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = MappingProxyType(
         "CACHENESS_ENTRY_SIGNING": "security.entry_signing",
         "CACHENESS_UNSIGNED": "security.unsigned",
         "CACHENESS_DELETE_INVALID_SIGNATURES": "security.delete_invalid_signatures",
+        "CACHENESS_MEMORY_CACHE": "memory_cache.enabled",
+        "CACHENESS_MEMORY_CACHE_MAX_ENTRIES": "memory_cache.max_entries",
+        "CACHENESS_MEMORY_CACHE_MAX_BYTES": "memory_cache.max_bytes",
+        "CACHENESS_MEMORY_CACHE_STALENESS_SECONDS": "memory_cache.staleness_seconds",
     }
 )
 """Environment variable -> the config field it sets (dotted path)."""
@@ -544,6 +553,50 @@ class SecurityConfig:
 _UNSIGNABLE: Final = ("metadata", "key_parameters")
 """What ``SecurityConfig.unsigned_fields`` may name."""
 
+
+@tracks_explicit
+@dataclass
+class MemoryCacheConfig:
+    """The optional in-process memory layer in front of the index and the blobs.
+
+    Values read by ``get`` (and ``@cached`` hits) are kept in this process, bounded by
+    entries and bytes, so that the next ``get`` of the same key skips the blob read and
+    the decoding. It never serves what another process replaced, deleted, expired or
+    evicted on SQLite (the index tells cheaply whether anyone committed); on the other
+    indexes (PostgreSQL, JSON) ``staleness_seconds`` says how long a value may be served
+    without asking the index. See the "Memory layer" page of the docs.
+
+    Attributes:
+        enabled: turn the layer on (default off). Flat alias: ``enable_memory_cache``.
+        max_entries: values kept at most; the least recently used go first.
+            Flat alias: ``memory_cache_maxsize``.
+        max_bytes: bytes kept at most (the values' uncompressed stored sizes); a value
+            larger than this is never kept.
+        staleness_seconds: on indexes that cannot tell cheaply whether anything changed
+            (PostgreSQL, JSON), how long after it was last checked a value is served
+            without asking the index; 0 (default) asks the index on every ``get`` (one
+            metadata query, no blob read). SQLite and the memory index are always exact
+            and ignore it. Flat alias: ``memory_cache_ttl_seconds``.
+        policy: ``"lru"`` (default) or ``"fifo"``. Flat alias: ``memory_cache_type``.
+        stats: report the layer's counters (``memory_hits``, ``memory_entries``,
+            ``memory_bytes``, ``memory_evictions``) in ``get_stats()``.
+            Flat alias: ``memory_cache_stats``.
+
+    Example:
+        >>> MemoryCacheConfig(enabled=True, max_entries=500).max_bytes
+        67108864
+        >>> CacheConfig(enable_memory_cache=True, memory_cache_maxsize=100).memory_cache
+        MemoryCacheConfig(enabled=True, max_entries=100, max_bytes=67108864, staleness_seconds=0.0, policy='lru', stats=True)
+    """  # noqa: E501 - the doctest output is one line
+
+    enabled: bool = False
+    max_entries: int = 1000
+    max_bytes: int = 64 * 1024 * 1024
+    staleness_seconds: float = 0.0
+    policy: str = "lru"
+    stats: bool = True
+
+
 _SECTION_TYPES: Final[dict[str, type]] = {
     "metadata": CacheMetadataConfig,
     "blob": CacheBlobConfig,
@@ -551,6 +604,7 @@ _SECTION_TYPES: Final[dict[str, type]] = {
     "serialization": SerializationConfig,
     "handlers": HandlersConfig,
     "security": SecurityConfig,
+    "memory_cache": MemoryCacheConfig,
 }
 
 
@@ -561,7 +615,14 @@ _FLAT: Final = {
     "backend_options": ("metadata", "options"),
     "blob_backend": ("blob", "backend"),
     "blob_backend_options": ("blob", "options"),
+    # the seeds' names of the memory layer's settings
+    "enable_memory_cache": ("memory_cache", "enabled"),
+    "memory_cache_type": ("memory_cache", "policy"),
+    "memory_cache_maxsize": ("memory_cache", "max_entries"),
+    "memory_cache_ttl_seconds": ("memory_cache", "staleness_seconds"),
+    "memory_cache_stats": ("memory_cache", "stats"),
 }
+_SHORTCUT_SECTIONS: Final = frozenset(section for section, _ in _FLAT.values())
 
 
 @tracks_explicit
@@ -585,6 +646,10 @@ class CacheConfig:
         serialization: :class:`SerializationConfig`.
         handlers: :class:`HandlersConfig`.
         security: :class:`SecurityConfig`.
+        memory_cache: the in-process memory layer (:class:`MemoryCacheConfig`), off by
+            default; the seeds' flat names (``enable_memory_cache``,
+            ``memory_cache_type``, ``memory_cache_maxsize``, ``memory_cache_ttl_seconds``,
+            ``memory_cache_stats``) are accepted as shortcuts into it.
         default_ttl_seconds: entries expire this many seconds after they are written;
             None (default) means never.
         max_cache_size_mb: evict when the stored bytes exceed this many MiB.
@@ -623,6 +688,7 @@ class CacheConfig:
     serialization: SerializationConfig = field(default_factory=SerializationConfig)
     handlers: HandlersConfig = field(default_factory=HandlersConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    memory_cache: MemoryCacheConfig = field(default_factory=MemoryCacheConfig)
     default_ttl_seconds: float | None = None
     max_cache_size_mb: float | None = None
     max_entries: int | None = None
@@ -637,6 +703,11 @@ class CacheConfig:
     blob_backend: InitVar[BlobBackendSpec | None] = None
     blob_backend_options: InitVar[dict[str, Any] | None] = None
     backend_options: InitVar[dict[str, Any] | None] = None
+    enable_memory_cache: InitVar[bool | None] = None
+    memory_cache_type: InitVar[str | None] = None
+    memory_cache_maxsize: InitVar[int | None] = None
+    memory_cache_ttl_seconds: InitVar[float | None] = None
+    memory_cache_stats: InitVar[bool | None] = None
 
     def __post_init__(
         self,
@@ -645,6 +716,11 @@ class CacheConfig:
         blob_backend: BlobBackendSpec | None,
         blob_backend_options: Mapping[str, Any] | None,
         backend_options: Mapping[str, Any] | None,
+        enable_memory_cache: bool | None,
+        memory_cache_type: str | None,
+        memory_cache_maxsize: int | None,
+        memory_cache_ttl_seconds: float | None,
+        memory_cache_stats: bool | None,
     ) -> None:
         self.cache_dir = _local_path(self.cache_dir)
         for name, section_type in _SECTION_TYPES.items():
@@ -657,8 +733,13 @@ class CacheConfig:
             "backend_options": backend_options,
             "blob_backend": blob_backend,
             "blob_backend_options": blob_backend_options,
+            "enable_memory_cache": enable_memory_cache,
+            "memory_cache_type": memory_cache_type,
+            "memory_cache_maxsize": memory_cache_maxsize,
+            "memory_cache_ttl_seconds": memory_cache_ttl_seconds,
+            "memory_cache_stats": memory_cache_stats,
         }
-        sections = {"metadata": self.metadata, "blob": self.blob}
+        sections = {name: getattr(self, name) for name in _SHORTCUT_SECTIONS}
         changed = _fold_shortcuts(sections, shortcuts, override=())
         for name in changed:
             setattr(self, name, sections[name])
@@ -696,7 +777,7 @@ class CacheConfig:
         shortcuts = {name: changes.pop(name) for name in _FLAT if name in changes}
         values.update((name, copy_value(value)) for name, value in changes.items())
         # a section given whole too: its shortcuts must agree with it (contradictions raise)
-        _fold_shortcuts(values, shortcuts, override={"metadata", "blob"} - set(changes))
+        _fold_shortcuts(values, shortcuts, override=_SHORTCUT_SECTIONS - set(changes))
         return CacheConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -818,6 +899,14 @@ def _fold_shortcuts(
                     f"{name}={value!r} contradicts {section_name}.backend={section.backend!r}; "
                     "set the backend in one place"
                 )
+        elif attribute != "options":  # a plain setting (the memory layer's)
+            current = getattr(section, attribute)
+            if not wins and attribute in explicit_fields(section) and current != value:
+                raise ConfigError(
+                    f"{name}={value!r} contradicts {section_name}.{attribute}={current!r}; "
+                    "set it in one place"
+                )
+            setattr(section, attribute, value)
         else:
             for key, option in _options_mapping(name, value).items():
                 if not wins and key in section.options and section.options[key] != option:
@@ -909,6 +998,12 @@ def _value_problems(config: CacheConfig) -> list[str]:
         ),
         choice_problem("eviction_policy", config.eviction_policy, EVICTION_POLICIES),
         choice_problem("hash_unknown", config.hash_unknown, get_args(HashUnknown)),
+        number_problem("memory_cache.max_entries", config.memory_cache.max_entries, integer=True),
+        number_problem("memory_cache.max_bytes", config.memory_cache.max_bytes, integer=True),
+        number_problem(
+            "memory_cache.staleness_seconds", config.memory_cache.staleness_seconds, zero=True
+        ),
+        choice_problem("memory_cache.policy", config.memory_cache.policy, MEMORY_CACHE_POLICIES),
     ]
     cache_dir = config.cache_dir
     if isinstance(cache_dir, str):

@@ -30,6 +30,7 @@ COUNTERS = (
     "invalid_signatures",
     "bytes_read",
     "bytes_written",
+    "memory_hits",
 )
 """Names of the counters, in the order they are reported."""
 
@@ -40,6 +41,7 @@ class CacheStats:
     ``errors`` counts entries that could not be read back (missing or corrupt bytes, a
     decode failure) and were turned into misses; they are also counted as misses.
     ``invalid_signatures`` counts, among those, entries refused for their signature.
+    ``memory_hits`` counts the hits the memory layer served (they are also ``hits``).
     """
 
     def __init__(self) -> None:
@@ -52,12 +54,14 @@ class CacheStats:
             for name, amount in increments.items():
                 self._counts[name] += amount
 
-    def record_hit(self, bytes_read: int = 0) -> None:
-        """Count a hit that read ``bytes_read`` stored bytes."""
+    def record_hit(self, bytes_read: int = 0, *, memory: bool = False) -> None:
+        """Count a hit that read ``bytes_read`` stored bytes (``memory``: served from memory)."""
         with self._lock:  # every cache hit comes here: no keyword-argument loop
             counts = self._counts
             counts["hits"] += 1
             counts["bytes_read"] += bytes_read
+            if memory:
+                counts["memory_hits"] += 1
 
     def record_miss(
         self, *, expired: bool = False, error: bool = False, signature: bool = False

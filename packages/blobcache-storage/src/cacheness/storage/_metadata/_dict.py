@@ -65,6 +65,7 @@ class DictMetadataBackend(MetadataBackend):
         self._entries: dict[str, Entry] = {}
         self._lock = threading.RLock()
         self._closed = False
+        self._writes = 0  # committed changes: the memory backend's change token
 
     # ----------------------------------------------------------------- hooks
 
@@ -104,6 +105,7 @@ class DictMetadataBackend(MetadataBackend):
                     yield changes
                     if changes.dirty:
                         self._persist()
+                        self._writes += 1
                 except BaseException:
                     if changes.dirty:
                         self._discard()

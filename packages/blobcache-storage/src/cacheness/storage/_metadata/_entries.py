@@ -154,7 +154,12 @@ def normalize_entry(entry: object) -> Entry:
     if not _ascii_texts(texts):
         for field, text in zip(_TEXT_FIELDS, texts, strict=True):
             _check_text(field, text)
-    if entry.etag is not None or entry.version_id is not None or entry.signature is not None:
+    signature = entry.signature  # set on most entries of a signing store: ASCII, quick
+    if (
+        entry.etag is not None
+        or entry.version_id is not None
+        or (signature is not None and not _ascii_texts((signature,)))
+    ):
         for field in _OPTIONAL_TEXT_FIELDS:
             _check_text(field, getattr(entry, field), optional=True)
     counts = (entry.size, entry.raw_size, entry.access_count)

@@ -210,6 +210,30 @@ class MetadataBackend(ABC):
     def close(self) -> None:
         """Release connections and files. Idempotent; later calls raise ``MetadataError``."""
 
+    # ----------------------------------------------------------------- change tracking
+
+    def change_token(self) -> int | None:
+        """Return a number that moves whenever anything is committed to this index, or None.
+
+        Two calls returning the same number mean that nobody, in this process or any
+        other, committed a change in between: what was read from the index before the
+        first call is still what it holds. The number means nothing else (compare it for
+        equality only; it may move without a change). None means this backend cannot
+        tell cheaply (the default: PostgreSQL, JSON): ask the index itself instead.
+
+        SQLite answers from ``PRAGMA data_version`` on this thread's connection (about a
+        microsecond, no I/O) plus its own commits; the memory backend counts its writes.
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> index = MemoryMetadataBackend()
+            >>> before = index.change_token()
+            >>> _ = index.put(Entry.new("k", size=1))
+            >>> index.change_token() != before
+            True
+        """
+        return None
+
     # ----------------------------------------------------------------- reads
 
     def get_payload(self, key: str, *, with_metadata: bool = False) -> PayloadInfo | None:

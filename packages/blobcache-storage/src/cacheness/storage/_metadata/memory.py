@@ -35,6 +35,10 @@ class MemoryMetadataBackend(DictMetadataBackend):
     name: ClassVar[str] = "memory"
     scope: ClassVar[Scope] = "process"
 
+    def change_token(self) -> int | None:
+        """Return the number of committed changes: this process holds the whole index."""
+        return self._writes
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._entries)} entries"
         return f"<MemoryMetadataBackend {state}>"

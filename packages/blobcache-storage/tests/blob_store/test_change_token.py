@@ -1,0 +1,128 @@
+"""``BlobStore.change_token`` (what a layer in front of the store checks) and ``decoder``.
+
+The token must move on every commit, whoever made it: this store, another thread's
+connection, another store (another process's view) on the same SQLite file; and stay
+put while nothing was committed. Backends that cannot tell cheaply say None.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from cacheness.storage import BlobStore, IntegrityError, InvalidEntryError, StorageError
+
+
+def _sqlite(path: Path) -> BlobStore:
+    return BlobStore(path=path, metadata_backend="sqlite", blob_backend="filesystem")
+
+
+def test_sqlite_token_stays_put_without_commits(tmp_path: Path) -> None:
+    with _sqlite(tmp_path) as store:
+        store.put(1, key="k")
+        token = store.change_token()
+        store.get("k")
+        store.list()
+        assert store.change_token() == token
+
+
+def test_sqlite_token_moves_on_own_commits(tmp_path: Path) -> None:
+    with _sqlite(tmp_path) as store:
+        for write in (
+            lambda: store.put(1, key="k"),
+            lambda: store.update_metadata("k", {"a": 1}),
+            lambda: store.delete("k"),
+        ):
+            token = store.change_token()
+            write()
+            assert store.change_token() != token
+
+
+def test_sqlite_token_moves_on_another_connections_commit(tmp_path: Path) -> None:
+    with _sqlite(tmp_path) as store, _sqlite(tmp_path) as other:
+        store.put(1, key="k")
+        token = store.change_token()
+        other.put(2, key="k")
+        assert store.change_token() != token
+        token = store.change_token()
+        # a commit with no store at all: plain sqlite3 on the index file
+        with sqlite3.connect(tmp_path / "index.sqlite") as raw:
+            raw.execute("CREATE TABLE IF NOT EXISTS outsider (x)")
+        assert store.change_token() != token
+
+
+def test_sqlite_token_moves_on_another_threads_commit(tmp_path: Path) -> None:
+    with _sqlite(tmp_path) as store:
+        store.put(1, key="k")
+        token = store.change_token()
+        worker = threading.Thread(target=lambda: store.put(2, key="k"))
+        worker.start()
+        worker.join()
+        assert store.change_token() != token
+        # and the other way round: this thread's commit seen from another thread's token
+        seen: list[int | None] = []
+        ready, done = threading.Event(), threading.Event()
+
+        def watch() -> None:
+            seen.append(store.change_token())
+            ready.set()
+            done.wait()
+            seen.append(store.change_token())
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        ready.wait()
+        store.put(3, key="k")
+        done.set()
+        watcher.join()
+        assert seen[0] != seen[1]
+
+
+def test_memory_index_counts_its_writes() -> None:
+    with BlobStore(metadata_backend="memory", blob_backend="memory") as store:
+        token = store.change_token()
+        assert store.change_token() == token
+        store.put(1, key="k")
+        assert store.change_token() != token
+
+
+def test_json_index_cannot_tell(tmp_path: Path) -> None:
+    with BlobStore(path=tmp_path, metadata_backend="json", blob_backend="filesystem") as store:
+        assert store.change_token() is None
+
+
+def test_closed_store_refuses(tmp_path: Path) -> None:
+    store = _sqlite(tmp_path)
+    store.close()
+    with pytest.raises(StorageError, match="closed"):
+        store.change_token()
+
+
+def test_decoder_gives_a_fresh_object_per_call() -> None:
+    with BlobStore(metadata_backend="memory", blob_backend="memory") as store:
+        store.put({"rows": [1, 2]}, key="k")
+        decode = store.decoder(store.get_metadata("k"))  # type: ignore[arg-type]
+        first = decode()
+        first["rows"].append(3)
+        assert decode() == {"rows": [1, 2]}
+        assert decode() is not decode()
+
+
+def test_decoder_refuses_blob_entries_and_damaged_bytes() -> None:
+    with BlobStore(metadata_backend="memory", blob_backend="memory") as store:
+        store.put(random.Random(0).randbytes(20_000), key="big")
+        entry = store.get_metadata("big")
+        assert entry is not None
+        with pytest.raises(InvalidEntryError, match="in a blob"):
+            store.decoder(entry)
+        store.put([1, 2, 3], key="small")
+        small = store.get_metadata("small")
+        assert small is not None
+        assert small.inline is not None
+        damaged = small.replace(inline=small.inline[:-1] + b"\x00")
+        with pytest.raises(IntegrityError, match="hash"):
+            store.decoder(damaged)
