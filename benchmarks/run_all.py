@@ -25,6 +25,7 @@ BENCHMARKS = (
     "keys",
     "compare",
     "import_time",
+    "observability",
     "team_cache",
     "sql_cache",
     "custom_metadata",

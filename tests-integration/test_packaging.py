@@ -113,9 +113,9 @@ def test_built_metadata_declares_the_range_and_extras(dist):
     assert storage["Requires-Python"] == ">=3.11"
     assert cache["Requires-Python"] == ">=3.11"
     assert set(storage.get_all("Provides-Extra")) >= {
-        "numpy", "pandas", "arrow", "polars", "s3", "postgresql", "all",
+        "numpy", "pandas", "arrow", "polars", "s3", "postgresql", "otel", "all",
     }  # fmt: skip
-    assert set(cache.get_all("Provides-Extra")) >= {"cloud", "dataframes", "numpy", "all"}
+    assert set(cache.get_all("Provides-Extra")) >= {"cloud", "dataframes", "numpy", "otel", "all"}
 
     requirements = [Requirement(r) for r in cache.get_all("Requires-Dist")]
     core = [r for r in requirements if r.name == "blobcache-storage" and r.marker is None]

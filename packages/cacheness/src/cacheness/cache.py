@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, cast, overload
 
 from cacheness._memory import Held, MemoryLayer, same_value
+from cacheness._telemetry import CACHE, cache_operation, span_attributes
 from cacheness.cache_entry import (
     FORMAT_VERSION,
     RESERVED_METADATA_KEY,
@@ -81,6 +82,7 @@ from cacheness.storage import (
     StorageFullError,
     combine_filters,
     did_you_mean,
+    instrumentation,
     metadata_field,
     suggest_keywords,
     utc_now,
@@ -92,7 +94,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Query
 
     from cacheness.decorators import CachedFunction
-    from cacheness.storage import CustomMetadataBase
+    from cacheness.storage import CustomMetadataBase, HealthReport
 
 M = TypeVar("M", bound="CustomMetadataBase")
 P = ParamSpec("P")
@@ -350,7 +352,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_entries=self.config.max_entries,
             policy=self.config.eviction_policy,
         )
-        self._stats = CacheStats()
+        self._where = f"{self._store.metadata_backend_name} + {self._store.blob_backend_name}"
+        """The backends, as log messages name them."""
+        self._stats = CacheStats(
+            labels={
+                "cacheness.metadata_backend": self._store.metadata_backend_name,
+                "cacheness.blob_backend": self._store.blob_backend_name,
+            }
+        )
         self._access_interval = timedelta(seconds=self.config.access_update_interval_seconds)
         self._pending_access: dict[str, int] = {}
         self._access_lock = threading.Lock()
@@ -420,6 +429,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ writing
 
+    @cache_operation("put")
     def put(
         self,
         data: Any,
@@ -512,7 +522,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                     raise
                 self._stats.add(evictions=evicted)
                 self._forget(None)
-                log.warning("the disk is full: evicted %d entries to store %s", evicted, key)
+                log.warning(
+                    "the disk is full (%s): evicted %d entries to store %s%s",
+                    self._where,
+                    evicted,
+                    key,
+                    _prefixed(key_prefix),
+                )
                 entry = put()
         except PayloadTooLargeError as exc:
             raise PayloadTooLargeError(
@@ -526,14 +542,23 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 f"{exc}. For this cache: cacheness(..., serialization={{'allow_cloudpickle': "
                 "True}) or CacheConfig(serialization=SerializationConfig(allow_cloudpickle=True))"
             ) from exc
-        self._stats.add(puts=1, bytes_written=entry.size)
+        self._stats.add(puts=1, bytes_written=entry.size, handler=entry.handler)
         self._forget([key])
+        log.debug(
+            "stored %s%s: %d bytes by handler %s in %s",
+            key,
+            _prefixed(key_prefix),
+            entry.size,
+            entry.handler,
+            self._where,
+        )
         evicted = self._evictor.after_put(key, entry.size)
         if evicted:
             self._stats.add(evictions=evicted)
             self._forget(None)
         return key
 
+    @cache_operation("update_data")
     def update_data(
         self,
         data: Any,
@@ -570,6 +595,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._stats.add(puts=1)
         return changed
 
+    @cache_operation("touch")
     def touch(
         self,
         *,
@@ -595,6 +621,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "touch")
         return self._touch_entries([key], ttl_seconds) == 1
 
+    @cache_operation("touch_batch")
     def touch_batch(
         self,
         *,
@@ -638,6 +665,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._forget(list(updates))
         return self._store.update_batch(updates) if updates else 0
 
+    @cache_operation("update_batch")
     def update_batch(self, items: Iterable[tuple[Mapping[str, Any], Any]]) -> int:
         """Replace the values of several entries: ``[(key_params, data), ...]``; return how many.
 
@@ -656,6 +684,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             pairs.append((self._resolve_spec(item[0], "update_batch")[0], item[1]))
         return sum(self.update_data(data, cache_key=key) for key, data in pairs)
 
+    @cache_operation("copy")
     def copy(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
     ) -> str:
@@ -678,6 +707,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         return self._relocate(source, dest, overwrite, self._store.copy)
 
+    @cache_operation("move")
     def move(
         self, source: Mapping[str, Any], dest: Mapping[str, Any], *, overwrite: bool = False
     ) -> str:
@@ -751,6 +781,21 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             True
         """
         self._check_open()
+        which = (cache_key, key_prefix, key_params, params)
+        if (tel := instrumentation()) is not None:
+            with tel.operation(CACHE, "get", span_attributes(self, key_prefix)):
+                return self._get(default, max_age_seconds, *which)
+        return self._get(default, max_age_seconds, *which)
+
+    def _get(
+        self,
+        default: Any,
+        max_age_seconds: float | timedelta | None,
+        cache_key: str | None,
+        key_prefix: str | None,
+        key_params: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
+    ) -> Any:
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
         if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
             value = self._get_value(key, max_age_seconds)
@@ -767,6 +812,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         found = None if entry is None else self._load(entry)
         return MISS if found is None else found.value
 
+    @cache_operation("get_with_metadata")
     def get_with_metadata(
         self,
         *,
@@ -787,6 +833,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return None
         return found.value, self._describe(cast(Entry, found.entry))
 
+    @cache_operation("get_batch")
     def get_batch(self, items: Iterable[Mapping[str, Any]], default: Any = None) -> list[Any]:
         """Return the values for several key parameter mappings, in order (``default`` on misses).
 
@@ -814,6 +861,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             results.append(default if found is None else found.value)
         return results
 
+    @cache_operation("exists")
     def exists(
         self,
         *,
@@ -932,6 +980,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             filter=self._params_filter(equals, key_params, filter, "query_meta")
         )
 
+    @cache_operation("verify")
     def verify(
         self,
         *,
@@ -964,7 +1013,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise EntryNotFoundError(f"no cache entry with key {key!r}")
         issues = self._store.verify_integrity([key], deep=deep)
         for issue in issues:
-            log.warning("cache entry %s failed verification: %s", key, issue.detail)
+            log.warning(
+                "cache entry %s%s failed verification in %s: %s",
+                key,
+                _prefixed(key_prefix),
+                self._where,
+                issue.detail,
+            )
         return not issues
 
     # ------------------------------------------------------------------ custom metadata
@@ -1104,6 +1159,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ deleting
 
+    @cache_operation("invalidate")
     def invalidate(
         self,
         *,
@@ -1118,6 +1174,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._forget([key])
         return self._store.delete(key)
 
+    @cache_operation("delete_batch")
     def delete_batch(self, items: Iterable[Mapping[str, Any]]) -> int:
         """Delete the entries of several key parameter mappings; return how many existed."""
         self._check_open()
@@ -1128,6 +1185,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._forget(keys)
         return self._store.delete_batch(keys)
 
+    @cache_operation("delete_where")
     def delete_where(self, where: Filter | Predicate) -> int:
         """Delete the entries a storage filter (or a predicate on ``CacheEntry``) selects.
 
@@ -1152,6 +1210,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise _empty_selector("delete_where", "a filter")
         return self._store.delete_where(where)
 
+    @cache_operation("delete_matching")
     def delete_matching(self, *, key_params: Mapping[str, Any] | None = None, **equals: Any) -> int:
         """Delete the entries whose key parameters equal ``equals``; return how many.
 
@@ -1173,6 +1232,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._forget(None)
         return self._store.delete_where(selector)
 
+    @cache_operation("delete_by_prefix")
     def delete_by_prefix(
         self, *, key_params: Mapping[str, Any] | None = None, **prefixes: Any
     ) -> int:
@@ -1208,6 +1268,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._forget(None)
         return self._store.delete_where(clauses)
 
+    @cache_operation("clear_all")
     def clear_all(self) -> int:
         """Delete every entry; return how many there were."""
         self._check_open()
@@ -1352,6 +1413,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self._check_open()
         return self._store.find_orphaned_blobs(min_age_seconds=min_age_seconds)
 
+    @cache_operation("cleanup_expired")
     def cleanup_expired(self) -> int:
         """Delete every expired entry in one pushed-down delete; return how many.
 
@@ -1447,6 +1509,43 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
     def reset_stats(self) -> None:
         """Set the counters of this cache object back to zero."""
         self._stats.reset()
+
+    def backend_stats(self) -> dict[str, dict[str, int]]:
+        """Return the storage backends' own counters: the cost and pool figures.
+
+        ``{"metadata": {...}, "blob": {...}}``: on S3 the HTTP requests by kind
+        (``put_requests``, ``get_requests``, ``head_requests``, ``list_requests``,
+        ``delete_requests``, ``multipart_parts``...) and ``bytes_in``/``bytes_out``; on
+        PostgreSQL the connection pool (``size``, ``checked_out``, ``overflow``,
+        ``waits``, ``timeouts``). See :meth:`cacheness.storage.BlobStore.backend_stats`.
+
+        Example:
+            >>> import tempfile
+            >>> cacheness(cache_dir=tempfile.mkdtemp()).backend_stats()
+            {'metadata': {}, 'blob': {}}
+        """
+        self._check_open()
+        return self._store.backend_stats()
+
+    def health(self, *, timeout: float = 5.0) -> HealthReport:
+        """Check that the cache's storage answers, within ``timeout`` seconds.
+
+        Each backend (the index, the blob store) makes one cheap round trip, nothing
+        written; the report says for each whether it is reachable, how long it took
+        and, if not, why. An unreachable backend is reported, never raised: made for
+        readiness probes (``report.healthy``) and dashboards (``report.to_dict()``).
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number of seconds.
+
+        Example:
+            >>> import tempfile
+            >>> report = cacheness(cache_dir=tempfile.mkdtemp()).health(timeout=2.0)
+            >>> report.healthy, [(b.role, b.backend) for b in report.backends]
+            (True, [('metadata', 'sqlite'), ('blob', 'filesystem')])
+        """
+        self._check_open()
+        return self._store.health(timeout=timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1582,7 +1681,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._stats.record_miss()
             return None
         if max_age is not None and (self._clock() - entry.updated_at).total_seconds() > max_age:
-            self._stats.record_miss()
+            self._stats.record_miss(reason="too_old")
             return None
         return entry
 
@@ -1764,8 +1863,14 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             if self.config.strict or not checked:
                 raise
             damaged = checked[-1]
-            log.warning("cache entry %s cannot be read back: a miss (%s)", damaged.key, exc)
-            self._stats.record_miss(error=True)
+            log.warning(
+                "cache entry %s%s cannot be read back from %s: a miss (%s)",
+                damaged.key,
+                _prefixed(cache_facts(damaged).get("prefix")),
+                self._where,
+                exc,
+            )
+            self._stats.record_miss(error=True, integrity=isinstance(exc, IntegrityError))
             self._remove_if_unchanged(damaged, {"content_hash": damaged.content_hash})
             return None
         if found is None:  # absent, or deleted while being read
@@ -1780,13 +1885,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             return Lookup(read, value, True)
         if not found.loaded:
             if cache_facts(read).get("v", FORMAT_VERSION) != FORMAT_VERSION:
-                log.info("entry %s was written by another cache format version: a miss", read.key)
-                self._stats.record_miss()
+                log.info(
+                    "entry %s%s was written by another cache format version: a miss",
+                    read.key,
+                    _prefixed(cache_facts(read).get("prefix")),
+                )
+                self._stats.record_miss(reason="other_version")
             else:
                 self._stats.record_miss(expired=True)
                 self._remove_if_unchanged(read, {_EXPIRES: {"$lte": now.timestamp()}})
             return None
-        self._stats.record_hit(bytes_read=read.size)
+        self._stats.record_hit(bytes_read=read.size, handler=read.handler)
         self._accessed(read.key, read.accessed_at, now)
         return found
 
@@ -1795,7 +1904,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         try:
             self._store.delete_where({"$and": [{"key": entry.key}, condition]})
         except StorageError:
-            log.warning("could not remove unusable cache entry %s", entry.key, exc_info=True)
+            log.warning(
+                "could not remove unusable cache entry %s from %s",
+                entry.key,
+                self._where,
+                exc_info=True,
+            )
 
     def _accessed(self, key: str, last: datetime | None, now: datetime) -> bool:
         """Record a hit: at most one index write per key per access interval.
@@ -1825,7 +1939,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._store.record_access(counts, at=now)
         except StorageError:
             # Access times only steer eviction: losing some must not fail a read.
-            log.warning("could not record access times of %d entries", len(counts), exc_info=True)
+            log.warning(
+                "could not record access times of %d entries in %s",
+                len(counts),
+                self._where,
+                exc_info=True,
+            )
+
+
+def _prefixed(key_prefix: object) -> str:
+    """`` (prefix 'name')`` for log messages, or nothing."""
+    return f" (prefix {key_prefix!r})" if key_prefix else ""
 
 
 def _empty_selector(method: str, what: str) -> TypeError:

@@ -792,11 +792,16 @@ class _Memo:
         self._count(errors=1)
         if cache.config.strict:
             raise exc
-        log.warning(
-            "%s: could not %s cache entry %s (%s: %s); %s",
+        store = cache.store
+        log.log(
+            # a value computed and not stored is work lost; a failed read only costs a call
+            logging.ERROR if action == "store" else logging.WARNING,
+            "%s: could not %s cache entry %s in %s + %s (%s: %s); %s",
             self.name,
             action,
             key,
+            store.metadata_backend_name,
+            store.blob_backend_name,
             type(exc).__name__,
             exc,
             _WORKAROUND[action],

@@ -100,6 +100,7 @@ if TYPE_CHECKING:
         unregister_handler,
     )
     from cacheness.storage._hashing import ContentHasher, hash_bytes, hash_stream
+    from cacheness.storage._health import BackendHealth, HealthReport
     from cacheness.storage._locks import (
         FileLocks,
         LockTable,
@@ -136,6 +137,12 @@ if TYPE_CHECKING:
         resolve_signing_key,
         user_key_path,
     )
+    from cacheness.storage._telemetry import (
+        SCHEMA_VERSION,
+        Instrumentation,
+        instrumentation,
+        traced,
+    )
     from cacheness.storage._validate import (
         choice_problem,
         did_you_mean,
@@ -148,7 +155,9 @@ __all__ = [
     "DEFAULT_INLINE_THRESHOLD",
     "DEFAULT_SIGNED_FIELDS",
     "MAX_KEY_LENGTH",
+    "SCHEMA_VERSION",
     "UNSIGNED_POLICIES",
+    "BackendHealth",
     "BackendUnavailableError",
     "BlobBackend",
     "BlobExistsError",
@@ -177,6 +186,8 @@ __all__ = [
     "FormatVersionError",
     "Handler",
     "HandlerRegistry",
+    "HealthReport",
+    "Instrumentation",
     "IntegrityError",
     "IntegrityIssue",
     "InvalidBlobNameError",
@@ -230,6 +241,7 @@ __all__ = [
     "hash_bytes",
     "hash_stream",
     "import_optional",
+    "instrumentation",
     "is_loaded",
     "list_blob_backends",
     "list_custom_models",
@@ -249,6 +261,7 @@ __all__ = [
     "register_metadata_backend",
     "resolve_signing_key",
     "suggest_keywords",
+    "traced",
     "unregister_blob_backend",
     "unregister_custom_model",
     "unregister_handler",
@@ -290,6 +303,8 @@ _LAZY: dict[str, str] = {
     "matches": "cacheness.storage._filters",
     "metadata_field": "cacheness.storage._filters",
     "parse_filter": "cacheness.storage._filters",
+    "BackendHealth": "cacheness.storage._health",
+    "HealthReport": "cacheness.storage._health",
     "FormatInfo": "cacheness.storage._handlers.base",
     "Handler": "cacheness.storage._handlers.base",
     "SerializationOptions": "cacheness.storage._handlers.base",
@@ -338,6 +353,10 @@ _LAZY: dict[str, str] = {
     "SigningKey": "cacheness.storage._signing",
     "resolve_signing_key": "cacheness.storage._signing",
     "user_key_path": "cacheness.storage._signing",
+    "Instrumentation": "cacheness.storage._telemetry",
+    "SCHEMA_VERSION": "cacheness.storage._telemetry",
+    "instrumentation": "cacheness.storage._telemetry",
+    "traced": "cacheness.storage._telemetry",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
     "suggest_keywords": "cacheness.storage._validate",

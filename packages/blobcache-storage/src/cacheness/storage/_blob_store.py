@@ -69,6 +69,7 @@ from cacheness.storage._signing import (
     resolve_signing_key,
     user_key_path,
 )
+from cacheness.storage._telemetry import Instrumentation, child, instrumentation, traced
 from cacheness.storage._validate import check_seconds, did_you_mean, is_int, suggest_keywords
 from cacheness.storage.errors import (
     BackendUnavailableError,
@@ -93,6 +94,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Query
 
     from cacheness.storage._custom import CustomMetadataBase
+    from cacheness.storage._health import HealthReport
     from cacheness.storage._reports import IntegrityIssue, RepairReport, ResignReport
 
     CustomRows = CustomMetadataBase | Iterable[CustomMetadataBase] | None
@@ -369,6 +371,14 @@ class BlobStore:
             self._close_backends()
             raise
         self._payload_metadata = self.signer is not None and self.signer.needs_metadata
+        self._telemetry_attributes = {
+            "cacheness.metadata_backend": self.metadata.name,
+            "cacheness.blob_backend": self.blobs.name,
+        }
+        self._metadata_attributes = {"cacheness.backend": self.metadata.name}
+        log.info(
+            "opened a BlobStore over %s metadata and %s blobs", self.metadata.name, self.blobs.name
+        )
 
     def _open_signer(
         self,
@@ -461,6 +471,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ writing
 
+    @traced("put")
     def put_entry(
         self,
         data: Any,
@@ -484,7 +495,8 @@ class BlobStore:
         if key is not None:
             validate_key(key)
         rows = self._custom_rows(custom_metadata)
-        stored = self._serialize(data, handler, max_size)
+        with child("cacheness.storage.serialize", self.blobs.name):
+            stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
             now = self._now()
             entry = Entry(
@@ -496,10 +508,11 @@ class BlobStore:
                 **stored.fields(),
             )
             self._sign(entry)
-            if rows:  # the entry and its rows commit together, or neither does
-                replaced = self.metadata.put_custom(entry, rows, overwrite=overwrite)
-            else:
-                replaced = self.metadata.put(entry, overwrite=overwrite)
+            with child("cacheness.metadata.put", self.metadata.name):
+                if rows:  # the entry and its rows commit together, or neither does
+                    replaced = self.metadata.put_custom(entry, rows, overwrite=overwrite)
+                else:
+                    replaced = self.metadata.put(entry, overwrite=overwrite)
         self._release([replaced] if replaced is not None else [], keep=stored.blob)
         return entry
 
@@ -555,6 +568,7 @@ class BlobStore:
             custom_metadata=custom_metadata,
         ).key
 
+    @traced("put_batch")
     def put_batch(
         self,
         items: Mapping[str, Any] | Iterable[tuple[str, Any]],
@@ -615,11 +629,13 @@ class BlobStore:
             ]
             for entry in entries:
                 self._sign(entry)
-            replaced = self.metadata.put_many(entries)
+            with child("cacheness.metadata.put_many", self.metadata.name):
+                replaced = self.metadata.put_many(entries)
         kept = {s.blob.ref for s in stored_all if s.blob is not None}
         self._release(replaced, keep_refs=kept)
         return [key for key, _ in pairs]
 
+    @traced("update_data")
     def update_data(
         self,
         key: str,
@@ -652,7 +668,8 @@ class BlobStore:
         old = self.metadata.get(key)
         if old is None:
             return False
-        stored = self._serialize(data, handler, max_size)
+        with child("cacheness.storage.serialize", self.blobs.name):
+            stored = self._serialize(data, handler, max_size)
         with self._committing([stored]):
             now = self._now()
             changes = stored.fields()
@@ -696,6 +713,7 @@ class BlobStore:
         validate_key(key)
         return self.update_batch({key: metadata}, merge=merge) == 1
 
+    @traced("update_batch")
     def update_batch(self, updates: Mapping[str, Mapping[str, Any]], *, merge: bool = True) -> int:
         """Change the user metadata of several entries in one batch; return how many exist.
 
@@ -776,6 +794,7 @@ class BlobStore:
         }
         return len(self.metadata.update_many(changes))
 
+    @traced("copy")
     def copy(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
         """Copy an entry and its data to a new key; return the new entry.
 
@@ -858,6 +877,7 @@ class BlobStore:
             "nothing is damaged, try again"
         )
 
+    @traced("move")
     def move(self, src: str, dst: str, *, overwrite: bool = False) -> Entry:
         """Rename an entry (atomically on SQL backends); return the moved entry.
 
@@ -1059,6 +1079,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ deleting
 
+    @traced("delete")
     def delete(self, key: str) -> bool:
         """Delete an entry and its data; return False if the key was absent.
 
@@ -1069,12 +1090,14 @@ class BlobStore:
             (True, False)
         """
         self._check_open()
-        entry = self.metadata.delete(key)
+        with child("cacheness.metadata.delete", self.metadata.name):
+            entry = self.metadata.delete(key)
         if entry is None:
             return False
         self._release([entry])
         return True
 
+    @traced("delete_batch")
     def delete_batch(self, keys: Iterable[str]) -> int:
         """Delete several entries and their data; return how many existed."""
         self._check_open()
@@ -1082,6 +1105,7 @@ class BlobStore:
         self._release(deleted)
         return len(deleted)
 
+    @traced("delete_by_prefix")
     def delete_by_prefix(self, prefix: str) -> int:
         """Delete every entry whose key starts with ``prefix``; return how many.
 
@@ -1105,6 +1129,7 @@ class BlobStore:
         self._release(deleted)
         return len(deleted)
 
+    @traced("delete_where")
     def delete_where(self, where: Filter | Predicate) -> int:
         """Delete the entries a filter (or a predicate on ``Entry``) selects; return how many.
 
@@ -1141,6 +1166,7 @@ class BlobStore:
         self._release(deleted)
         return len(deleted)
 
+    @traced("clear")
     def clear(self) -> int:
         """Delete every entry and its data; return how many entries there were."""
         self._check_open()
@@ -1175,6 +1201,9 @@ class BlobStore:
             'fallback'
         """
         self._check_open()
+        if (tel := instrumentation()) is not None:
+            found = self._traced_lookup(tel, "get", key, False, None)
+            return default if found is None else found.value
         # only what reading needs (fewer columns), with the metadata if it is signed
         payload = self.metadata.get_payload(key, with_metadata=self._payload_metadata)
         if payload is None:
@@ -1184,6 +1213,7 @@ class BlobStore:
         found = self._follow(payload, None)
         return default if found is None else found.value
 
+    @traced("get_with_metadata")
     def get_with_metadata(self, key: str) -> tuple[Any, Entry] | None:
         """Return ``(object, entry)`` for ``key``, or None when there is none.
 
@@ -1222,6 +1252,7 @@ class BlobStore:
         self._check_open()
         return self.metadata.get_many(_key_list(keys, "get_metadata_batch"))
 
+    @traced("get_batch")
     def get_batch(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
         """Return ``{key: object}`` for ``keys`` (one metadata query), ``default`` for misses.
 
@@ -1233,7 +1264,8 @@ class BlobStore:
         """
         self._check_open()
         wanted = _key_list(keys, "get_batch")
-        entries = self.metadata.get_many(wanted)
+        with child("cacheness.metadata.get_many", self.metadata.name):
+            entries = self.metadata.get_many(wanted)
         values: dict[str, Any] = {}
         for key in wanted:
             entry = entries.get(key)
@@ -1280,6 +1312,8 @@ class BlobStore:
         """
         self._check_open()
         _check_accept(accept)
+        if (tel := instrumentation()) is not None:
+            return self._traced_lookup(tel, "lookup", key, with_metadata, accept)
         payload = self.metadata.get_payload(
             key, with_metadata=with_metadata or self._payload_metadata
         )
@@ -1287,6 +1321,27 @@ class BlobStore:
             return None
         return self._read_current(payload, accept)
 
+    def _traced_lookup(
+        self,
+        tel: Instrumentation,
+        operation: str,
+        key: str,
+        with_metadata: bool,
+        accept: Callable[[Entry | PayloadInfo], bool] | None,
+    ) -> Lookup | None:
+        """:meth:`lookup` inside the span of ``operation``, its backend calls as children."""
+        with tel.operation("cacheness.storage", operation, self._telemetry_attributes) as op:
+            with tel.span("cacheness.metadata.get_payload", self._metadata_attributes):
+                payload = self.metadata.get_payload(
+                    key, with_metadata=with_metadata or self._payload_metadata
+                )
+            found = None if payload is None else self._read_current(payload, accept)
+            op.set("cacheness.found", found is not None and found.loaded)
+            if found is not None and found.loaded:
+                op.describe(found)
+            return found
+
+    @traced("read_current")
     def read_current(
         self,
         entry: Entry | PayloadInfo,
@@ -1320,6 +1375,7 @@ class BlobStore:
         _check_accept(accept)
         return self._read_current(entry, accept)
 
+    @traced("read")
     def read(self, entry: Entry | PayloadInfo) -> Any:
         """Load the object an entry (from :meth:`get_metadata`, :meth:`list_entries`...) describes.
 
@@ -1565,6 +1621,10 @@ class BlobStore:
 
     def _load_blob(self, entry: Entry | PayloadInfo, verify: bool) -> Any:
         """Load from the entry's blob; a missing blob raises ``BlobNotFoundError``."""
+        with child("cacheness.blob.read", self.blobs.name):
+            return self._read_blob(entry, verify)
+
+    def _read_blob(self, entry: Entry | PayloadInfo, verify: bool) -> Any:
         info = FormatInfo.from_entry(entry)
         what = f"entry {entry.key!r}"
         ref = entry.blob_ref
@@ -1875,6 +1935,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ maintenance
 
+    @traced("verify_integrity")
     def verify_integrity(
         self, keys: Iterable[str] | None = None, *, deep: bool = True
     ) -> builtins.list[IntegrityIssue]:
@@ -1904,6 +1965,7 @@ class BlobStore:
         found = self.metadata.get_many(_key_list(keys, "verify_integrity"))
         return _maintenance.verify(self, found.values(), deep)
 
+    @traced("find_orphaned_blobs")
     def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> builtins.list[str]:
         """Return references of blobs no entry points at.
 
@@ -1922,6 +1984,7 @@ class BlobStore:
         check_seconds(min_age_seconds, "min_age_seconds")
         return _maintenance.find_orphans(self, min_age_seconds)
 
+    @traced("repair")
     def repair(
         self, *, dry_run: bool = True, orphan_min_age_seconds: float = 3600.0
     ) -> RepairReport:
@@ -1946,6 +2009,56 @@ class BlobStore:
         self._check_open()
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
+
+    # ------------------------------------------------------------------ observability
+
+    def health(self, *, timeout: float = 5.0) -> HealthReport:
+        """Check that both backends answer, within ``timeout`` seconds; nothing is written.
+
+        Each backend makes its cheapest round trip (``ping()``: a read of a probe key in
+        the index, a ``HeadBucket`` on S3, a stat of a file), both in parallel; one that
+        has not answered when ``timeout`` is up is reported unreachable then (its
+        retries go on in the background). Never raises for an unreachable backend: the
+        report says which one and why, for a readiness probe or a dashboard.
+
+        Raises:
+            ValueError: ``timeout`` is not a positive number of seconds.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> report = store.health(timeout=1.0)
+            >>> report.healthy, report.backends[0].backend, report.backends[1].reachable
+            (True, 'memory', True)
+        """
+        from cacheness.storage._health import check_health
+
+        self._check_open()
+        check_seconds(timeout, "timeout")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
+        return check_health(
+            [
+                ("metadata", self.metadata.name, self.metadata.ping),
+                ("blob", self.blobs.name, self.blobs.ping),
+            ],
+            float(timeout),
+        )
+
+    def backend_stats(self) -> dict[str, dict[str, int]]:
+        """Return the backends' own counters: ``{"metadata": {...}, "blob": {...}}``.
+
+        What each backend counts: S3 its HTTP requests by kind and bytes in and out
+        (the cost figures), PostgreSQL its connection pool (size, checked out,
+        overflow, waits, timeouts), tiered and failover backends their hits, fills and
+        fallbacks; others nothing (``{}``).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> store.backend_stats()
+            {'metadata': {}, 'blob': {}}
+        """
+        self._check_open()
+        return {"metadata": self.metadata.stats(), "blob": self.blobs.stats()}
 
     def resign(self, *, batch_size: int = 1000) -> ResignReport:
         """Sign every entry with the current key; return counts of what was done.
@@ -2127,7 +2240,8 @@ class BlobStore:
                     writer = cast(BlobWriter, sink.writer)
                     if max_size is not None and writer.tell() > max_size:
                         raise self._too_large(writer.tell(), max_size)
-                    blob = writer.commit()
+                    with child("cacheness.blob.write", self.blobs.name):
+                        blob = writer.commit()
                     stored = _Stored(info, blob.size, blob.content_hash, blob=blob)
             except BaseException:
                 if sink.writer is not None:
@@ -2223,7 +2337,10 @@ class BlobStore:
             return
         if existing is not None:
             log.warning("content-addressed blob %r does not match its name; rewriting it", ref)
-        with self.blobs.open_write(item.content_hash) as writer:
+        with (
+            child("cacheness.blob.write", self.blobs.name),
+            self.blobs.open_write(item.content_hash) as writer,
+        ):
             copy_stream(spool.reader(), writer)
         item.blob = writer.info
 
@@ -2281,7 +2398,8 @@ class BlobStore:
     def _delete_blobs(self, refs: builtins.list[str]) -> None:
         """Delete blobs after a committed metadata change; failures leave orphans, logged."""
         try:
-            self.blobs.delete_many(refs)
+            with child("cacheness.blob.delete_many", self.blobs.name):
+                self.blobs.delete_many(refs)
         except (StorageError, OSError):
             log.warning(
                 "could not delete %d superseded blob(s) (first: %r); they are orphans now "

@@ -183,7 +183,10 @@ def _wrap_methods(cls: type, skip: frozenset[str]) -> None:
     for name, member in list(vars(cls).items()):
         if name.startswith("_") or name in skip or not isinstance(member, types.FunctionType):
             continue
-        code = member.__code__  # read directly: importing inspect costs start-up time
+        inner = member
+        while hasattr(inner, "__wrapped__"):  # a method already wrapped (telemetry...)
+            inner = inner.__wrapped__
+        code = inner.__code__  # read directly: importing inspect costs start-up time
         if code.co_flags & _VAR_KEYWORDS:
             continue
         count = code.co_argcount + code.co_kwonlyargcount
@@ -200,12 +203,10 @@ def _suggesting(func: Callable[..., Any], names: list[str]) -> Callable[..., Any
         try:
             return func(*args, **kwargs)
         except TypeError as exc:
-            # raised by the call itself (not inside func): its traceback has one frame
-            traceback = exc.__traceback__
-            if traceback is None or traceback.tb_next is not None:
-                raise
             unknown = next((key for key in kwargs if key not in names), None)
-            if unknown is None:
+            # only Python's own error for this call: "<qualname>() got an unexpected ..."
+            own = f"{func.__qualname__}() got an unexpected keyword argument {unknown!r}"
+            if unknown is None or not str(exc).startswith(own):
                 raise
             raise TypeError(
                 f"{func.__qualname__}() got an unexpected keyword argument {unknown!r}"

@@ -56,6 +56,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+HEALTH_PROBE_NAME = "cacheness-health-probe"
+"""The blob name :meth:`BlobBackend.ping` looks for (never written)."""
+
+
 class BlobInfo(msgspec.Struct, frozen=True):
     """What a backend knows about one stored blob.
 
@@ -490,6 +494,29 @@ class BlobBackend(ABC):
         """
         check_seconds(older_than, "older_than")
         return 0
+
+    def stats(self) -> dict[str, int]:
+        """Return the backend's counters (what it cost, what it served); ``{}`` by default.
+
+        Example:
+            >>> from cacheness.storage import MemoryBlobBackend
+            >>> MemoryBlobBackend().stats()
+            {}
+        """
+        return {}
+
+    def ping(self) -> None:
+        """Check that the storage answers, without writing; raise if it does not.
+
+        Used by ``BlobStore.health()``. The default asks whether a probe blob exists
+        (a stat of a file, one request to a server); backends override it with their
+        cheapest round trip (S3: ``HeadBucket``).
+
+        Example:
+            >>> from cacheness.storage import MemoryBlobBackend
+            >>> MemoryBlobBackend().ping()
+        """
+        self.exists(self.ref_for(HEALTH_PROBE_NAME))
 
     def close(self) -> None:  # noqa: B027 - a concrete, optional hook
         """Release connections and files; the backend must not be used afterwards."""

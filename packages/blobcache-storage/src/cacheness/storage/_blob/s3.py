@@ -45,6 +45,7 @@ from typing import IO, Any, BinaryIO, ClassVar, Final, Literal, NamedTuple, cast
 from cacheness.storage._blob._args import data_view, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._circuit_breaker import CircuitBreaker
 from cacheness.storage._blob._io import CHUNK_SIZE, atomic_output
+from cacheness.storage._blob._s3_requests import S3RequestCounter
 from cacheness.storage._blob._sharding import validate_name
 from cacheness.storage._blob.base import BlobBackend, BlobInfo, BlobWriter
 from cacheness.storage._hashing import BytesLike, hash_bytes, hash_stream
@@ -362,6 +363,8 @@ class S3BlobBackend(BlobBackend):
         self._exclusive_tokens: set[str] = set()
         self._upload_tokens: dict[str, str] = {}
         self._results: dict[str, dict[str, Any]] = {}
+        self._requests = S3RequestCounter(bucket)
+        self._requests.attach(client)
         events = client.meta.events
         for operation in ("PutObject", "CreateMultipartUpload", "CompleteMultipartUpload"):
             events.register(f"before-parameter-build.s3.{operation}", self._before_params)
@@ -1006,6 +1009,42 @@ class S3BlobBackend(BlobBackend):
                 ExpiresIn=expires_in,
             )
         )
+
+    # -- cost and health ----------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Return what this backend has cost so far: HTTP requests and bytes.
+
+        One count per HTTP request sent, retries included (S3 bills each):
+        ``requests`` (all), ``put_requests``, ``get_requests``, ``head_requests``
+        (objects and the bucket), ``list_requests``, ``delete_requests``,
+        ``copy_requests``, ``multipart_parts`` (``UploadPart``/``UploadPartCopy``),
+        ``multipart_requests`` (create, complete, abort), ``other_requests``;
+        ``retries`` (requests that were a retry), ``failed_requests`` (no answer or a
+        5xx); ``bytes_out`` (request bodies sent) and ``bytes_in`` (response bodies, as
+        announced by the server). :meth:`requests_by_operation` has the API names.
+
+        Example:
+            >>> import boto3
+            >>> client = boto3.client("s3", region_name="us-east-1",
+            ...     aws_access_key_id="x", aws_secret_access_key="x")
+            >>> S3BlobBackend("bucket", client=client).stats()["requests"]
+            0
+        """
+        return self._requests.snapshot()
+
+    def requests_by_operation(self) -> dict[str, int]:
+        """Return the HTTP requests sent so far by S3 API operation (``PutObject``...)."""
+        return self._requests.by_operation()
+
+    def reset_stats(self) -> None:
+        """Set the request and byte counts back to zero."""
+        self._requests.reset()
+
+    def ping(self) -> None:
+        """Check that the bucket answers (one ``HeadBucket``); raise if it does not."""
+        with self._call("check"):
+            self._client.head_bucket(Bucket=self.bucket)
 
     def close(self) -> None:
         """Close the client's connection pool."""

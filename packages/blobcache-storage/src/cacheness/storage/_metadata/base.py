@@ -60,6 +60,8 @@ CUSTOM_METADATA_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
 """The metadata backends that hold custom metadata tables."""
 
 _LOCKS_GUARD = threading.Lock()
+HEALTH_PROBE_KEY = "cacheness-health-probe"
+"""The key :meth:`MetadataBackend.ping` reads (never written)."""
 
 
 class PayloadInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -256,6 +258,28 @@ class MetadataBackend(ABC):
         """
         entry = self.get(key)
         return None if entry is None else PayloadInfo.of(entry, with_metadata=with_metadata)
+
+    def stats(self) -> dict[str, int]:
+        """Return the backend's counters (PostgreSQL: its connection pool); ``{}`` by default.
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> MemoryMetadataBackend().stats()
+            {}
+        """
+        return {}
+
+    def ping(self) -> None:
+        """Check that the index answers, without writing; raise if it does not.
+
+        Used by ``BlobStore.health()``: the default reads a probe key that is never
+        written (one indexed query on SQL backends).
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> MemoryMetadataBackend().ping()
+        """
+        self.get_payload(HEALTH_PROBE_KEY)
 
     # ----------------------------------------------------------------- batch defaults
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
@@ -34,6 +36,7 @@ from cacheness.storage._metadata.sql import (
 )
 from cacheness.storage._optional import import_optional
 from cacheness.storage._pairing import Scope
+from cacheness.storage._telemetry import Attributes, instrumentation, register_gauges
 from cacheness.storage.errors import BackendUnavailableError, ConfigError, MetadataError
 
 if TYPE_CHECKING:
@@ -133,6 +136,10 @@ postgresql:// URL, got 'sqlite:///x.db'...
             "psycopg", extra="postgresql", purpose="the postgresql metadata backend"
         )
         self.engine = engine
+        self._pool_lock = threading.Lock()
+        self._pool_events = {"waits": 0, "timeouts": 0}
+        _LIVE.add(self)
+        instrumentation()  # with a meter provider set, its pool gauges exist from now on
         self.retries = int(retries)
         self.retry_backoff = float(retry_backoff)
         self._pid = os.getpid()
@@ -323,13 +330,44 @@ postgresql:// URL, got 'sqlite:///x.db'...
         if self._pid != os.getpid():  # forked: the parent's pooled connections are not ours
             self.engine.dispose(close=False)
             self._pid = os.getpid()
+        pool = self.engine.pool
+        max_overflow = getattr(pool, "_max_overflow", -1)  # a QueuePool's; others never wait
+        if (
+            max_overflow >= 0
+            and _pool_figure(pool, "checkedin") == 0
+            and _pool_figure(pool, "overflow") >= max_overflow
+        ):
+            with self._pool_lock:  # every connection is in use: this checkout waits
+                self._pool_events["waits"] += 1
         return self.engine.raw_connection()
+
+    def stats(self) -> dict[str, int]:
+        """Return the connection pool's state: what to watch when requests queue.
+
+        ``size`` (connections kept open), ``checked_out`` (in use), ``checked_in``
+        (idle), ``overflow`` (open beyond ``pool_size``), ``waits`` (checkouts that found
+        every connection in use and waited) and ``timeouts`` (of those, the ones that
+        gave up after ``pool_timeout``). Also the gauges ``cacheness.storage.pool.*``.
+        """
+        pool = self.engine.pool
+        with self._pool_lock:
+            events = dict(self._pool_events)
+        return {
+            "size": _pool_figure(pool, "size"),
+            "checked_out": _pool_figure(pool, "checkedout"),
+            "checked_in": _pool_figure(pool, "checkedin"),
+            "overflow": max(0, _pool_figure(pool, "overflow")),
+            **events,
+        }
 
     def _attempt(self, work: Callable[[Cursor], T], write: bool) -> T:
         self._check_open()
         try:
             fairy = self._checkout()
         except sa.exc.TimeoutError as exc:
+            with self._pool_lock:
+                self._pool_events["timeouts"] += 1
+            log.warning("%s: no pooled connection became free in time", self._describe())
             raise BackendUnavailableError(
                 f"{self._describe()}: no pooled connection became free ({exc}); raise "
                 "pool_size/max_overflow or hold fewer connections"
@@ -451,6 +489,29 @@ postgresql:// URL, got 'sqlite:///x.db'...
         self._closed = True
         if self._owns_engine:
             self.engine.dispose()
+
+
+_LIVE: weakref.WeakSet[PostgresMetadataBackend] = weakref.WeakSet()
+"""Open backends, whose pools the ``cacheness.storage.pool.*`` gauges read."""
+
+
+def _pool_figure(pool: Any, method: str) -> int:
+    """One figure of a SQLAlchemy pool (0 for a pool without it, e.g. ``NullPool``)."""
+    figure = getattr(pool, method, None)
+    return int(figure()) if callable(figure) else 0
+
+
+def _pool_readings() -> Iterator[tuple[str, float, Attributes]]:
+    for backend in list(_LIVE):
+        if backend._closed:
+            continue
+        attributes = {"cacheness.backend": "postgresql", "cacheness.pool": backend._describe()}
+        for name, value in backend.stats().items():
+            if name != "checked_in":
+                yield f"cacheness.storage.pool.{name}", value, attributes
+
+
+register_gauges(_pool_readings)
 
 
 @_MIGRATIONS.register(from_version=1)

@@ -68,6 +68,7 @@ from cacheness.storage._metadata.base import (
     MetadataBackend,
     PayloadInfo,
 )
+from cacheness.storage._telemetry import record_retry
 from cacheness.storage.errors import (
     MetadataError,
 )
@@ -338,6 +339,7 @@ class SqlMetadataBackend(MetadataBackend):
                     retried += 1
                     where = self._describe()
                     log.log(self.retry_log_level, "%s: %s; retry %d", where, exc, retried)
+                    record_retry(retried + 1, {"cacheness.backend": self.name})
                     time.sleep(backoff(retried, self.retry_backoff))
             if verdict is Verdict.CONFLICT:
                 conflicts += 1
