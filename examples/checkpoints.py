@@ -54,7 +54,7 @@ def save_checkpoint(store: BlobStore, state: dict[str, Any], loss: float) -> Non
 
 
 def latest_checkpoint(store: BlobStore) -> dict[str, Any] | None:
-    newest = store.list(f"ckpt/{RUN}/", order_by="metadata.epoch", descending=True, limit=1)
+    newest = store.list_entries(f"ckpt/{RUN}/", order_by="metadata.epoch", descending=True, limit=1)
     return store.get(newest[0].key) if newest else None
 
 
@@ -81,7 +81,7 @@ def main() -> None:
             train(store, epochs=10, crash_at=7)
         except CrashError as exc:
             print(f"  {exc}")
-        kept = [entry.key for entry in store.list(f"ckpt/{RUN}/")]
+        kept = [entry.key for entry in store.list_entries(f"ckpt/{RUN}/")]
         print(f"checkpoints on disk: {kept}")
 
         print("second attempt:")
@@ -94,7 +94,7 @@ def main() -> None:
         assert np.allclose(state["weights"], uninterrupted["weights"])
         print("the resumed run ends with the same weights as an uninterrupted one")
 
-        kept = store.list(f"ckpt/{RUN}/")
+        kept = store.list_entries(f"ckpt/{RUN}/")
         losses = {entry.metadata["epoch"]: round(entry.metadata["loss"], 4) for entry in kept}
         print(f"kept checkpoints (epoch: loss): {losses}")
         print(f"stored bytes of run {RUN}: {store.total_size(f'ckpt/{RUN}/') / 1024:.0f} KiB")

@@ -52,10 +52,12 @@ def register_versions(store: BlobStore) -> None:
 
 
 def query_and_promote(store: BlobStore) -> None:
-    good = store.list(prefix="models/classifier/v", metadata_filter={"accuracy": {"$gte": 0.9}})
+    good = store.list_entries(
+        prefix="models/classifier/v", metadata_filter={"accuracy": {"$gte": 0.9}}
+    )
     print(f"\nversions with accuracy >= 0.9: {[entry.key for entry in good]}")
 
-    best = store.list(
+    best = store.list_entries(
         prefix="models/classifier/v", order_by="metadata.accuracy", descending=True, limit=1
     )[0]
     store.copy(best.key, "models/classifier/production", overwrite=True)

@@ -109,14 +109,14 @@ def main() -> None:
         print("\nlineage of the trained model:")
         lineage(store, "runs/2026-01/train")
 
-        frames = store.list(metadata_filter={"step": {"$in": ["load", "clean"]}})
+        frames = store.list_entries(metadata_filter={"step": {"$in": ["load", "clean"]}})
         print(f"\ndata frames stored: {[entry.key for entry in frames]}")
         model = store.get("runs/2026-01/train")
         print(f"model columns: {model['columns']}")
 
         print("\nrun 2026-02 (a new run):")
         run_pipeline(store, "2026-02")
-        print(f"runs stored: {sorted({e.metadata['run'] for e in store.list('runs/')})}")
+        print(f"runs stored: {sorted({e.metadata['run'] for e in store.list_entries('runs/')})}")
         removed = store.delete_by_prefix("runs/2026-01/")
         print(f"deleted run 2026-01: {removed} artifacts; {store.count()} left")
 

@@ -73,7 +73,7 @@ def main() -> None:
         with BlobStore(Path(tmp) / "artifacts") as store:
             weights = {"layer1": np.ones((256, 256)), "bias": np.zeros(256)}
             store.put(weights, key="models/ranker/v3", metadata={"accuracy": 0.93, "stage": "prod"})
-            good = store.list(metadata_filter={"accuracy": {"$gte": 0.9}})
+            good = store.list_entries(metadata_filter={"accuracy": {"$gte": 0.9}})
             print(f"  models with accuracy >= 0.9: {[entry.key for entry in good]}")
             print(f"  integrity issues: {store.verify_integrity()}\n")
 

@@ -129,7 +129,7 @@ def test_path_like_keys_are_opaque_and_write_nothing_outside(tmp_path: Path, loc
     assert ".." not in entry.blob_ref.split("/")
     assert (local.path / "blobs" / entry.blob_ref).read_bytes() == payload(7)
     assert sorted(p.name for p in tmp_path.iterdir()) == outside_before
-    assert [e.key for e in local.list(prefix=key)] == [key]
+    assert [e.key for e in local.list_entries(prefix=key)] == [key]
     assert local.delete(key)
     assert_seeded_intact(local)
 
@@ -801,7 +801,7 @@ def test_garbage_pages_inside_a_sqlite_index_fail_reads_not_the_process(tmp_path
         assert errors
         assert all(str(path) in e and "restore it or move it away" in e for e in errors)
         with pytest.raises(MetadataError, match="malformed"):
-            store.list(filter={"metadata.i": {"$gte": 0}})
+            store.list_entries(filter={"metadata.i": {"$gte": 0}})
     assert path.read_bytes() == bytes(damaged)
 
 
@@ -989,13 +989,13 @@ def test_a_clock_that_returns_no_datetime_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("offset", [2**63, 10**30])
 def test_an_offset_past_any_index_is_an_empty_page_not_an_overflow(local, offset):
-    assert local.list(offset=offset) == []
+    assert local.list_entries(offset=offset) == []
     assert list(local.iter_entries(order_by="size", descending=True, offset=offset)) == []
 
 
 def test_a_limit_past_any_index_means_no_limit(local):
-    assert [e.key for e in local.list(limit=10**30)] == sorted(SEEDED)
-    assert [e.key for e in local.list(limit=10**30, offset=1)] == sorted(SEEDED)[1:]
+    assert [e.key for e in local.list_entries(limit=10**30)] == sorted(SEEDED)
+    assert [e.key for e in local.list_entries(limit=10**30, offset=1)] == sorted(SEEDED)[1:]
 
 
 def _blob_calls(blobs: Any, ref: str, tmp: Path) -> dict[str, tuple[Callable[[], Any], type]]:

@@ -121,7 +121,7 @@ def test_other_processes_writes_are_noticed_on_resync():
     # is the 5th put since the last exact count: the index says 26 > 10, so the oldest
     # 17 go, down to 90 % of the limit (9 entries), never the entry just written.
     assert evicted == [0, 0, 17]
-    assert [entry.key for entry in store.list()] == [
+    assert [entry.key for entry in store.list_entries()] == [
         "late-0",
         "late-1",
         "late-2",

@@ -151,7 +151,7 @@ def test_touch_and_metadata_updates_keep_signatures_valid(tmp_path):
         assert cache.get(x=3) == {"v": 1}
         signer = cache.store.signer
         assert signer is not None
-        for entry in cache.store.list():
+        for entry in cache.store.list_entries():
             assert signer.check(entry) == "valid"
 
 

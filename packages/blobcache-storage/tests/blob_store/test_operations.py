@@ -349,24 +349,24 @@ def keys(entries) -> list[str]:
 
 def test_list_filters_by_prefix_and_metadata(catalogue):
     store = catalogue
-    assert keys(store.list()) == ["data/d", "models/a", "models/b", "models/c"]
-    assert keys(store.list(prefix="models/")) == ["models/a", "models/b", "models/c"]
-    assert keys(store.list(metadata_filter={"accuracy": {"$gte": 0.9}})) == [
+    assert store.list() == ["data/d", "models/a", "models/b", "models/c"]
+    assert store.list(prefix="models/") == ["models/a", "models/b", "models/c"]
+    assert store.list(metadata_filter={"accuracy": {"$gte": 0.9}}) == [
         "models/a",
         "models/c",
     ]
-    assert keys(store.list("models/", {"team": "nlp"})) == ["models/b", "models/c"]
-    assert keys(store.list(metadata_filter={"team": {"$in": ["vision"]}})) == [
+    assert store.list("models/", {"team": "nlp"}) == ["models/b", "models/c"]
+    assert store.list(metadata_filter={"team": {"$in": ["vision"]}}) == [
         "data/d",
         "models/a",
     ]
-    assert keys(store.list(filter={"size": {"$gt": 5000}})) == ["models/a", "models/b"]
+    assert store.list(filter={"size": {"$gt": 5000}}) == ["models/a", "models/b"]
 
 
 def test_list_orders_and_pages(catalogue):
     store = catalogue
-    assert keys(store.list(order_by="size", descending=True, limit=2)) == ["models/a", "models/b"]
-    pages = [keys(store.list(limit=2, offset=offset)) for offset in (0, 2, 4)]
+    assert store.list(order_by="size", descending=True, limit=2) == ["models/a", "models/b"]
+    pages = [store.list(limit=2, offset=offset) for offset in (0, 2, 4)]
     assert pages == [["data/d", "models/a"], ["models/b", "models/c"], []]
     lazy = store.iter_entries(prefix="models/")
     assert next(lazy).key == "models/a"
@@ -377,7 +377,7 @@ def test_count_and_total_size(catalogue):
     store = catalogue
     assert store.count() == 4
     assert store.count(prefix="models/", metadata_filter={"accuracy": {"$lt": 0.9}}) == 1
-    sizes = {entry.key: entry.size for entry in store.list()}
+    sizes = {entry.key: entry.size for entry in store.list_entries()}
     assert store.total_size() == sum(sizes.values())
     assert store.total_size(prefix="models/") == sum(
         size for key, size in sizes.items() if key.startswith("models/")
@@ -386,7 +386,7 @@ def test_count_and_total_size(catalogue):
 
 def test_list_rejects_unknown_operators(catalogue):
     with pytest.raises(FilterError):
-        catalogue.list(metadata_filter={"accuracy": {"$near": 1}})
+        catalogue.list_entries(metadata_filter={"accuracy": {"$near": 1}})
 
 
 # --------------------------------------------------------------------------- batches

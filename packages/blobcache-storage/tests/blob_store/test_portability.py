@@ -57,8 +57,8 @@ def fields(entry: Entry) -> dict[str, Any]:
 
 
 def same_entries(source: BlobStore, target: BlobStore, keys: Any = None) -> None:
-    wanted = sorted(keys) if keys is not None else [e.key for e in source.list()]
-    assert [e.key for e in target.list()] == wanted
+    wanted = sorted(keys) if keys is not None else [e.key for e in source.list_entries()]
+    assert [e.key for e in target.list_entries()] == wanted
     for key in wanted:
         a, b = source.get_metadata(key), target.get_metadata(key)
         assert a is not None
@@ -99,7 +99,7 @@ def test_round_trip_sqlite_files_to_postgres_s3_and_back(
         assert stored_bytes(team, key) == stored_bytes(laptop, key)
         assert team.get(key) == value
     # the blobs are really in the bucket (read with boto3, not through the store)
-    blob_keys = [e.key for e in team.list() if e.blob_ref]
+    blob_keys = [e.key for e in team.list_entries() if e.blob_ref]
     assert {team.get_metadata(k).blob_ref for k in blob_keys} <= team_pairing.blob_refs()
 
     back_archive = tmp_path / "back.tar"
@@ -131,7 +131,7 @@ def test_the_archive_is_a_tar_with_the_manifest_first(big, tmp_path):
     assert manifest["format_version"] == 1
     assert manifest["packages"]["blobcache-storage"]
     items = {item["entry"]["key"]: item for item in manifest["entries"]}
-    assert set(items) == {e.key for e in store.list()}
+    assert set(items) == {e.key for e in store.list_entries()}
     for key, item in items.items():
         entry = store.get_metadata(key)
         assert item["entry"]["content_hash"] == entry.content_hash
@@ -151,16 +151,20 @@ def test_filtered_export_and_filtered_import(big, tmp_path):
     assert report.entries == 3
     target = BlobStore(tmp_path / "t")
     assert target.import_(tmp_path / "runs.tar").entries == 3
-    assert [e.key for e in target.list()] == ["runs/1/config", "runs/1/weights", "runs/2/weights"]
+    assert [e.key for e in target.list_entries()] == [
+        "runs/1/config",
+        "runs/1/weights",
+        "runs/2/weights",
+    ]
 
     store.export(tmp_path / "all.tar")
     only = BlobStore(tmp_path / "u")
     report = only.import_(tmp_path / "all.tar", filter={"metadata.project": "shared"})
     assert (report.entries, report.damaged) == (1, [])
-    assert [e.key for e in only.list()] == ["shared/readme"]
+    assert [e.key for e in only.list_entries()] == ["shared/readme"]
     by_size = BlobStore(tmp_path / "v")
     by_size.import_(tmp_path / "all.tar", filter={"size": {"$gt": 10_000}})
-    assert [e.key for e in by_size.list()] == ["runs/1/weights", "runs/2/weights"]
+    assert [e.key for e in by_size.list_entries()] == ["runs/1/weights", "runs/2/weights"]
 
 
 def test_dict_round_trip(big):
@@ -184,7 +188,7 @@ def test_import_into_a_content_addressed_store(big, tmp_path):
     target = BlobStore(tmp_path / "t", content_addressable=True)
     assert target.import_(tmp_path / "a.tar").entries == len(values) + 1
     assert target.get("copy-of-weights") == big(1)
-    refs = {e.blob_ref for e in target.list() if e.blob_ref}
+    refs = {e.blob_ref for e in target.list_entries() if e.blob_ref}
     assert len(refs) == 2  # the two identical payloads share one blob
     assert target.verify_integrity() == []
 
@@ -202,7 +206,7 @@ def test_on_conflict_skip_overwrite_error(big, tmp_path):
 
     with pytest.raises(EntryExistsError, match="shared/readme"):
         target.import_(tmp_path / "a.tar", on_conflict="error")
-    assert [e.key for e in target.list()] == ["other", "shared/readme"]  # nothing imported
+    assert [e.key for e in target.list_entries()] == ["other", "shared/readme"]  # nothing imported
 
     report = target.import_(tmp_path / "a.tar")  # skip
     assert [(i.key, i.problem) for i in report.skipped] == [("shared/readme", "conflict")]
@@ -709,7 +713,7 @@ def test_a_predicate_selects_what_export_import_and_migrate_carry(big, tmp_path)
     assert report.entries == 2
     target = BlobStore(tmp_path / "t")
     target.import_(tmp_path / "big.tar", filter=lambda entry: entry.key.startswith("runs/2"))
-    assert [e.key for e in target.list()] == ["runs/2/weights"]
+    assert [e.key for e in target.list_entries()] == ["runs/2/weights"]
     moved = BlobStore(metadata_backend="memory", blob_backend="memory")
     assert (
         migrate(
@@ -784,4 +788,4 @@ def test_custom_metadata_rows_travel_with_their_entries(
         ("runs/2", "invalid_entry"),
     ]
     assert "custom metadata" in report.damaged[0].detail
-    assert [e.key for e in memory.list()] == ["other"]
+    assert [e.key for e in memory.list_entries()] == ["other"]

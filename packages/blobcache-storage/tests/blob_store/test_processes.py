@@ -119,7 +119,7 @@ def blob_files(root: Path) -> set[str]:
 def check_entries(store: BlobStore) -> int:
     """Every entry's blob exists, hashes right and loads complete; return how many."""
     assert store.verify_integrity(deep=True) == []
-    entries = store.list()
+    entries = store.list_entries()
     for entry in entries:
         assert intact(store.get(entry.key)), entry.key
     return len(entries)
@@ -168,7 +168,7 @@ def test_writers_killed_at_random_points_leave_only_orphans(
 
     with BlobStore(root, content_addressable=content_addressable) as store:
         count = check_entries(store)
-        referenced = {entry.blob_ref for entry in store.list() if entry.blob_ref}
+        referenced = {entry.blob_ref for entry in store.list_entries() if entry.blob_ref}
         orphans = set(store.find_orphaned_blobs(min_age_seconds=0))
         files = blob_files(root)
         temps = {name for name in files if name.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)}
@@ -207,7 +207,7 @@ def test_content_addressed_writers_in_several_processes(tmp_path):
 
     with BlobStore(root, content_addressable=True) as store:
         assert check_entries(store) > 0
-        entries = store.list()
+        entries = store.list_entries()
         for entry in entries:
             assert entry.blob_ref == store.blobs.ref_for(entry.content_hash)
         used = {entry.blob_ref for entry in entries}

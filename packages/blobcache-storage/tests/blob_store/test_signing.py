@@ -302,7 +302,7 @@ def test_every_write_path_keeps_signatures_valid(tmp_path):
     store.copy("big", "big-copy")
     store.move("b", "b-moved")
     store.record_access(["a", "c"])
-    for entry in store.list():
+    for entry in store.list_entries():
         assert signer.check(entry) == "valid", entry.key
         assert store.get(entry.key) is not None
     assert store.get("a") == {"v": 2}

@@ -234,7 +234,7 @@ class BlobStoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def entries_equal_the_model(self) -> None:
-        entries = {entry.key: entry for entry in self.store.list()}
+        entries = {entry.key: entry for entry in self.store.list_entries()}
         assert entries.keys() == self.model.keys()
         for key, (value, metadata) in self.model.items():
             loaded = self.store.get(key)
@@ -244,11 +244,11 @@ class BlobStoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def blobs_are_exactly_those_in_use(self) -> None:
-        used = {entry.blob_ref for entry in self.store.list() if entry.blob_ref}
+        used = {entry.blob_ref for entry in self.store.list_entries() if entry.blob_ref}
         assert set(self.store.blobs.iter_refs()) == used
         assert self.store.find_orphaned_blobs(min_age_seconds=0) == []
         if self.content_addressable:
-            for entry in self.store.list(filter={"blob_ref": {"$ne": ""}}):
+            for entry in self.store.list_entries(filter={"blob_ref": {"$ne": ""}}):
                 assert entry.blob_ref == self.store.blobs.ref_for(entry.content_hash)
         if self.store.blobs.name == "filesystem":  # ground truth: the files on disk
             root = self.folder / "blobs"

@@ -202,7 +202,7 @@ def test_batch_reads_and_reads_with_metadata_agree(golden: Golden, store: BlobSt
 
 
 def test_every_entry_is_the_recorded_one(golden: Golden, store: BlobStore) -> None:
-    listed = store.list()
+    listed = store.list_entries()
     assert [entry.key for entry in listed] == sorted(golden.entries)
     for entry in listed:
         recorded = golden.entries[entry.key]["entry"]
@@ -233,26 +233,26 @@ def test_listing_and_filters_find_what_was_recorded(golden: Golden, store: BlobS
     for codec, count in codecs.items():
         assert store.count("codec/", {"codec": codec}) == count
     for handler in {entry["handler"] for entry in entries.values()}:
-        found = [e.key for e in store.list(filter={"handler": handler})]
+        found = [e.key for e in store.list_entries(filter={"handler": handler})]
         assert found == keys_where(lambda _, e, h=handler: e["handler"] == h)
     prefix = min(key.split("/")[0] + "/" for key in entries if "/" in key)
-    assert [e.key for e in store.list(prefix=prefix)] == keys_where(
+    assert [e.key for e in store.list_entries(prefix=prefix)] == keys_where(
         lambda k, _: k.startswith(prefix)
     )
-    assert [e.key for e in store.list(filter={"blob_ref": ""})] == keys_where(
+    assert [e.key for e in store.list_entries(filter={"blob_ref": ""})] == keys_where(
         lambda _, e: e["inline"]
     )
-    big = [e.key for e in store.list(filter={"size": {"$gt": 2000}, "codec": {"$ne": "none"}})]
+    big = store.list(filter={"size": {"$gt": 2000}, "codec": {"$ne": "none"}})
     assert big == keys_where(lambda _, e: e["size"] > 2000 and e["codec"] != "none")
-    by_value = store.list(metadata_filter={"value": {"$in": ["raw_bytes", "plain_data"]}})
+    by_value = store.list_entries(metadata_filter={"value": {"$in": ["raw_bytes", "plain_data"]}})
     assert [e.key for e in by_value] == keys_where(
         lambda _, e: e["metadata"]["value"] in ("raw_bytes", "plain_data")
     )
-    newest_first = [e.key for e in store.list(order_by="created_at", descending=True)]
+    newest_first = [e.key for e in store.list_entries(order_by="created_at", descending=True)]
     assert newest_first == sorted(
         entries, key=lambda k: (entries[k]["created_at"], k), reverse=True
     )
-    assert [e.key for e in store.list(order_by="size", limit=3, offset=1)] == sorted(
+    assert [e.key for e in store.list_entries(order_by="size", limit=3, offset=1)] == sorted(
         entries, key=lambda k: (entries[k]["size"], k)
     )[1:4]
 
@@ -363,7 +363,7 @@ def test_the_postgresql_golden_store_migrates_to_exact_metadata(request, tmp_pat
             ).fetchone()
         assert texts == [(key, None) for key in sorted(golden.entries)]  # read from jsonb
         assert triggers == 1
-        for entry in store.list():  # the rows of schema 1 read as recorded
+        for entry in store.list_entries():  # the rows of schema 1 read as recorded
             assert entry.metadata == golden.entries[entry.key]["entry"]["metadata"]
         old = sorted(golden.entries)[0]
         store.update_metadata(old, exact, merge=True)
@@ -517,7 +517,7 @@ def test_an_older_format_version_goes_through_the_migrations(
                 values.assert_same(store.get(key), values.read_back(recorded["value"]), key)
         if golden.name == "json_fs":
             # upgraded in memory; the next change writes the file in the new version
-            assert all(e.metadata["migrated"] for e in store.list())
+            assert all(e.metadata["migrated"] for e in store.list_entries())
             assert recorded_version(golden) == WRITTEN_AT
             store.put(b"new", key="after/migration")
         assert store.verify_integrity() == []

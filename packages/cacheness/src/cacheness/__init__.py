@@ -31,7 +31,7 @@ Example:
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cacheness._version import __version__
+from cacheness._version import __version__, version_info
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobExistsError,
@@ -239,23 +239,31 @@ _LAZY: dict[str, str] = {
 """Public name -> the module that defines it, imported on first access."""
 
 
-def version_info() -> dict[str, str]:
-    """Return the versions of cacheness and of the storage package it runs on.
-
-    Example:
-        >>> sorted(version_info())
-        ['blobcache-storage', 'cacheness']
-    """
-    from cacheness.storage import __version__ as storage_version
-
-    return {"cacheness": __version__, "blobcache-storage": storage_version}
+MOVED: dict[str, str] = {
+    "for_api": "cacheness.cached.for_api(...)",
+    "register_handler": "cacheness.storage.register_handler(...)",
+    "register_blob_backend": "cacheness.storage.register_blob_backend(...)",
+    "register_metadata_backend": "cacheness.storage.register_metadata_backend(...)",
+    "HandlerConfig": "cacheness.HandlersConfig",
+    "BlobStore": "cacheness.storage.BlobStore",
+    "CacheHandler": "cacheness.storage.Handler",
+}
+"""Top-level names of Cacheness 0.4 (the seeds' API) -> where they are now."""
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first access (SqlCache's imports SQLAlchemy)."""
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        moved = MOVED.get(name)
+        if moved is not None:
+            raise AttributeError(
+                f"module 'cacheness' has no attribute {name!r} (Cacheness 0.4): use {moved}"
+            )
+        from cacheness.storage import did_you_mean
+
+        hint = did_you_mean(name, __all__) if not name.startswith("_") else ""
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}{hint}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # the next access is a plain attribute lookup
     return value

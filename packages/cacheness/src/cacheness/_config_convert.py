@@ -13,7 +13,7 @@ import inspect
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import PurePath
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -50,6 +50,38 @@ def mark_explicit(obj: object, names: Iterable[str]) -> None:
     object.__setattr__(obj, _EXPLICIT, explicit_fields(obj) | frozenset(names))
 
 
+RENAMED_FIELDS: Final = {
+    "ttl": "default_ttl_seconds",
+    "ttl_seconds": "default_ttl_seconds",
+    "default_ttl": "default_ttl_seconds",
+    "default_ttl_hours": "default_ttl_seconds",
+    "max_size_mb": "max_cache_size_mb",
+    "max_size": "max_cache_size_mb",
+    "size_limit": "max_cache_size_mb",
+    "max_cache_size": "max_cache_size_mb",
+    "backend": "metadata_backend",
+    "directory": "cache_dir",
+    "location": "cache_dir",
+    "path": "cache_dir",
+    "eviction": "eviction_policy",
+}
+"""Names people write for configuration fields (other caches', Cacheness 0.4's) -> ours."""
+
+
+def suggest_name(name: str, known: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for a field name: a known rename, else the closest.
+
+    Example:
+        >>> suggest_name("ttl", ["default_ttl_seconds", "max_entries"])
+        " (did you mean 'default_ttl_seconds'?)"
+    """
+    names = list(known)
+    renamed = RENAMED_FIELDS.get(name)
+    if renamed is not None and renamed in names:
+        return f" (did you mean {renamed!r}?)"
+    return did_you_mean(name, names)
+
+
 def tracks_explicit(cls: type[T]) -> type[T]:
     """Make a config dataclass record which fields its constructor was given.
 
@@ -61,8 +93,16 @@ def tracks_explicit(cls: type[T]) -> type[T]:
     parameters = list(inspect.signature(init).parameters)[1:]
     field_names = frozenset(field_types(cls)) - set(init_shortcuts(cls))
 
+    known = frozenset(parameters)
+
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        if not known.issuperset(kwargs):
+            name = sorted(kwargs.keys() - known)[0]
+            raise TypeError(
+                f"{cls.__name__}() got an unknown field {name!r}{suggest_name(name, parameters)};"
+                f" it takes: {', '.join(parameters)}"
+            )
         object.__setattr__(self, _EXPLICIT, frozenset())  # __post_init__ may add to it
         init(self, *args, **kwargs)
         given = {*parameters[: len(args)], *kwargs}
@@ -137,7 +177,7 @@ def from_mapping(cls: type[T], data: object, where: str) -> T:
     for key, value in data.items():
         if key not in known:
             raise ConfigError(
-                f"unknown configuration key {prefix}{key}{did_you_mean(key, known)}; "
+                f"unknown configuration key {prefix}{key}{suggest_name(key, known)}; "
                 f"known keys{' of ' + where if where else ''}: {', '.join(known)}"
             )
         hint = hints[key]

@@ -35,11 +35,25 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal, Self, TypeVar, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Final,
+    Literal,
+    ParamSpec,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from cacheness._memory import Held, MemoryLayer, same_value
 from cacheness._telemetry import CACHE, cache_operation, span_attributes
@@ -63,11 +77,15 @@ from cacheness.storage import (
     Filter,
     FilterError,
     IntegrityError,
+    IntegrityIssue,
     InvalidBlobNameError,
     InvalidEntryError,
+    InvalidKeyError,
     Lookup,
+    MissingDependencyError,
     PayloadInfo,
     PayloadTooLargeError,
+    RepairReport,
     ResignReport,
     SerializationError,
     SignatureError,
@@ -76,9 +94,11 @@ from cacheness.storage import (
     TransferProgress,
     TransferReport,
     combine_filters,
+    did_you_mean,
     instrumentation,
     matches,
     metadata_field,
+    suggest_keywords,
     utc_now,
     validate_key,
 )
@@ -87,13 +107,30 @@ from cacheness.ttl import expiry_time, validate_ttl
 if TYPE_CHECKING:
     from sqlalchemy.orm import Query
 
+    from cacheness.decorators import CachedFunction
     from cacheness.storage import CustomMetadataBase, HealthReport
 
 M = TypeVar("M", bound="CustomMetadataBase")
+P = ParamSpec("P")
+R = TypeVar("R")
 
-__all__ = ["MISS", "OPTION_NAMES", "UnifiedCache", "cacheness", "migrate"]
+__all__ = [
+    "LEGACY_OPTIONS",
+    "MISS",
+    "MISTAKEN_OPTIONS",
+    "OPTION_NAMES",
+    "RETIRED_METHODS",
+    "UnifiedCache",
+    "cacheness",
+    "migrate",
+]
 
 log = logging.getLogger(__name__)
+activity_log = logging.getLogger("cacheness.activity")
+"""One INFO line per hit, miss and put (``verbose=1``, or this logger set to INFO)."""
+
+_ACTIVITY_NAME: ContextVar[str | None] = ContextVar("cacheness_activity_name", default=None)
+"""The name activity lines give (a decorated function's), instead of the method's."""
 
 _EXPIRES: Final = f"metadata.{RESERVED_METADATA_KEY}.expires_at"
 _MAX_PENDING_ACCESS: Final = 10_000
@@ -116,6 +153,43 @@ OPTION_NAMES: Final = frozenset(
 )
 """Names the cache methods take as options: never read as key parameters (use ``key_params``)."""
 
+LEGACY_OPTIONS: Final = {
+    "prefix": "key_prefix='...'",
+    "hash_key": "cache_key='...'",
+    "description": "metadata={'description': ...}",
+    "on": "key_params={...} (or the key parameters as keyword arguments)",
+}
+"""Option names of Cacheness 0.4 (the seeds' API) and what to write now: a method given
+one raises ``TypeError`` naming the replacement instead of hashing it as a key parameter."""
+
+MISTAKEN_OPTIONS: Final = {
+    "ttl": "ttl_seconds",
+    "expire": "ttl_seconds",
+    "max_age": "max_age_seconds",
+}
+"""Other caches' spellings of the options (diskcache's ``expire=``...): refused, never hashed
+as key parameters, with the option meant."""
+
+_CHECKED_NAMES: Final = OPTION_NAMES | LEGACY_OPTIONS.keys() | MISTAKEN_OPTIONS.keys()
+
+RETIRED_METHODS: Final = {
+    "invalidate_by_cache_key": "invalidate(cache_key=key)",
+    "delete": "invalidate(**key_params) or invalidate(cache_key=key)",
+    "replace": "update_data(data, **key_params)",
+    "update": "update_data(data, **key_params)",
+    "find_orphaned_files": "find_orphaned_blobs()",
+    "cleanup_orphaned_files": "repair(dry_run=False)",
+    "verify_cache_coherence": "verify_integrity()",
+    "list_keys": "[entry.cache_key for entry in cache.list_entries()]",
+    "get_entry": "get_metadata(**key_params)",
+    "export_to_file": "store.copy(...) per entry, or copy the cache directory (export: not built)",
+    "import_from_file": "put(...) per entry (import: not built)",
+    "touch_entry": "touch(**key_params)",
+}
+"""Methods of Cacheness 0.4 (the seeds' API) that are gone, and what to call instead."""
+
+_CONFIG_SUFFIXES: Final = frozenset({".json", ".yaml", ".yml", ".toml"})
+
 _READ_OPTION_HINT: Final = {
     "ttl_seconds": "; to accept only values stored less than N seconds ago pass max_age_seconds=N",
 }
@@ -127,7 +201,29 @@ def _param_field(name: str) -> str:
 
 
 def _refuse_options(method: str, params: Mapping[str, Any]) -> None:
-    """Raise ``TypeError`` for option names given to a method that does not take them."""
+    """Raise ``TypeError`` for option names given to a method that does not take them.
+
+    Cacheness 0.4's option names (:data:`LEGACY_OPTIONS`) raise with their replacement.
+    """
+    legacy = sorted(LEGACY_OPTIONS.keys() & params.keys())
+    if legacy:
+        name = legacy[0]
+        raise TypeError(
+            f"{method}() takes no option {name!r}: Cacheness 0.4's {name}= is now "
+            f"{LEGACY_OPTIONS[name]}; it is not hashed as a key parameter. A key parameter "
+            f"really named {name!r} goes through key_params={{{name!r}: ...}}"
+        )
+    mistaken = sorted(MISTAKEN_OPTIONS.keys() & params.keys())
+    if mistaken:
+        name = mistaken[0]
+        meant = MISTAKEN_OPTIONS[name]
+        if method.startswith(("get", "exists")) and meant == "ttl_seconds":
+            meant = "max_age_seconds"  # a read's freshness limit
+        raise TypeError(
+            f"{method}() got {name!r} (did you mean {meant!r}?); it is not hashed as a key "
+            f"parameter. A key parameter really named {name!r} goes through "
+            f"key_params={{{name!r}: ...}}"
+        )
     clash = sorted(OPTION_NAMES.intersection(params))
     if not clash:
         return
@@ -188,12 +284,21 @@ MISS: Final = _Miss()
 Predicate = Callable[[CacheEntry], bool]
 
 
+@suggest_keywords
 class cacheness:  # noqa: N801 - the product's name, as users write it
     """A persistent cache of Python objects under keys derived from keyword arguments.
 
     Args:
         config: a :class:`~cacheness.config.CacheConfig`; None uses the defaults,
             ``CACHENESS_*`` environment variables and ``CACHENESS_CONFIG`` (a file).
+            A path opens a cache in that directory, as ``joblib.Memory("dir")`` and
+            ``diskcache.Cache("dir")`` do (``cache_dir=``); a path ending in ``.json``,
+            ``.yaml``, ``.yml`` or ``.toml`` that is not a directory is a config file.
+        verbose: 1 or more shows one line per hit, miss and put (the method or the
+            decorated function, the key, the time taken) through the
+            ``cacheness.activity`` logger, printed on stderr (once: not again when a
+            logging handler prints them already); setting that logger to INFO sends
+            them to your logging configuration. 0 (default) prints nothing.
         clock: returns the current time as an aware datetime; tests inject one to move
             time without sleeping (TTL, LRU order). It is called once here and its every
             reading is checked: anything else than an aware datetime is a ``ConfigError``.
@@ -220,15 +325,36 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     def __init__(
         self,
-        config: CacheConfig | None = None,
+        config: CacheConfig | str | os.PathLike[str] | None = None,
         *,
+        verbose: int = 0,
         clock: Callable[[], datetime] | None = None,
         **overrides: Any,
     ) -> None:
         self._clock = utc_now if clock is None else _check_clock(clock)
+        if isinstance(config, str | os.PathLike) and _is_cache_dir(config):
+            if "cache_dir" in overrides:
+                raise TypeError(
+                    f"cacheness({os.fspath(config)!r}, cache_dir=...): the directory is "
+                    "given twice; pass one"
+                )
+            overrides = {**overrides, "cache_dir": os.fspath(config)}
+            config = None
         self.config = resolve_config(config, **overrides)
+        if not isinstance(verbose, int) or verbose < 0:
+            raise TypeError(
+                f"verbose must be an int >= 0 (0: silent, 1: a line per call), got {verbose!r}"
+            )
+        self.verbose = int(verbose)
+        if verbose:
+            _show_activity()
         validate_config_strict(self.config)
-        self._store = BlobStore(**self.config.blob_store_options(), clock=self._clock)
+        options = self.config.blob_store_options()
+        _check_cloud_modules(options)
+        try:
+            self._store = BlobStore(**options, clock=self._clock)
+        except MissingDependencyError as exc:
+            raise MissingDependencyError(f"{exc} (with cacheness: {_CLOUD_HINT})") from exc
         max_bytes = (
             None
             if self.config.max_cache_size_mb is None
@@ -255,6 +381,9 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         memory = self.config.memory_cache
         self._memory = MemoryLayer(memory, self._store) if memory.enabled else None
         self._closed = False
+        if self.config.cleanup_on_init:
+            removed = self.cleanup_expired()
+            log.info("cleanup_on_init: removed %d expired entries", removed)
 
     # ------------------------------------------------------------------ keys
 
@@ -286,7 +415,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         params: Mapping[str, Any],
         method: str,
     ) -> tuple[str, dict[str, Any]]:
-        if params and not OPTION_NAMES.isdisjoint(params):
+        if params and not _CHECKED_NAMES.isdisjoint(params):
             _refuse_options(method, params)
         if key_params is not None and not isinstance(key_params, Mapping):
             raise TypeError(
@@ -303,7 +432,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         if cache_key is not None:
             return validate_key(cache_key), merged
         if not merged and not key_prefix:
-            raise TypeError("pass key parameters (e.g. cache.get(model='a')) or cache_key=...")
+            example = "data, model='a'" if method == "put" else "model='a'"
+            raise TypeError(
+                f"{method}() needs key parameters to derive the key from (e.g. "
+                f"cache.{method}({example})) "
+                f"or cache_key=..."
+            )
         # hash_unknown is one of HashUnknown's values: validate_config_strict checked it
         hash_unknown = cast(HashUnknown, self.config.hash_unknown)
         return derive_key(merged, prefix=key_prefix, hash_unknown=hash_unknown), merged
@@ -364,6 +498,24 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         """
         self._check_open()
         key, merged = self._resolve(cache_key, key_prefix, key_params, params, "put")
+        args = (data, key, merged, ttl_seconds, metadata, custom_metadata, key_prefix)
+        if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
+            return self._put(*args)
+        started = time.perf_counter()
+        self._put(*args)
+        self._report("put", "put", key, started)
+        return key
+
+    def _put(
+        self,
+        data: Any,
+        key: str,
+        merged: dict[str, Any],
+        ttl_seconds: float | timedelta | None,
+        metadata: Mapping[str, Any] | None,
+        custom_metadata: CustomMetadataBase | Iterable[CustomMetadataBase] | None,
+        key_prefix: str | None,
+    ) -> str:
         ttl = self._ttl(ttl_seconds)
         facts = self._facts(self._clock(), ttl, merged, key_prefix)
         stored = self._with_facts(metadata, facts)
@@ -397,6 +549,13 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             raise PayloadTooLargeError(
                 f"the value takes more than the whole cache limit (max_cache_size_mb="
                 f"{self.config.max_cache_size_mb}); it was not stored, nothing was evicted"
+            ) from exc
+        except SerializationError as exc:
+            if "allow_cloudpickle=True" not in str(exc):
+                raise
+            raise SerializationError(
+                f"{exc}. For this cache: cacheness(..., serialization={{'allow_cloudpickle': "
+                "True}) or CacheConfig(serialization=SerializationConfig(allow_cloudpickle=True))"
             ) from exc
         self._stats.add(puts=1, bytes_written=entry.size, handler=entry.handler)
         self._forget([key])
@@ -614,7 +773,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             max_age_seconds: a read-time freshness limit: a value stored (or last
                 updated or touched) more than this many seconds ago is a miss for this
                 call; the entry stays for readers without the limit.
-            cache_key, key_prefix, key_params, **params: which entry (see ``put``).
+            cache_key: which entry, by key (see ``put``).
+            key_prefix: the namespace mixed into the derived key (see ``put``).
+            key_params: key parameters as a mapping (see ``put``).
+            **params: key parameters (see ``put``).
 
         Raises:
             IntegrityError, SerializationError: only with ``strict=True``.
@@ -650,13 +812,20 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         params: Mapping[str, Any],
     ) -> Any:
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
-        if max_age_seconds is None:
-            value = self._lookup(key)
+        if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
+            value = self._get_value(key, max_age_seconds)
         else:
-            entry = self._fresh_entry(key, max_age_seconds)
-            found = None if entry is None else self._load(entry)
-            value = MISS if found is None else found.value
+            started = time.perf_counter()
+            value = self._get_value(key, max_age_seconds)
+            self._report("miss" if value is MISS else "hit", "get", key, started)
         return default if value is MISS else value
+
+    def _get_value(self, key: str, max_age_seconds: float | timedelta | None) -> Any:
+        if max_age_seconds is None:
+            return self._lookup(key)
+        entry = self._fresh_entry(key, max_age_seconds)
+        found = None if entry is None else self._load(entry)
+        return MISS if found is None else found.value
 
     @cache_operation("get_with_metadata")
     def get_with_metadata(
@@ -774,7 +943,10 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             filter: a storage filter over entry fields: ``{"size": {"$gt": 1000}}``,
                 ``{"metadata.owner": "ana"}`` (user metadata), ``{"handler": "numpy"}``.
             include_expired: also list entries whose TTL has run out.
-            order_by, descending, limit, offset: ordering and paging.
+            order_by: an entry field to order by (``"created_at"``, ``"size"``...).
+            descending: reverse the order.
+            limit: at most this many entries.
+            offset: skip this many first.
         """
         self._check_open()
         entries = self._store.iter_entries(
@@ -816,8 +988,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put(1, project="ml", run=1)
             >>> _ = cache.put(2, project="web", run=2)
-            >>> [e.params["run"] for e in cache.query_meta(project="ml")]
-            [1]
+            >>> tuple(e.params["run"] for e in cache.query_meta(project="ml"))
+            (1,)
         """
         return self.list_entries(
             filter=self._params_filter(equals, key_params, filter, "query_meta")
@@ -894,8 +1066,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("m1", custom_metadata=CacheRun(accuracy=0.8), run=1)
             >>> _ = cache.put("m2", custom_metadata=CacheRun(accuracy=0.95), run=2)
-            >>> [row.accuracy for row in cache.query_custom(CacheRun, CacheRun.accuracy > 0.9)]
-            [0.95]
+            >>> tuple(row.accuracy for row in cache.query_custom(CacheRun, CacheRun.accuracy > 0.9))
+            (0.95,)
         """
         self._check_open()
         return self._store.query_custom(model, *where)
@@ -915,8 +1087,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("m", custom_metadata=Trained(author="alice"), run=1)
             >>> with cache.query_custom_session("doc_cache_session") as query:
-            ...     [row.author for row in query.filter(Trained.author == "alice").all()]
-            ['alice']
+            ...     tuple(row.author for row in query.filter(Trained.author == "alice").all())
+            ('alice',)
         """
         self._check_open()
         with self._store.query_custom_session(model) as query:
@@ -946,8 +1118,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             ...     epochs = Column(Integer)
             >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
             >>> _ = cache.put("m", custom_metadata=Epochs(epochs=30), run=7)
-            >>> [row.epochs for row in cache.get_custom_metadata(Epochs, run=7)]
-            [30]
+            >>> tuple(row.epochs for row in cache.get_custom_metadata(Epochs, run=7))
+            (30,)
         """
         self._check_open()
         key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get_custom_metadata")
@@ -974,8 +1146,8 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             >>> _ = cache.put("best", custom_metadata=Scored(score=9), run=1)
             >>> _ = cache.put("worst", custom_metadata=Scored(score=1), run=2)
             >>> found = cache.query_custom_entries(Scored, Scored.score > 5)
-            >>> [cache.get(cache_key=entry.cache_key) for entry in found]
-            ['best']
+            >>> tuple(cache.get(cache_key=entry.cache_key) for entry in found)
+            ('best',)
         """
         self._check_open()
         now = self._clock()
@@ -1119,6 +1291,142 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             self._pending_access.clear()
         self._forget(None)
         return self._store.clear()
+
+    def clear(self) -> int:
+        """Delete every entry; return how many there were (as ``diskcache.Cache.clear``).
+
+        The same as :meth:`clear_all`.
+        """
+        return self.clear_all()
+
+    def __len__(self) -> int:
+        """The number of live (not expired) entries: ``len(cache)``, one count query."""
+        return self.count()
+
+    def __contains__(self, item: object) -> bool:
+        """``item in cache``: is there a live entry for it? Loads nothing.
+
+        A str is a cache key (what ``put`` returned; a str that is not a valid key is
+        never in the cache); a mapping holds key parameters, as ``cache.exists(**item)``.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> key = cache.put("v", run=1)
+            >>> key in cache, {"run": 1} in cache, {"run": 2} in cache, len(cache)
+            (True, True, False, 1)
+        """
+        if isinstance(item, str):
+            try:
+                return self.exists(cache_key=item)
+            except InvalidKeyError:
+                return False
+        if isinstance(item, Mapping):
+            return self.exists(key_params=item)
+        raise TypeError(
+            f"'in cache' takes a cache key (str) or a mapping of key parameters, "
+            f"not {type(item).__name__}"
+        )
+
+    # ------------------------------------------------------------------ decorators
+
+    @overload
+    def cached(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+    @overload
+    def cached(
+        self, func: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+    def cached(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
+        """``@cache.cached`` / ``@cache.cached(ttl_seconds=...)``: cache a function here.
+
+        The same as :func:`cacheness.cached` with ``cache_instance=`` this cache; the
+        options are those of :func:`cacheness.cached`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> @cache.cached(ttl_seconds=60)
+            ... def double(x):
+            ...     return 2 * x
+            >>> double(21), double(21), double.cache_info().hits
+            (42, 42, 1)
+        """
+        from cacheness.decorators import cached
+
+        if "cache_instance" in options:
+            raise TypeError(
+                "cache.cached() caches in this cache: leave out cache_instance= "
+                "(or use cacheness.cached(cache_instance=...))"
+            )
+        decorate: Callable[[Callable[P, R]], CachedFunction[P, R]] = cached(
+            cache_instance=self, **options
+        )
+        return decorate if func is None else decorate(func)
+
+    @overload
+    def memoize(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+    @overload
+    def memoize(
+        self, func: None = None, /, **options: Any
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+    def memoize(
+        self, func: Callable[P, R] | None = None, /, **options: Any
+    ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
+        """``@cache.memoize`` (as ``diskcache.Cache.memoize``): the same as :meth:`cached`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> @cache.memoize
+            ... def square(x):
+            ...     return x * x
+            >>> square(3), square.cache_info().misses
+            (9, 1)
+        """
+        if func is None:
+            return self.cached(**options)
+        if options:
+            raise TypeError("memoize(func, **options): use @cache.memoize(**options) instead")
+        return self.cached(func)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def verify_integrity(self, *, deep: bool = True) -> list[IntegrityIssue]:
+        """Check every entry's stored bytes; return the problems found (none: ``[]``).
+
+        ``deep=False`` checks existence and size only (no download). See
+        :meth:`cacheness.storage.BlobStore.verify_integrity`.
+        """
+        self._check_open()
+        return self._store.verify_integrity(deep=deep)
+
+    def repair(
+        self, *, dry_run: bool = True, orphan_min_age_seconds: float = 3600.0
+    ) -> RepairReport:
+        """Find (and unless ``dry_run``, remove) damaged entries and orphaned blobs.
+
+        See :meth:`cacheness.storage.BlobStore.repair`.
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put("v", run=1)
+            >>> cache.repair(dry_run=True).ok, cache.find_orphaned_blobs(), cache.verify_integrity()
+            (True, [], [])
+        """
+        self._check_open()
+        return self._store.repair(dry_run=dry_run, orphan_min_age_seconds=orphan_min_age_seconds)
+
+    def find_orphaned_blobs(self, *, min_age_seconds: float = 3600.0) -> list[str]:
+        """Return the references of blobs no entry points at (older than ``min_age_seconds``)."""
+        self._check_open()
+        return self._store.find_orphaned_blobs(min_age_seconds=min_age_seconds)
 
     @cache_operation("cleanup_expired")
     def cleanup_expired(self) -> int:
@@ -1425,11 +1733,48 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         self.close()
 
     def __repr__(self) -> str:
-        return (
-            f"cacheness(cache_dir={self.config.cache_dir!r}, "
-            f"metadata={self._store.metadata_backend_name!r}, "
-            f"blobs={self._store.blob_backend_name!r})"
-        )
+        metadata = self._store.metadata_backend_name
+        blobs = self._store.blob_backend_name
+        if metadata in _LOCAL_BACKENDS or blobs in _LOCAL_BACKENDS:
+            return (
+                f"cacheness(cache_dir={self.config.cache_dir!r}, "
+                f"metadata={metadata!r}, blobs={blobs!r})"
+            )
+        where = self._store.describe_backends()  # a team cache: its table, bucket, prefix
+        return f"cacheness(metadata={where['metadata']}, blobs={where['blobs']})"
+
+    if not TYPE_CHECKING:  # type checkers keep reporting unknown attributes themselves
+
+        def __getattr__(self, name: str) -> Any:
+            """Say what to call for Cacheness 0.4's methods and near misses."""
+            if name.startswith("_"):
+                raise AttributeError(name)
+            replacement = RETIRED_METHODS.get(name)
+            if replacement is not None:
+                raise AttributeError(
+                    f"cacheness has no method {name!r} (Cacheness 0.4); use cache.{replacement}"
+                )
+            public = [n for n in dir(type(self)) if not n.startswith("_")]
+            raise AttributeError(
+                f"'cacheness' object has no attribute {name!r}{did_you_mean(name, public)}"
+            )
+
+    # ------------------------------------------------------------------ activity
+
+    def _report(self, event: str, method: str, key: str, started: float) -> None:
+        """Log one activity line: what happened, to which function/method, how long."""
+        took = (time.perf_counter() - started) * 1000
+        name = _ACTIVITY_NAME.get() or f"cache.{method}"
+        args = (event, name, key, took)
+        if not self.verbose:  # the logger is at INFO: your logging configuration decides
+            activity_log.info(_ACTIVITY_LINE, *args)
+            return
+        # verbose: logged whatever the logger's level, and printed (this cache's lines only)
+        record = activity_log.makeRecord(
+            activity_log.name, logging.INFO, __file__, 0, _ACTIVITY_LINE, args, None,
+            extra={_VERBOSE_MARK: True},
+        )  # fmt: skip
+        activity_log.handle(record)
 
     # ------------------------------------------------------------------ internals
 
@@ -1533,7 +1878,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         equals: Mapping[str, Any], key_params: Mapping[str, Any] | None, method: str
     ) -> dict[str, Any]:
         """The key parameters a bulk call selects by: ``equals`` and ``key_params``."""
-        if equals and not OPTION_NAMES.isdisjoint(equals):
+        if equals and not _CHECKED_NAMES.isdisjoint(equals):
             _refuse_options(method, equals)
         if key_params is None:
             return dict(equals)
@@ -1844,3 +2189,110 @@ def _compression_for(path: object) -> Literal["zstd", "gzip"] | None:
     if name.endswith(".tar"):
         return None
     return "zstd"
+
+
+_ACTIVITY_LINE: Final = "%s %s key=%s %.1f ms"
+_VERBOSE_MARK: Final = "cacheness_verbose"
+
+_LOCAL_BACKENDS: Final = frozenset({"sqlite", "json", "filesystem", "tiered"})
+
+
+def _is_cache_dir(path: str | os.PathLike[str]) -> bool:
+    """Is a positional path a cache directory (True) or a config file (False)?"""
+    location = Path(path).expanduser()
+    return location.is_dir() or location.suffix.lower() not in _CONFIG_SUFFIXES
+
+
+class _ActivityPrinter(logging.StreamHandler):  # type: ignore[type-arg]
+    """Prints activity lines on the current ``sys.stderr``, unless a handler of the logging
+    configuration prints them on a console already (then they would show twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("[cacheness] %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        import sys
+
+        return sys.stderr  # looked up at each line: redirections and captures see it
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Print the lines of verbose caches, unless the logging configuration prints them."""
+        if not getattr(record, _VERBOSE_MARK, False) or _console_handles(record, skip=self):
+            return False
+        return bool(super().filter(record))
+
+
+def _console_handles(record: logging.LogRecord, *, skip: logging.Handler) -> bool:
+    """Does a configured handler already print ``record`` on stdout or stderr?"""
+    import sys
+
+    consoles = {id(sys.stderr), id(sys.stdout), id(sys.__stderr__), id(sys.__stdout__)}
+    logger: logging.Logger | None = activity_log
+    while logger is not None:
+        for handler in logger.handlers:
+            if (
+                handler is not skip
+                and isinstance(handler, logging.StreamHandler)
+                and id(handler.stream) in consoles
+                and record.levelno >= handler.level
+            ):
+                return True
+        logger = logger.parent if logger.propagate else None
+    return False
+
+
+def _show_activity() -> None:
+    """Make the lines of verbose caches visible: printed on stderr (the printer is added once)."""
+    if not any(isinstance(handler, _ActivityPrinter) for handler in activity_log.handlers):
+        activity_log.addHandler(_ActivityPrinter())
+
+
+_CLOUD_MODULES: Final = {"postgresql": ("psycopg",), "s3": ("boto3",)}
+"""What the team backends import (installed by ``cacheness[cloud]``)."""
+
+_CLOUD_HINT: Final = 'pip install "cacheness[cloud]"'
+
+
+def _installed(module: str) -> bool:
+    """Is ``module`` importable? (Checked without importing it.)"""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_cloud_modules(options: Mapping[str, Any]) -> None:
+    """Raise one ``MissingDependencyError`` naming every module the backends lack."""
+    names = [options["metadata_backend"], options["blob_backend"]]
+    names += [
+        value.get("backend")
+        for value in (options.get("blob_options") or {}).values()
+        if isinstance(value, Mapping)
+    ]
+    needed = {
+        module: name
+        for name in names
+        if isinstance(name, str)
+        for module in _CLOUD_MODULES.get(name, ())
+    }
+    missing = [
+        f"{module} (for the {name} backend)"
+        for module, name in needed.items()
+        if not _installed(module)
+    ]
+    if missing:
+        raise MissingDependencyError(
+            f"this cache needs {' and '.join(missing)}, not installed; install them all "
+            f"with: {_CLOUD_HINT}"
+        )

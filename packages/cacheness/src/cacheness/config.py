@@ -63,6 +63,7 @@ from cacheness._config_convert import (
     mark_explicit,
     overlay,
     same_backend,
+    suggest_name,
     to_builtins,
     tracks_explicit,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "CONFIG_FILE_VARIABLE",
     "ENVIRONMENT_VARIABLES",
     "EVICTION_POLICIES",
+    "LEGACY_ENVIRONMENT_VARIABLES",
     "CacheBlobConfig",
     "CacheConfig",
     "CacheMetadataConfig",
@@ -160,7 +162,19 @@ ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = MappingProxyType(
 )
 """Environment variable -> the config field it sets (dotted path)."""
 
-_ALL_VARIABLES: Final = (*ENVIRONMENT_VARIABLES, CONFIG_FILE_VARIABLE)
+LEGACY_ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "CACHENESS_MAX_SIZE_MB": "CACHENESS_MAX_CACHE_SIZE_MB",
+        "CACHENESS_BACKEND": "CACHENESS_METADATA_BACKEND",
+    }
+)
+"""Cacheness 0.4's variable -> today's name: still read (with an INFO log line)."""
+
+_ALL_VARIABLES: Final = (
+    *ENVIRONMENT_VARIABLES,
+    *LEGACY_ENVIRONMENT_VARIABLES,
+    CONFIG_FILE_VARIABLE,
+)
 _STORAGE_DEFAULTS: Final = SerializationOptions()
 _OPTION_FIELDS: Final = frozenset(SerializationOptions.__struct_fields__)
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -648,6 +662,8 @@ class CacheConfig:
             unsupported types are treated (see ``cacheness.keys.derive_key``).
         allow_unsafe_pairing: open a metadata/blob pairing that is refused by default
             (e.g. a local SQLite index over a shared S3 bucket); see the docs.
+        cleanup_on_init: delete the expired entries when a cache opens (as
+            Cacheness 0.4 did with this option); default False.
 
     Raises:
         ConfigError: a flat shortcut contradicts its section.
@@ -681,6 +697,7 @@ class CacheConfig:
     strict: bool = False
     hash_unknown: str = "error"
     allow_unsafe_pairing: bool = False
+    cleanup_on_init: bool = False
     metadata_backend: InitVar[MetadataBackendSpec | None] = None
     metadata_backend_options: InitVar[dict[str, Any] | None] = None
     blob_backend: InitVar[BlobBackendSpec | None] = None
@@ -753,7 +770,7 @@ class CacheConfig:
         for name in changes:
             if name not in known:
                 raise ConfigError(
-                    f"unknown configuration field {name!r}{did_you_mean(name, known)}; "
+                    f"unknown configuration field {name!r}{suggest_name(name, known)}; "
                     f"known: {', '.join(known)}"
                 )
         values = {item.name: copy_value(getattr(self, item.name)) for item in fields(self)}
@@ -1319,6 +1336,7 @@ def _apply_env(config: CacheConfig, environ: Mapping[str, str]) -> CacheConfig:
                 log.warning(
                     "environment variable %s is not a cacheness setting%s", name, suggestion
                 )
+    environ = _renamed_variables(environ)
     result = copy_value(config)
     # backends first: naming another backend starts its section afresh
     ordered = sorted(
@@ -1337,6 +1355,29 @@ def _apply_env(config: CacheConfig, environ: Mapping[str, str]) -> CacheConfig:
             setattr(owner, attribute, value)
         log.debug("config: %s set from %s", target, variable)
     return copy_value(result)  # rebuilt, so paths from the environment are expanded too
+
+
+def _renamed_variables(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """``environ`` with Cacheness 0.4's variable names read as today's.
+
+    Raises:
+        ConfigError: an old and a new name both set, to different values.
+    """
+    old_names = [name for name in LEGACY_ENVIRONMENT_VARIABLES if environ.get(name, "").strip()]
+    if not old_names:
+        return environ
+    renamed = dict(environ)
+    for old in old_names:
+        new = LEGACY_ENVIRONMENT_VARIABLES[old]
+        current = renamed.get(new, "").strip()
+        if current and current != renamed[old].strip():
+            raise ConfigError(
+                f"{old}={renamed[old]!r} (Cacheness 0.4's name) and {new}={current!r} disagree;"
+                f" set only {new}"
+            )
+        log.info("environment variable %s is read as %s (its name now)", old, new)
+        renamed[new] = renamed[old]
+    return renamed
 
 
 def resolve_config(

@@ -43,14 +43,24 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    NamedTuple,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from cacheness._call_locks import ThreadHeldLock, guard_recursion
 from cacheness._global import get_cache, reset_cache, set_default_cache
-from cacheness.cache import MISS, cacheness
+from cacheness.cache import _ACTIVITY_NAME, MISS, MISTAKEN_OPTIONS, activity_log, cacheness
 from cacheness.cache_entry import RESERVED_METADATA_KEY
 from cacheness.keys import UnsupportedKeyValueError
-from cacheness.storage import LockTable
+from cacheness.storage import LockTable, did_you_mean
 from cacheness.storage.errors import CacheError
 from cacheness.ttl import minutes, validate_ttl
 
@@ -242,6 +252,7 @@ def cached(
     condition: Callable[[Any], bool] | None = None,
     lock: bool = False,
     lock_timeout: float | None = None,
+    **unknown: Any,
 ) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache a function's results under keys derived from its arguments.
 
@@ -286,6 +297,10 @@ def cached(
     ``UnsupportedKeyValueError`` (a ``TypeError``) naming the argument and the ways out;
     the function's own exceptions propagate and nothing is stored.
 
+    An unknown option raises ``TypeError`` with the closest known name (``ttl=`` →
+    ``ttl_seconds``). Cacheness 0.4's ``ignore_errors=True`` is accepted (it is what
+    happens anyway); ``ignore_errors=False`` says to use a ``strict`` cache.
+
     Example:
         >>> import tempfile
         >>> from cacheness.cache import cacheness
@@ -299,6 +314,8 @@ def cached(
         (1, True, 0)
         >>> cache.close()
     """
+    if unknown:
+        _refuse_unknown("cached", unknown)
     options = _options(
         cache_instance,
         ttl_seconds,
@@ -316,6 +333,40 @@ def cached(
         return _wrap(function, options)
 
     return decorate if func is None else decorate(func)
+
+
+_CACHED_OPTIONS: Final = (
+    "cache_instance",
+    "ttl_seconds",
+    "key_prefix",
+    "ignore",
+    "key_func",
+    "version",
+    "code_hash",
+    "condition",
+    "lock",
+    "lock_timeout",
+)
+
+
+def _refuse_unknown(decorator: str, unknown: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` for unknown decorator options, with the closest known one."""
+    for name, value in unknown.items():
+        if name == "ignore_errors":
+            if value is True:
+                continue  # Cacheness 0.4: failures of the cache never break a call, as here
+            raise TypeError(
+                f"{decorator}(ignore_errors={value!r}): Cacheness 0.4's option is gone; cache "
+                "failures are logged and the function runs. For them to raise, use a strict "
+                "cache: cached(cache_instance=cacheness(strict=True))"
+            )
+        meant = MISTAKEN_OPTIONS.get(name)  # other caches' spellings: ttl=, expire=
+        hint = f" (did you mean {meant!r}?)" if meant in _CACHED_OPTIONS else ""
+        raise TypeError(
+            f"{decorator}() got an unknown option {name!r}"
+            f"{hint or did_you_mean(name, _CACHED_OPTIONS)}; it takes: "
+            f"{', '.join(_CACHED_OPTIONS)}"
+        )
 
 
 def _for_api(
@@ -696,13 +747,35 @@ class _Memo:
     # -- the cache, failures worked around -------------------------------------------------
 
     def _get(self, cache: cacheness, key: str) -> Any:
+        if cache.verbose or activity_log.isEnabledFor(logging.INFO):
+            with self._named():
+                return self._get_quietly(cache, key)
+        return self._get_quietly(cache, key)
+
+    def _get_quietly(self, cache: cacheness, key: str) -> Any:
         try:
             return cache.get(cache_key=key, default=MISS)
         except _FAILURES as exc:
             self._failed(cache, "read", key, exc)
             return MISS
 
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """Activity lines of the cache name this function instead of get/put."""
+        token = _ACTIVITY_NAME.set(self.name)
+        try:
+            yield
+        finally:
+            _ACTIVITY_NAME.reset(token)
+
     def _put(self, cache: cacheness, key: str, params: dict[str, Any], value: Any) -> None:
+        if cache.verbose or activity_log.isEnabledFor(logging.INFO):
+            with self._named():
+                self._put_quietly(cache, key, params, value)
+        else:
+            self._put_quietly(cache, key, params, value)
+
+    def _put_quietly(self, cache: cacheness, key: str, params: dict[str, Any], value: Any) -> None:
         try:
             cache.put(
                 value,

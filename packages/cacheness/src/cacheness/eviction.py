@@ -23,7 +23,7 @@ Example:
     >>> for i in range(5):
     ...     key = store.put(i, key=f"k{i}")
     ...     _ = evictor.after_put(key, size=1)
-    >>> sorted(entry.key for entry in store.list())
+    >>> sorted(entry.key for entry in store.list_entries())
     ['k2', 'k3', 'k4']
 """
 

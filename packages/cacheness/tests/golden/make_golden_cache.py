@@ -107,7 +107,7 @@ def write(root: Path, values: Any) -> dict[str, Any]:
         assert cache.touch(ttl_seconds=2 * 86_400, job="weekly")
     entries = {}
     with BlobStore(root) as store:  # after close: reads not yet recorded are flushed
-        for entry in store.list():
+        for entry in store.list_entries():
             fields = msgspec.to_builtins(entry)
             del fields["key"]
             fields["inline"] = fields["inline"] is not None

@@ -151,7 +151,12 @@ if TYPE_CHECKING:
         instrumentation,
         traced,
     )
-    from cacheness.storage._validate import choice_problem, did_you_mean, number_problem
+    from cacheness.storage._validate import (
+        choice_problem,
+        did_you_mean,
+        number_problem,
+        suggest_keywords,
+    )
 
 __all__ = [
     "CODECS",
@@ -267,6 +272,7 @@ __all__ = [
     "register_handler",
     "register_metadata_backend",
     "resolve_signing_key",
+    "suggest_keywords",
     "traced",
     "unregister_blob_backend",
     "unregister_custom_model",
@@ -369,6 +375,7 @@ _LAZY: dict[str, str] = {
     "traced": "cacheness.storage._telemetry",
     "choice_problem": "cacheness.storage._validate",
     "did_you_mean": "cacheness.storage._validate",
+    "suggest_keywords": "cacheness.storage._validate",
     "number_problem": "cacheness.storage._validate",
 }
 """Public name -> the private module that defines it, imported on first access."""

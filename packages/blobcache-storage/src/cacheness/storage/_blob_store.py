@@ -21,7 +21,7 @@ Example:
     ...     store.put({"lr": 0.01, "layers": [64, 64]}, key="runs/1/config",
     ...               metadata={"project": "ml", "accuracy": 0.93})
     ...     store.get("runs/1/config")
-    ...     [e.key for e in store.list(metadata_filter={"accuracy": {"$gte": 0.9}})]
+    ...     [e.key for e in store.list_entries(metadata_filter={"accuracy": {"$gte": 0.9}})]
     'runs/1/config'
     {'lr': 0.01, 'layers': [64, 64]}
     ['runs/1/config']
@@ -70,7 +70,7 @@ from cacheness.storage._signing import (
     user_key_path,
 )
 from cacheness.storage._telemetry import Instrumentation, child, instrumentation, traced
-from cacheness.storage._validate import check_seconds, is_int
+from cacheness.storage._validate import check_seconds, did_you_mean, is_int, suggest_keywords
 from cacheness.storage.errors import (
     BackendUnavailableError,
     BlobNotFoundError,
@@ -198,6 +198,10 @@ class _Stored:
             self.spool = None
 
 
+# the cache's hit and put path is left unwrapped (a misspelt keyword there: Python's error)
+@suggest_keywords(
+    skip=["lookup", "read", "read_current", "put_entry", "record_access", "change_token", "decoder"]
+)
 class BlobStore:
     """Store Python objects under keys, with queryable metadata.
 
@@ -247,6 +251,11 @@ class BlobStore:
         delete_invalid_signatures: delete an entry whose signature fails (or an unsigned
             entry the policy refuses) when it is read; otherwise it stays (it may be valid
             under a key this process lacks).
+        cache_dir: the seeds' name of ``path`` (Cacheness 0.4), accepted as an alias.
+        backend: the seeds' name of ``metadata_backend``, accepted as an alias.
+        compression: the seeds' codec shortcut: a codec (``"zstd"``, ``"gzip"``,
+            ``"blosc2"``, ``"none"``, ``"auto"``) or a Blosc2 inner codec (``"lz4"``...),
+            the same as ``serialization={"codec": ...}``.
 
     Raises:
         ConfigError: unknown backend names, bad options, a refused pairing, or a path
@@ -285,7 +294,23 @@ class BlobStore:
         unsigned_paths: Iterable[str] = (),
         unsigned: UnsignedPolicy = "accept_data_only",
         delete_invalid_signatures: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        backend: str | MetadataBackend | None = None,
+        compression: str | None = None,
     ) -> None:
+        if cache_dir is not None:
+            path = _legacy_alias("cache_dir", cache_dir, "path", path, None)
+        if backend is not None:
+            metadata_backend = _legacy_alias(
+                "backend", backend, "metadata_backend", metadata_backend, "sqlite"
+            )
+        if compression is not None:
+            if serialization is not None:
+                raise TypeError(
+                    "BlobStore(compression=...) and serialization=... both given: "
+                    "put the codec in serialization={'codec': ...}"
+                )
+            serialization = _compression_options(compression)
         if unsigned not in UNSIGNED_POLICIES:
             raise ConfigError(
                 f"unsigned must be one of {', '.join(map(repr, UNSIGNED_POLICIES))}, got "
@@ -566,8 +591,8 @@ class BlobStore:
             The keys, in order.
 
         Raises:
-            The errors of :meth:`put`; on failure no entry of the batch is written by this
-            call and the blobs it wrote are deleted.
+            CacheError: the errors of :meth:`put`; on failure no entry of the batch is
+                written by this call and the blobs it wrote are deleted.
 
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
@@ -940,8 +965,9 @@ class BlobStore:
             >>> with BlobStore(tempfile.mkdtemp()) as store:
             ...     _ = store.put(b"m1", key="m1", custom_metadata=DocRun(accuracy=0.8))
             ...     _ = store.put(b"m2", key="m2", custom_metadata=DocRun(accuracy=0.95))
-            ...     [row.cache_key for row in store.query_custom(DocRun, DocRun.accuracy > 0.9)]
-            ['m2']
+            ...     rows = store.query_custom(DocRun, DocRun.accuracy > 0.9)
+            ...     tuple(row.cache_key for row in rows)
+            ('m2',)
         """
         self._check_open()
         return cast("builtins.list[M]", self.metadata.query_custom(model, *where))
@@ -994,8 +1020,8 @@ class BlobStore:
             ...     author = Column(String)
             >>> with BlobStore(tempfile.mkdtemp()) as store:
             ...     _ = store.put(1, key="a", custom_metadata=GetRun(author="ana"))
-            ...     [row.author for row in store.get_custom_metadata(GetRun, "a")]
-            ['ana']
+            ...     tuple(row.author for row in store.get_custom_metadata(GetRun, "a"))
+            ('ana',)
         """
         self._check_open()
         validate_key(key)
@@ -1024,8 +1050,8 @@ class BlobStore:
             ...     _ = store.put("best", key="a", custom_metadata=EntryRun(score=9))
             ...     _ = store.put("worst", key="b", custom_metadata=EntryRun(score=1))
             ...     found = store.query_custom_entries(EntryRun, EntryRun.score > 5)
-            ...     [store.read(entry) for entry in found]
-            ['best']
+            ...     tuple(store.read(entry) for entry in found)
+            ('best',)
         """
         self._check_open()
         keys = self.metadata.custom_keys(model, *where)
@@ -1357,7 +1383,7 @@ class BlobStore:
 
     @traced("read")
     def read(self, entry: Entry | PayloadInfo) -> Any:
-        """Load the object an entry (from :meth:`get_metadata`, :meth:`list`...) describes.
+        """Load the object an entry (from :meth:`get_metadata`, :meth:`list_entries`...) describes.
 
         Also takes the :class:`~cacheness.storage._metadata.base.PayloadInfo` of
         ``MetadataBackend.get_payload``. The entry is read as given: one that another
@@ -1653,8 +1679,46 @@ class BlobStore:
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[Entry]:
-        """Return the entries that match, without loading data.
+    ) -> builtins.list[str]:
+        """Return the keys that match, in key order (the arguments of :meth:`list_entries`).
+
+        The keys only: :meth:`list_entries` / :meth:`iter_entries` give the entries
+        (size, handler, metadata...) without loading data.
+
+        Raises:
+            FilterError: an invalid filter or order.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> for name in ("models/a", "models/b", "data/c"):
+            ...     _ = store.put(name, key=name)
+            >>> store.list(prefix="models/")
+            ['models/a', 'models/b']
+            >>> store.close()
+        """
+        entries = self.iter_entries(
+            prefix,
+            metadata_filter,
+            filter=filter,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+        )
+        return [entry.key for entry in entries]
+
+    def list_entries(
+        self,
+        prefix: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        *,
+        filter: Filter | None = None,
+        order_by: str = "key",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Entry]:
+        """Return the entries that match, without loading data (:meth:`list` gives keys).
 
         Args:
             prefix: keys starting with this.
@@ -1670,7 +1734,7 @@ class BlobStore:
         Raises:
             FilterError: an invalid filter or order.
         """
-        return list(
+        return builtins.list(
             self.iter_entries(
                 prefix,
                 metadata_filter,
@@ -1693,7 +1757,7 @@ class BlobStore:
         limit: int | None = None,
         offset: int = 0,
     ) -> Iterator[Entry]:
-        """Like :meth:`list`, lazily."""
+        """Like :meth:`list_entries`, lazily."""
         self._check_open()
         return self.metadata.query(
             self._combined_filter(prefix, metadata_filter, filter),
@@ -1710,7 +1774,7 @@ class BlobStore:
         *,
         filter: Filter | None = None,
     ) -> int:
-        """Return how many entries match (same arguments as :meth:`list`)."""
+        """Return how many entries match (same arguments as :meth:`list_entries`)."""
         self._check_open()
         return self.metadata.count(self._combined_filter(prefix, metadata_filter, filter))
 
@@ -1721,7 +1785,7 @@ class BlobStore:
         *,
         filter: Filter | None = None,
     ) -> int:
-        """Return the stored bytes of the matching entries (same arguments as :meth:`list`)."""
+        """Return the stored bytes of the matching entries (arguments of :meth:`list_entries`)."""
         self._check_open()
         return self.metadata.total_size(self._combined_filter(prefix, metadata_filter, filter))
 
@@ -1896,8 +1960,8 @@ class BlobStore:
             []
             >>> store.blobs.delete(store.get_metadata("big").blob_ref)
             True
-            >>> [issue.problem for issue in store.verify_integrity()]
-            ['missing_blob']
+            >>> {issue.problem for issue in store.verify_integrity()}
+            {'missing_blob'}
         """
         from cacheness.storage import _maintenance  # maintenance code loads when used
 
@@ -2273,6 +2337,20 @@ class BlobStore:
     ) -> None:
         self.close()
 
+    def describe_backends(self) -> dict[str, str]:
+        """Return where the index and the blobs live: the backends' own descriptions.
+
+        A sqlite index names its file and table, postgresql its URL (password hidden)
+        and table, S3 its bucket, prefix and endpoint, the filesystem its directory.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> sorted(store.describe_backends())
+            ['blobs', 'metadata']
+            >>> store.close()
+        """
+        return {"metadata": repr(self.metadata), "blobs": repr(self.blobs)}
+
     def __repr__(self) -> str:
         return (
             f"BlobStore(metadata={self.metadata.name!r}, blobs={self.blobs.name!r}, "
@@ -2598,3 +2676,30 @@ def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}"
         )
     return dict(metadata)
+
+
+def _legacy_alias(old: str, value: Any, new: str, current: Any, default: Any) -> Any:
+    """Return ``value`` for argument ``new`` given under its seeds' name ``old``.
+
+    Raises ``TypeError`` when ``new`` is given too (with another value).
+    """
+    if current is not default and current != value:
+        raise TypeError(
+            f"BlobStore({old}=...) is the older name of {new}=...; pass only {new}={value!r}"
+        )
+    return value
+
+
+def _compression_options(compression: object) -> SerializationOptions:
+    """Return the serialization options of the seeds' ``compression=`` shortcut."""
+    from cacheness.storage._compression import BLOSC2_CODECS, CODECS
+
+    if compression in BLOSC2_CODECS and compression not in CODECS:
+        return SerializationOptions(codec="blosc2", blosc2_codec=str(compression))
+    if isinstance(compression, str) and (compression in CODECS or compression == "auto"):
+        return SerializationOptions(codec=compression)
+    known = [*CODECS, "auto", *BLOSC2_CODECS]
+    raise ConfigError(
+        f"unknown compression {compression!r}{did_you_mean(compression, known)}; "
+        f"pass one of {', '.join(dict.fromkeys(known))} (or serialization={{'codec': ...}})"
+    )

@@ -153,8 +153,8 @@ class Entry(msgspec.Struct, kw_only=True, omit_defaults=False):
         """Return the entry as a plain dict (datetimes stay ``datetime``, bytes stay bytes).
 
         Example:
-            >>> sorted(Entry.new("k").to_dict())[:4]
-            ['access_count', 'accessed_at', 'blob_ref', 'codec']
+            >>> tuple(sorted(Entry.new("k").to_dict())[:4])
+            ('access_count', 'accessed_at', 'blob_ref', 'codec')
         """
         return {name: getattr(self, name) for name in self.__struct_fields__}
 

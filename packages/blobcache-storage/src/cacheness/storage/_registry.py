@@ -152,8 +152,15 @@ class BackendRegistry(Generic[T]):
         return target
 
     def create(self, name: str, *args: Any, **options: Any) -> T:
-        """Instantiate the backend registered as ``name`` with ``options``."""
-        return self.get_class(name)(*args, **options)
+        """Instantiate the backend registered as ``name`` with ``options``.
+
+        Raises:
+            ConfigError: an option the backend does not take (with the closest name),
+                or one it needs missing: the message lists the options it takes.
+        """
+        cls = self.get_class(name)
+        _check_arguments(cls, name, self.kind, args, options)
+        return cls(*args, **options)
 
     def _from_entry_point(self, name: str) -> _Registration:
         for ep in _entry_points(self._group, name):
@@ -334,3 +341,24 @@ def get_blob_backend_class(name: str) -> type[BlobBackend]:
 def list_blob_backends() -> list[str]:
     """Return the names of the registered blob backends."""
     return blob_backends.names()
+
+
+def _check_arguments(
+    cls: type, name: str, kind: str, args: tuple[Any, ...], options: dict[str, Any]
+) -> None:
+    """Raise ``ConfigError`` when ``cls(*args, **options)`` cannot bind: say what to pass."""
+    import inspect
+
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # pragma: no cover - a class without a signature
+        return
+    try:
+        signature.bind(*args, **options)
+    except TypeError as exc:
+        takes = [p for p in signature.parameters if p not in ("args", "kwargs")]
+        unknown = [option for option in options if option not in signature.parameters]
+        hint = "".join(f"; {o!r}{did_you_mean(o, takes)}" for o in unknown)
+        raise ConfigError(
+            f"the {name!r} {kind}: {exc}{hint}; it takes: {', '.join(takes)}"
+        ) from None

@@ -6,8 +6,8 @@ some choices, a number of seconds, a permission mode. The ``*_problem`` function
 return the message (or None) so that a caller collecting every problem of a
 configuration can list them; the ``check_*`` functions raise
 :class:`~cacheness.storage.errors.ConfigError` with that message. ``number_problem``,
-``choice_problem`` and ``did_you_mean`` are public in ``cacheness.storage`` (the cache
-layer's configuration uses them).
+``choice_problem``, ``did_you_mean`` and ``suggest_keywords`` are public in
+``cacheness.storage`` (the cache layer uses them).
 
 Example:
     >>> is_int(3), is_int(True), is_number(2.5), is_number("2")
@@ -20,11 +20,15 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
-from typing import TypeGuard
+import types
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeGuard, TypeVar, overload
 
 from cacheness.storage.errors import ConfigError
+
+T = TypeVar("T", bound=type)
 
 MAX_SECONDS = 1e11
 """About 3,000 years: longer durations do not fit a ``timedelta``."""
@@ -138,3 +142,75 @@ def check_mode(value: object, what: str) -> int:
     if not is_int(value) or not 0 <= value <= 0o7777:
         raise ConfigError(f"{what} must be a permission mode such as 0o700, got {value!r}")
     return value
+
+
+@overload
+def suggest_keywords(cls: T, /) -> T: ...
+
+
+@overload
+def suggest_keywords(*, skip: Iterable[str] = ()) -> Callable[[T], T]: ...
+
+
+def suggest_keywords(cls: T | None = None, /, *, skip: Iterable[str] = ()) -> T | Callable[[T], T]:
+    """Class decorator: a misspelt keyword argument of a public method names the closest.
+
+    Methods that take ``**kwargs`` are left alone (any name is theirs); the others raise
+    ``TypeError`` with `` (did you mean 'x'?)`` and the names they take, instead of
+    Python's bare "unexpected keyword argument". The check wraps each method (about
+    0.4 µs a call): ``@suggest_keywords(skip=[...])`` leaves hot-path methods as they are.
+
+    Example:
+        >>> @suggest_keywords
+        ... class Shop:
+        ...     def order(self, item: str, *, quantity: int = 1) -> str:
+        ...         return f"{quantity} x {item}"
+        >>> Shop().order("tea", quantiy=2)
+        Traceback (most recent call last):
+        ...
+        TypeError: Shop.order() got an unexpected keyword argument 'quantiy' (did you mean 'quantity'?); it takes: item, quantity
+    """  # noqa: E501 - the doctest line
+    left_alone = frozenset(skip)
+
+    def decorate(cls: T) -> T:
+        _wrap_methods(cls, left_alone)
+        return cls
+
+    return decorate if cls is None else decorate(cls)
+
+
+def _wrap_methods(cls: type, skip: frozenset[str]) -> None:
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") or name in skip or not isinstance(member, types.FunctionType):
+            continue
+        inner = member
+        while hasattr(inner, "__wrapped__"):  # a method already wrapped (telemetry...)
+            inner = inner.__wrapped__
+        code = inner.__code__  # read directly: importing inspect costs start-up time
+        if code.co_flags & _VAR_KEYWORDS:
+            continue
+        count = code.co_argcount + code.co_kwonlyargcount
+        names = [n for n in code.co_varnames[:count] if n != "self"]
+        setattr(cls, name, _suggesting(member, names))
+
+
+_VAR_KEYWORDS = 0x08  # inspect.CO_VARKEYWORDS: the function takes **kwargs
+
+
+def _suggesting(func: Callable[..., Any], names: list[str]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def method(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TypeError as exc:
+            unknown = next((key for key in kwargs if key not in names), None)
+            # only Python's own error for this call: "<qualname>() got an unexpected ..."
+            own = f"{func.__qualname__}() got an unexpected keyword argument {unknown!r}"
+            if unknown is None or not str(exc).startswith(own):
+                raise
+            raise TypeError(
+                f"{func.__qualname__}() got an unexpected keyword argument {unknown!r}"
+                f"{did_you_mean(unknown, names)}; it takes: {', '.join(names)}"
+            ) from None
+
+    return method

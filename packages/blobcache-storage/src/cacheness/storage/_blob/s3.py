@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, BinaryIO, ClassVar, Literal, NamedTuple, cast
+from typing import IO, Any, BinaryIO, ClassVar, Final, Literal, NamedTuple, cast
 
 from cacheness.storage._blob._args import data_view, local_file, ref_list, ref_prefix
 from cacheness.storage._blob._circuit_breaker import CircuitBreaker
@@ -205,9 +205,22 @@ class S3BlobBackend(BlobBackend):
         prefix: key prefix for every blob (``"team-cache"`` → ``team-cache/ab/abc...``).
         region: the bucket's region (``region_name`` is accepted as an alias).
         endpoint_url: the server for MinIO and other S3-compatible stores.
-        aws_access_key_id, aws_secret_access_key, aws_session_token, profile_name:
-            credentials; when omitted the standard AWS chain applies (environment,
-            config files, instance roles).
+        aws_access_key_id: credentials; when these four are omitted the standard AWS
+            chain applies (environment, config files, instance roles).
+        aws_secret_access_key: credentials (see ``aws_access_key_id``).
+        aws_session_token: credentials (see ``aws_access_key_id``).
+        profile_name: credentials: a profile of the AWS config files.
+        access_key: the seeds' spelling of ``aws_access_key_id`` (an alias).
+        secret_key: the seeds' spelling of ``aws_secret_access_key`` (an alias).
+        use_ssl: False talks plain HTTP to the endpoint (local MinIO); default True.
+        sse: server-side encryption of every object written: ``"AES256"`` (S3-managed
+            keys) or ``"aws:kms"`` (with ``kms_key_id``, or the bucket's default key).
+        kms_key_id: the KMS key of ``sse="aws:kms"``.
+        storage_class: the storage class of objects written (``"STANDARD_IA"``,
+            ``"INTELLIGENT_TIERING"``...); default: the bucket's.
+        content_type: the ``Content-Type`` header of objects written (buckets shared
+            with other tools often require it).
+        cache_control: the ``Cache-Control`` header of objects written.
         shard_chars: git-style sharding of references (default 2; 0 disables; 1-4).
         multipart_threshold: size from which uploads (and downloads) use parallel
             multipart transfers; also the in-memory spool size (default 8 MiB, ≥ 5 MiB).
@@ -217,7 +230,8 @@ class S3BlobBackend(BlobBackend):
             (default 5 GiB, the CopyObject limit).
         retry_mode: botocore retry mode, ``"standard"`` (default) or ``"adaptive"``.
         max_attempts: attempts per request including the first (default 5).
-        connect_timeout, read_timeout: socket timeouts in seconds.
+        connect_timeout: socket connect timeout in seconds.
+        read_timeout: socket read timeout in seconds.
         checksum: ``"when_supported"`` (botocore's default: CRC checksums on every upload)
             or ``"when_required"`` for servers that reject those headers.
         addressing_style: ``"auto"``, ``"path"`` (most local servers) or ``"virtual"``.
@@ -252,6 +266,14 @@ class S3BlobBackend(BlobBackend):
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
         profile_name: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        use_ssl: bool = True,
+        sse: Literal["AES256", "aws:kms"] | None = None,
+        kms_key_id: str | None = None,
+        storage_class: str | None = None,
+        content_type: str | None = None,
+        cache_control: str | None = None,
         shard_chars: int = 2,
         multipart_threshold: int = 8 * _MiB,
         multipart_chunksize: int = 8 * _MiB,
@@ -289,6 +311,11 @@ class S3BlobBackend(BlobBackend):
             },
             counts={"max_concurrency": max_concurrency, "max_attempts": max_attempts},
         )
+        aws_access_key_id = _alias("access_key", access_key, "aws_access_key_id", aws_access_key_id)
+        aws_secret_access_key = _alias(
+            "secret_key", secret_key, "aws_secret_access_key", aws_secret_access_key
+        )
+        self.write_args = _write_args(sse, kms_key_id, storage_class, content_type, cache_control)
         self.bucket = bucket
         self.prefix = _normalise_prefix(prefix)
         self.region = region or region_name
@@ -317,6 +344,7 @@ class S3BlobBackend(BlobBackend):
                 max_pool_connections=max(10, 2 * max_concurrency),
                 checksum=checksum,
                 addressing_style=addressing_style,
+                use_ssl=bool(use_ssl),
             )
         self._client = client
         self.endpoint = endpoint_url or str(client.meta.endpoint_url)
@@ -704,14 +732,18 @@ class S3BlobBackend(BlobBackend):
                 with self._call("upload", ref, exclusive=exclusive):
                     if size < self.multipart_threshold:
                         self._client.put_object(
-                            Bucket=self.bucket, Key=self._key(ref), Body=source, Metadata=metadata
+                            Bucket=self.bucket,
+                            Key=self._key(ref),
+                            Body=source,
+                            Metadata=metadata,
+                            **self.write_args,
                         )
                     else:
                         self._client.upload_fileobj(
                             source,
                             self.bucket,
                             self._key(ref),
-                            ExtraArgs={"Metadata": metadata},
+                            ExtraArgs={"Metadata": metadata, **self.write_args},
                             Config=self._transfer_config,
                         )
         except StorageError as exc:
@@ -930,7 +962,12 @@ class S3BlobBackend(BlobBackend):
                 copy_source,
                 self.bucket,
                 self._key(new_ref),
-                ExtraArgs={"Metadata": metadata, "MetadataDirective": "REPLACE", **condition},
+                ExtraArgs={
+                    "Metadata": metadata,
+                    "MetadataDirective": "REPLACE",
+                    **self.write_args,
+                    **condition,
+                },
                 Config=self._copy_config,
             )
         return tracked.blob_info(new_ref, source.size, source.content_hash)
@@ -963,6 +1000,7 @@ class S3BlobBackend(BlobBackend):
                 Key=self._key(new_ref),
                 CopySource={"Bucket": source.bucket, "Key": source._key(ref)},
                 MetadataDirective="COPY",
+                **self._copy_args(),
                 **condition,
             )
         return BlobInfo(
@@ -972,6 +1010,11 @@ class S3BlobBackend(BlobBackend):
             etag=_etag(response.get("CopyObjectResult", {}).get("ETag")),
             version_id=response.get("VersionId"),
         )
+
+    def _copy_args(self) -> dict[str, str]:
+        """The write settings a CopyObject does not carry over from its source itself."""
+        headers = ("ContentType", "CacheControl")  # copied with MetadataDirective=COPY
+        return {name: value for name, value in self.write_args.items() if name not in headers}
 
     def presigned_url(self, ref: str, expires_in: int = 3600) -> str:
         """Return a URL that lets anyone GET the blob for ``expires_in`` seconds.
@@ -1073,6 +1116,47 @@ class _Tracked:
         )
 
 
+def _alias(old: str, value: str | None, new: str, current: str | None) -> str | None:
+    """Return the option ``new`` given under its seeds' spelling ``old`` (or ``current``)."""
+    if value is None:
+        return current
+    if current is not None and current != value:
+        raise ConfigError(f"{old}= is the older spelling of {new}=; pass only {new}")
+    return value
+
+
+_SSE_CHOICES: Final = ("AES256", "aws:kms")
+
+
+def _write_args(
+    sse: object,
+    kms_key_id: object,
+    storage_class: object,
+    content_type: object,
+    cache_control: object,
+) -> dict[str, str]:
+    """Return the PutObject arguments of the write settings (checked: ``ConfigError``)."""
+    if sse is not None:
+        check_choice("sse", sse, _SSE_CHOICES)
+    if kms_key_id is not None and sse != "aws:kms":
+        raise ConfigError(f"kms_key_id needs sse='aws:kms' (got sse={sse!r}); pass both")
+    settings = (
+        ("sse", "ServerSideEncryption", sse),
+        ("kms_key_id", "SSEKMSKeyId", kms_key_id),
+        ("storage_class", "StorageClass", storage_class),
+        ("content_type", "ContentType", content_type),
+        ("cache_control", "CacheControl", cache_control),
+    )
+    args: dict[str, str] = {}
+    for option, argument, value in settings:
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{option} must be a non-empty str, got {value!r}")
+        args[argument] = value
+    return args
+
+
 def _check_options(
     bucket: object,
     *,
@@ -1120,6 +1204,7 @@ def _make_client(
     max_pool_connections: int,
     checksum: str,
     addressing_style: str,
+    use_ssl: bool = True,
 ) -> Any:
     """A boto3 S3 client with our retry, timeout, pool and checksum settings."""
     boto3 = import_optional("boto3", extra="s3", purpose="the s3 blob backend")
@@ -1134,7 +1219,7 @@ def _make_client(
         response_checksum_validation=checksum,
         s3={"addressing_style": addressing_style},
     )
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
+    return session.client("s3", endpoint_url=endpoint_url, config=config, use_ssl=use_ssl)
 
 
 def _transfer_configs(

@@ -193,7 +193,8 @@ class TieredBlobBackend(BlobBackend):
             the remote; 0 (default) checks on every read, None never re-checks.
         fill_on_write: also keep a local copy of what is written (default True).
         verify_local: hash the local copy on every hit (catches local disk corruption).
-        dir_mode, file_mode: permissions of the cache's directories and files.
+        dir_mode: permissions of the cache's directories.
+        file_mode: permissions of the cache's files.
         clock: wall clock in seconds (injectable for tests).
 
     Raises:

@@ -80,7 +80,9 @@ class PostgresMetadataBackend(SqlMetadataBackend):
             (shared, not disposed on close).
         table: name of the entries table; caches sharing a database use distinct names.
         schema: database schema of the tables (default: the connection's search path).
-        pool_size, max_overflow, pool_timeout: connection pool settings.
+        pool_size: connections kept in the pool.
+        max_overflow: connections opened beyond ``pool_size`` when needed.
+        pool_timeout: seconds to wait for a connection of the pool.
         connect_timeout: seconds to wait for a connection before the attempt fails.
         retries: extra attempts after a dropped connection, a serialization failure or
             a deadlock, with exponential backoff from ``retry_backoff`` seconds.
