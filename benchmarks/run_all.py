@@ -28,6 +28,7 @@ BENCHMARKS = (
     "observability",
     "team_cache",
     "sql_cache",
+    "portability",
     "custom_metadata",
 )
 

@@ -46,3 +46,38 @@ def support() -> ModuleType:
 def team(fresh_postgres_url: str, s3_bucket: Any, tmp_path: Path) -> Any:
     """A team cache (PostgreSQL index, S3 blobs) whose workers run in other processes."""
     return _support.Team(fresh_postgres_url, s3_bucket, tmp_path)
+
+
+# The service names the docs pages are written for, and the fixture pointing them at the
+# test's real PostgreSQL and S3 server.
+DOC_DB = "postgresql://cache:secret@db.internal:5432/cache"
+DOC_DB_NO_PASSWORD = "postgresql://cache@db.internal:5432/cache"
+DOC_S3 = "http://minio.internal:9000"
+
+
+@pytest.fixture
+def services(fresh_postgres_url, s3_bucket, tmp_path, monkeypatch):
+    """Point the page's names at the real services; return a function rewriting text."""
+    key = __import__("os").environ["CACHENESS_SIGNING_KEY"]  # the team's key (fixtures)
+    for name in list(__import__("os").environ):
+        if name.startswith("CACHENESS_") and name != "CACHENESS_SIGNING_KEY":
+            monkeypatch.delenv(name)
+    endpoint = s3_bucket.endpoint
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_access_key)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def rewrite(text: str) -> str:
+        for old, new in (
+            (DOC_DB, fresh_postgres_url),
+            (DOC_DB_NO_PASSWORD, fresh_postgres_url),
+            (DOC_S3, endpoint.endpoint_url),
+            ('"team-cache"', f'"{s3_bucket.name}"'),
+            ("=team-cache\n", f"={s3_bucket.name}\n"),
+            ("CACHENESS_SIGNING_KEY=...\n", f"CACHENESS_SIGNING_KEY={key}\n"),
+        ):
+            text = text.replace(old, new)
+        return text
+
+    return rewrite

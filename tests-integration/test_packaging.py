@@ -137,6 +137,23 @@ def test_built_metadata_declares_the_range_and_extras(dist):
         assert "Typing :: Typed" in meta.get_all("Classifier")
 
 
+def test_console_scripts_and_the_cli_extra(dist):
+    scripts = {}
+    for pattern in ("blobcache_storage-*.whl", "cacheness-*.whl"):
+        with zipfile.ZipFile(one(dist, pattern)) as archive:
+            name = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
+            scripts[pattern] = archive.read(name).decode()
+    assert "blobcache = cacheness.storage.cli:main" in scripts["blobcache_storage-*.whl"]
+    assert "cacheness = cacheness.cli:main" in scripts["cacheness-*.whl"]
+    storage = wheel_metadata(one(dist, "blobcache_storage-*.whl"))
+    cache = wheel_metadata(one(dist, "cacheness-*.whl"))
+    assert "cli" in storage.get_all("Provides-Extra")
+    assert "cli" in cache.get_all("Provides-Extra")
+    cli = [Requirement(r) for r in storage.get_all("Requires-Dist")]
+    extra = {r.name for r in cli if r.marker and r.marker.evaluate({"extra": "cli"})}
+    assert extra == {"click", "rich"}
+
+
 STORAGE_ONLY_PROBE = textwrap.dedent(
     """
     import cacheness.storage

@@ -20,9 +20,6 @@ from cacheness.config import load_config, resolve_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 S3_SOURCE = REPO / "packages/blobcache-storage/src/cacheness/storage/_blob/s3.py"
-DOC_DB = "postgresql://cache:secret@db.internal:5432/cache"
-DOC_DB_NO_PASSWORD = "postgresql://cache@db.internal:5432/cache"
-DOC_S3 = "http://minio.internal:9000"
 
 # boto3 client method -> the S3 operations it sends (as named in the page's table)
 S3_OPERATIONS = {
@@ -47,34 +44,6 @@ S3_OPERATIONS = {
     "copy": ["CopyObject", "UploadPartCopy"],
     "generate_presigned_url": ["presigned URL"],
 }
-
-
-@pytest.fixture
-def services(fresh_postgres_url, s3_bucket, tmp_path, monkeypatch):
-    """Point the page's names at the real services; return a function rewriting text."""
-    key = __import__("os").environ["CACHENESS_SIGNING_KEY"]  # the team's key (fixtures)
-    for name in list(__import__("os").environ):
-        if name.startswith("CACHENESS_") and name != "CACHENESS_SIGNING_KEY":
-            monkeypatch.delenv(name)
-    endpoint = s3_bucket.endpoint
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key_id)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_access_key)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-    def rewrite(text: str) -> str:
-        for old, new in (
-            (DOC_DB, fresh_postgres_url),
-            (DOC_DB_NO_PASSWORD, fresh_postgres_url),
-            (DOC_S3, endpoint.endpoint_url),
-            ('"team-cache"', f'"{s3_bucket.name}"'),
-            ("=team-cache\n", f"={s3_bucket.name}\n"),
-            ("CACHENESS_SIGNING_KEY=...\n", f"CACHENESS_SIGNING_KEY={key}\n"),
-        ):
-            text = text.replace(old, new)
-        return text
-
-    return rewrite
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 HEAVY = ("numpy", "pandas", "pyarrow", "polars", "blosc2", "boto3", "botocore", "psycopg")
+CLI = ("click", "rich", "cacheness.storage.cli", "cacheness.cli")
 # Loaded when first needed, never by the import itself.
 LATER = (
     "sqlalchemy",
@@ -40,6 +41,20 @@ def test_import_storage_loads_neither_heavy_nor_deferred_modules():
     loaded = modules_loaded_by("import cacheness.storage")
     assert "cacheness.storage.errors" in loaded  # the error hierarchy is always there
     assert sorted(loaded & set(HEAVY + LATER)) == []
+
+
+def test_the_library_never_imports_the_command_line():
+    # export, import and migrate are library calls: click and rich stay out of them
+    loaded = modules_loaded_by(
+        "import io, cacheness, cacheness.storage as s; "
+        "store = s.BlobStore(metadata_backend='memory', blob_backend='memory'); "
+        "store.put(b'x' * 10_000, key='k'); buffer = io.BytesIO(); store.export(buffer); "
+        "s.BlobStore(metadata_backend='memory', blob_backend='memory').import_("
+        "io.BytesIO(buffer.getvalue())); "
+        "s.migrate(store, s.BlobStore(metadata_backend='memory', blob_backend='memory'))"
+    )
+    assert sorted(loaded & set(CLI)) == []
+    assert "cacheness.storage._portability.transfer" in loaded
 
 
 def test_a_name_loads_its_module_on_first_access():

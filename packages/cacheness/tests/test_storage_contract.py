@@ -19,10 +19,14 @@ import cacheness
 import cacheness.storage
 import cacheness.storage.errors
 
+cli = pytest.importorskip("cacheness.storage.cli")  # the command line's extra (click, rich)
+
 SOURCE = Path(cacheness.__file__).parent
 PUBLIC = {
     "cacheness.storage": set(cacheness.storage.__all__),
     "cacheness.storage.errors": set(cacheness.storage.errors.__all__),
+    # the storage command line, which cacheness's own extends (only cacheness/cli.py)
+    "cacheness.storage.cli": set(cli.__all__),
 }
 # A BlobStore's backends are its business: the cache asks the store itself.
 BACKEND_ATTRIBUTES = {"metadata", "blobs"}

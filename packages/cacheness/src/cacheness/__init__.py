@@ -74,7 +74,7 @@ if TYPE_CHECKING:
         SqlCacheResult,
         SqlCacheStatus,
     )
-    from cacheness.cache import MISS, UnifiedCache, cacheness
+    from cacheness.cache import MISS, UnifiedCache, cacheness, migrate
     from cacheness.cache_entry import CacheEntry
     from cacheness.config import (
         CacheBlobConfig,
@@ -174,6 +174,7 @@ __all__ = [
     "load_config_from_json",
     "load_config_from_toml",
     "load_config_from_yaml",
+    "migrate",
     "minutes",
     "reset_cache",
     "resolve_config",
@@ -198,6 +199,7 @@ _LAZY: dict[str, str] = {
     "SqlCacheResult": "cacheness._sql_cache",
     "SqlCacheStatus": "cacheness._sql_cache",
     "MISS": "cacheness.cache",
+    "migrate": "cacheness.cache",
     "UnifiedCache": "cacheness.cache",
     "cacheness": "cacheness.cache",
     "CacheEntry": "cacheness.cache_entry",

@@ -42,7 +42,18 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Final,
+    Literal,
+    ParamSpec,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from cacheness._memory import Held, MemoryLayer, same_value
 from cacheness._telemetry import CACHE, cache_operation, span_attributes
@@ -80,9 +91,12 @@ from cacheness.storage import (
     SignatureError,
     StorageError,
     StorageFullError,
+    TransferProgress,
+    TransferReport,
     combine_filters,
     did_you_mean,
     instrumentation,
+    matches,
     metadata_field,
     suggest_keywords,
     utc_now,
@@ -108,6 +122,7 @@ __all__ = [
     "RETIRED_METHODS",
     "UnifiedCache",
     "cacheness",
+    "migrate",
 ]
 
 log = logging.getLogger(__name__)
@@ -1435,6 +1450,152 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
 
     # ------------------------------------------------------------------ locks & stats
 
+    # ------------------------------------------------------------------ portability
+
+    def export_to_file(
+        self,
+        path: str | os.PathLike[str] | BinaryIO,
+        *,
+        filter: Filter | Predicate | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        include_expired: bool = False,
+        compression: Literal["zstd", "gzip"] | _Miss | None = MISS,
+        compress: bool = True,
+        progress: Callable[[TransferProgress], None] | None = None,
+    ) -> TransferReport:
+        """Write the live entries (or those selected) to one archive file or stream.
+
+        Every entry keeps its TTL, expiry time, key parameters, user metadata and
+        statistics fields (created, updated, accessed, reads): importing the archive
+        elsewhere gives the same cache. See ``BlobStore.export`` for the format.
+
+        Args:
+            path: a file path, or a binary stream open for writing.
+            filter: a storage filter over entry fields (``{"metadata.owner": "ana"}``), or
+                a function of a :class:`~cacheness.CacheEntry` returning a bool.
+            key_params: export only entries stored under these key parameters.
+            include_expired: also export entries whose TTL has run out.
+            compression: ``"zstd"``, ``"gzip"`` or None; by default chosen by the file
+                name (``.gz``/``.tgz``: gzip, ``.tar``: none, otherwise zstd).
+            compress: False writes a plain tar whatever the name.
+            progress: called with a ``TransferProgress`` as entries are written.
+
+        Returns:
+            A ``cacheness.storage.TransferReport``.
+
+        Example:
+            >>> import tempfile, os
+            >>> folder = tempfile.mkdtemp()
+            >>> cache = cacheness(cache_dir=os.path.join(folder, "a"))
+            >>> _ = cache.put({"auc": 0.9}, model="resnet", epochs=10)
+            >>> cache.export_to_file(os.path.join(folder, "backup.tar.gz")).entries
+            1
+            >>> other = cacheness(cache_dir=os.path.join(folder, "b"))
+            >>> other.import_from_file(os.path.join(folder, "backup.tar.gz")).entries
+            1
+            >>> other.get(model="resnet", epochs=10)
+            {'auc': 0.9}
+        """
+        self._check_open()
+        self._flush_access()
+        if isinstance(compression, _Miss):
+            compression = _compression_for(path) if compress else None
+        return self._store.export(
+            path, self._selection(filter, key_params, include_expired), compression, progress
+        )
+
+    def export_to_dict(
+        self,
+        *,
+        filter: Filter | Predicate | None = None,
+        key_params: Mapping[str, Any] | None = None,
+        include_expired: bool = False,
+    ) -> dict[str, Any]:
+        """Return the archive :meth:`export_to_file` writes as a dict (small caches, tests).
+
+        Example:
+            >>> import tempfile
+            >>> cache = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> _ = cache.put([1, 2], n=1)
+            >>> other = cacheness(cache_dir=tempfile.mkdtemp())
+            >>> other.import_from_dict(cache.export_to_dict()).entries, other.get(n=1)
+            (1, [1, 2])
+        """
+        self._check_open()
+        self._flush_access()
+        return self._store.export_to_dict(self._selection(filter, key_params, include_expired))
+
+    def _selection(
+        self,
+        filter: Filter | Predicate | None,
+        key_params: Mapping[str, Any] | None,
+        include_expired: bool,
+    ) -> Filter | Callable[[Entry], bool] | None:
+        """The storage selection of the export wrappers (a predicate sees ``CacheEntry``)."""
+        if callable(filter):
+            predicate = filter
+            selected = self._entries_filter(
+                self._params_filter({}, key_params, None, "export_to_file"), include_expired
+            )
+            if selected is None:
+                return lambda entry: bool(predicate(self._describe(entry)))
+            return lambda entry: matches(entry, selected) and bool(predicate(self._describe(entry)))
+        by_params = self._params_filter({}, key_params, filter, "export_to_file")
+        return self._entries_filter(by_params, include_expired)
+
+    def import_from_file(
+        self,
+        path: str | os.PathLike[str] | BinaryIO,
+        *,
+        on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+        filter: Filter | None = None,
+        progress: Callable[[TransferProgress], None] | None = None,
+        trust_pickles: bool = False,
+    ) -> TransferReport:
+        """Import an archive written by :meth:`export_to_file` (or ``BlobStore.export``).
+
+        Each blob is checked against the archive's manifest (size, hash) before its
+        entry is committed; damaged or unsafe members are reported and skipped, and an
+        interrupted import resumes when run again. Pickled values (the ``objects``
+        handler) are refused unless ``trust_pickles=True``: loading a pickle runs code.
+        A cache with size or count limits evicts by its policy afterwards if the import
+        took it over them. See ``BlobStore.import_`` for every argument.
+
+        Returns:
+            A ``cacheness.storage.TransferReport`` (``damaged`` lists what was refused).
+        """
+        self._check_open()
+        report = self._store.import_(
+            path, on_conflict, filter, progress, trust_pickles=trust_pickles
+        )
+        self._after_import(report)
+        return report
+
+    def import_from_dict(
+        self,
+        data: Mapping[str, Any],
+        *,
+        on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+        filter: Filter | None = None,
+        trust_pickles: bool = False,
+    ) -> TransferReport:
+        """Import what :meth:`export_to_dict` returned, with the checks of
+        :meth:`import_from_file`."""
+        self._check_open()
+        report = self._store.import_from_dict(
+            data, on_conflict, filter, trust_pickles=trust_pickles
+        )
+        self._after_import(report)
+        return report
+
+    def _after_import(self, report: TransferReport) -> None:
+        """Count what came in and keep the cache within its limits (eviction policy)."""
+        if report.entries:
+            self._stats.add(puts=report.entries, bytes_written=report.bytes)
+            evicted = self._evictor.enforce()
+            if evicted:
+                self._stats.add(evictions=evicted)
+
     def compute_lock(
         self, cache_key: str, *, timeout: float | None = None
     ) -> AbstractContextManager[bool]:
@@ -1961,6 +2122,73 @@ def _empty_selector(method: str, what: str) -> TypeError:
 
 UnifiedCache = cacheness
 """Alias of :class:`cacheness` under its earlier name."""
+
+
+def migrate(
+    source: cacheness | BlobStore,
+    target: cacheness | BlobStore,
+    *,
+    filter: Filter | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+) -> TransferReport:
+    """Copy a cache's entries into another cache (e.g. SQLite + files -> PostgreSQL + S3).
+
+    Entry by entry, each blob streamed from one backend to the other (server-side on
+    one S3 endpoint); TTL, expiry, key parameters, metadata and statistics fields come
+    along. The source is not changed; entries already in the target with the same bytes
+    are skipped, so an interrupted migration resumes when run again.
+
+    Args:
+        source: the cache (or ``BlobStore``) to copy from.
+        target: the cache (or ``BlobStore``) to copy into.
+        filter: copy only entries matching this storage filter.
+        progress: called with a ``TransferProgress`` after each entry.
+        on_conflict: a key the target holds with other bytes: ``"skip"``,
+            ``"overwrite"`` or ``"error"``.
+
+    Returns:
+        A ``cacheness.storage.TransferReport``.
+
+    Example:
+        >>> import tempfile, os
+        >>> import cacheness as cn
+        >>> folder = tempfile.mkdtemp()
+        >>> laptop = cn.cacheness(cache_dir=os.path.join(folder, "laptop"))
+        >>> _ = laptop.put([1, 2, 3], dataset="iris", ttl_seconds=3600)
+        >>> team = cn.cacheness(cache_dir=os.path.join(folder, "team"))
+        >>> cn.migrate(laptop, team).entries, team.get(dataset="iris")
+        (1, [1, 2, 3])
+    """
+    from cacheness.storage import migrate as migrate_stores
+
+    stores = []
+    for side in (source, target):
+        if isinstance(side, cacheness):
+            side._check_open()
+            side._flush_access()
+            stores.append(side.store)
+        elif isinstance(side, BlobStore):
+            stores.append(side)
+        else:
+            raise ConfigError(
+                "migrate() takes caches (cacheness objects) or BlobStores, got "
+                f"{type(side).__name__}"
+            )
+    report = migrate_stores(stores[0], stores[1], filter, progress, on_conflict=on_conflict)
+    if isinstance(target, cacheness):
+        target._after_import(report)
+    return report
+
+
+def _compression_for(path: object) -> Literal["zstd", "gzip"] | None:
+    """The archive compression a file name asks for (zstd for streams and other names)."""
+    name = str(os.fspath(path)).lower() if isinstance(path, str | os.PathLike) else ""
+    if name.endswith((".gz", ".tgz")):
+        return "gzip"
+    if name.endswith(".tar"):
+        return None
+    return "zstd"
 
 
 _ACTIVITY_LINE: Final = "%s %s key=%s %.1f ms"

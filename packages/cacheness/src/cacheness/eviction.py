@@ -118,6 +118,16 @@ class Evictor:
                 return 0
             return self._evict(total_bytes, total_entries, keep=key)
 
+    def enforce(self) -> int:
+        """Evict if the cache is over a limit now (after a bulk import); return how many."""
+        if not self.enabled:
+            return 0
+        with self._lock:
+            total_bytes, total_entries = self._exact_totals()
+            if not self._over(total_bytes, total_entries):
+                return 0
+            return self._evict(total_bytes, total_entries, keep=None)
+
     def make_room(self, *, keep: str | None = None) -> int:
         """Evict a tenth of the cache by its policy (a put found the disk full); return how many.
 

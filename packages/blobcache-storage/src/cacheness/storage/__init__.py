@@ -116,6 +116,7 @@ if TYPE_CHECKING:
     from cacheness.storage._metadata.sqlite import SqliteMetadataBackend
     from cacheness.storage._optional import import_optional, is_loaded
     from cacheness.storage._pairing import Scope, pairing_problem
+    from cacheness.storage._portability.transfer import migrate
     from cacheness.storage._registry import (
         get_blob_backend,
         get_blob_backend_class,
@@ -128,7 +129,14 @@ if TYPE_CHECKING:
         unregister_blob_backend,
         unregister_metadata_backend,
     )
-    from cacheness.storage._reports import IntegrityIssue, RepairReport, ResignReport
+    from cacheness.storage._reports import (
+        IntegrityIssue,
+        RepairReport,
+        ResignReport,
+        TransferIssue,
+        TransferProgress,
+        TransferReport,
+    )
     from cacheness.storage._signing import (
         DEFAULT_SIGNED_FIELDS,
         UNSIGNED_POLICIES,
@@ -222,6 +230,9 @@ __all__ = [
     "StorageFullError",
     "ThreadLocks",
     "TieredBlobBackend",
+    "TransferIssue",
+    "TransferProgress",
+    "TransferReport",
     "__version__",
     "advisory_lock_id",
     "choice_problem",
@@ -250,6 +261,7 @@ __all__ = [
     "matches",
     "metadata_field",
     "metadata_problem",
+    "migrate",
     "number_problem",
     "open_compressor",
     "open_decompressor",
@@ -346,6 +358,10 @@ _LAZY: dict[str, str] = {
     "unregister_metadata_backend": "cacheness.storage._registry",
     "IntegrityIssue": "cacheness.storage._reports",
     "RepairReport": "cacheness.storage._reports",
+    "TransferIssue": "cacheness.storage._reports",
+    "TransferProgress": "cacheness.storage._reports",
+    "TransferReport": "cacheness.storage._reports",
+    "migrate": "cacheness.storage._portability.transfer",
     "ResignReport": "cacheness.storage._reports",
     "DEFAULT_SIGNED_FIELDS": "cacheness.storage._signing",
     "UNSIGNED_POLICIES": "cacheness.storage._signing",

@@ -40,7 +40,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Self, TypeVar, cast
 
 import msgspec
 
@@ -95,7 +95,13 @@ if TYPE_CHECKING:
 
     from cacheness.storage._custom import CustomMetadataBase
     from cacheness.storage._health import HealthReport
-    from cacheness.storage._reports import IntegrityIssue, RepairReport, ResignReport
+    from cacheness.storage._reports import (
+        IntegrityIssue,
+        RepairReport,
+        ResignReport,
+        TransferProgress,
+        TransferReport,
+    )
 
     CustomRows = CustomMetadataBase | Iterable[CustomMetadataBase] | None
     """What ``custom_metadata=`` takes: one row of a custom model, several, or None."""
@@ -2009,6 +2015,174 @@ class BlobStore:
         self._check_open()
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
+
+    def collect_garbage(
+        self, *, dry_run: bool = False, min_age_seconds: float = 3600.0
+    ) -> RepairReport:
+        """Remove blobs no entry points at and the debris of interrupted writes.
+
+        The cheap part of :meth:`repair`: no entry is checked. Orphaned blobs and
+        temporary files (on S3: abandoned multipart uploads) younger than
+        ``min_age_seconds`` are left alone (a write may be in progress).
+
+        Returns:
+            A :class:`RepairReport` with ``orphans_removed`` and ``temp_files_removed``
+            (what would be removed, with ``dry_run``).
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.blobs.write_bytes("stray", b"orphan")
+            >>> len(store.collect_garbage(min_age_seconds=0).orphans_removed)
+            1
+        """
+        from cacheness.storage import _maintenance
+
+        self._check_open()
+        check_seconds(min_age_seconds, "min_age_seconds")
+        return _maintenance.collect_garbage(self, dry_run, min_age_seconds)
+
+    # ------------------------------------------------------------------ portability
+
+    def export(
+        self,
+        path_or_stream: str | os.PathLike[str] | BinaryIO,
+        filter: Filter | Predicate | None = None,
+        compression: Literal["zstd", "gzip"] | None = "zstd",
+        progress: Callable[[TransferProgress], None] | None = None,
+    ) -> TransferReport:
+        """Write the entries (all, or those matching ``filter``) and their bytes to one archive.
+
+        The archive is a tar stream (compressed as a whole with zstd or gzip, or plain):
+        a manifest first (format version, package versions, every field of every entry,
+        signatures and user metadata included), then one member per blob. Blobs stream
+        through in chunks: memory stays flat for multi-GB blobs. Written to a path, the
+        archive appears under its name only when complete.
+
+        Args:
+            path_or_stream: a file path, or a binary stream open for writing (not closed).
+            filter: export only the entries matching it (``{"key": {"$prefix": "runs/"}}``,
+                ``{"metadata.project": "ml"}``; see :mod:`cacheness.storage._filters`), or
+                for which this function of an :class:`Entry` returns True.
+            compression: ``"zstd"`` (default), ``"gzip"`` or None.
+            progress: called with a :class:`TransferProgress` as entries are written.
+
+        Returns:
+            A :class:`TransferReport`: entries and bytes written; in ``damaged``, entries
+            whose blob was missing or no longer matched (an importer refuses those).
+
+        Raises:
+            ConfigError: invalid arguments; FilterError: an invalid filter.
+
+        Example:
+            >>> import io
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put({"lr": 0.1}, key="runs/1", metadata={"project": "ml"})
+            >>> archive = io.BytesIO()
+            >>> store.export(archive).entries
+            1
+            >>> copy = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> copy.import_(io.BytesIO(archive.getvalue())).entries, copy.get("runs/1")
+            (1, {'lr': 0.1})
+        """
+        from cacheness.storage._portability import transfer
+
+        self._check_open()
+        return transfer.export(self, path_or_stream, filter, compression, progress)
+
+    def import_(
+        self,
+        path_or_stream: str | os.PathLike[str] | BinaryIO,
+        on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+        filter: Filter | Predicate | None = None,
+        progress: Callable[[TransferProgress], None] | None = None,
+        *,
+        trust_pickles: bool = False,
+    ) -> TransferReport:
+        """Import an archive written by :meth:`export`; return what was imported and refused.
+
+        Archives are never trusted. Each blob streams into this store's blob backend and
+        its size and hash are checked against the manifest **before** its entry is
+        committed; a damaged, swapped, oversized or unsafely named member is reported in
+        ``damaged`` and nothing of it is kept. Each entry is committed on its own: an
+        interrupted import leaves only complete entries, and running it again resumes
+        (entries present with the same bytes are ``skipped``). Entries keep every field
+        (timestamps, access counts, metadata, signature).
+
+        Args:
+            path_or_stream: a file path, or a binary stream open for reading (zstd, gzip
+                or plain: recognised by its first bytes).
+            on_conflict: a key present here with other bytes: ``"skip"`` it (reported),
+                ``"overwrite"`` it, or ``"error"``: raise ``EntryExistsError`` before
+                anything is imported.
+            filter: import only the manifest's entries matching it (a filter mapping, or a
+                function of an :class:`Entry` returning a bool).
+            progress: called with a :class:`TransferProgress` as entries are handled.
+            trust_pickles: import pickled payloads (the ``objects`` handler). Loading a
+                pickle runs code its bytes name and an archive's entries carry no
+                signature this store can check yet, so they are refused (``refused`` in
+                ``damaged``) unless you trust whoever wrote the archive.
+
+        Raises:
+            IntegrityError: the source is not a cacheness archive (or its manifest is
+                damaged): nothing imported.
+            FormatVersionError: the archive was written by a newer format version.
+            EntryExistsError: ``on_conflict="error"`` and a key conflicts.
+            ConfigError: invalid arguments.
+
+        Example:
+            >>> import io
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(b"weights" * 1000, key="model")
+            >>> archive = io.BytesIO()
+            >>> _ = store.export(archive)
+            >>> again = store.import_(io.BytesIO(archive.getvalue()))
+            >>> again.entries, [issue.problem for issue in again.skipped]
+            (0, ['present'])
+        """
+        from cacheness.storage._portability import transfer
+
+        self._check_open()
+        return transfer.import_(self, path_or_stream, on_conflict, filter, progress, trust_pickles)
+
+    def export_to_dict(self, filter: Filter | Predicate | None = None) -> dict[str, Any]:
+        """Return the archive :meth:`export` writes as a dict (for small stores and tests).
+
+        The manifest's fields (``format``, ``format_version``, ``entries``...) with
+        ``datetime`` and ``bytes`` values, plus ``blobs``: member name -> stored bytes.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put([1, 2], key="k")
+            >>> data = store.export_to_dict()
+            >>> data["format_version"], [item["entry"]["key"] for item in data["entries"]]
+            (1, ['k'])
+        """
+        from cacheness.storage._portability import transfer
+
+        self._check_open()
+        return transfer.export_to_dict(self, filter)
+
+    def import_from_dict(
+        self,
+        data: Mapping[str, Any],
+        on_conflict: Literal["skip", "overwrite", "error"] = "skip",
+        filter: Filter | Predicate | None = None,
+        *,
+        trust_pickles: bool = False,
+    ) -> TransferReport:
+        """Import what :meth:`export_to_dict` returned, with the checks of :meth:`import_`.
+
+        Example:
+            >>> source = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = source.put([1, 2], key="k")
+            >>> target = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> target.import_from_dict(source.export_to_dict()).entries, target.get("k")
+            (1, [1, 2])
+        """
+        from cacheness.storage._portability import transfer
+
+        self._check_open()
+        return transfer.import_from_dict(self, data, on_conflict, filter, trust_pickles)
 
     # ------------------------------------------------------------------ observability
 

@@ -147,6 +147,15 @@ def repair(store: BlobStore, dry_run: bool, orphan_min_age_seconds: float) -> Re
     return report
 
 
+def collect_garbage(store: BlobStore, dry_run: bool, min_age_seconds: float) -> RepairReport:
+    """Remove (or with ``dry_run`` count) orphaned blobs and write debris; no entry is read."""
+    orphans = store.find_orphaned_blobs(min_age_seconds=min_age_seconds)
+    if orphans and not dry_run:
+        store._delete_blobs(orphans)
+    temp = _cleanup_temp_files(store.blobs, min_age_seconds, dry_run)
+    return RepairReport(dry_run=dry_run, orphans_removed=orphans, temp_files_removed=temp)
+
+
 def _cleanup_temp_files(blobs: BlobBackend, older_than: float, dry_run: bool) -> int:
     """The blob backend's clean-up of interrupted writes, as part of :func:`repair`.
 

@@ -75,6 +75,97 @@ class RepairReport(msgspec.Struct, kw_only=True):
         )
 
 
+TransferProblem: TypeAlias = Literal[
+    "present",
+    "conflict",
+    "damaged",
+    "missing",
+    "oversized",
+    "unsafe_name",
+    "unexpected_member",
+    "invalid_entry",
+    "refused",
+    "unreadable",
+]
+"""Why an entry (or an archive member) was not exported, imported or migrated."""
+
+
+class TransferIssue(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry or archive member an export, import or migration did not carry over.
+
+    Attributes:
+        key: the entry's key (``""`` when a member belongs to no entry of the manifest).
+        problem: ``present`` (the target holds the same bytes already: a resumed run),
+            ``conflict`` (the target holds other bytes under the key; kept), ``damaged``
+            (size or hash differ from the manifest: a flipped byte, a swapped member),
+            ``missing`` (the manifest names a member the archive lacks, or the source
+            lost the blob), ``oversized`` (a member larger than its manifest entry),
+            ``unsafe_name`` (a member name that is not one the exporter writes, such as
+            ``../../etc/passwd``, or a link), ``unexpected_member`` (a member no entry
+            names, or one seen twice), ``invalid_entry`` (a manifest entry that is not a
+            valid entry), ``refused`` (a pickled payload without a trusted signature), or
+            ``unreadable`` (the source failed to read it).
+        detail: a human-readable explanation.
+        member: the archive member concerned, if any.
+    """
+
+    key: str
+    problem: TransferProblem
+    detail: str
+    member: str = ""
+
+
+class TransferReport(msgspec.Struct, kw_only=True):
+    """What ``BlobStore.export``, ``BlobStore.import_`` or ``migrate`` did.
+
+    Attributes:
+        operation: ``"export"``, ``"import"`` or ``"migrate"``.
+        entries: entries written (to the archive, or committed in the target).
+        bytes: stored bytes of those entries (blob and inline payloads).
+        skipped: entries left alone on purpose (already present, a kept conflict).
+        damaged: entries and members refused: damaged, forged, unsafe or missing.
+            Nothing of these was committed.
+
+    Example:
+        >>> report = TransferReport(operation="import", entries=3, bytes=120)
+        >>> report.ok, report.entries
+        (True, 3)
+    """
+
+    operation: Literal["export", "import", "migrate"]
+    entries: int = 0
+    bytes: int = 0
+    skipped: list[TransferIssue] = msgspec.field(default_factory=list)
+    damaged: list[TransferIssue] = msgspec.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was refused as damaged, forged, unsafe or missing."""
+        return not self.damaged
+
+
+class TransferProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far an export, import or migration is; passed to a ``progress`` callback.
+
+    Called after each entry and while a large blob streams (about every 4 MiB).
+
+    Attributes:
+        operation: ``"export"``, ``"import"`` or ``"migrate"``.
+        done: entries handled so far (written, skipped or refused).
+        total: entries to handle (those of the manifest or of the filter).
+        bytes_done: stored bytes handled so far.
+        bytes_total: stored bytes to handle.
+        key: the entry being handled.
+    """
+
+    operation: Literal["export", "import", "migrate"]
+    done: int
+    total: int
+    bytes_done: int
+    bytes_total: int
+    key: str = ""
+
+
 class ResignReport(msgspec.Struct, kw_only=True):
     """What ``BlobStore.resign`` did, in counts of entries.
 

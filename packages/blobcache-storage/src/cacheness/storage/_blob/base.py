@@ -436,6 +436,18 @@ class BlobBackend(ABC):
         assert writer.info is not None
         return writer.info
 
+    def copy_from_server_side(
+        self, source: BlobBackend, ref: str, new_name: str
+    ) -> BlobInfo | None:
+        """Copy ``source``'s blob ``ref`` here as ``new_name`` without the bytes passing
+        through this process, when the two backends can (two S3 backends on one endpoint);
+        return None when they cannot and the caller streams the bytes instead.
+
+        Raises:
+            BlobNotFoundError: ``source`` has no blob ``ref`` (when a copy was attempted).
+        """
+        return None
+
     def delete_many(self, refs: Iterable[str]) -> int:
         """Delete every blob in ``refs``; return how many were deleted."""
         refs = ref_list(refs)

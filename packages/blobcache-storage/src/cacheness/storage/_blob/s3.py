@@ -950,25 +950,10 @@ class S3BlobBackend(BlobBackend):
         """Copy on the server: CopyObject, or part by part above ``copy_multipart_threshold``."""
         source = self.stat(ref)
         new_ref = self.ref_for(new_name)
+        if source.size <= self.copy_multipart_threshold:
+            return self._copy_object(self, ref, source, new_ref)
         copy_source = {"Bucket": self.bucket, "Key": self._key(ref)}
         condition = {"CopySourceIfMatch": f'"{source.etag}"'} if source.etag else {}
-        if source.size <= self.copy_multipart_threshold:
-            with self._call("copy", ref):
-                response = self._client.copy_object(
-                    Bucket=self.bucket,
-                    Key=self._key(new_ref),
-                    CopySource=copy_source,
-                    MetadataDirective="COPY",
-                    **self._copy_args(),
-                    **condition,
-                )
-            return BlobInfo(
-                ref=new_ref,
-                size=source.size,
-                content_hash=source.content_hash,
-                etag=_etag(response.get("CopyObjectResult", {}).get("ETag")),
-                version_id=response.get("VersionId"),
-            )
         with self._tracked(exclusive=False) as tracked, self._call("copy", ref):
             metadata = {_TOKEN_KEY: tracked.token}
             if source.content_hash:
@@ -986,6 +971,45 @@ class S3BlobBackend(BlobBackend):
                 Config=self._copy_config,
             )
         return tracked.blob_info(new_ref, source.size, source.content_hash)
+
+    def copy_from_server_side(
+        self, source: BlobBackend, ref: str, new_name: str
+    ) -> BlobInfo | None:
+        """CopyObject from another S3 backend on the same endpoint (any bucket or prefix).
+
+        Objects above ``copy_multipart_threshold`` are left to the caller (None), as are
+        backends on other endpoints.
+        """
+        if not isinstance(source, S3BlobBackend) or source.endpoint != self.endpoint:
+            return None
+        info = source.stat(ref)
+        if info.size > self.copy_multipart_threshold:
+            return None
+        self._ensure_bucket()
+        return self._copy_object(source, ref, info, self.ref_for(new_name))
+
+    def _copy_object(
+        self, source: S3BlobBackend, ref: str, info: BlobInfo, new_ref: str
+    ) -> BlobInfo:
+        """One CopyObject of ``source``'s ``ref`` (described by ``info``) to ``new_ref`` here,
+        on condition that the source object is still the one ``info`` describes."""
+        condition = {"CopySourceIfMatch": f'"{info.etag}"'} if info.etag else {}
+        with self._call("copy", ref):
+            response = self._client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(new_ref),
+                CopySource={"Bucket": source.bucket, "Key": source._key(ref)},
+                MetadataDirective="COPY",
+                **self._copy_args(),
+                **condition,
+            )
+        return BlobInfo(
+            ref=new_ref,
+            size=info.size,
+            content_hash=info.content_hash,
+            etag=_etag(response.get("CopyObjectResult", {}).get("ETag")),
+            version_id=response.get("VersionId"),
+        )
 
     def _copy_args(self) -> dict[str, str]:
         """The write settings a CopyObject does not carry over from its source itself."""
