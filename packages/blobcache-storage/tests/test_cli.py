@@ -112,6 +112,44 @@ def test_info_stats_verify_repair_gc(store_dir):
     assert ok_json("--store", store_dir, "verify")["issues"] == []
 
 
+def test_health_reports_each_backend_and_exits_1_when_one_is_down(store_dir, tmp_path):
+    report = ok_json("--store", store_dir, "health")
+    assert report["healthy"] is True
+    assert [(b["role"], b["backend"], b["reachable"]) for b in report["backends"]] == [
+        ("metadata", "sqlite", True),
+        ("blob", "filesystem", True),
+    ]
+    shown = blobcache("--store", store_dir, "health")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0].startswith("metadata (sqlite): ok in ")
+
+    # an S3 endpoint nobody listens on: the blob backend is reported down, exit 1
+    config = tmp_path / "down.json"
+    config.write_text(
+        json.dumps(
+            {
+                "path": str(tmp_path / "index"),
+                "blob_backend": "s3",
+                "blob_options": {
+                    "bucket": "b",
+                    "endpoint_url": "http://127.0.0.1:9",
+                    "region": "us-east-1",
+                },
+                "signing": False,
+                "allow_unsafe_pairing": True,
+            }
+        )
+    )
+    keys = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    result = blobcache("--json", "--config", str(config), "health", "--timeout", "5", env=keys)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["healthy"] is False
+    metadata, blob = report["backends"]
+    assert (metadata["reachable"], blob["backend"], blob["reachable"]) == (True, "s3", False)
+    assert "unreachable" in blob["error"]
+
+
 def test_rm_asks_unless_yes_and_clear_needs_yes(store_dir):
     result = blobcache("--store", store_dir, "rm", "--prefix", "runs/", stdin="n\n")
     assert result.returncode == 1

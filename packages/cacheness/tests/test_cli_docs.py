@@ -2,7 +2,7 @@
 
 The page's Python block fills a cache; each ``$ cacheness ...`` line of its console
 blocks then runs as a subprocess, in order, and its output must be what the page shows,
-ages, times and blob names aside (they differ from run to run).
+ages, times, round trips and blob names aside (they differ from run to run).
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ FAILING = {"clear": 2, "--config nope.toml stats": 2}
 _AGE = re.compile(r"\b(\d+ (s|min|h|d|y) ago|in \d+ (s|min|h|d|y)|now)\b")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
 _REF = re.compile(r"\b[0-9a-f]{2}/[0-9a-f]{32}\b")
+_MS = re.compile(r"\b\d+\.\d ms\b")
 
 
 def normalized(text: str) -> str:
     text = _TIME.sub("TIME", text)
     text = _AGE.sub("AGE", text)
     text = _REF.sub("REF", text)
+    text = _MS.sub("MS", text)
     text = re.sub(r"([━─]+)", "━", text)
     return "\n".join(re.sub(r" +", " ", line).strip() for line in text.strip().splitlines())
 

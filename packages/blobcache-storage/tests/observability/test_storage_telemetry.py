@@ -201,6 +201,23 @@ def test_verify_and_repair_are_spans(store: BlobStore, telemetry: TelemetryRecor
     assert "cacheness.storage.repair" in names
 
 
+def test_export_import_and_gc_are_spans(
+    store: BlobStore, telemetry: TelemetryRecorder, tmp_path: Path
+) -> None:
+    store.put(payload(8), key="runs/8/model")
+    archive = tmp_path / "backup.tar.zst"
+    store.export(archive)
+    with BlobStore(tmp_path / "copy") as target:
+        assert target.import_(archive).entries == 1
+        assert target.collect_garbage(min_age_seconds=0).ok
+
+    names = telemetry.span_names()
+    for operation in ("export", "import", "collect_garbage"):
+        assert f"cacheness.storage.{operation}" in names, operation
+    (imported,) = [s for s in telemetry.spans() if s.name == "cacheness.storage.import"]
+    assert imported.attributes["cacheness.operation"] == "import"
+
+
 # -- S3: request counts and bytes ---------------------------------------------------------
 
 

@@ -2016,6 +2016,7 @@ class BlobStore:
         check_seconds(orphan_min_age_seconds, "orphan_min_age_seconds")
         return _maintenance.repair(self, dry_run, orphan_min_age_seconds)
 
+    @traced("collect_garbage")
     def collect_garbage(
         self, *, dry_run: bool = False, min_age_seconds: float = 3600.0
     ) -> RepairReport:
@@ -2043,6 +2044,7 @@ class BlobStore:
 
     # ------------------------------------------------------------------ portability
 
+    @traced("export")
     def export(
         self,
         path_or_stream: str | os.PathLike[str] | BinaryIO,
@@ -2089,6 +2091,7 @@ class BlobStore:
         self._check_open()
         return transfer.export(self, path_or_stream, filter, compression, progress)
 
+    @traced("import")
     def import_(
         self,
         path_or_stream: str | os.PathLike[str] | BinaryIO,

@@ -699,6 +699,28 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             state.out.fields(shown)
         return EXIT_OK
 
+    @group.command("health")
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=5.0,
+        show_default=True,
+        help="Seconds to wait for each backend's answer.",
+    )
+    @pass_state
+    def health(state: _State, timeout: float) -> int:
+        """Check that the index and the blob backend answer, writing nothing (exit 1 when not)."""
+        report = state.session.store.health(timeout=timeout)
+        lines = []
+        for backend in report.backends:
+            if backend.reachable:
+                rtt = backend.round_trip_seconds or 0.0
+                lines.append(f"{backend.role} ({backend.backend}): ok in {rtt * 1000:.1f} ms")
+            else:
+                lines.append(f"{backend.role} ({backend.backend}): DOWN: {backend.error}")
+        state.out.emit(report.to_dict(), *lines)
+        return EXIT_OK if report.healthy else EXIT_PROBLEMS
+
     @group.command("verify")
     @click.option(
         "--deep", is_flag=True, help="Read and hash every blob (default: existence and size)."
