@@ -182,8 +182,6 @@ RETIRED_METHODS: Final = {
     "verify_cache_coherence": "verify_integrity()",
     "list_keys": "[entry.cache_key for entry in cache.list_entries()]",
     "get_entry": "get_metadata(**key_params)",
-    "export_to_file": "store.copy(...) per entry, or copy the cache directory (export: not built)",
-    "import_from_file": "put(...) per entry (import: not built)",
     "touch_entry": "touch(**key_params)",
 }
 """Methods of Cacheness 0.4 (the seeds' API) that are gone, and what to call instead."""
