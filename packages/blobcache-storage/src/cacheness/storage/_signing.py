@@ -366,6 +366,7 @@ def missing_key_error(where: str) -> ConfigError:
 
 
 _encoder = msgspec.json.Encoder(order="deterministic")  # JSON: ints of any size, as stored
+_WHOLE: tuple[tuple[str, ...], ...] = ((),)  # the metadata paths meaning "all of it"
 
 
 class EntrySigner:
@@ -422,16 +423,22 @@ class EntrySigner:
     def canonical(self, entry: Entry | PayloadInfo) -> tuple[bytes, bytes]:
         """The bytes signed for ``entry``: a JSON header (the fields in a fixed order,
         dict keys sorted, the inline payload's length) and the inline payload itself."""
+        return self._header(entry), entry.inline or b""
+
+    def _header(self, entry: Entry | PayloadInfo) -> bytes:
         inline = entry.inline
         values: list[Any] = [
             entry.key, entry.handler, entry.format, entry.format_info, entry.codec,
             entry.size, entry.raw_size, entry.content_hash, entry.blob_ref,
             -1 if inline is None else len(inline),
         ]  # fmt: skip
-        if self._metadata_paths:
-            values.append(self._signed_metadata(entry.metadata or {}))
+        paths = self._metadata_paths
+        if paths:
+            metadata = entry.metadata or {}
+            whole = paths == _WHOLE and not self.exclude
+            values.append(metadata if whole else self._signed_metadata(metadata))
         try:
-            return _encoder.encode(values), inline or b""
+            return _encoder.encode(values)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidEntryError(
                 f"entry {entry.key!r} cannot be signed: its metadata or format_info holds a "
@@ -439,8 +446,6 @@ class EntrySigner:
             ) from exc
 
     def _signed_metadata(self, metadata: dict[str, Any]) -> Any:
-        if self._metadata_paths == ((),) and not self.exclude:
-            return metadata
         picked: dict[str, Any] = {}
         for path in self._metadata_paths:
             if not path:
@@ -453,7 +458,7 @@ class EntrySigner:
 
     def sign(self, entry: Entry | PayloadInfo) -> str:
         """Return the signature of ``entry`` with the current key: ``v1:<key id>:<hex>``."""
-        return self._prefix + self._mac.hexdigest(*self.canonical(entry))
+        return self._prefix + self._mac.hexdigest(self._header(entry), entry.inline)
 
     def check(self, entry: Entry | PayloadInfo) -> Verdict:
         """``"valid"`` (signed by one of the keys), ``"unsigned"`` or ``"invalid"``."""
@@ -465,7 +470,7 @@ class EntrySigner:
         mac = self._by_id.get(key_id)
         if version != SIGNATURE_VERSION or mac is None:
             return "invalid"
-        expected = mac.hexdigest(*self.canonical(entry))
+        expected = mac.hexdigest(self._header(entry), entry.inline)
         return "valid" if hmac.compare_digest(expected, digest) else "invalid"
 
     def is_current(self, entry: Entry | PayloadInfo) -> bool:
@@ -488,10 +493,12 @@ class _Mac:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
 
-    def hexdigest(self, *parts: bytes) -> str:
+    def hexdigest(self, header: bytes, payload: bytes | None = None) -> str:
+        """The HMAC of ``header`` followed by ``payload`` (if any), in hex."""
         inner = self._inner.copy()
-        for part in parts:
-            inner.update(part)
+        inner.update(header)
+        if payload:
+            inner.update(payload)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
