@@ -52,7 +52,7 @@ from cacheness.storage.errors import (
 FORGED_PAYLOADS = Path(__file__).with_name("_forged_payloads.py")
 
 
-def payload(seed: int, size: int = 20_000) -> bytes:
+def payload(seed: int, size: int = 100_000) -> bytes:
     """Incompressible bytes: always a blob, never inline."""
     return random.Random(seed).randbytes(size)
 

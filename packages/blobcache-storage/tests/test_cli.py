@@ -48,7 +48,7 @@ def ok_json(*args: str) -> Any:
 def store_dir(tmp_path: Path) -> str:
     with BlobStore(tmp_path / "store") as store:
         store.put(
-            random.Random(1).randbytes(20_000), key="runs/1/weights", metadata={"project": "ml"}
+            random.Random(1).randbytes(100_000), key="runs/1/weights", metadata={"project": "ml"}
         )
         store.put({"lr": 0.1}, key="runs/1/config", metadata={"project": "ml"})
         store.put("hello", key="docs/readme", metadata={"project": "web"})
@@ -72,7 +72,7 @@ def test_ls_filters_sort_limit_and_json(store_dir):
     assert len(ok_json("--store", store_dir, "ls", "--limit", "1")) == 1
     human = blobcache("--store", store_dir, "ls")
     assert human.returncode == 0
-    assert "19.5 KiB" in human.stdout
+    assert "97.7 KiB" in human.stdout
     assert "3 entries" in human.stdout
     assert "ago" in human.stdout
 
@@ -81,7 +81,7 @@ def test_info_stats_verify_repair_gc(store_dir):
     info = ok_json("--store", store_dir, "info", "runs/1/weights")
     assert (info["key"], info["size"], info["metadata"]) == (
         "runs/1/weights",
-        20_000,
+        100_000,
         {"project": "ml"},
     )
     assert blobcache("--store", store_dir, "info", "nope").returncode == 1
@@ -100,7 +100,7 @@ def test_info_stats_verify_repair_gc(store_dir):
     # damage a blob: verify finds it (exit 1), repair removes it (exit 1: problems found)
     with BlobStore(store_dir) as store:
         ref = store.get_metadata("runs/1/weights").blob_ref
-        store.blobs.write_bytes(store.blobs.name_for(ref), b"x" * 20_000)
+        store.blobs.write_bytes(store.blobs.name_for(ref), b"x" * 100_000)
         store.blobs.write_bytes("stray", b"orphan")
     result = blobcache("--store", store_dir, "verify", "--deep")
     assert result.returncode == 1

@@ -21,7 +21,7 @@ import sys
 ITEMS = [0, 1, 2]
 
 
-def payload(seed: int, size: int = 20_000) -> bytes:
+def payload(seed: int, size: int = 100_000) -> bytes:
     body = random.Random(seed).randbytes(size)
     return seed.to_bytes(8, "big") + size.to_bytes(4, "big") + body
 

@@ -33,7 +33,7 @@ from cacheness.storage.errors import (
 )
 
 
-def payload(seed: int, size: int = 20_000) -> bytes:
+def payload(seed: int, size: int = 100_000) -> bytes:
     """Incompressible bytes: always stored as a blob, never inline."""
     return random.Random(seed).randbytes(size)
 

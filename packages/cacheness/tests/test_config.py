@@ -63,7 +63,7 @@ def test_defaults_are_the_embedded_sqlite_and_filesystem_store():
     )
     assert config.eviction_policy == "lru"
     assert config.security.verify_reads is True
-    assert config.serialization.inline_threshold == 4096
+    assert config.serialization.inline_threshold is None  # the index decides: 64 KiB
     assert validate_config(config) == []
 
 
@@ -376,7 +376,7 @@ def test_store_options_create_nothing(tmp_path):
 
 def test_default_config_opens_a_store_with_its_files_under_cache_dir(tmp_path):
     config = CacheConfig(cache_dir=str(tmp_path / "cache"))
-    payload = os.urandom(20_000)  # incompressible, above the inline threshold: a blob file
+    payload = os.urandom(100_000)  # incompressible, above the inline threshold: a blob file
     with BlobStore(**config.blob_store_options()) as store:
         store.put(payload, key="payload")
         assert store.get("payload") == payload
@@ -422,7 +422,7 @@ def test_content_addressable_setting_stores_identical_values_once(tmp_path):
     config = CacheConfig(
         cache_dir=str(tmp_path), serialization=SerializationConfig(content_addressable=True)
     )
-    payload = os.urandom(10_000)
+    payload = os.urandom(80_000)
     with BlobStore(**config.blob_store_options()) as store:
         store.put(payload, key="a")
         store.put(payload, key="b")
@@ -494,7 +494,7 @@ def test_team_config_opens_postgresql_and_s3(fresh_postgres_url, s3_bucket, tmp_
         ),
     )
     assert validate_config(config) == []
-    payload = os.urandom(20_000)
+    payload = os.urandom(100_000)
     with BlobStore(**config.blob_store_options()) as store:
         store.put(payload, key="model", metadata={"experiment": "exp_001"})
         entry = store.get_metadata("model")
@@ -547,7 +547,7 @@ def test_unsafe_pairing_opt_out_reaches_the_store(s3_bucket, tmp_path):
     allowed = config.replace(allow_unsafe_pairing=True)
     assert validate_config(allowed) == []
     with BlobStore(**allowed.blob_store_options()) as store:
-        store.put(os.urandom(10_000), key="k")
+        store.put(os.urandom(80_000), key="k")
     assert len(s3_bucket.client().list_objects_v2(Bucket=s3_bucket.name)["Contents"]) == 1
 
 

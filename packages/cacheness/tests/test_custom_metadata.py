@@ -122,7 +122,7 @@ def big(seed: int) -> bytes:
     """A value too large to be kept inline: it has a blob of its own."""
     import random
 
-    return random.Random(seed).randbytes(20_000)
+    return random.Random(seed).randbytes(100_000)
 
 
 # --------------------------------------------------------------------------- writing, reading

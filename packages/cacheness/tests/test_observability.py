@@ -61,7 +61,7 @@ def test_exact_counts_after_a_scripted_sequence(
 ) -> None:
     clock = Clock()
     cache = cacheness(cache_dir=tmp_path / "c", clock=clock)
-    big = random.Random(0).randbytes(50_000)
+    big = random.Random(0).randbytes(100_000)
     cache.put("small", n=1)
     cache.put(big, n=2)
     cache.put({"a": 1}, n=3, ttl_seconds=10)
@@ -117,7 +117,7 @@ def test_evictions_and_cleanup_are_counted(tmp_path: Path, telemetry: TelemetryR
 
 def test_span_tree_of_a_cache_put_and_get(tmp_path: Path, telemetry: TelemetryRecorder) -> None:
     cache = cacheness(cache_dir=tmp_path / "c")
-    cache.put(random.Random(2).randbytes(20_000), key_prefix="train", model="secret-model")
+    cache.put(random.Random(2).randbytes(100_000), key_prefix="train", model="secret-model")
     assert cache.get(key_prefix="train", model="secret-model") is not None
 
     assert telemetry.tree("cacheness.cache.put") == {
@@ -163,7 +163,7 @@ def test_a_miss_is_on_the_span(tmp_path: Path, telemetry: TelemetryRecorder) -> 
 
 def test_a_failing_operation_is_an_error_span(tmp_path: Path, telemetry: TelemetryRecorder) -> None:
     cache = cacheness(cache_dir=tmp_path / "c", strict=True)
-    cache.put(random.Random(3).randbytes(20_000), n=1)
+    cache.put(random.Random(3).randbytes(100_000), n=1)
     blob = blob_file(cache, n=1)
     blob.write_bytes(b"")
     with pytest.raises(IntegrityError):
@@ -220,7 +220,7 @@ def test_json_logs_with_the_standard_library(
             )
 
     cache = cacheness(cache_dir=tmp_path / "c", strict=False)
-    cache.put(random.Random(4).randbytes(20_000), n=1)
+    cache.put(random.Random(4).randbytes(100_000), n=1)
     blob_file(cache, n=1).write_bytes(b"")
     with caplog.at_level(logging.DEBUG, logger="cacheness"):
         cache.get(n=1)

@@ -12,7 +12,7 @@ from cacheness import cacheness
 
 def fill(cache: cacheness) -> None:
     cache.put({"auc": 0.91}, model="resnet", epochs=10, ttl_seconds=3600, metadata={"owner": "ana"})
-    cache.put(random.Random(0).randbytes(30_000), model="vit", epochs=1)
+    cache.put(random.Random(0).randbytes(120_000), model="vit", epochs=1)
     cache.put([1, 2, 3], dataset="iris", ttl_seconds=60)
     cache.get(model="resnet", epochs=10)
     cache.get(model="resnet", epochs=10)
@@ -114,7 +114,7 @@ def test_dicts_predicates_and_compression_by_file_name(tmp_path):
     assert other.import_from_dict(cache.export_to_dict()).entries == 3
     assert described(other) == described(cache)
     only = cache.export_to_dict(filter=lambda entry: (entry.params or {}).get("model") == "vit")
-    assert [item["entry"]["size"] for item in only["entries"]] == [30_000]
+    assert [item["entry"]["size"] for item in only["entries"]] == [120_000]
     assert (
         cache.export_to_file(
             tmp_path / "owned.tar", filter=lambda e: e.metadata == {"owner": "ana"}

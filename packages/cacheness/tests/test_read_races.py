@@ -68,7 +68,7 @@ class HookedTiered(Hooks, TieredBlobBackend):
 
 
 def value(seed: int) -> bytes:
-    return random.Random(seed).randbytes(30_000)  # a blob: incompressible, not inline
+    return random.Random(seed).randbytes(120_000)  # a blob: incompressible, not inline
 
 
 KINDS = ["memory", "sqlite+filesystem", "content-addressed", "tiered", "postgresql+s3"]

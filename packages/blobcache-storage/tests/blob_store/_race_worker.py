@@ -25,7 +25,7 @@ KEYS = ["k0", "k1", "k2"]
 SHARED_SEEDS = 6  # content-addressed writers reuse payloads, so entries share blobs
 
 
-def payload(seed: int, size: int = 20_000) -> bytes:
+def payload(seed: int, size: int = 100_000) -> bytes:
     """``size`` bytes (after a 12-byte header) that :func:`intact` can check."""
     body = random.Random(seed).randbytes(size)
     return seed.to_bytes(8, "big") + size.to_bytes(4, "big") + body

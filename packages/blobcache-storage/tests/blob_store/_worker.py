@@ -55,7 +55,7 @@ def crash(store, rng: random.Random) -> None:
 
 
 def race(store, rng: random.Random, me: int) -> None:
-    shared = [payload(seed, 30_000) for seed in range(3)]
+    shared = [payload(seed, 120_000) for seed in range(3)]
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     sys.stdin.readline()
@@ -89,7 +89,7 @@ def serve() -> None:
 
     # Import everything a writer needs (the SQL backend loads lazily) before forking.
     with tempfile.TemporaryDirectory() as warm, BlobStore(warm) as store:
-        store.put(payload(0, 10_000), key="warm-up")
+        store.put(payload(0, 80_000), key="warm-up")
         store.update_data("warm-up", payload(1, 100))
         store.delete("warm-up")
     for line in sys.stdin:

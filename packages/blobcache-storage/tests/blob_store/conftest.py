@@ -23,14 +23,14 @@ PAIRINGS = ["memory+memory", "sqlite+filesystem", "json+filesystem", "postgresql
 TEMP_PREFIX = ".cacheness-"
 
 
-def big_payload(seed: int = 0, size: int = 20_000) -> bytes:
+def big_payload(seed: int = 0, size: int = 100_000) -> bytes:
     """Incompressible bytes well above the default inline threshold: always a blob."""
     return random.Random(seed).randbytes(size)
 
 
 @pytest.fixture
 def big() -> Callable[..., bytes]:
-    """``big(seed=0, size=20_000)``: incompressible bytes that are always stored as a blob."""
+    """``big(seed=0, size=100_000)``: incompressible bytes that are always stored as a blob."""
     return big_payload
 
 

@@ -116,7 +116,7 @@ def test_decoder_refuses_blob_entries_and_damaged_bytes() -> None:
     # unsigned, so that the hash check is what refuses the damaged bytes (with signing
     # on, the signature fails first: test_signing.py checks that)
     with BlobStore(metadata_backend="memory", blob_backend="memory", signing=False) as store:
-        store.put(random.Random(0).randbytes(20_000), key="big")
+        store.put(random.Random(0).randbytes(100_000), key="big")
         entry = store.get_metadata("big")
         assert entry is not None
         with pytest.raises(InvalidEntryError, match="in a blob"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -49,10 +50,34 @@ def test_options_name_other_places_than_the_path(tmp_path, big):
     assert (tmp_path / "meta" / "idx.json").is_file()
 
 
-@pytest.mark.parametrize("threshold", [-1, 1.5, "4096", True, None])
+@pytest.mark.parametrize("threshold", [-1, 1.5, "4096", True])
 def test_inline_threshold_must_be_a_non_negative_int(threshold):
     with pytest.raises(ConfigError, match="inline_threshold"):
         BlobStore(metadata_backend="memory", blob_backend="memory", inline_threshold=threshold)
+
+
+@pytest.mark.parametrize(
+    ("index", "default"),
+    [("sqlite", DEFAULT_INLINE_THRESHOLD), ("memory", DEFAULT_INLINE_THRESHOLD), ("json", 4096)],
+)
+def test_the_inline_threshold_defaults_to_the_index_choice(tmp_path, index, default):
+    """64 KiB in a database; 4 KiB in a JSON index, which rewrites its whole file per change."""
+    assert DEFAULT_INLINE_THRESHOLD == 64 * 1024
+    payload = random.Random(0).randbytes(default - 200)  # incompressible: stored as is
+    blobs = "memory" if index == "memory" else "filesystem"
+    with BlobStore(tmp_path, metadata_backend=index, blob_backend=blobs) as store:
+        assert store.inline_threshold == default
+        store.put(payload, key="under")
+        store.put(payload + bytes(random.Random(1).randbytes(400)), key="over")
+        assert store.get_metadata("under").is_inline
+        assert not store.get_metadata("over").is_inline
+        assert store.get("under") == payload
+    explicit = tmp_path / "explicit"
+    options = {"metadata_backend": index, "blob_backend": blobs}
+    with BlobStore(explicit, inline_threshold=0, **options) as store:
+        assert store.inline_threshold == 0
+        store.put(b"tiny", key="k")
+        assert not store.get_metadata("k").is_inline
 
 
 def test_a_path_is_required_for_file_backends():
@@ -226,7 +251,7 @@ def test_storing_plain_data_imports_no_heavy_dependency(tmp_path):
 
         with BlobStore({str(tmp_path)!r}) as store:
             store.put({{"a": 1}}, key="small")
-            noise = random.Random(0).randbytes(20_000).hex()
+            noise = random.Random(0).randbytes(100_000).hex()
             store.put({{"big": noise, "n": list(range(1000))}}, key="big")
             assert store.get("small") == {{"a": 1}}
             assert store.get("big")["n"][-1] == 999

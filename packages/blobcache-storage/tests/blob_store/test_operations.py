@@ -160,7 +160,7 @@ def test_metadata_that_is_not_json_is_refused_and_nothing_is_stored(store, pairi
     assert consistent(pairing) == {}
 
 
-@pytest.mark.parametrize("data_size", [100, 20_000], ids=["inline", "blob"])
+@pytest.mark.parametrize("data_size", [100, 100_000], ids=["inline", "blob"])
 def test_max_size_refuses_before_anything_is_committed(store, pairing, big, data_size):
     store.put("previous", key="k")
     with pytest.raises(PayloadTooLargeError, match="nothing was stored"):
@@ -336,8 +336,8 @@ def test_delete_where_rejects_an_invalid_filter(store):
 
 @pytest.fixture
 def catalogue(store, big):
-    store.put(big(0, 30_000), key="models/a", metadata={"accuracy": 0.95, "team": "vision"})
-    store.put(big(1, 10_000), key="models/b", metadata={"accuracy": 0.85, "team": "nlp"})
+    store.put(big(0, 120_000), key="models/a", metadata={"accuracy": 0.95, "team": "vision"})
+    store.put(big(1, 80_000), key="models/b", metadata={"accuracy": 0.85, "team": "nlp"})
     store.put({"x": 1}, key="models/c", metadata={"accuracy": 0.91, "team": "nlp"})
     store.put({"y": 2}, key="data/d", metadata={"team": "vision"})
     return store

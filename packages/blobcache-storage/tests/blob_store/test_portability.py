@@ -42,7 +42,7 @@ def fill(store: BlobStore, big: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "runs/1/weights": big(1),
         "runs/1/config": {"lr": 0.01, "layers": [64, 64]},
-        "runs/2/weights": big(2, 50_000),
+        "runs/2/weights": big(2, 150_000),
         "shared/readme": "hello",
         "empty": b"",
     }
@@ -508,7 +508,7 @@ KILL_SCRIPT = textwrap.dedent(
 
 def test_kill_9_during_import_then_rerun_completes(tmp_path, big):
     store = BlobStore(tmp_path / "s")
-    values = {f"k{i:03d}": big(i, 30_000) for i in range(40)}
+    values = {f"k{i:03d}": big(i, 120_000) for i in range(40)}
     for key, value in values.items():
         store.put(value, key=key)
     store.export(tmp_path / "a.tar.zst")

@@ -99,7 +99,7 @@ class HookedTiered(Hooks, TieredBlobBackend):
 
 def value(seed: int) -> bytes:
     """Incompressible bytes: a blob (the stores below inline nothing)."""
-    return random.Random(seed).randbytes(30_000)
+    return random.Random(seed).randbytes(120_000)
 
 
 KINDS = ["memory", "filesystem", "content-addressed", "tiered", "postgresql+s3"]

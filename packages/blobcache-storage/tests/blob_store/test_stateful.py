@@ -36,7 +36,7 @@ from cacheness.storage.errors import EntryExistsError, EntryNotFoundError
 KEYS = st.sampled_from(["a", "b", "c", "d/1", "d/2"])
 PREFIXES = st.sampled_from(["d/", "a", "x"])
 # A few large payloads drawn again and again, so content-addressed stores see duplicates.
-BIG = [random.Random(seed).randbytes(6_000 + 1000 * seed) for seed in range(3)]
+BIG = [random.Random(seed).randbytes(70_000 + 1000 * seed) for seed in range(3)]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ MiB = 1 << 20
 BACKENDS = {"cacheness.metadata_backend": "sqlite", "cacheness.blob_backend": "filesystem"}
 
 
-def payload(seed: int, size: int = 20_000) -> bytes:
+def payload(seed: int, size: int = 100_000) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
@@ -92,7 +92,7 @@ def test_span_tree_of_a_put(store: BlobStore, telemetry: TelemetryRecorder) -> N
         "cacheness.operation": "put",
         "cacheness.schema_version": "1",
         "cacheness.handler": "raw",
-        "cacheness.size": 20_000,
+        "cacheness.size": 100_000,
         "cacheness.inline": False,
     }
     children = {s.name: dict(s.attributes) for s in telemetry.spans() if s is not put}
@@ -111,7 +111,7 @@ def test_span_tree_of_a_get(store: BlobStore, telemetry: TelemetryRecorder) -> N
     }
     get = telemetry.spans()[-1]
     assert get.attributes["cacheness.found"] is True
-    assert get.attributes["cacheness.size"] == 20_000
+    assert get.attributes["cacheness.size"] == 100_000
 
 
 def test_attributes_never_carry_keys_or_data(
@@ -162,7 +162,7 @@ def test_exact_metrics_after_a_scripted_sequence(
     assert telemetry.count(sizes, {"cacheness.operation": "put"}) == 2
     assert telemetry.count(sizes, {"cacheness.operation": "get"}) == 2  # the hits
     assert telemetry.total(sizes, {"cacheness.operation": "put", "cacheness.handler": "raw"}) == (
-        20_000
+        100_000
     )
 
 

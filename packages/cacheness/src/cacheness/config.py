@@ -70,7 +70,6 @@ from cacheness._config_convert import (
 from cacheness.cache_entry import RESERVED_METADATA_KEY
 from cacheness.keys import HashUnknown
 from cacheness.storage import (
-    DEFAULT_INLINE_THRESHOLD,
     ConfigError,
     Handler,
     HandlerRegistry,
@@ -374,7 +373,8 @@ class SerializationConfig:
         mmap_mode: ``"r"`` or ``"c"`` to memory-map uncompressed numpy arrays on a local
             filesystem; None reads them into memory.
         inline_threshold: payloads smaller than this many bytes are kept in the index
-            entry itself, with no blob (0 disables).
+            entry itself, with no blob (0 disables); None (default): the index's choice,
+            64 KiB (4 KiB for the JSON index).
         content_addressable: name blobs by their content hash so identical values are
             stored once.
 
@@ -386,7 +386,7 @@ class SerializationConfig:
     dataframe_format: str = _STORAGE_DEFAULTS.dataframe_format
     allow_cloudpickle: bool = _STORAGE_DEFAULTS.allow_cloudpickle
     mmap_mode: str | None = _STORAGE_DEFAULTS.mmap_mode
-    inline_threshold: int = DEFAULT_INLINE_THRESHOLD
+    inline_threshold: int | None = None
     content_addressable: bool = False
 
 

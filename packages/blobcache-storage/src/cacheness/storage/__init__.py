@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from cacheness.storage._blob.memory import MemoryBlobBackend
     from cacheness.storage._blob.s3 import S3BlobBackend
     from cacheness.storage._blob.tiered import TieredBlobBackend
-    from cacheness.storage._blob_store import DEFAULT_INLINE_THRESHOLD, BlobStore, Lookup
+    from cacheness.storage._blob_store import BlobStore, Lookup
     from cacheness.storage._compression import (
         CODECS,
         CodecSettings,
@@ -109,7 +109,11 @@ if TYPE_CHECKING:
         poll_until,
     )
     from cacheness.storage._metadata._entries import metadata_problem
-    from cacheness.storage._metadata.base import MetadataBackend, PayloadInfo
+    from cacheness.storage._metadata.base import (
+        DEFAULT_INLINE_THRESHOLD,
+        MetadataBackend,
+        PayloadInfo,
+    )
     from cacheness.storage._metadata.json import JsonMetadataBackend
     from cacheness.storage._metadata.memory import MemoryMetadataBackend
     from cacheness.storage._metadata.postgresql import PostgresMetadataBackend
@@ -293,7 +297,7 @@ _LAZY: dict[str, str] = {
     "S3BlobBackend": "cacheness.storage._blob.s3",
     "TieredBlobBackend": "cacheness.storage._blob.tiered",
     "BlobStore": "cacheness.storage._blob_store",
-    "DEFAULT_INLINE_THRESHOLD": "cacheness.storage._blob_store",
+    "DEFAULT_INLINE_THRESHOLD": "cacheness.storage._metadata.base",
     "Lookup": "cacheness.storage._blob_store",
     "CODECS": "cacheness.storage._compression",
     "CodecSettings": "cacheness.storage._compression",

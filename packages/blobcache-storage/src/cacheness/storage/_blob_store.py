@@ -110,8 +110,6 @@ M = TypeVar("M", bound="CustomMetadataBase")
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INLINE_THRESHOLD = 4096
-"""Payloads smaller than this many bytes are stored in the metadata entry itself."""
 
 _PATH_OPTIONS = {
     # backend name -> (option that takes a path, file or directory under the store's path)
@@ -222,7 +220,8 @@ class BlobStore:
         content_addressable: name blobs by the hash of their bytes, so identical
             payloads are stored once; a blob is deleted when its last entry goes.
         inline_threshold: payloads smaller than this many bytes live in the entry
-            itself (0 disables).
+            itself (0 disables); default: the index's ``default_inline_threshold``
+            (64 KiB, or 4 KiB for the JSON index, which rewrites its file per change).
         verify_reads: check size and XXH3 hash of the stored bytes on every read
             (cheap: hashed while reading); a mismatch raises ``IntegrityError``. Keep it
             on where someone who cannot write the index can write blobs (a bucket, a
@@ -283,7 +282,7 @@ class BlobStore:
         handlers: HandlerRegistry | None = None,
         serialization: SerializationOptions | Mapping[str, Any] | None = None,
         content_addressable: bool = False,
-        inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
+        inline_threshold: int | None = None,
         verify_reads: bool = True,
         allow_unsafe_pairing: bool = False,
         clock: Callable[[], datetime] | None = None,
@@ -320,7 +319,7 @@ class BlobStore:
             raise ConfigError(f"signing must be None, a bool or an EntrySigner, got {signing!r}")
         self.unsigned: UnsignedPolicy = unsigned
         self.delete_invalid_signatures = bool(delete_invalid_signatures)
-        if not is_int(inline_threshold) or inline_threshold < 0:
+        if inline_threshold is not None and (not is_int(inline_threshold) or inline_threshold < 0):
             raise ConfigError(
                 f"inline_threshold must be an int >= 0 (0 disables), got {inline_threshold!r}"
             )
@@ -331,7 +330,6 @@ class BlobStore:
             )
         self.path = Path(path).expanduser() if path is not None else None
         self.content_addressable = bool(content_addressable)
-        self.inline_threshold = inline_threshold
         self.verify_reads = bool(verify_reads)
         self.handlers = handlers if handlers is not None else default_registry()
         if serialization is None:
@@ -355,6 +353,9 @@ class BlobStore:
         self._owns_metadata = isinstance(metadata_backend, str)
         self._owns_blobs = isinstance(blob_backend, str)
         self.metadata: MetadataBackend = self._open_metadata(metadata_backend, metadata_options)
+        self.inline_threshold: int = (
+            self.metadata.default_inline_threshold if inline_threshold is None else inline_threshold
+        )
         try:
             self.blobs: BlobBackend = self._open_blobs(blob_backend, blob_options)
         except BaseException:

@@ -124,6 +124,7 @@ class JsonMetadataBackend(DictMetadataBackend):
 
     name: ClassVar[str] = "json"
     scope: ClassVar[Scope] = "host"
+    default_inline_threshold: ClassVar[int] = 4096  # every change rewrites the whole file
 
     def __init__(
         self, path: str | os.PathLike[str], *, fsync: bool = True, reserve_mb: float = 1.0
