@@ -23,7 +23,7 @@ The figure is the operations of all clients divided by the wall time from the mo
 they all start (a barrier, once every client is connected) to the moment the last one
 finishes. Values are
 random bytes (incompressible), so 1 MB really moves 1 MB. Payloads under the cache's
-``inline_threshold`` (4 KiB by default) live in the index row itself: the 1 KB team
+``inline_threshold`` (64 KiB by default) live in the index row itself: the 1 KB team
 figures are PostgreSQL round trips only, no S3 request.
 
 The machine's load average is printed at the start and the end: on a shared machine,
