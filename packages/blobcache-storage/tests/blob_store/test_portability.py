@@ -128,7 +128,7 @@ def test_the_archive_is_a_tar_with_the_manifest_first(big, tmp_path):
     assert names[0] == "manifest.json"
     manifest = json.loads(members["manifest.json"])
     assert manifest["format"] == "cacheness-archive"
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["packages"]["blobcache-storage"]
     items = {item["entry"]["key"]: item for item in manifest["entries"]}
     assert set(items) == {e.key for e in store.list_entries()}
@@ -171,7 +171,7 @@ def test_dict_round_trip(big):
     store = BlobStore(metadata_backend="memory", blob_backend="memory")
     values = fill(store, big)
     data = store.export_to_dict()
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
     assert set(data["blobs"]) == {i["member"] for i in data["entries"] if i["member"]}
     target = BlobStore(metadata_backend="memory", blob_backend="memory")
     assert target.import_from_dict(data).entries == len(values)
@@ -464,7 +464,7 @@ def test_newer_format_versions_and_foreign_files_are_refused(exported, tmp_path)
     target = BlobStore(tmp_path / "t")
     with pytest.raises(FormatVersionError, match="upgrade") as caught:
         target.import_(tmp_path / "newer.tar")
-    assert (caught.value.found, caught.value.supported) == (99, 1)
+    assert (caught.value.found, caught.value.supported) == (99, 2)
     (tmp_path / "junk").write_bytes(b"not a tar at all" * 100)
     with pytest.raises(IntegrityError, match="not a"):
         target.import_(tmp_path / "junk")
@@ -789,3 +789,113 @@ def test_custom_metadata_rows_travel_with_their_entries(
     ]
     assert "custom metadata" in report.damaged[0].detail
     assert [e.key for e in memory.list_entries()] == ["other"]
+
+
+# ------------------------------------------------------------------ format 2: large inline
+
+
+def inline_values(count: int, size: int = 30_000) -> dict[str, bytes]:
+    """Incompressible values under the 64 KiB inline threshold but over EMBED_LIMIT."""
+    import random
+
+    return {f"v/{i:03d}": random.Random(i).randbytes(size) for i in range(count)}
+
+
+def test_large_inline_payloads_travel_as_members_and_stay_inline(tmp_path):
+    store = BlobStore(tmp_path / "s")
+    values = inline_values(40)
+    for key, value in values.items():
+        store.put(value, key=key)
+    store.put(b"small", key="small")
+    assert all(store.get_metadata(key).is_inline for key in values)
+    report = store.export(tmp_path / "a.tar", compression=None)
+    assert (report.entries, report.ok) == (41, True)
+
+    members = read_members(tmp_path / "a.tar")
+    manifest = json.loads(members["manifest.json"])
+    assert manifest["format_version"] == 2
+    items = {item["entry"]["key"]: item for item in manifest["entries"]}
+    assert items["small"]["member"] is None
+    assert items["small"]["entry"]["inline"] is not None  # small: in the manifest
+    for key, value in values.items():
+        item = items[key]
+        assert item["inline"] is True
+        assert item["entry"]["inline"] is None
+        assert members[item["member"]] == value  # raw handler: stored bytes are the value
+    assert len(members["manifest.json"]) < 40 * 2_000  # fields only, not 1.2 MB of data
+
+    target = BlobStore(tmp_path / "t")
+    imported = target.import_(tmp_path / "a.tar")
+    assert (imported.entries, imported.ok) == (41, True)
+    same_entries(store, target)
+    for key, value in values.items():
+        assert target.get_metadata(key).is_inline
+        assert target.get(key) == value
+    assert list(target.blobs.iter_refs()) == []
+
+
+def test_a_flipped_byte_in_an_inline_member_is_refused(tmp_path):
+    store = BlobStore(tmp_path / "s")
+    values = inline_values(3)
+    for key, value in values.items():
+        store.put(value, key=key)
+    store.export(tmp_path / "a.tar", compression=None)
+    manifest = json.loads(read_members(tmp_path / "a.tar")["manifest.json"])
+    bad = next(i["member"] for i in manifest["entries"] if i["entry"]["key"] == "v/001")
+
+    def flip(info, data):
+        if info.name == bad:
+            data = bytes([data[0] ^ 1]) + data[1:]
+        return [(info, data)]
+
+    rewrite(tmp_path / "a.tar", tmp_path / "flipped.tar", flip)
+    target, report = imported_from(tmp_path / "flipped.tar", tmp_path)
+    assert [(i.key, i.problem) for i in report.damaged] == [("v/001", "damaged")]
+    assert not target.exists("v/001")
+    assert target.get("v/002") == values["v/002"]
+
+
+def test_an_inline_payload_changed_during_export_is_reported_not_mixed(tmp_path):
+    store = BlobStore(tmp_path / "s")
+    values = inline_values(3)
+    for key, value in values.items():
+        store.put(value, key=key)
+    changed = []
+
+    def meddle(progress: TransferProgress) -> None:
+        if progress.key == "v/000" and not changed:  # v/002 is rewritten before its turn
+            store.put(b"rewritten " * 5_000, key="v/002")
+            changed.append(True)
+
+    report = store.export(tmp_path / "a.tar", compression=None, progress=meddle)
+    assert changed
+    assert [(i.key, i.problem) for i in report.damaged] == [("v/002", "missing")]
+    target, imported = imported_from(tmp_path / "a.tar", tmp_path)
+    assert [(i.key, i.problem) for i in imported.damaged] == [("v/002", "damaged")]
+    assert target.get("v/000") == values["v/000"]
+    assert not target.exists("v/002")
+
+
+def test_migrate_carries_large_inline_payloads(tmp_path):
+    source = BlobStore(tmp_path / "s")
+    values = inline_values(5)
+    for key, value in values.items():
+        source.put(value, key=key)
+    target = BlobStore(tmp_path / "t")
+    report = migrate(source, target)
+    assert (report.entries, report.ok) == (5, True)
+    same_entries(source, target)
+    assert all(target.get(key) == value for key, value in values.items())
+
+
+def test_format_1_archives_with_inline_payloads_in_the_manifest_still_import(tmp_path):
+    store = BlobStore(tmp_path / "s")
+    values = inline_values(2)
+    for key, value in values.items():
+        store.put(value, key=key)
+    data = store.export_to_dict()  # the dict form embeds every inline payload, as format 1 did
+    data["format_version"] = 1
+    assert all(item["member"] is None for item in data["entries"])
+    target = BlobStore(tmp_path / "t")
+    assert target.import_from_dict(data).entries == 2
+    assert all(target.get(key) == value for key, value in values.items())

@@ -7,9 +7,11 @@ Layout (tar, plain or compressed as a whole with zstd or gzip)::
     blobs/00000001       ...
 
 The manifest holds every field of every entry (timestamps, access counts, user metadata
-with the cache's TTL, expiry and key parameters, signature, inline payloads) and for
-blob entries the member that holds their bytes. Members are written and read strictly
-in sequence (tar stream mode): memory stays flat whatever the blob sizes.
+with the cache's TTL, expiry and key parameters, signature, inline payloads under
+:data:`EMBED_LIMIT`) and for the other entries the member that holds their bytes: a
+blob's, or (format 2) an inline payload of :data:`EMBED_LIMIT` bytes or more, which
+stays inline in the importing index. Members are written and read strictly in sequence
+(tar stream mode): memory stays flat whatever the sizes and the number of entries.
 
 Nothing read from an archive is trusted: member names must be exactly the ones the
 manifest names (``blobs/`` and eight digits, regular files, no links), sizes are capped
@@ -22,7 +24,7 @@ Example:
     ...     archive.add_manifest(Manifest(entries=[]))
     >>> reader = ArchiveReader(io.BytesIO(sink.getvalue()))
     >>> reader.manifest().format_version
-    1
+    2
 """
 
 from __future__ import annotations
@@ -46,8 +48,15 @@ from cacheness.storage.errors import ConfigError, FormatVersionError, IntegrityE
 
 FORMAT = "cacheness-archive"
 """The ``format`` marker of a manifest."""
-FORMAT_VERSION = 1
-"""The archive format version written (and the newest read) by this release."""
+FORMAT_VERSION = 2
+"""The archive format version written (and the newest read) by this release.
+
+1: inline payloads always in the manifest; 2: those of :data:`EMBED_LIMIT` bytes or
+more in members (``ManifestEntry.inline``), so a manifest stays small when the index
+holds payloads of up to 64 KiB.
+"""
+EMBED_LIMIT = 4096
+"""Inline payloads smaller than this travel in the manifest; larger ones in members."""
 MANIFEST_NAME = "manifest.json"
 """The first member of every archive."""
 MAX_MANIFEST_BYTES = 1 << 31
@@ -63,10 +72,12 @@ Compression = Literal["zstd", "gzip"] | None
 
 
 class ManifestEntry(msgspec.Struct, kw_only=True):
-    """One entry of the manifest and the member holding its bytes (None: inline)."""
+    """One entry of the manifest and the member holding its bytes (None: in the entry)."""
 
     entry: Entry
     member: str | None = None
+    inline: bool = False
+    """True: ``member`` holds the entry's inline payload (format 2), not a blob's bytes."""
     custom: dict[str, list[dict[str, Any]]] = msgspec.field(default_factory=dict)
     """Custom metadata rows: model name -> the rows' values by attribute."""
 

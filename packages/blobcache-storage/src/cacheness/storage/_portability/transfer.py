@@ -37,6 +37,7 @@ from cacheness.storage._handlers.base import FormatInfo
 from cacheness.storage._hashing import ContentHasher, hash_bytes
 from cacheness.storage._payload import SpoolSink
 from cacheness.storage._portability.archive import (
+    EMBED_LIMIT,
     ArchiveReader,
     ArchiveWriter,
     Compression,
@@ -74,6 +75,9 @@ log = logging.getLogger(__name__)
 
 OnConflict = Literal["skip", "overwrite", "error"]
 Selection = Filter | Callable[[Entry], bool] | None
+
+_MAX_INLINE_MEMBER = 64 << 20
+"""An archive's inline payload larger than this (64 MiB) is refused unread (oversized)."""
 """What export, import and migrate take as ``filter``: a filter mapping or a predicate."""
 Progress = Callable[[TransferProgress], None]
 _CONFLICTS = ("skip", "overwrite", "error")
@@ -395,12 +399,19 @@ def _manifest(
     custom = rows_out(store, entries)
     for entry in entries:
         member = None
-        if entry.inline is None:
+        if entry.inline is None:  # a blob, or an inline payload left out of the snapshot
             member = member_name(len(blobs))
             blobs.append((member, entry))
         # blob_ref stays: the signature covers it (the importer places the bytes anew)
         portable = entry.replace(etag=None, version_id=None)
-        items.append(ManifestEntry(entry=portable, member=member, custom=custom.get(entry.key, {})))
+        items.append(
+            ManifestEntry(
+                entry=portable,
+                member=member,
+                inline=member is not None and _left_inline(entry),
+                custom=custom.get(entry.key, {}),
+            )
+        )
     manifest = Manifest(
         packages=package_versions(),
         source={"metadata": store.metadata.name, "blobs": store.blobs.name},
@@ -409,11 +420,44 @@ def _manifest(
     return manifest, blobs
 
 
-def _snapshot(store: BlobStore, filter: Selection) -> builtins.list[Entry]:
-    """The entries ``filter`` selects (a filter the index runs, or a predicate), by key."""
+def _snapshot(store: BlobStore, filter: Selection, *, embed: bool = False) -> builtins.list[Entry]:
+    """The entries ``filter`` selects (a filter the index runs, or a predicate), by key.
+
+    Inline payloads of :data:`EMBED_LIMIT` bytes or more are left in the index (the
+    entry keeps ``blob_ref=""`` and gets ``inline=None``) and read again one by one when
+    their turn comes, so a snapshot of many entries holds their fields, not their data;
+    ``embed`` keeps every payload (``export_to_dict``, which holds everything anyway).
+    """
+    keep: Callable[[Entry], bool] | None = None
     if callable(filter):
-        return [entry for entry in store.metadata.query(order_by="key") if filter(entry)]
-    return builtins.list(store.metadata.query(filter, order_by="key"))
+        entries, keep = store.metadata.query(order_by="key"), filter
+    else:
+        entries = store.metadata.query(filter, order_by="key")
+    return [
+        entry.replace(inline=None) if not embed and _embeds_not(entry) else entry
+        for entry in entries
+        if keep is None or keep(entry)
+    ]
+
+
+def _embeds_not(entry: Entry) -> bool:
+    """True for an inline payload too large to travel in the manifest."""
+    return entry.inline is not None and len(entry.inline) >= EMBED_LIMIT
+
+
+def _left_inline(entry: Entry) -> bool:
+    """True for an inline entry whose payload :func:`_snapshot` left in the index."""
+    return entry.inline is None and not entry.blob_ref
+
+
+def _with_inline(store: BlobStore, entry: Entry) -> Entry | None:
+    """``entry`` with the inline payload :func:`_snapshot` left in the index: the index's
+    current entry if it still holds the same payload, else None (changed or deleted)."""
+    current = store.metadata.get(entry.key)
+    if current is None or current.inline is None:
+        return None
+    same = (current.content_hash, current.size) == (entry.content_hash, entry.size)
+    return current if same and len(current.inline) == entry.size else None
 
 
 class _Exact(io.RawIOBase):
@@ -474,10 +518,17 @@ def _export_blob(
     store: BlobStore, archive: ArchiveWriter, member: str, entry: Entry, run: _Run
 ) -> None:
     missing = ""
-    try:
-        source: IO[bytes] = store.blobs.open_read(entry.blob_ref)
-    except (StorageError, OSError) as exc:  # BlobNotFoundError is a StorageError
-        source, missing = io.BytesIO(), f"its blob could not be read: {exc}"
+    source: IO[bytes]
+    if _left_inline(entry):
+        current = _with_inline(store, entry)
+        source = io.BytesIO(current.inline or b"" if current is not None else b"")
+        if current is None:
+            missing = "it was changed or deleted during the export"
+    else:
+        try:
+            source = store.blobs.open_read(entry.blob_ref)
+        except (StorageError, OSError) as exc:  # BlobNotFoundError is a StorageError
+            source, missing = io.BytesIO(), f"its blob could not be read: {exc}"
     with source:
         exact = _Exact(cast(IO[bytes], _Counting(source, run, entry.key)), entry.size)
         archive.add_member(member, entry.size, cast(IO[bytes], exact), entry.updated_at)
@@ -495,7 +546,7 @@ def _export_blob(
 def export_to_dict(store: BlobStore, filter: Selection) -> dict[str, Any]:
     """The archive as a dict: the manifest's fields plus ``blobs`` (member -> bytes)."""
     _check_options("skip", None, filter)
-    manifest, blobs = _manifest(store, _snapshot(store, filter))
+    manifest, blobs = _manifest(store, _snapshot(store, filter, embed=True))
     data: dict[str, Any] = msgspec.to_builtins(manifest, builtin_types=(bytes, datetime))
     data["blobs"] = {member: store.blobs.read_bytes(entry.blob_ref) for member, entry in blobs}
     return data
@@ -563,6 +614,7 @@ def _import(
     run = _Run(TransferReport(operation="import"), progress)
     wanted = filter if callable(filter) else compile_predicate(filter) if filter else None
     by_member: dict[str, Entry] = {}
+    inline_members: set[str] = set()  # members holding an inline payload (format 2)
     inline: builtins.list[Entry] = []
     filtered: set[str] = set()
     customs: dict[str, Rows] = {}
@@ -593,6 +645,8 @@ def _import(
             )
         else:
             by_member[decoded.member] = entry.replace(inline=None)
+            if decoded.inline:
+                inline_members.add(decoded.member)
     run.total = run.done + len(inline) + len(by_member)
     run.bytes_total = sum(e.size for e in inline) + sum(e.size for e in by_member.values())
     if on_conflict == "error":
@@ -628,8 +682,21 @@ def _import(
             run.issue(entry.key, problem, detail, member.name, entry.size)
             continue
         assert member.stream is not None
-        counted = cast(IO[bytes], _Counting(member.stream, run, entry.key))
         custom = customs.get(entry.key)
+        if member.name in inline_members:  # read whole: the payload stays inline
+            if entry.size > _MAX_INLINE_MEMBER:
+                detail = f"an inline payload of {entry.size} bytes is more than an index holds"
+                run.issue(entry.key, "oversized", detail, member.name, entry.size)
+                continue
+            payload = member.stream.read(entry.size)
+            if hash_bytes(payload) != entry.content_hash:  # the size was checked above
+                detail = "the member's bytes do not match the entry's hash (changed or damaged)"
+                run.issue(entry.key, "damaged", detail, member.name, entry.size)
+                continue
+            entry = entry.replace(inline=payload)
+            _admit_one(store, entry, None, on_conflict, run, trust_pickles, custom, member.name)
+            continue
+        counted = cast(IO[bytes], _Counting(member.stream, run, entry.key))
         _admit_one(store, entry, counted, on_conflict, run, trust_pickles, custom, member.name)
     for name, entry in by_member.items():
         if name not in seen:
@@ -733,7 +800,14 @@ def migrate(
     if on_conflict == "error":
         _refuse_conflicts(target, entries)
     customs = rows_out(source, entries)
-    for entry in entries:
+    for listed in entries:
+        entry = _with_inline(source, listed) if _left_inline(listed) else listed
+        if entry is None:  # changed or deleted since the snapshot: take it as it is now
+            current = source.metadata.get(listed.key)
+            if current is None:
+                run.step(listed.key, listed.size)  # deleted meanwhile: nothing to copy
+                continue
+            entry = current
         try:
             rows = rows_in(target, customs.get(entry.key, {}))
         except ConfigError as exc:
