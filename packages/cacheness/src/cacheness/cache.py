@@ -954,7 +954,12 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             limit=limit,
             offset=offset,
         )
-        return [self._describe(entry) for entry in entries]
+        location = self._store.location
+        # An inline entry (its bytes in the index) has no location: no call to ask.
+        return [
+            CacheEntry.from_entry(entry, location(entry) if entry.blob_ref else "")
+            for entry in entries
+        ]
 
     def count(self, *, filter: Filter | None = None, include_expired: bool = False) -> int:
         """Return how many entries match ``filter`` (live ones only, by default); one query.

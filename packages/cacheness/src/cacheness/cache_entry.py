@@ -99,7 +99,7 @@ def ttl_of(facts: dict[str, Any]) -> float | None:
     return None
 
 
-class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
+class CacheEntry(msgspec.Struct, frozen=True):
     """What the cache knows about one cached value (no data is loaded).
 
     Attributes:
@@ -143,28 +143,35 @@ class CacheEntry(msgspec.Struct, frozen=True, kw_only=True):
         """Build a ``CacheEntry`` from a storage entry."""
         facts = cache_facts(entry)
         params, prefix = facts.get("params"), facts.get("prefix")
-        user = {k: v for k, v in entry.metadata.items() if k != RESERVED_METADATA_KEY}
+        metadata = entry.metadata
+        user = (
+            {k: v for k, v in metadata.items() if k != RESERVED_METADATA_KEY}
+            if len(metadata) > 1 or RESERVED_METADATA_KEY not in metadata
+            else {}
+        )
+        # Positional, in the order the fields are declared: a listing builds one per
+        # entry, and keyword arguments cost as much again as the rest of this method.
         return cls(
-            cache_key=entry.key,
-            params=params if isinstance(params, dict) else None,
-            prefix=prefix if isinstance(prefix, str) else None,
-            metadata=user,
-            expires_at=expiry_datetime(facts),
-            ttl_seconds=ttl_of(facts),
-            handler=entry.handler,
-            format=entry.format,
-            codec=entry.codec,
-            size=entry.size,
-            raw_size=entry.raw_size,
-            content_hash=entry.content_hash,
-            etag=entry.etag,
-            version_id=entry.version_id,
-            blob_ref=entry.blob_ref,
-            location=location,
-            created_at=entry.created_at,
-            updated_at=entry.updated_at,
-            accessed_at=entry.accessed_at,
-            access_count=entry.access_count,
+            entry.key,  # cache_key
+            params if isinstance(params, dict) else None,
+            prefix if isinstance(prefix, str) else None,
+            user,  # metadata
+            expiry_datetime(facts),  # expires_at
+            ttl_of(facts),  # ttl_seconds
+            entry.handler,
+            entry.format,
+            entry.codec,
+            entry.size,
+            entry.raw_size,
+            entry.content_hash,
+            entry.etag,
+            entry.version_id,
+            entry.blob_ref,
+            location,
+            entry.created_at,
+            entry.updated_at,
+            entry.accessed_at,
+            entry.access_count,
         )
 
     def is_expired(self, now: datetime) -> bool:

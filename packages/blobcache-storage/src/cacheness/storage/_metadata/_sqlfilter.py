@@ -345,7 +345,18 @@ def order_components(spec: OrderBy, table: sa.Table, dialect: str) -> list[Colum
 def after(
     components: Sequence[ColumnElement[Any]], last: Sequence[Any], descending: bool
 ) -> ColumnElement[bool]:
-    """Rows strictly after the row whose order values are ``last`` (keyset paging)."""
+    """Rows strictly after the row whose order values are ``last`` (keyset paging).
+
+    The lexicographic condition is an ``OR`` of terms, which no index can serve: each
+    page would scan every row before it (a listing of n rows read n²/page rows). Every
+    term implies ``first >= last[0]`` (``<=`` descending), so that bound is added in
+    front: the same rows, and the planner starts the scan at the previous page's end.
+
+    Example:
+        >>> t = sa.table("t", sa.column("a"), sa.column("k"))
+        >>> print(after([t.c.a, t.c.k], [1, "x"], descending=False))
+        t.a >= :a_1 AND (t.a > :a_2 OR t.a = :a_3 AND t.k > :k_1)
+    """
     terms = []
     for index, (component, value) in enumerate(zip(components, last, strict=True)):
         if value is None:
@@ -356,4 +367,10 @@ def after(
         ]
         beyond = component < value if descending else component > value
         terms.append(sa.and_(*equal, beyond))
-    return sa.or_(*terms) if terms else sa.false()
+    if not terms:
+        return sa.false()
+    if len(terms) == 1 or last[0] is None:
+        return sa.or_(*terms)
+    first = components[0]
+    bound = first <= last[0] if descending else first >= last[0]
+    return sa.and_(bound, sa.or_(*terms))

@@ -665,33 +665,73 @@ class SqlMetadataBackend(MetadataBackend):
         offset: int,
     ) -> Iterator[Entry]:
         import sqlalchemy as sa
+        from sqlalchemy.sql import operators
 
         from cacheness.storage._metadata._sqlfilter import after
 
-        labels = [component.label(f"_o{i}") for i, component in enumerate(components)]
-        order = [label.desc() if descending else label.asc() for label in labels]
-        select = sa.select(*self._columns, *labels)
+        # An order component that is a selected column (created_at, key...) is read back
+        # from the row; only the others (a metadata path's rank and value) are selected
+        # again under a label: each extra column is one more value per row to fetch.
+        columns = self._columns
+        labels: list[Any] = []
+        ordered: list[ColumnElement[Any]] = []
+        positions: list[int] = []
+        for component in components:
+            index = next((i for i, column in enumerate(columns) if column is component), None)
+            if index is None:
+                index = len(columns) + len(labels)
+                component = component.label(f"_o{len(labels)}")
+                labels.append(component)
+            ordered.append(component)
+            positions.append(index)
+        order = [item.desc() if descending else item.asc() for item in ordered]
+        select = sa.select(*columns, *labels).order_by(*order)
+        # The page after the first takes the previous page's last order values as bind
+        # parameters: one compiled statement serves every page (compiling with
+        # SQLAlchemy costs about as much as fetching a page of a thousand rows). Each
+        # parameter is typed as a literal of its value would be (PostgreSQL casts
+        # parameters: a number ranked by a CASE must not become an INTEGER), so the
+        # statement is kept per shape of the values (which are None, and their types).
+        compiled: dict[tuple[Any, ...], Statement] = {}
+
+        def statement(last: Sequence[Any] | None, size: int) -> Statement:
+            shape = (None if last is None else tuple(map(type, last)), size)
+            found = compiled.get(shape)
+            if found is None:
+                if last is None:
+                    page = select.where(where).limit(size).offset(offset or None)
+                else:
+                    marks = [
+                        None
+                        if value is None
+                        else sa.bindparam(
+                            f"p_after{i}",
+                            value,
+                            type_=component.type.coerce_compared_value(operators.gt, value),
+                        )
+                        for i, (component, value) in enumerate(zip(components, last, strict=True))
+                    ]
+                    page = select.where(sa.and_(where, after(components, marks, descending)))
+                    page = page.limit(size)
+                found = compiled[shape] = self._compile(page, reusable=False)
+            return found
+
         last: Sequence[Any] | None = None
         remaining = limit
-        condition = where
         while remaining is None or remaining > 0:
             size = self.page_size if remaining is None else min(self.page_size, remaining)
-            if last is not None:
-                condition = sa.and_(where, after(components, last, descending))
-            statement = select.where(condition).order_by(*order).limit(size)
-            if last is None and offset:
-                statement = statement.offset(offset)
-            compiled = self._compile(statement, reusable=False)
+            page = statement(last, size)
+            values = None if last is None else {f"after{i}": v for i, v in enumerate(last)}
 
-            def fetch(cursor: Cursor, page: Statement = compiled) -> list[Any]:
-                return cursor.rows(page)
+            def fetch(cursor: Cursor, page: Statement = page, values: Any = values) -> list[Any]:
+                return cursor.rows(page, values)
 
             rows = self._run(fetch, write=False)
             for row in rows:
                 yield row_to_entry(row)
             if len(rows) < size:
                 return
-            last = tuple(rows[-1][len(COLUMNS) :])
+            last = tuple(rows[-1][index] for index in positions)
             if remaining is not None:
                 remaining -= len(rows)
 

@@ -795,29 +795,41 @@ class MetadataBackendConformance:
         got = _keys(loaded.query({"size": 3000}, order_by="size", descending=True))
         assert got == ["exp_2", "exp_1"]
 
-    @pytest.mark.parametrize("order_by", ["key", "size", "metadata.n"])
+    @pytest.mark.parametrize("descending", [False, True])
+    @pytest.mark.parametrize("order_by", ["key", "size", "metadata.n", "created_at"])
     def test_limit_offset_pages_and_many_pages(
-        self, backend: MetadataBackend, monkeypatch: pytest.MonkeyPatch, order_by: str
+        self,
+        backend: MetadataBackend,
+        monkeypatch: pytest.MonkeyPatch,
+        order_by: str,
+        descending: bool,
     ) -> None:
         if hasattr(backend, "page_size"):  # make a backend that reads in pages use many
             monkeypatch.setattr(backend, "page_size", 3)
         values: list[Any] = [1, 2.5, "x", None, True, [1], {"a": 1}, -3, "a", False]
-        entries = [
-            Entry.new(f"k{i:02d}", size=i % 4, metadata={"n": values[i % len(values)]})
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        entries = [  # created_at: runs of equal timestamps, broken by key
+            Entry.new(
+                f"k{i:02d}",
+                size=i % 4,
+                metadata={"n": values[i % len(values)]},
+                now=start + timedelta(seconds=i // 4),
+            )
             for i in range(23)
         ]
         backend.put_many(entries)
-        expected = _keys(sorted(entries, key=sort_key(order_by)))
-        assert _keys(backend.query(order_by=order_by)) == expected
+        expected = _keys(sorted(entries, key=sort_key(order_by), reverse=descending))
+        order: dict[str, Any] = {"order_by": order_by, "descending": descending}
+        assert _keys(backend.query(**order)) == expected
         paged = []
         for offset in range(0, 23, 5):
-            paged += _keys(backend.query(order_by=order_by, limit=5, offset=offset))
+            paged += _keys(backend.query(**order, limit=5, offset=offset))
         assert paged == expected
-        assert _keys(backend.query(order_by=order_by, limit=7, offset=4)) == expected[4:11]
-        assert _keys(backend.query(order_by=order_by, limit=0)) == []
-        assert _keys(backend.query(order_by=order_by, offset=50)) == []
+        assert _keys(backend.query(**order, limit=7, offset=4)) == expected[4:11]
+        assert _keys(backend.query(**order, limit=0)) == []
+        assert _keys(backend.query(**order, offset=50)) == []
         assert (
-            _keys(backend.query({"size": {"$gte": 2}}, order_by=order_by, limit=4))
+            _keys(backend.query({"size": {"$gte": 2}}, **order, limit=4))
             == [key for key in expected if int(key[1:]) % 4 >= 2][:4]
         )
 
