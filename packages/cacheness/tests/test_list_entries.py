@@ -88,7 +88,7 @@ def fill(cache: Any, clock: Any) -> None:
         if i % 4 == 0:
             clock.advance(1)  # runs of four equal creation times, broken by key
         metadata = {"rank": i % 5} if owners[i % 3] is None else {"owner": owners[i % 3]}
-        value: Any = random.Random(i).randbytes(6000) if i % 6 == 0 else {"i": i}  # blob, inline
+        value: Any = random.Random(i).randbytes(70_000) if i % 6 == 0 else {"i": i}  # blob, inline
         cache.put(
             value,
             ttl_seconds=30 if i % 5 == 0 else (None if i % 2 else 3600),

@@ -335,3 +335,16 @@ def test_another_table_compiles_its_statements(tmp_path):
     assert index.get_many(["k", "x"])["k"].size == 1
     assert index._get.sql.startswith("SELECT runs.")
     index.close()
+
+
+def test_a_listing_never_reads_the_payload_column(tmp_path):
+    """query_without_payload selects NULL for ``inline``: a row's payload (up to 64 KiB,
+    in overflow pages) is never fetched, and the other fields are the stored ones."""
+    index = SqliteMetadataBackend(tmp_path / "index.sqlite")
+    payload = bytes(range(256)) * 200
+    index.put(Entry.new("big", size=len(payload), inline=payload, metadata={"team": "a"}))
+    (listed,) = index.query_without_payload()
+    assert listed.inline is None
+    assert listed.blob_ref == ""
+    assert listed.replace(inline=payload) == index.get("big")
+    index.close()

@@ -953,6 +953,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             descending=descending,
             limit=limit,
             offset=offset,
+            inline=False,  # fields only: never the payloads kept in the index
         )
         location = self._store.location
         # An inline entry (its bytes in the index) has no location: no call to ask.

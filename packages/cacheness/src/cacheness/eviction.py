@@ -179,7 +179,7 @@ class Evictor:
             )
         victims: list[str] = []
         freed = 0
-        for entry in self.store.iter_entries(order_by=self._order_by):
+        for entry in self.store.iter_entries(order_by=self._order_by, inline=False):
             if freed >= bytes_to_free and len(victims) >= entries_to_free:
                 break
             if entry.key == keep:

@@ -1164,7 +1164,7 @@ class BlobStore:
                 "selects every entry by default: call clear() to delete every entry"
             )
         if callable(where):
-            doomed = [entry.key for entry in self.metadata.query() if where(entry)]
+            doomed = [entry.key for entry in self.metadata.query() if where(entry)]  # whole entries
             deleted: list[Entry] = []
             for start in range(0, len(doomed), DELETE_CHUNK):
                 deleted += self.metadata.delete_many(doomed[start : start + DELETE_CHUNK])
@@ -1705,6 +1705,7 @@ class BlobStore:
             descending=descending,
             limit=limit,
             offset=offset,
+            inline=False,
         )
         return [entry.key for entry in entries]
 
@@ -1718,6 +1719,7 @@ class BlobStore:
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        inline: bool = True,
     ) -> builtins.list[Entry]:
         """Return the entries that match, without loading data (:meth:`list` gives keys).
 
@@ -1731,9 +1733,18 @@ class BlobStore:
             descending: reverse the order.
             limit: at most this many entries.
             offset: skip this many first.
+            inline: False leaves the payloads kept in the index out of the entries
+                (``entry.inline`` is None; ``blob_ref`` is empty for them as always): a
+                listing of many entries then reads their fields, never their data.
 
         Raises:
             FilterError: an invalid filter or order.
+
+        Example:
+            >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
+            >>> _ = store.put(b"abc", key="small")
+            >>> [(e.key, e.size, e.blob_ref) for e in store.list_entries(inline=False)]
+            [('small', 3, '')]
         """
         return builtins.list(
             self.iter_entries(
@@ -1744,6 +1755,7 @@ class BlobStore:
                 descending=descending,
                 limit=limit,
                 offset=offset,
+                inline=inline,
             )
         )
 
@@ -1757,10 +1769,12 @@ class BlobStore:
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        inline: bool = True,
     ) -> Iterator[Entry]:
         """Like :meth:`list_entries`, lazily."""
         self._check_open()
-        return self.metadata.query(
+        query = self.metadata.query if inline else self.metadata.query_without_payload
+        return query(
             self._combined_filter(prefix, metadata_filter, filter),
             order_by=order_by,
             descending=descending,

@@ -317,7 +317,7 @@ class Session:
         """Everything about one entry, for ``info`` and ``ls --json``."""
         data = entry.to_dict()
         inline = data.pop("inline")
-        data["inline"] = inline is not None
+        data["inline"] = inline is not None or not entry.blob_ref  # listed without it
         data["location"] = self.store.location(entry)
         return data
 
@@ -661,6 +661,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
             order_by=sort.lstrip("-"),
             descending=descending,
             limit=limit,
+            inline=False,
         )
         if state.out.as_json:
             state.out.json([session.describe(entry) for entry in entries])
@@ -729,7 +730,7 @@ def build_cli(session_type: type[Session], *, help: str = "") -> click.Group:
     def verify(state: _State, deep: bool) -> int:
         """Check that every entry's bytes exist and match it (exit 1 when not)."""
         store = state.session.store
-        keys = [entry.key for entry in store.iter_entries()]
+        keys = [entry.key for entry in store.iter_entries(inline=False)]
         issues = []
         with state.out.progress("verify", len(keys)) as update:
             for start in range(0, len(keys), 100):

@@ -221,6 +221,33 @@ class MetadataBackend(ABC):
                 by the call itself, before iteration starts).
         """
 
+    def query_without_payload(
+        self,
+        filter: Filter | None = None,
+        *,
+        order_by: str = "key",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Entry]:
+        """Like :meth:`query`, for listings: payloads kept in the index may stay there.
+
+        An entry whose payload lives in the index may come with ``inline=None`` (its
+        ``blob_ref`` is empty either way), so a listing of many entries reads their
+        fields, not their data. This default is :meth:`query` itself; the SQL backends
+        never read the payload column.
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> index = MemoryMetadataBackend()
+            >>> _ = index.put(Entry.new("a", size=3, inline=b"abc"))
+            >>> [entry.key for entry in index.query_without_payload()]
+            ['a']
+        """
+        return self.query(
+            filter, order_by=order_by, descending=descending, limit=limit, offset=offset
+        )
+
     @abstractmethod
     def close(self) -> None:
         """Release connections and files. Idempotent; later calls raise ``MetadataError``."""

@@ -647,6 +647,42 @@ class SqlMetadataBackend(MetadataBackend):
         Pages continue after the last row seen (keyset paging), so no connection or
         transaction is held between pages and no entry is yielded twice.
         """
+        return self._query(filter, order_by, descending, limit, offset, self._columns)
+
+    def query_without_payload(
+        self,
+        filter: Filter | None = None,
+        *,
+        order_by: str = "key",
+        descending: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> Iterator[Entry]:
+        """Like :meth:`query`, without reading the inline payload column (``inline=None``).
+
+        A row's payload of up to the inline threshold lies in overflow pages after its
+        fields: a listing that does not select it never reads them.
+        """
+        return self._query(filter, order_by, descending, limit, offset, self._listed_columns)
+
+    @functools.cached_property
+    def _listed_columns(self) -> list[ColumnElement[Any]]:
+        import sqlalchemy as sa
+
+        return [
+            sa.null().label("inline") if name == "inline" else column
+            for name, column in zip(COLUMNS, self._columns, strict=True)
+        ]
+
+    def _query(
+        self,
+        filter: Filter | None,
+        order_by: str,
+        descending: bool,
+        limit: int | None,
+        offset: int,
+        columns: list[ColumnElement[Any]],
+    ) -> Iterator[Entry]:
         from cacheness.storage._metadata._sqlfilter import compile_filter, order_components
 
         parsed = parse_filter(filter)
@@ -654,7 +690,7 @@ class SqlMetadataBackend(MetadataBackend):
         where = compile_filter(parsed, self.table, self.dialect_name)
         components = order_components(spec, self.table, self.dialect_name)
         self._check_open()
-        return self._pages(where, components, descending, limit, offset)
+        return self._pages(where, components, descending, limit, offset, columns)
 
     def _pages(
         self,
@@ -663,6 +699,7 @@ class SqlMetadataBackend(MetadataBackend):
         descending: bool,
         limit: int | None,
         offset: int,
+        columns: list[ColumnElement[Any]],
     ) -> Iterator[Entry]:
         import sqlalchemy as sa
         from sqlalchemy.sql import operators
@@ -672,7 +709,6 @@ class SqlMetadataBackend(MetadataBackend):
         # An order component that is a selected column (created_at, key...) is read back
         # from the row; only the others (a metadata path's rank and value) are selected
         # again under a label: each extra column is one more value per row to fetch.
-        columns = self._columns
         labels: list[Any] = []
         ordered: list[ColumnElement[Any]] = []
         positions: list[int] = []

@@ -833,6 +833,28 @@ class MetadataBackendConformance:
             == [key for key in expected if int(key[1:]) % 4 >= 2][:4]
         )
 
+    @pytest.mark.parametrize("descending", [False, True])
+    def test_query_without_payload_is_query_minus_inline_bytes(
+        self, backend: MetadataBackend, monkeypatch: pytest.MonkeyPatch, descending: bool
+    ) -> None:
+        if hasattr(backend, "page_size"):
+            monkeypatch.setattr(backend, "page_size", 3)
+        entries = [
+            Entry.new(f"k{i:02d}", size=i * 100, inline=bytes([i]) * (i * 100), metadata={"n": i})
+            if i % 2
+            else Entry.new(f"k{i:02d}", size=7, blob_ref=f"ab/k{i:02d}", metadata={"n": i})
+            for i in range(11)
+        ]
+        backend.put_many(entries)
+        options: dict[str, Any] = {"order_by": "metadata.n", "descending": descending}
+        for where in (None, {"size": {"$gt": 150}}, {"blob_ref": ""}):
+            whole = list(backend.query(where, **options, limit=8, offset=1))
+            listed = list(backend.query_without_payload(where, **options, limit=8, offset=1))
+            assert _keys(listed) == _keys(whole)
+            for full, light in zip(whole, listed, strict=True):
+                assert light.inline is None or light.inline == full.inline
+                assert light.replace(inline=full.inline) == full
+
     def test_query_is_an_iterator(self, loaded: MetadataBackend) -> None:
         result = loaded.query(limit=2)
         assert iter(result) is result
