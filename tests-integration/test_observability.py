@@ -39,7 +39,7 @@ def test_team_cache_counts_and_costs(team: Any, telemetry: TelemetryRecorder) ->
 
 
 def run_scripted_sequence(cache: Any, telemetry: TelemetryRecorder) -> None:
-    big = random.Random(0).randbytes(50_000)  # a blob (an S3 object)
+    big = random.Random(0).randbytes(100_000)  # a blob (an S3 object)
     cache.put(big, run=1)
     cache.put({"tiny": True}, run=2)  # inline: in the index only
     assert cache.get(run=1) == big

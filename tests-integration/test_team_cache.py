@@ -28,7 +28,7 @@ def test_two_processes_share_writes_updates_and_deletes(team):
         key = writer("put", key=big, size=300_000, version=1, metadata={"owner": "ana"})
         writer("put", key=small, size=1_000, version=1)  # inline in the index
         for experiment in ("exp_001", "exp_002", "baseline"):
-            writer("put", key={"experiment": experiment}, size=20_000, version=1)
+            writer("put", key={"experiment": experiment}, size=100_000, version=1)
 
         # the other process reads what the first wrote, then replaces it
         assert reader("get", key=big) == {"version": 1}

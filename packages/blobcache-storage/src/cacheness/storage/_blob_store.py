@@ -1919,7 +1919,7 @@ class BlobStore:
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
             >>> import os
-            >>> store.location(store.put_entry(os.urandom(10_000), key="big"))  # doctest: +ELLIPSIS
+            >>> store.location(store.put_entry(os.urandom(100_000), key="big"))  # doctest: +ELLIPSIS
             'memory://...'
             >>> store.location(store.put_entry(b"small", key="small"))  # kept in the index
             ''
@@ -1970,7 +1970,7 @@ class BlobStore:
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
             >>> import random
-            >>> _ = store.put(random.Random(0).randbytes(10_000), key="big")  # not inline
+            >>> _ = store.put(random.Random(0).randbytes(100_000), key="big")  # not inline
             >>> store.verify_integrity()
             []
             >>> store.blobs.delete(store.get_metadata("big").blob_ref)
@@ -2174,7 +2174,7 @@ class BlobStore:
             >>> data = store.export_to_dict()
             >>> (entry,) = (item.get("entry") for item in data["entries"])
             >>> data["format_version"], entry.get("key")
-            (1, 'k')
+            (2, 'k')
         """
         from cacheness.storage._portability import transfer
 
