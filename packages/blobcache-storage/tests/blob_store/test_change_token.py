@@ -128,3 +128,75 @@ def test_decoder_refuses_blob_entries_and_damaged_bytes() -> None:
         damaged = small.replace(inline=small.inline[:-1] + b"\x00")
         with pytest.raises(IntegrityError, match="hash"):
             store.decoder(damaged)
+
+
+# -------------------------------------------------- the WAL-index header instead of the PRAGMA
+
+
+def _pragmas(store: BlobStore) -> list[str]:
+    """Trace the statements this thread's connection runs from now on."""
+    seen: list[str] = []
+    store.metadata._connection().set_trace_callback(seen.append)  # type: ignore[attr-defined]
+    return seen
+
+
+def test_sqlite_token_skips_the_pragma_while_nothing_is_committed(tmp_path: Path) -> None:
+    with _sqlite(tmp_path) as store, _sqlite(tmp_path) as other:
+        store.put(1, key="k")
+        store.change_token()
+        token = store.change_token()  # the header is mapped and remembered by now
+        ran = _pragmas(store)
+        assert [store.change_token() for _ in range(3)] == [token] * 3
+        assert ran == []  # answered from the WAL-index header alone
+        other.put(2, key="k")
+        assert store.change_token() != token
+        assert ran == ["PRAGMA data_version"]  # the header moved: the PRAGMA says who
+
+
+def test_sqlite_token_in_rollback_journal_mode_asks_the_pragma(tmp_path: Path) -> None:
+    store = BlobStore(
+        path=tmp_path,
+        metadata_backend="sqlite",
+        blob_backend="filesystem",
+        metadata_options={"journal_mode": "delete"},
+    )
+    with (
+        store,
+        BlobStore(
+            path=tmp_path,
+            metadata_backend="sqlite",
+            blob_backend="filesystem",
+            metadata_options={"journal_mode": "delete"},
+        ) as other,
+    ):
+        store.put(1, key="k")
+        token = store.change_token()
+        ran = _pragmas(store)
+        assert store.change_token() == token
+        assert ran == ["PRAGMA data_version"]
+        other.put(2, key="k")
+        assert store.change_token() != token
+
+
+def test_sqlite_header_view_is_shared_and_closed_by_the_last_index(tmp_path: Path) -> None:
+    from cacheness.storage._metadata import _walindex
+
+    first, second = _sqlite(tmp_path), _sqlite(tmp_path)
+    for store in (first, second):
+        store.put(1, key="k")
+        store.change_token()
+    index = first.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is second.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is not None
+    assert index.header() is not None
+    first.close()
+    # the descriptor is still open (closing it would drop the second index's locks)
+    assert index.header() is not None
+    token = second.change_token()
+    with sqlite3.connect(tmp_path / "index.sqlite") as raw:
+        raw.execute("CREATE TABLE IF NOT EXISTS outsider (x)")
+    raw.close()
+    assert second.change_token() != token
+    second.close()
+    assert index.header() is None
+    assert index.identity not in _walindex._indexes
