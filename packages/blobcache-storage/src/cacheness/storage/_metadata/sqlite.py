@@ -75,6 +75,20 @@ _MIGRATIONS: Final[FormatMigrations[SqlStep]] = FormatMigrations(
 
 _DATA_VERSION: Final = "PRAGMA data_version"
 
+
+class _Process:
+    """This process's id, kept current across ``fork`` (``os.getpid()`` is a system call,
+    too slow for ``change_token``)."""
+
+    pid = os.getpid()
+
+
+def _forked() -> None:
+    _Process.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 _inherited_connections: list[sqlite3.Connection] = []
 """Connections inherited through ``fork``: never used nor closed by the child."""
 
@@ -526,13 +540,18 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         microseconds, no I/O beyond the WAL index in shared memory.
         """
         held: _ThreadConnection | None = getattr(self._local, "held", None)
+        wal = self._wal_index
+        header = None if wal is None else wal.header()
+        if (
+            header is not None
+            and held is not None
+            and held.pid == _Process.pid
+            and header == held.header
+        ):
+            return self._changes  # nothing committed since the PRAGMA below last ran here
         if held is None or held.conn is None or held.pid != os.getpid():
             self._connection()  # opened (or reopened after a fork)
             held = cast(_ThreadConnection, self._local.held)
-        wal = self._wal_index
-        header = None if wal is None else wal.header()
-        if header is not None and header == held.header:
-            return self._changes  # nothing committed since the PRAGMA below last ran here
         # the header is read before the PRAGMA: a commit after that read moves it again
         try:
             version = cast(sqlite3.Connection, held.conn).execute(_DATA_VERSION).fetchone()[0]
