@@ -200,3 +200,51 @@ def test_sqlite_header_view_is_shared_and_closed_by_the_last_index(tmp_path: Pat
     second.close()
     assert index.header() is None
     assert index.identity not in _walindex._indexes
+
+
+def test_sqlite_token_after_the_opening_thread_is_gone(tmp_path: Path) -> None:
+    """The store opened and first asked in a thread that ends: its connection closes with
+    the thread, and with no other connection SQLite would delete the -shm file and make a
+    new one for the next; the header watched must stay the one in use."""
+    made: list[BlobStore] = []
+    tokens: list[int | None] = []
+
+    def open_in_a_thread() -> None:
+        store = _sqlite(tmp_path)
+        store.put(1, key="k")
+        store.change_token()
+        tokens.append(store.change_token())
+        made.append(store)
+
+    worker = threading.Thread(target=open_in_a_thread)
+    worker.start()
+    worker.join()
+    del worker
+    import gc
+
+    gc.collect()  # the thread's connection is closed with its locals
+    (store,) = made
+    with store:
+        token = store.change_token()
+        assert store.change_token() == token
+        with sqlite3.connect(tmp_path / "index.sqlite") as raw:
+            raw.execute("CREATE TABLE IF NOT EXISTS outsider (x)")
+        raw.close()
+        assert store.change_token() != token
+
+
+def test_sqlite_header_view_of_an_unclosed_store_goes_with_it(tmp_path: Path) -> None:
+    import gc
+
+    from cacheness.storage._metadata import _walindex
+
+    store = _sqlite(tmp_path)
+    store.put(1, key="k")
+    store.change_token()
+    index = store.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is not None
+    assert index.header() is not None
+    del store
+    gc.collect()  # garbage-collected without close(): its connections, then the view
+    assert index.header() is None
+    assert index.identity not in _walindex._indexes

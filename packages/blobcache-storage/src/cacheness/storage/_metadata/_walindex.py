@@ -9,6 +9,13 @@ in between, and a ``change_token`` can answer without running ``PRAGMA data_vers
 PRAGMA through the driver). When the bytes differ (a commit, a WAL restart, or a read
 that raced a writer's update of the header), the caller asks the PRAGMA as before.
 
+The ``-shm`` file must stay the one in use while it is watched: when the last connection
+of every process closes, SQLite deletes it, and the next connection makes a new one (the
+indexes' connections are per thread and close with their thread). So the view keeps a
+connection of its own open, which has read the database: SQLite then keeps the file
+mapped in this process and, holding a shared lock on the database, keeps any other
+process from deleting it.
+
 POSIX record locks belong to a process and an inode: closing *any* descriptor of the
 ``-shm`` file drops every lock the process holds on it, SQLite's included. So the
 descriptor behind a view is shared by all the indexes of a process on one database file
@@ -40,8 +47,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import sqlite3
 import struct
 import threading
+from contextlib import suppress
 from typing import Final
 
 __all__ = ["HEADER_SIZE", "WalIndex", "attach", "detach"]
@@ -58,13 +67,14 @@ Identity = tuple[int, int, int]  # pid, st_dev, st_ino of the database file
 class WalIndex:
     """The WAL-index header of one database file, for the indexes of one process."""
 
-    __slots__ = ("_fd", "_map", "_spare", "_tried", "database", "identity", "refs")
+    __slots__ = ("_anchor", "_fd", "_map", "_spare", "_tried", "database", "identity", "refs")
 
     def __init__(self, database: bytes, identity: Identity) -> None:
         self.database = database
         self.identity = identity
         self.refs = 0
         self._fd: int | None = None
+        self._anchor: sqlite3.Connection | None = None  # keeps the -shm file the one in use
         self._map: mmap.mmap | None = None
         self._spare: mmap.mmap | None = None  # mapped, but not a header to read
         self._tried = False
@@ -98,6 +108,18 @@ class WalIndex:
             if (status.st_dev, status.st_ino) != self.identity[1:]:
                 return False  # the database was replaced under this process: no view
             try:
+                anchor = sqlite3.connect(os.fsdecode(self.database), check_same_thread=False)
+            except sqlite3.Error:
+                return False
+            self._anchor = anchor  # closed by the last detach, before the descriptor
+            try:  # a read in WAL mode: from now on SQLite holds the -shm file open
+                mode = anchor.execute("PRAGMA journal_mode").fetchone()[0]
+                anchor.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                return False
+            if str(mode).lower() != "wal" or not _same_file(self.database, status):
+                return False  # (not the file this index opened: replaced meanwhile)
+            try:
                 fd = os.open(self.database + b"-shm", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 return False
@@ -114,6 +136,14 @@ class WalIndex:
                 return False
             self._map = mapped
             return True
+
+
+def _same_file(path: bytes, status: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (status.st_dev, status.st_ino)
 
 
 _indexes: dict[Identity, WalIndex] = {}
@@ -154,6 +184,10 @@ def detach(index: WalIndex) -> None:
         mapped, index._map = index._map or index._spare, None
         index._spare = None
         fd, index._fd = index._fd, None
+        anchor, index._anchor = index._anchor, None
+    if anchor is not None:
+        with suppress(sqlite3.Error):
+            anchor.close()  # first: the last connection may delete the -shm file
     if mapped is not None:
         mapped.close()
     if fd is not None:

@@ -129,6 +129,15 @@ class _ThreadConnection:
         self.close()
 
 
+def _release_wal(connections: weakref.WeakSet[_ThreadConnection], wal: _walindex.WalIndex) -> None:
+    """Close an index's connections (again: closing twice is nothing), then give back its
+    WAL-index view; what ``close()`` ends with, and what an index garbage-collected
+    unclosed gets."""
+    for connection in list(connections):
+        connection.close()
+    _walindex.detach(wal)
+
+
 class _IndexFullError(StorageFullError, MetadataError):
     """The disk under a SQLite index is full (a ``StorageFullError`` and a ``MetadataError``)."""
 
@@ -247,8 +256,14 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         self._ensure_schema()
         self.reserve.ensure()
         # change_token's cheap check (WAL only): the WAL-index header, shared by this
-        # process's indexes on the file; released by close() after the connections
+        # process's indexes on the file; released after this index's connections, by
+        # close() or when the index is garbage-collected unclosed
         self._wal_index = _walindex.attach(self.path) if self.journal_mode == "wal" else None
+        self._release_wal = (
+            None
+            if self._wal_index is None
+            else weakref.finalize(self, _release_wal, self._connections, self._wal_index)
+        )
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
@@ -647,9 +662,9 @@ class SqliteMetadataBackend(SqlMetadataBackend):
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.dispose(close=self._engine_pid == os.getpid())
-        wal, self._wal_index = self._wal_index, None
-        if wal is not None:
-            _walindex.detach(wal)  # after this index's connections, as it needs
+        self._wal_index = None
+        if self._release_wal is not None:
+            self._release_wal()  # after this index's connections, as it needs
 
     def _make_locks(self) -> FileLocks:
         # Processes of one host share the index file, so they share lock files beside it.
