@@ -87,6 +87,39 @@ def test_the_key_is_derive_key_of_the_bound_arguments_under_the_prefix(cache):
     assert cache.get(cache_key=expected) == 4
 
 
+def test_remembered_keys_of_repeated_calls_are_the_bound_ones(cache):
+    """A call's key is remembered for short str/int arguments only: True, 1.0 and a long
+    string are other keys, and a miss after a remembered key stores the bound parameters."""
+    calls = Calls()
+
+    @cached(cache_instance=cache, key_prefix="tests.remember")
+    def scale(x, factor=2):
+        calls(x)
+        return x * factor
+
+    long = "y" * 1000
+    for _ in range(2):
+        assert [scale(1), scale(True), scale(1.0), scale("a", factor=3), scale(long)] == [
+            2,
+            2,
+            2.0,
+            "aaa",
+            long * 2,
+        ]
+    assert calls.args == [1, True, 1.0, "a", long]
+    for args, kwargs, params in [
+        ((1,), {}, {"x": 1, "factor": 2}),
+        ((True,), {}, {"x": True, "factor": 2}),
+        (("a",), {"factor": 3}, {"x": "a", "factor": 3}),
+    ]:
+        assert scale.cache_key(*args, **kwargs) == derive_key(params, prefix="tests.remember")
+    cache.clear_all()  # the remembered key stays; the entry is gone: computed and stored again
+    assert scale(1) == 2
+    assert calls.args == [1, True, 1.0, "a", long, 1]
+    (entry,) = cache.list_entries()
+    assert entry.params == {"factor": 2, "x": 1}
+
+
 def test_default_prefix_is_module_and_qualified_name(cache):
     @cached(cache_instance=cache)
     def f(x):

@@ -607,3 +607,27 @@ def test_sets_of_frozensets_are_described_in_one_order():
             built.add(element)
         described.add(repr(describe_params({"groups": built})))
     assert described == {"{'groups': [['p'], [[]], []]}"}
+
+
+# -- remembered keys ----------------------------------------------------------------------
+
+
+def test_remembered_keys_are_the_derived_ones():
+    """Keys of short str/int parameters are remembered: never one of an equal value of
+    another type (True == 1, 1.0 == 1), of a long string, or of another prefix."""
+    values = [1, True, 1.0, "1", 2**64, -(2**63), "x" * 300, 0, False, 0.0, -0.0]
+    fresh = {}
+    for prefix in (None, "p"):
+        for v in values:
+            keys._REMEMBERED.clear()
+            fresh[prefix, repr(v)] = derive_key({"a": v}, prefix=prefix)
+    keys._REMEMBERED.clear()
+    for _ in range(2):  # the second round is served from memory where it may be
+        for prefix in (None, "p"):
+            for v in values:
+                assert derive_key({"a": v}, prefix=prefix) == fresh[prefix, repr(v)]
+                remembered = keys.remembered_key({"a": v}, prefix)
+                assert remembered in (None, fresh[prefix, repr(v)])
+    assert keys.remembered_key({"a": True}) is None
+    assert keys.remembered_key({"a": 1}) == fresh[None, "1"]
+    assert len(set(fresh.values())) == len(fresh)

@@ -111,6 +111,61 @@ def test_mutating_a_returned_value_never_changes_the_next_get(
     np.testing.assert_equal(cache.get(v=1), value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"id": 7, "name": "a", "score": -0.0, "ok": True, "none": None, "raw": b"\x00"},
+        [{"deep": [[1, 2], {"k": [3.5, "x"]}]}, [], {}],
+        {"big": 2**70, "negative": -(2**63) - 1},  # beyond MessagePack's integers
+        {"tuple": (1, 2), "set": {1, 2}, 3: "int key"},  # not plain: decoded from storage
+        [float("inf"), 2**64 - 1, -(2**63), "é"],
+    ],
+    ids=["atoms", "nested", "big-ints", "tuples-sets-int-keys", "edges"],
+)
+def test_inline_values_come_back_with_their_types(cache: cacheness, value: Any) -> None:
+    cache.put(value, v=1)
+    for _ in range(3):  # a read from the index, then memory hits
+        got = cache.get(v=1)
+        assert got == value
+        assert repr(got) == repr(value)  # the same types all the way down
+        if isinstance(got, dict):
+            got.clear()
+        else:
+            got.append("mutated")
+    assert cache.get_stats()["memory_hits"] == 2
+
+
+def test_memory_hits_count_accesses_on_the_default_clock(tmp_path: Path) -> None:
+    with cacheness(cache_dir=str(tmp_path), enable_memory_cache=True) as cache:
+        cache.put({"a": [1]}, n=1)
+        for _ in range(5):
+            assert cache.get(n=1) == {"a": [1]}
+        assert cache.get_stats()["memory_hits"] == 4
+    with cacheness(cache_dir=str(tmp_path)) as again:  # close() flushed the pending counts
+        assert again.get_metadata(n=1).access_count == 5
+
+
+def test_memory_hits_write_accesses_once_per_interval(tmp_path: Path, clock: Clock) -> None:
+    with cacheness(
+        cache_dir=str(tmp_path),
+        clock=clock,
+        enable_memory_cache=True,
+        access_update_interval_seconds=60,
+    ) as cache:
+        cache.put("v" * 10, n=1)
+        stamp = cache.get_metadata(n=1).accessed_at
+        for _ in range(5):
+            clock.advance(10)
+            cache.get(n=1)
+        info = cache.get_metadata(n=1)
+        assert (info.accessed_at, info.access_count) == (stamp, 0)  # nothing written yet
+        clock.advance(10)  # 60 s since the put: this hit writes, with the pending counts
+        cache.get(n=1)
+        info = cache.get_metadata(n=1)
+        assert (info.accessed_at, info.access_count) == (clock.now, 6)
+        assert cache.get_stats()["memory_hits"] == 5
+
+
 def test_pandas_frames_are_copied_per_hit(cache: cacheness) -> None:
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})

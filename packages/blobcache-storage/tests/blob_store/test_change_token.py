@@ -128,3 +128,123 @@ def test_decoder_refuses_blob_entries_and_damaged_bytes() -> None:
         damaged = small.replace(inline=small.inline[:-1] + b"\x00")
         with pytest.raises(IntegrityError, match="hash"):
             store.decoder(damaged)
+
+
+# -------------------------------------------------- the WAL-index header instead of the PRAGMA
+
+
+def _pragmas(store: BlobStore) -> list[str]:
+    """Trace the statements this thread's connection runs from now on."""
+    seen: list[str] = []
+    store.metadata._connection().set_trace_callback(seen.append)  # type: ignore[attr-defined]
+    return seen
+
+
+def test_sqlite_token_skips_the_pragma_while_nothing_is_committed(tmp_path: Path) -> None:
+    with _sqlite(tmp_path) as store, _sqlite(tmp_path) as other:
+        store.put(1, key="k")
+        store.change_token()
+        token = store.change_token()  # the header is mapped and remembered by now
+        ran = _pragmas(store)
+        assert [store.change_token() for _ in range(3)] == [token] * 3
+        assert ran == []  # answered from the WAL-index header alone
+        other.put(2, key="k")
+        assert store.change_token() != token
+        assert ran == ["PRAGMA data_version"]  # the header moved: the PRAGMA says who
+
+
+def test_sqlite_token_in_rollback_journal_mode_asks_the_pragma(tmp_path: Path) -> None:
+    store = BlobStore(
+        path=tmp_path,
+        metadata_backend="sqlite",
+        blob_backend="filesystem",
+        metadata_options={"journal_mode": "delete"},
+    )
+    with (
+        store,
+        BlobStore(
+            path=tmp_path,
+            metadata_backend="sqlite",
+            blob_backend="filesystem",
+            metadata_options={"journal_mode": "delete"},
+        ) as other,
+    ):
+        store.put(1, key="k")
+        token = store.change_token()
+        ran = _pragmas(store)
+        assert store.change_token() == token
+        assert ran == ["PRAGMA data_version"]
+        other.put(2, key="k")
+        assert store.change_token() != token
+
+
+def test_sqlite_header_view_is_shared_and_closed_by_the_last_index(tmp_path: Path) -> None:
+    from cacheness.storage._metadata import _walindex
+
+    first, second = _sqlite(tmp_path), _sqlite(tmp_path)
+    for store in (first, second):
+        store.put(1, key="k")
+        store.change_token()
+    index = first.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is second.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is not None
+    assert index.header() is not None
+    first.close()
+    # the descriptor is still open (closing it would drop the second index's locks)
+    assert index.header() is not None
+    token = second.change_token()
+    with sqlite3.connect(tmp_path / "index.sqlite") as raw:
+        raw.execute("CREATE TABLE IF NOT EXISTS outsider (x)")
+    raw.close()
+    assert second.change_token() != token
+    second.close()
+    assert index.header() is None
+    assert index.identity not in _walindex._indexes
+
+
+def test_sqlite_token_after_the_opening_thread_is_gone(tmp_path: Path) -> None:
+    """The store opened and first asked in a thread that ends: its connection closes with
+    the thread, and with no other connection SQLite would delete the -shm file and make a
+    new one for the next; the header watched must stay the one in use."""
+    made: list[BlobStore] = []
+    tokens: list[int | None] = []
+
+    def open_in_a_thread() -> None:
+        store = _sqlite(tmp_path)
+        store.put(1, key="k")
+        store.change_token()
+        tokens.append(store.change_token())
+        made.append(store)
+
+    worker = threading.Thread(target=open_in_a_thread)
+    worker.start()
+    worker.join()
+    del worker
+    import gc
+
+    gc.collect()  # the thread's connection is closed with its locals
+    (store,) = made
+    with store:
+        token = store.change_token()
+        assert store.change_token() == token
+        with sqlite3.connect(tmp_path / "index.sqlite") as raw:
+            raw.execute("CREATE TABLE IF NOT EXISTS outsider (x)")
+        raw.close()
+        assert store.change_token() != token
+
+
+def test_sqlite_header_view_of_an_unclosed_store_goes_with_it(tmp_path: Path) -> None:
+    import gc
+
+    from cacheness.storage._metadata import _walindex
+
+    store = _sqlite(tmp_path)
+    store.put(1, key="k")
+    store.change_token()
+    index = store.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is not None
+    assert index.header() is not None
+    del store
+    gc.collect()  # garbage-collected without close(): its connections, then the view
+    assert index.header() is None
+    assert index.identity not in _walindex._indexes

@@ -14,7 +14,10 @@ FIFO), and knows when each value was last known to be current:
 A caller mutating a returned value never changes the next one: immutable values
 (numbers, strings, bytes, tuples of them, Arrow tables...) are shared, arrays and
 frames are copied on every hit, and small values kept inline in the index are decoded
-again from their bytes (which the layer keeps: ``BlobStore.decoder``). Other values are not held.
+again from bytes on every hit: plain data (dicts with string keys, lists, strings,
+numbers, booleans, None, bytes) from MessagePack the layer encoded when it kept the
+value (a decode of a few hundred nanoseconds), anything else from its stored bytes
+(``BlobStore.decoder``). Other values are not held.
 
 Example:
     >>> import tempfile
@@ -34,11 +37,14 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
+from contextlib import suppress
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from cacheness.cache_entry import cache_facts, expiry_seconds
 
@@ -71,8 +77,36 @@ _ATOMS: Final = frozenset(
 )
 """Types whose values cannot be changed in place: shared with every caller as they are."""
 
-_SHARE, _COPY, _DECODE = 0, 1, 2
+_SHARE, _COPY, _DECODE, _PLAIN = 0, 1, 2, 3
 _MAX_DEPTH: Final = 8
+
+_PLAIN_ATOMS: Final = frozenset({str, float, bool, type(None), bytes})
+"""Types MessagePack gives back as the very same type and value (ints are checked apart)."""
+_MIN_INT, _MAX_INT = -(1 << 63), (1 << 64) - 1
+_PLAIN_DEPTH: Final = 32
+_encode_plain = msgspec.msgpack.Encoder().encode
+_decode_plain = msgspec.msgpack.Decoder().decode
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` comes back from MessagePack equal and of the same types.
+
+    Dicts with ``str`` keys, lists, and ``str``/``int`` (64 bits)/``float``/``bool``/
+    ``None``/``bytes``, exactly those types (no subclasses, no tuples: they come back as
+    lists), nested at most ``_PLAIN_DEPTH`` levels.
+    """
+    kind = type(value)
+    if kind in _PLAIN_ATOMS:
+        return True
+    if kind is int:
+        return bool(_MIN_INT <= value <= _MAX_INT)
+    if depth >= _PLAIN_DEPTH:
+        return False
+    if kind is dict:
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+    if kind is list:
+        return all(_plain(item, depth + 1) for item in value)
+    return False
 
 
 def _shareable(value: Any, depth: int = 0) -> bool:
@@ -113,6 +147,7 @@ class Held:
     """One value in memory, with the payload it was read from and when it was last current."""
 
     __slots__ = (
+        "access_stamp",
         "accessed_at",
         "expires",
         "key",
@@ -131,15 +166,22 @@ class Held:
         self.mode = mode
         self.size = size
         self.expires: float | None = expiry_seconds(cache_facts(payload))
-        self.accessed_at: datetime | None = payload.accessed_at
+        self.accessed_at: datetime | None = None
+        self.access_stamp = float("-inf")  # accessed_at as a timestamp
+        self.accessed(payload.accessed_at)
         self.token: int | None = None
         self.stamp = 0.0  # the cache clock's timestamp when last known current
+
+    def accessed(self, at: datetime | None) -> None:
+        """Record the access time the index holds for the entry."""
+        self.accessed_at = at
+        self.access_stamp = float("-inf") if at is None else at.timestamp()
 
     def refresh(self, payload: Payload, token: int | None, now: float) -> None:
         """Record that the index still holds this value (with ``payload``'s facts)."""
         self.payload = payload
         self.expires = expiry_seconds(cache_facts(payload))
-        self.accessed_at = payload.accessed_at
+        self.accessed(payload.accessed_at)
         self.token = token
         self.stamp = now
 
@@ -166,11 +208,17 @@ class MemoryLayer:
 
     def find(self, key: str) -> Held | None:
         """The value held for ``key`` (now the most recently used), or None."""
-        with self._lock:
-            held = self._held.get(key)
-            if held is not None and self.lru:
+        # No lock: each OrderedDict operation is atomic, and a value kept, discarded or
+        # evicted meanwhile by another thread changes only which one goes first. A key
+        # discarded between the two calls is served once more, as it would be with a
+        # lock; contextlib.suppress would cost every hit more than the lock saves.
+        held = self._held.get(key)
+        if held is not None and self.lru:
+            try:  # noqa: SIM105
                 self._held.move_to_end(key)
-            return held
+            except KeyError:
+                pass
+        return held
 
     def current(self, held: Held, token: int | None, now: float) -> bool:
         """True when ``held`` may be served without asking the index.
@@ -184,9 +232,12 @@ class MemoryLayer:
 
     def value(self, held: Held) -> Any:
         """A value the caller owns: the shared immutable one, a copy, or decoded afresh."""
-        if held.mode == _SHARE:
+        mode = held.mode
+        if mode == _PLAIN:
+            return _decode_plain(held.value)  # plain data from the layer's MessagePack
+        if mode == _SHARE:
             return held.value
-        if held.mode == _COPY:
+        if mode == _COPY:
             return held.value.copy()
         return held.value()  # the inline bytes decoded afresh
 
@@ -197,7 +248,13 @@ class MemoryLayer:
         elif (copied := _copier_size(value)) is not None:
             mode, kept, size = _COPY, value.copy(), copied
         elif payload.inline is not None:
-            mode, kept, size = _DECODE, self._store.decoder(payload), len(payload.inline)
+            mode, kept = _DECODE, None
+            if _plain(value):  # encoded as it is now, before the caller gets it
+                with suppress(msgspec.EncodeError, UnicodeEncodeError):  # lone surrogates
+                    mode, kept = _PLAIN, _encode_plain(value)
+            if kept is None:
+                kept = self._store.decoder(payload)
+            size = len(payload.inline)
         else:  # a mutable value only its blob can give afresh: not held
             self.discard(key)
             return

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import (
@@ -67,7 +67,7 @@ from cacheness.cache_entry import (
 )
 from cacheness.config import CacheConfig, resolve_config, validate_config_strict
 from cacheness.eviction import Evictor
-from cacheness.keys import HashUnknown, derive_key, describe_params
+from cacheness.keys import HashUnknown, derive_key, describe_params, remembered_key
 from cacheness.stats import CacheStats
 from cacheness.storage import (
     BlobStore,
@@ -374,6 +374,7 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             }
         )
         self._access_interval = timedelta(seconds=self.config.access_update_interval_seconds)
+        self._access_seconds = float(self.config.access_update_interval_seconds)
         self._pending_access: dict[str, int] = {}
         self._access_lock = threading.Lock()
         memory = self.config.memory_cache
@@ -809,9 +810,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
         key_params: Mapping[str, Any] | None,
         params: Mapping[str, Any],
     ) -> Any:
-        key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
+        key = None
+        if cache_key is None and key_params is None and params:  # a key derived before?
+            key = remembered_key(params, key_prefix) if _CHECKED_NAMES.isdisjoint(params) else None
+        if key is None:
+            key, _ = self._resolve(cache_key, key_prefix, key_params, params, "get")
         if not (self.verbose or activity_log.isEnabledFor(logging.INFO)):
-            value = self._get_value(key, max_age_seconds)
+            value = (
+                self._lookup(key)
+                if max_age_seconds is None
+                else self._get_value(key, max_age_seconds)
+            )
         else:
             started = time.perf_counter()
             value = self._get_value(key, max_age_seconds)
@@ -1943,15 +1952,19 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
             found = self._fetch(key, None)
             return MISS if found is None else found.value
         token = self._store.change_token()  # before reading: a later commit moves it
-        now = self._clock()
-        stamp = now.timestamp()
+        # the default clock read as a float: the same instant as utc_now().timestamp()
+        now = None if self._clock is utc_now else self._clock()
+        stamp = time.time() if now is None else now.timestamp()
         held = memory.find(key)
         if held is not None and memory.current(held, token, stamp):
             if held.expires is None or held.expires > stamp:
                 value = memory.value(held)
-                self._stats.record_hit(memory=True)
+                self._stats.record_memory_hit()
+                if stamp - held.access_stamp < self._access_seconds and self._count_access(key):
+                    return value  # written with the others' at the next recorded access
+                now = datetime.fromtimestamp(stamp, UTC) if now is None else now
                 if self._accessed(key, held.accessed_at, now):
-                    held.accessed_at = now
+                    held.accessed(now)
                 return value
             held = None  # expired: the index path counts it and removes the entry
         found = self._fetch(key, None, held)
@@ -2075,6 +2088,17 @@ class cacheness:  # noqa: N801 - the product's name, as users write it
                 self._where,
                 exc_info=True,
             )
+
+    def _count_access(self, key: str) -> bool:
+        """Count a hit within its key's access interval, as ``_accessed`` does, unless
+        that needs the pending counts flushed (False: call ``_accessed`` instead)."""
+        with self._access_lock:
+            pending = self._pending_access
+            count = pending.get(key)
+            if count is None and len(pending) + 1 >= _MAX_PENDING_ACCESS:
+                return False
+            pending[key] = 1 if count is None else count + 1
+            return True
 
     def _accessed(self, key: str, last: datetime | None, now: datetime) -> bool:
         """Record a hit: at most one index write per key per access interval.

@@ -89,6 +89,9 @@ _METHOD_SELF = ("self", "cls")
 _PARAMETER_ROOT = re.compile(r"[.\[]")
 _API_TTL = minutes(15)
 _API_LOCK_TIMEOUT = 60.0
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_REMEMBER_STR: Final = 256  # the longest string argument whose call's key is remembered
+_REMEMBER_MAX: Final = 4096  # remembered keys per function (all forgotten when full)
 _WORKAROUND = {
     "read": "computing the result without the cache",
     "store": "the result is returned uncached",
@@ -606,6 +609,7 @@ class _Memo:
         self.prefix = "@".join(salts)
         self._counts_lock = threading.Lock()
         self._hits = self._misses = self._errors = 0
+        self._keys: dict[tuple[Any, ...], str] = {}  # see _remembered()
         self._thread_locks: LockTable[threading.Lock] = LockTable(threading.Lock)
         self._task_locks: LockTable[asyncio.Lock] = LockTable(_new_task_lock)
 
@@ -626,6 +630,24 @@ class _Memo:
             if better is exc:
                 raise
             raise better from exc
+
+    def _remembered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
+        """What ``_keys`` files this call's key under, or None when it is not kept there.
+
+        Calls whose arguments are all short strings and 64-bit ints (exactly those types:
+        ``True == 1`` but a bool is not taken) get the key they got before without binding
+        or hashing; without ``key_func``, which may answer differently each time.
+        """
+        if self.options.key_func is not None:
+            return None
+        for value in (*args, *kwargs.values()) if kwargs else args:
+            kind = type(value)
+            if not (
+                (kind is str and len(value) <= _REMEMBER_STR)
+                or (kind is int and _INT_MIN <= value <= _INT_MAX)
+            ):
+                return None
+        return (args, *kwargs.items()) if kwargs else (args,)
 
     def _params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         key_func = self.options.key_func
@@ -668,11 +690,19 @@ class _Memo:
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         cache = self.cache()
-        key, params = self.key(cache, args, kwargs)
+        remembered = self._remembered(args, kwargs)
+        key = None if remembered is None else self._keys.get(remembered)
+        params = None
+        if key is None:
+            key, params = self.key(cache, args, kwargs)
+            if remembered is not None:
+                self._remember(remembered, key)
         value = self._get(cache, key)
         if value is not MISS:
             self._count(hits=1)
             return value
+        if params is None:  # the key was remembered: the parameters are for the put
+            params = self._params(args, kwargs)
         if not self.options.lock:
             self._count(misses=1)
             return self._compute(cache, key, params, args, kwargs)
@@ -683,6 +713,12 @@ class _Memo:
                 return value
             self._count(misses=1)
             return self._compute(cache, key, params, args, kwargs)
+
+    def _remember(self, remembered: tuple[Any, ...], key: str) -> None:
+        keys = self._keys
+        if len(keys) >= _REMEMBER_MAX:
+            keys.clear()
+        keys[remembered] = key
 
     async def call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         import asyncio  # loaded already: this runs in an event loop

@@ -73,6 +73,15 @@ _INT_MAX = 2**64 - 1
 _NAN = float("nan")
 _xxh3_128_hexdigest = xxhash.xxh3_128_hexdigest
 
+_REMEMBERED: dict[tuple[Any, ...], str] = {}
+"""Keys of parameters that are all short strings and 64-bit ints, by (schema version,
+prefix, *items):
+a pure function's results, so a repeated call (a hot ``get``, a decorated hit) costs a
+dict lookup. Those two types never compare equal to each other nor to anything of
+another type a lookup could bring (``True == 1`` but bools are not taken)."""
+_REMEMBER_MAX: Final = 4096
+_REMEMBER_STR: Final = 256
+
 
 class UnsupportedKeyValueError(CacheError, TypeError):
     """A key parameter has a type that cannot be hashed stably.
@@ -146,6 +155,11 @@ def derive_key(
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str or None, not {type(prefix).__name__}")
         prefix = str.__str__(prefix)
+    remembered = _remembered(params, prefix)
+    if remembered is not None:
+        key = _REMEMBERED.get(remembered)
+        if key is not None:
+            return key
     document: list[Any] = [KEY_SCHEMA_VERSION, prefix or None]
     append = document.append
     canonicalizer = None
@@ -169,7 +183,37 @@ def derive_key(
             v = _canonical(name, v, canonicalizer)
         append(name if type(name) is str else _name(name))
         append(v)
-    return _xxh3_128_hexdigest(encode(document))
+    key = _xxh3_128_hexdigest(encode(document))
+    if remembered is not None:
+        if len(_REMEMBERED) >= _REMEMBER_MAX:
+            _REMEMBERED.clear()
+        _REMEMBERED[remembered] = key
+    return key
+
+
+def _remembered(params: Mapping[str, Any], prefix: str | None) -> tuple[Any, ...] | None:
+    """What ``_REMEMBERED`` files ``params`` under, or None when they are not of its kinds."""
+    for name, v in params.items():
+        t = type(v)
+        if type(name) is not str or not (
+            (t is str and len(v) <= _REMEMBER_STR) or (t is int and _INT_MIN <= v <= _INT_MAX)
+        ):
+            return None
+    return (KEY_SCHEMA_VERSION, prefix, *params.items())
+
+
+def remembered_key(params: Mapping[str, Any], prefix: str | None = None) -> str | None:
+    """The key :func:`derive_key` gave ``params`` (with ``prefix``) earlier in this
+    process, or None: a lookup, for callers that check the parameters themselves."""
+    if prefix is not None and type(prefix) is not str:
+        return None
+    for name, v in params.items():  # as _remembered(), inlined: this is the hot path
+        t = type(v)
+        if type(name) is not str or not (
+            (t is str and len(v) <= _REMEMBER_STR) or (t is int and _INT_MIN <= v <= _INT_MAX)
+        ):
+            return None
+    return _REMEMBERED.get((KEY_SCHEMA_VERSION, prefix, *params.items()))
 
 
 def _sorted_names(params: Mapping[str, Any]) -> list[str]:

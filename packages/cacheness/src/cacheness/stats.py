@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cacheness._telemetry import counted
+from cacheness.storage import instrumentation
 
 __all__ = ["COUNTERS", "CacheStats"]
 
@@ -85,6 +86,15 @@ class CacheStats:
             self.labels,
             handler=handler,
         )
+
+    def record_memory_hit(self) -> None:
+        """Count a hit served by the memory layer (``record_hit(memory=True)``, cheaper)."""
+        with self._lock:
+            counts = self._counts
+            counts["hits"] += 1
+            counts["memory_hits"] += 1
+        if instrumentation() is not None:
+            counted({"hits": 1, "bytes_read": 0, "memory_hits": 1}, self.labels)
 
     def record_miss(
         self,
