@@ -202,6 +202,39 @@ def test_sqlite_header_view_is_shared_and_closed_by_the_last_index(tmp_path: Pat
     assert index.identity not in _walindex._indexes
 
 
+def test_a_view_stays_while_another_connection_of_the_process_has_the_file(
+    tmp_path: Path,
+) -> None:
+    """Closing the view's descriptor would drop every POSIX lock of the process on the
+    -shm file, those SQLite took for an outside connection included: while one is open,
+    the last index to close leaves the view open, and the next index uses it again."""
+    from cacheness.storage._metadata import _walindex
+
+    store = _sqlite(tmp_path)
+    store.put(1, key="k")
+    store.change_token()
+    index = store.metadata._wal_index  # type: ignore[attr-defined]
+    assert index is not None
+    raw = sqlite3.connect(tmp_path / "index.sqlite", isolation_level=None)
+    raw.execute("BEGIN")
+    assert raw.execute("SELECT count(*) FROM cacheness_entries").fetchone() == (1,)
+    store.close()
+    assert index.header() is not None  # kept: the outsider's read transaction goes on
+    assert _walindex._indexes[index.identity] is index
+    writer = _sqlite(tmp_path)
+    assert writer.metadata._wal_index is index  # type: ignore[attr-defined]
+    token = writer.change_token()
+    writer.put(2, key="k2")  # a write while the outsider reads its snapshot
+    assert raw.execute("SELECT count(*) FROM cacheness_entries").fetchone() == (1,)
+    raw.execute("COMMIT")
+    assert raw.execute("SELECT count(*) FROM cacheness_entries").fetchone() == (2,)
+    raw.close()
+    assert writer.change_token() != token
+    writer.close()
+    assert index.header() is None  # now no one else has it open: closed
+    assert index.identity not in _walindex._indexes
+
+
 def test_sqlite_token_after_the_opening_thread_is_gone(tmp_path: Path) -> None:
     """The store opened and first asked in a thread that ends: its connection closes with
     the thread, and with no other connection SQLite would delete the -shm file and make a

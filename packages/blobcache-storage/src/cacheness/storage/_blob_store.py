@@ -1919,7 +1919,8 @@ class BlobStore:
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
             >>> import os
-            >>> store.location(store.put_entry(os.urandom(100_000), key="big"))  # doctest: +ELLIPSIS
+            >>> big = store.put_entry(os.urandom(100_000), key="big")
+            >>> store.location(big)  # doctest: +ELLIPSIS
             'memory://...'
             >>> store.location(store.put_entry(b"small", key="small"))  # kept in the index
             ''

@@ -17,14 +17,16 @@ mapped in this process and, holding a shared lock on the database, keeps any oth
 process from deleting it.
 
 POSIX record locks belong to a process and an inode: closing *any* descriptor of the
-``-shm`` file drops every lock the process holds on it, SQLite's included. So the
-descriptor behind a view is shared by all the indexes of a process on one database file
-and closed only when the last of them closes (after their connections); a forked child
-never closes what it inherited. A connection to the same file opened outside these
-indexes (plain ``sqlite3`` in the same process) must not outlive them: its locks would
-go with the descriptor. Only on POSIX systems, for WAL-mode files whose ``-shm`` file
-holds a header SQLite has initialised; anywhere else there is no view and the caller
-asks the PRAGMA every time.
+``-shm`` file drops every lock the process holds on it, SQLite's included, whichever
+connection took them (one of these indexes', or any other ``sqlite3`` connection of the
+process to the same file). So a view is shared by all the indexes of a process on one
+database file, and when the last of them closes (after its connections, then the view's
+own) it is closed only if no other descriptor of the process has the ``-shm`` file open
+(SQLite keeps one open while any connection of the process uses the file, and takes its
+locks through it): otherwise it stays, with its connection, for the next index on the
+file. A forked child never closes what it inherited. Only on POSIX systems, for WAL-mode
+files whose ``-shm`` file holds a header SQLite has initialised; anywhere else there is
+no view and the caller asks the PRAGMA every time.
 
 Example:
     >>> import sqlite3, tempfile
@@ -39,8 +41,13 @@ Example:
     >>> _ = conn.execute("INSERT INTO t VALUES (1)")
     >>> index.header() != before
     True
+    >>> detach(index)  # conn still has the file open: the view stays, its locks are safe
+    >>> index.header() is not None
+    True
     >>> conn.close()
-    >>> detach(index)
+    >>> detach(attach(path))  # no connection of this process left: closed
+    >>> index.header() is None
+    True
 """
 
 from __future__ import annotations
@@ -81,7 +88,7 @@ class WalIndex:
 
     def header(self) -> bytes | None:
         """The header's 48 bytes as they are now (compare for equality only), or None
-        before :meth:`map_header` succeeded or after the last index closed."""
+        before :meth:`map_header` succeeded or once the view is closed."""
         mapped = self._map
         if mapped is None:
             return None
@@ -111,7 +118,7 @@ class WalIndex:
                 anchor = sqlite3.connect(os.fsdecode(self.database), check_same_thread=False)
             except sqlite3.Error:
                 return False
-            self._anchor = anchor  # closed by the last detach, before the descriptor
+            self._anchor = anchor  # keeps the -shm file the one in use; closed by detach
             try:  # a read in WAL mode: from now on SQLite holds the -shm file open
                 mode = anchor.execute("PRAGMA journal_mode").fetchone()[0]
                 anchor.execute("PRAGMA data_version").fetchone()
@@ -123,7 +130,7 @@ class WalIndex:
                 fd = os.open(self.database + b"-shm", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 return False
-            self._fd = fd  # from now on closed only by the last detach (see the module docs)
+            self._fd = fd  # closed by detach only when no one else has the file open
             try:
                 if os.fstat(fd).st_size < HEADER_SIZE:
                     return False
@@ -132,7 +139,7 @@ class WalIndex:
                 return False
             version, _, _, initialised, _ = _LAYOUT.unpack_from(mapped, 0)
             if version != _WAL_VERSION or initialised != 1:
-                self._spare = mapped  # closing it closes a descriptor too: only at detach
+                self._spare = mapped  # its own copy of the descriptor: closed with fd
                 return False
             self._map = mapped
             return True
@@ -170,7 +177,10 @@ def attach(database: str | os.PathLike[str]) -> WalIndex | None:
 
 
 def detach(index: WalIndex) -> None:
-    """One index on the file closed (after its connections); the last one closes the view.
+    """One index on the file closed (after its connections). The last one closes the
+    view's connection, then the view itself unless another descriptor of this process
+    still has the ``-shm`` file open (closing ours would drop the locks taken through
+    that one): then the view stays, unread, for the next index on the file.
 
     In a forked child, an index inherited from the parent is left alone.
     """
@@ -180,15 +190,52 @@ def detach(index: WalIndex) -> None:
         index.refs -= 1
         if index.refs:
             return
+        anchor = index._anchor
+        if anchor is not None:
+            # first: if it is the last connection of this process to the file, SQLite
+            # closes its own descriptor of the -shm file (and may delete the file)
+            index._anchor = None
+            with suppress(sqlite3.Error):
+                anchor.close()
+        fd = index._fd
+        mapped = index._map or index._spare
+        if fd is not None and _open_elsewhere(fd, 1 + (mapped is not None)):
+            index._anchor = anchor if anchor is None else _reopen(index)
+            return
         _indexes.pop(index.identity, None)
-        mapped, index._map = index._map or index._spare, None
-        index._spare = None
-        fd, index._fd = index._fd, None
-        anchor, index._anchor = index._anchor, None
-    if anchor is not None:
-        with suppress(sqlite3.Error):
-            anchor.close()  # first: the last connection may delete the -shm file
+        index._map = index._spare = None
+        index._fd = None
     if mapped is not None:
         mapped.close()
     if fd is not None:
         os.close(fd)
+
+
+def _reopen(index: WalIndex) -> sqlite3.Connection | None:
+    """A connection again for a view that stays (the -shm file must stay the one in use)."""
+    try:
+        anchor = sqlite3.connect(os.fsdecode(index.database), check_same_thread=False)
+        anchor.execute("PRAGMA data_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return anchor
+
+
+def _open_elsewhere(fd: int, ours: int) -> bool:
+    """True when this process has the file behind ``fd`` open through more than ``ours``
+    descriptors (or when that cannot be told: then closing is not safe either)."""
+    try:
+        status = os.fstat(fd)
+        listing = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+        names = os.listdir(listing)
+    except OSError:
+        return True
+    target = (status.st_dev, status.st_ino)
+    count = 0
+    for name in names:
+        try:
+            other = os.stat(f"{listing}/{name}")
+        except OSError:
+            continue
+        count += (other.st_dev, other.st_ino) == target
+    return count > ours
