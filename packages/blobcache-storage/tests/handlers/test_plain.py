@@ -181,3 +181,16 @@ def test_one_handler_serves_many_threads():
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(work, range(16)))
+
+
+@pytest.mark.parametrize("value", [["é\udc80"], {"k": "lone\ud800"}, "\udfff"])
+def test_text_with_a_lone_surrogate_is_declined_and_kept_exact_by_objects(value):
+    """MessagePack holds only valid Unicode: the plain handler declines before writing a
+    byte, and the registry stores the value with the next handler, exactly."""
+    with pytest.raises(ObjectDeclinedError, match="not valid Unicode"):
+        PlainHandler().dump(value, io.BytesIO(), DEFAULT_OPTIONS)
+    registry = default_registry()
+    sink = io.BytesIO()
+    info = registry.dump(value, sink)
+    assert info.handler == ("raw" if isinstance(value, str) else "objects")
+    assert registry.load(io.BytesIO(sink.getvalue()), info) == value

@@ -102,7 +102,11 @@ class PlainHandler(Handler):
             special = _scan(obj, 0)
         except _NotPlainError as exc:
             raise ObjectDeclinedError(f"not plain data: {exc}") from None
-        payload = self._encoder.encode(_to_wire(obj) if special else obj)
+        try:
+            payload = self._encoder.encode(_to_wire(obj) if special else obj)
+        except UnicodeEncodeError as exc:  # a lone surrogate: not text MessagePack can hold
+            problem = f"not plain data: a str that is not valid Unicode ({exc})"
+            raise ObjectDeclinedError(problem) from None
         codec, raw_size = write_parts(sink, [payload], options)
         return self.format_info("msgpack", codec, raw_size)
 
