@@ -78,17 +78,37 @@ def test_levels_apply():
     assert zlib.decompress(compress(data, "gzip", CodecSettings(level=1)), 31) == data
 
 
-def test_blosc2_chunks_respect_the_chunk_size():
+def blosc2_chunk_sizes(stored):
     import blosc2
 
-    data = bytes(range(256)) * 10
-    stored = stream_compress([data[:100], data[100:]], "blosc2", CodecSettings(chunk_size=1000))
     sizes, pos = [], 0
     while pos < len(stored):
         length = int.from_bytes(stored[pos : pos + 4], "little")
         sizes.append(blosc2.get_cbuffer_sizes(stored[pos + 4 : pos + 4 + length])[0])
         pos += 4 + length
-    assert sizes == [1000, 1000, 560]
+    return sizes
+
+
+def test_blosc2_chunks_respect_the_chunk_size():
+    data = bytes(range(256)) * 10
+    stored = stream_compress([data[:100], data[100:]], "blosc2", CodecSettings(chunk_size=1000))
+    # the small write is a chunk of its own; the large one is cut where it lies
+    assert blosc2_chunk_sizes(stored) == [100, 1000, 1000, 460]
+    assert decompress(stored, "blosc2", raw_size=len(data)) == data
+
+
+def test_blosc2_gathers_small_writes_and_compresses_large_ones_in_place():
+    settings = CodecSettings(chunk_size=1 << 20)
+    big = bytes(range(256)) * 2048  # 512 KiB: compressed where it lies
+    parts = [b"s" * 10, b"m" * 20, big, b"t" * 30, big[:1000], big, b"e" * 5]
+    stored = stream_compress(parts, "blosc2", settings, typesize=8)
+    assert blosc2_chunk_sizes(stored) == [30, len(big), 1030, len(big), 5]
+    assert decompress(stored, "blosc2", raw_size=sum(map(len, parts))) == b"".join(parts)
+    # small writes fill whole chunks before a new one starts
+    small = [bytes([i]) * 300 for i in range(10)]
+    stored = stream_compress(small, "blosc2", CodecSettings(chunk_size=1000))
+    assert blosc2_chunk_sizes(stored) == [1000, 1000, 1000]
+    assert decompress(stored, "blosc2", raw_size=3000) == b"".join(small)
 
 
 # --------------------------------------------------------------------------- auto

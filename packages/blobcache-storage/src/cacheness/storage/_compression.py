@@ -86,6 +86,7 @@ _ZSTD_MAX_WINDOW = 1 << 27  # libzstd's own default limit, made explicit: 128 Mi
 _ZSTD_THREADS_FROM = 4 << 20  # below this, zstd worker threads cost more than they save
 _ZSTD_POOL_SIZE = 4  # finished single-threaded contexts kept per thread and level
 _BLOSC2_MAX_CHUNK = 1 << 30  # Blosc2 buffers must stay below 2 GiB
+_BLOSC2_DIRECT = 256 << 10  # writes this large become chunks of their own, uncopied
 _BLOSC2_OVERHEAD = 64  # a Blosc2 chunk is at most its data plus a small header
 _READ_BLOCK = 1 << 20
 _LEN = 4  # bytes of the little-endian length prefix of a Blosc2 chunk
@@ -435,7 +436,13 @@ class _GzipWriter(Compressor):
 
 
 class _Blosc2Writer(Compressor):
-    """Blosc2 chunks, each prefixed with its stored length (4 bytes, little-endian)."""
+    """Blosc2 chunks, each prefixed with its stored length (4 bytes, little-endian).
+
+    A chunk holds at most ``chunk_size`` bytes. A write of 256 KiB or more (or of a whole
+    chunk) is cut into chunks where it lies; smaller writes are gathered into chunks
+    first. The layout depends only on the sequence of writes, so identical data written
+    the same way gives identical bytes.
+    """
 
     codec = "blosc2"
 
@@ -445,6 +452,7 @@ class _Blosc2Writer(Compressor):
         typesize = min(max(int(typesize), 1), 255)
         chunk = max(settings.chunk_size - settings.chunk_size % typesize, typesize)
         self._chunk = chunk
+        self._direct = min(chunk, _BLOSC2_DIRECT)
         self._params: dict[str, Any] = {
             "codec": getattr(blosc2.Codec, settings.blosc2_codec.upper()),
             "clevel": settings.blosc2_clevel,
@@ -456,24 +464,26 @@ class _Blosc2Writer(Compressor):
 
     def _write(self, data: BytesLike) -> None:
         view = memoryview(data)
+        if len(view) >= self._direct:
+            # Compressed where it lies (an Arrow column buffer, a slab of an array):
+            # gathering it with small writes first would copy every byte once more.
+            self._flush_pending()
+            for start in range(0, len(view), self._chunk):
+                self._compress(view[start : start + self._chunk])
+            return
+        take = min(self._chunk - len(self._pending), len(view))
+        self._pending += view[:take]
+        if len(self._pending) == self._chunk:
+            self._flush_pending()
+            self._pending += view[take:]
+
+    def _flush_pending(self) -> None:
         if self._pending:
-            take = min(self._chunk - len(self._pending), len(view))
-            self._pending += view[:take]
-            view = view[take:]
-            if len(self._pending) < self._chunk:
-                return
             self._compress(self._pending)
             self._pending = bytearray()
-        full = len(view) - len(view) % self._chunk
-        for start in range(0, full, self._chunk):
-            self._compress(view[start : start + self._chunk])
-        if full < len(view):
-            self._pending += view[full:]
 
     def _finish(self) -> None:
-        if self._pending:
-            self._compress(self._pending)
-            self._pending = bytearray()
+        self._flush_pending()
 
     def _compress(self, chunk: BytesLike) -> None:
         blosc2 = _blosc2()
