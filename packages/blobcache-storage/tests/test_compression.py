@@ -401,3 +401,22 @@ def test_a_finished_reader_does_not_touch_a_context_lent_to_another_stream():
     reader.finish()  # again: must not read through the context `second` now holds
     assert reader.read(10) == b""
     assert second.read_all() == b"other" * 99
+
+
+def test_memory_reader_reads_views_and_copies():
+    from cacheness.storage._streams import MemoryReader
+
+    reader = MemoryReader(bytearray(b"0123456789"))
+    assert reader.read(3) == b"012"
+    view = reader.read_view(4)
+    assert isinstance(view, memoryview) and bytes(view) == b"3456"
+    target = bytearray(10)
+    assert reader.readinto(target) == 3 and target[:3] == b"789"
+    assert reader.read(5) == b"" and reader.read_view(5).nbytes == 0
+    assert reader.seek(-2, io.SEEK_END) == 8 and reader.read() == b"89"
+    assert reader.seek(1) == 1 and reader.seek(2, io.SEEK_CUR) == 3 and reader.tell() == 3
+    # blosc2 chunks are decompressed straight from the views
+    data = bytes(range(256)) * 100
+    stored = compress(data, "blosc2", SMALL_CHUNKS)
+    decoded = open_decompressor(MemoryReader(stored), "blosc2", raw_size=len(data)).read_all()
+    assert decoded == data

@@ -327,3 +327,32 @@ def test_a_refused_temp_file_cleanup_does_not_undo_the_repair(tmp_path, caplog):
     assert store.find_orphaned_blobs(min_age_seconds=0) == []
     assert store.get("kept") == b"kept" * 100
     store.close()
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["read-once", "two-passes"])
+def test_verified_local_reads_in_memory_or_in_two_passes(local, big, monkeypatch, whole):
+    """A verified local blob is read into memory once when small enough, else hashed in a
+    first pass and streamed in a second: both return the value and refuse damage."""
+    import cacheness.storage._blob_store as blob_store
+
+    if not whole:
+        monkeypatch.setattr(blob_store, "_WHOLE_READ_LIMIT", 0)
+    np = pytest.importorskip("numpy")
+    store = local.open()
+    array = np.arange(300_000, dtype=np.float64).reshape(600, 500)
+    store.put(array, key="array")
+    store.put(big(), key="bytes")
+    back = store.get("array")
+    assert back.dtype == array.dtype and np.array_equal(back, array) and back.flags.writeable
+    assert store.get("bytes") == big()
+    for change in ("flip", "append"):
+        path = blob_file(local, store, "array")
+        original = path.read_bytes()
+        if change == "flip":
+            flip_byte(path, len(original) // 2)
+        else:
+            path.write_bytes(original + b"\0")
+        with pytest.raises(IntegrityError, match="does not match its recorded hash"):
+            store.get("array")
+        path.write_bytes(original)
+    assert np.array_equal(store.get("array"), array)

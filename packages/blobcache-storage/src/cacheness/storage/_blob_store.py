@@ -69,6 +69,7 @@ from cacheness.storage._signing import (
     resolve_signing_key,
     user_key_path,
 )
+from cacheness.storage._streams import MemoryReader, read_upto
 from cacheness.storage._telemetry import Instrumentation, child, instrumentation, traced
 from cacheness.storage._validate import check_seconds, did_you_mean, is_int, suggest_keywords
 from cacheness.storage.errors import (
@@ -119,6 +120,8 @@ _PATH_OPTIONS = {
 }
 _MAX_FOLLOW = 64
 """Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
+_WHOLE_READ_LIMIT = 256 << 20
+"""A verified local blob up to this size is read into memory once, not twice."""
 _MAX_SAME_RETRIES = 3
 """Reads again of an unchanged entry whose blob was missing but exists again."""
 
@@ -1651,14 +1654,22 @@ class BlobStore:
                 return self.handlers.load(source, info, self.serialization, local_path=local_path)
             if local_path is not None:
                 # Check the file first: the handler may memory-map it instead of reading.
-                actual = hash_stream(source)
+                # A blob of moderate size is read once, hashed and decoded from memory;
+                # a larger one is hashed in a first pass and streamed in a second.
+                whole = entry.size <= _WHOLE_READ_LIMIT
+                data = read_upto(source, entry.size + 1) if whole else b""
+                actual = hash_bytes(data) if whole else hash_stream(source)
                 if actual != entry.content_hash:
                     raise IntegrityError(
                         f"{what}: blob {ref!r} does not match its recorded hash "
                         f"{entry.content_hash} (got {actual}), corrupt; {DAMAGED_HINT}"
                     )
-                source.seek(0)
-                return self.handlers.load(source, info, self.serialization, local_path=local_path)
+                if whole:
+                    stored = cast(BinaryIO, MemoryReader(data))
+                else:
+                    source.seek(0)
+                    stored = source
+                return self.handlers.load(stored, info, self.serialization, local_path=local_path)
             reader = VerifyingReader(source, entry.size, entry.content_hash, what)
             # a binary stream that only reads, as handlers expect of a source
             value = self.handlers.load(cast(BinaryIO, reader), info, self.serialization)

@@ -836,7 +836,7 @@ class _Blosc2Reader(Decompressor):
         self._chunk = self._chunk[take:]
         return take
 
-    def _next_chunk(self) -> bytes | None:
+    def _next_chunk(self) -> BytesLike | None:
         header = read_upto(self._source, _LEN)
         if not header:
             return None
@@ -849,12 +849,13 @@ class _Blosc2Reader(Decompressor):
                 f"blosc2 chunk claims {length} stored bytes, more than the {limit} the "
                 "recorded raw size allows (corrupt or forged stream)"
             )
-        stored = read_upto(self._source, length)
+        read_view = getattr(self._source, "read_view", None)  # a MemoryReader: no copy
+        stored = read_view(length) if read_view is not None else read_upto(self._source, length)
         if len(stored) < length:
             raise IntegrityError("blosc2 stream ends inside a chunk: the bytes are truncated")
         return stored
 
-    def _chunk_size(self, stored: bytes) -> int:
+    def _chunk_size(self, stored: BytesLike) -> int:
         try:
             nbytes, cbytes, _ = self._blosc2.get_cbuffer_sizes(stored)
         except (RuntimeError, ValueError) as exc:
@@ -869,7 +870,7 @@ class _Blosc2Reader(Decompressor):
             )
         return nbytes
 
-    def _decompress(self, stored: bytes, dst: Any) -> None:
+    def _decompress(self, stored: BytesLike, dst: Any) -> None:
         try:
             self._blosc2.decompress2(stored, dst=dst, nthreads=self._nthreads)
         except (RuntimeError, ValueError, TypeError) as exc:

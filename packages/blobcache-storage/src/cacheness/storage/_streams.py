@@ -11,7 +11,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, BinaryIO
+import io
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cacheness.storage.errors import IntegrityError
 
@@ -91,3 +92,61 @@ class CountingSink:
     def close(self) -> None:
         """Mark closed; the underlying sink stays open (its owner commits it)."""
         self.closed = True
+
+
+class MemoryReader(io.RawIOBase):
+    """A seekable, read-only binary stream over bytes already in memory.
+
+    Like ``io.BytesIO`` but :meth:`read_view` hands out slices without copying them
+    (Blosc2 chunks are decompressed straight from the blob read into memory).
+
+    Example:
+        >>> reader = MemoryReader(b"abcdef")
+        >>> reader.read(2), bytes(reader.read_view(3)), reader.tell()
+        (b'ab', b'cde', 5)
+        >>> _ = reader.seek(0)
+        >>> reader.read()
+        b'abcdef'
+    """
+
+    def __init__(self, data: BytesLike) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        """Always True."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always True."""
+        return True
+
+    def read_view(self, size: int) -> memoryview:
+        """Return up to ``size`` next bytes as a view into the buffer (no copy)."""
+        start = self._pos
+        self._pos = min(start + max(size, 0), self._view.nbytes)
+        return self._view[start : self._pos]
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Return up to ``size`` next bytes (all the rest when ``size`` is negative or None)."""
+        if size is None or size < 0:
+            size = self._view.nbytes - self._pos
+        return bytes(self.read_view(size))
+
+    def readinto(self, buffer: Any) -> int:
+        """Copy the next bytes into ``buffer``; return how many."""
+        target = memoryview(buffer).cast("B")
+        view = self.read_view(target.nbytes)
+        target[: view.nbytes] = view
+        return view.nbytes
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` (from the start, the current position or the end)."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._view.nbytes}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._pos
