@@ -409,12 +409,18 @@ def test_memory_reader_reads_views_and_copies():
     reader = MemoryReader(bytearray(b"0123456789"))
     assert reader.read(3) == b"012"
     view = reader.read_view(4)
-    assert isinstance(view, memoryview) and bytes(view) == b"3456"
+    assert isinstance(view, memoryview)
+    assert bytes(view) == b"3456"
     target = bytearray(10)
-    assert reader.readinto(target) == 3 and target[:3] == b"789"
-    assert reader.read(5) == b"" and reader.read_view(5).nbytes == 0
-    assert reader.seek(-2, io.SEEK_END) == 8 and reader.read() == b"89"
-    assert reader.seek(1) == 1 and reader.seek(2, io.SEEK_CUR) == 3 and reader.tell() == 3
+    assert reader.readinto(target) == 3
+    assert target[:3] == b"789"
+    assert reader.read(5) == b""
+    assert reader.read_view(5).nbytes == 0
+    assert reader.seek(-2, io.SEEK_END) == 8
+    assert reader.read() == b"89"
+    assert reader.seek(1) == 1
+    assert reader.seek(2, io.SEEK_CUR) == 3
+    assert reader.tell() == 3
     # blosc2 chunks are decompressed straight from the views
     data = bytes(range(256)) * 100
     stored = compress(data, "blosc2", SMALL_CHUNKS)

@@ -343,7 +343,9 @@ def test_verified_local_reads_in_memory_or_in_two_passes(local, big, monkeypatch
     store.put(array, key="array")
     store.put(big(), key="bytes")
     back = store.get("array")
-    assert back.dtype == array.dtype and np.array_equal(back, array) and back.flags.writeable
+    assert back.dtype == array.dtype
+    assert np.array_equal(back, array)
+    assert back.flags.writeable
     assert store.get("bytes") == big()
     for change in ("flip", "append"):
         path = blob_file(local, store, "array")
