@@ -185,6 +185,26 @@ def read_table(
         IntegrityError: the stored bytes do not match the recorded size.
         SerializationError: unknown format, or Arrow cannot read the bytes.
     """
+    return read_table_and_buffer(
+        source, info, options, local_path=local_path, purpose=purpose, extra=extra
+    )[0]
+
+
+def read_table_and_buffer(
+    source: BinaryIO,
+    info: FormatInfo,
+    options: SerializationOptions,
+    *,
+    local_path: Path | None = None,
+    purpose: str = "reading Arrow data",
+    extra: str = "arrow",
+) -> tuple[Any, Any]:
+    """:func:`read_table`, and the mutable Arrow buffer the table's columns were read
+    from in place when this read decoded the stream into one (Blosc2, gzip), else None.
+
+    That buffer was allocated by this read and nothing else refers to it: its memory
+    may be handed out writable.
+    """
     pa = pyarrow(purpose, extra)
     fmt, codec, raw_size, details = info.format, info.codec, info.raw_size, info.details
     if fmt not in FORMATS:
@@ -192,22 +212,22 @@ def read_table(
     try:
         if fmt == "parquet":
             if local_path is not None:
-                return pa.parquet.read_table(str(local_path), memory_map=True)
-            return pa.parquet.read_table(pa.BufferReader(pa.py_buffer(source.read())))
+                return pa.parquet.read_table(str(local_path), memory_map=True), None
+            return pa.parquet.read_table(pa.BufferReader(pa.py_buffer(source.read()))), None
         if codec in _INNER:
             expected = details.get("stream_size")
             if local_path is not None:
                 check_stream_size(Path(local_path).stat().st_size, expected, fmt)
                 # Buffers may point into the map: leave it open for as long as they live.
-                return pa.ipc.open_stream(pa.memory_map(str(local_path))).read_all()
+                return pa.ipc.open_stream(pa.memory_map(str(local_path))).read_all(), None
             data = source.read()
             check_stream_size(len(data), expected, fmt)
-            return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+            return pa.ipc.open_stream(pa.py_buffer(data)).read_all(), None
         # Arrow's allocator: no zero-filling of memory about to be overwritten, and the
         # columns are read in place from it (64-byte aligned).
         decoded = pa.allocate_buffer(raw_size)
         open_reader(source, codec, raw_size, options).readinto_exact(decoded)
-        return pa.ipc.open_stream(decoded).read_all()
+        return pa.ipc.open_stream(decoded).read_all(), decoded
     except IntegrityError:
         raise
     except (pa.ArrowException, ValueError, OSError) as exc:

@@ -45,7 +45,7 @@ import warnings
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-from cacheness.storage._handlers._arrow import pyarrow, read_table, write_table
+from cacheness.storage._handlers._arrow import pyarrow, read_table_and_buffer, write_table
 from cacheness.storage._handlers._common import is_exact_type
 from cacheness.storage._handlers.base import FormatInfo, Handler, SerializationOptions
 from cacheness.storage._optional import import_optional
@@ -135,7 +135,7 @@ class PandasHandler(Handler):
             IntegrityError: the stored bytes do not match the recorded size.
             SerializationError: the bytes cannot be read back into pandas.
         """
-        table = read_table(
+        table, decoded = read_table_and_buffer(
             source,
             info,
             options,
@@ -148,6 +148,8 @@ class PandasHandler(Handler):
         try:
             frame = table.to_pandas(split_blocks=True, self_destruct=True)
             del table
+            if decoded is not None:
+                frame = _writable_in_place(pd, frame, decoded)
             for position, dtype in details.get("parquet_dtypes", {}).items():
                 column = int(position)
                 frame.isetitem(column, frame.iloc[:, column].astype(dtype))
@@ -164,6 +166,48 @@ class PandasHandler(Handler):
             series.name = details.get("name")
             return series
         return frame
+
+
+def _writable_in_place(pd: Any, frame: Any, decoded: Any) -> Any:
+    """``frame`` with its read-only columns that lie in ``decoded`` made writable views.
+
+    Arrow hands out the columns it could convert without a copy as read-only views of
+    its (immutable) buffers. ``decoded`` is the buffer this load decompressed the stream
+    into: fresh and referred to by nothing else, so the same memory is given back
+    writable (as after ``pickle.loads``), without copying it. Numpy-typed and
+    categorical columns are rebuilt this way; other columns stay as Arrow made them.
+    """
+    np = sys.modules["numpy"]
+    memory = np.frombuffer(decoded, dtype=np.uint8)
+    start, size = decoded.address, decoded.size
+
+    def own(values: Any) -> Any:
+        if values.flags.writeable or not values.flags.c_contiguous or not values.size:
+            return None
+        offset = values.ctypes.data - start
+        if offset < 0 or offset + values.nbytes > size:
+            return None
+        return memory[offset : offset + values.nbytes].view(values.dtype).reshape(values.shape)
+
+    columns: dict[int, Any] = {}
+    changed = False
+    for position, dtype in enumerate(frame.dtypes):
+        column = frame.iloc[:, position]
+        rebuilt = None
+        if isinstance(dtype, np.dtype):
+            rebuilt = own(column.to_numpy())
+        elif isinstance(dtype, pd.CategoricalDtype):
+            codes = own(column.array.codes)
+            if codes is not None:
+                rebuilt = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+        changed |= rebuilt is not None
+        columns[position] = column.array if rebuilt is None else rebuilt
+    if not changed:
+        return frame
+    rebuilt_frame = pd.DataFrame(columns, index=frame.index, copy=False)
+    rebuilt_frame.columns = frame.columns
+    rebuilt_frame.attrs = frame.attrs
+    return rebuilt_frame
 
 
 @functools.cache
