@@ -275,3 +275,10 @@ def test_forged_blosc2_chunk_header_fails_before_allocating():
     forged[4 + 4 : 4 + 8] = (2**31 - 1).to_bytes(4, "little")  # chunk header: nbytes
     with pytest.raises(IntegrityError, match="claims"):
         load(info, bytes(forged))
+
+
+def test_auto_shuffle_is_byte_shuffle_for_arrays():
+    array = np.cumsum(np.arange(50_000) % 7).astype(np.float64)
+    _, default = dump(array, SerializationOptions(codec="blosc2"))
+    _, byte = dump(array, SerializationOptions(codec="blosc2", blosc2_shuffle="shuffle"))
+    assert default == byte

@@ -329,3 +329,18 @@ def test_a_loaded_series_is_writable():
     loaded.iloc[0] = 99
     assert loaded.iloc[0] == 99
     assert loaded.name == "s"
+
+
+def test_auto_shuffle_is_bit_shuffle_for_frames():
+    """``blosc2_shuffle="auto"`` (the default) bit-shuffles the Arrow stream of a frame;
+    arrays keep byte shuffle (tests/handlers/test_numpy.py)."""
+    frame = benchmark_like_frame(20_000)
+    info, default = dump(frame)
+    _, bits = dump(frame, SerializationOptions(blosc2_shuffle="bitshuffle"))
+    _, byte = dump(frame, SerializationOptions(blosc2_shuffle="shuffle"))
+    assert default == bits
+    assert default != byte
+    assert len(bits) < len(byte)
+    for stored in (bits, byte):  # the filter is in each chunk's header, not in the info
+        loaded = PandasHandler().load(io.BytesIO(stored), info, DEFAULT_OPTIONS)
+        assert_pandas_identical(loaded, frame)

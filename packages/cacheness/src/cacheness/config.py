@@ -336,7 +336,8 @@ class CompressionConfig:
         level: zstd (-7..22) or gzip (0..9) level; None for the codec's default.
         blosc2_codec: Blosc2's inner codec (``lz4``, ``lz4hc``, ``zstd``, ``zlib``, ``blosclz``).
         blosc2_clevel: Blosc2 level 0..9.
-        blosc2_shuffle: ``noshuffle``, ``shuffle`` or ``bitshuffle``.
+        blosc2_shuffle: ``auto`` (bit shuffle for Arrow tables, byte shuffle otherwise),
+            ``noshuffle``, ``shuffle`` or ``bitshuffle``.
         nthreads: compression threads; None uses every core this process may use.
         chunk_size: streaming chunk in bytes.
         auto_min_size: ``auto`` leaves payloads smaller than this uncompressed.

@@ -76,8 +76,10 @@ CODECS: Final[tuple[str, ...]] = ("none", "zstd", "gzip", "blosc2")
 BLOSC2_CODECS: Final[tuple[str, ...]] = ("lz4", "lz4hc", "zstd", "zlib", "blosclz")
 """Inner codecs Blosc2 can use."""
 
-BLOSC2_SHUFFLES: Final[tuple[str, ...]] = ("noshuffle", "shuffle", "bitshuffle")
-"""Blosc2 pre-filters: none, byte shuffle, bit shuffle (by element size)."""
+BLOSC2_SHUFFLES: Final[tuple[str, ...]] = ("auto", "noshuffle", "shuffle", "bitshuffle")
+"""Blosc2 pre-filters: the data's own choice, none, byte shuffle, bit shuffle (by element
+size). ``auto`` is bit shuffle for Arrow tables (their narrow integers, codes and
+bitmaps shrink further, and faster) and byte shuffle for everything else."""
 
 _ZSTD_LEVELS = range(-7, 23)
 _GZIP_LEVELS = range(10)
@@ -117,7 +119,8 @@ class CodecSettings(msgspec.Struct, frozen=True, kw_only=True):
             the codec's default. Blosc2 uses ``blosc2_clevel`` instead.
         blosc2_codec: Blosc2's inner codec, one of :data:`BLOSC2_CODECS`.
         blosc2_clevel: Blosc2 level, 0..9.
-        blosc2_shuffle: Blosc2 pre-filter, one of :data:`BLOSC2_SHUFFLES`.
+        blosc2_shuffle: Blosc2 pre-filter, one of :data:`BLOSC2_SHUFFLES` (``auto``:
+            bit shuffle for Arrow tables, byte shuffle otherwise).
         nthreads: threads for Blosc2 and for large zstd streams; None uses every
             core this process may run on.
         chunk_size: bytes per Blosc2 chunk (streaming unit; at most 1 GiB).
@@ -141,7 +144,7 @@ class CodecSettings(msgspec.Struct, frozen=True, kw_only=True):
     level: int | None = None
     blosc2_codec: str = "lz4"
     blosc2_clevel: int = 5
-    blosc2_shuffle: str = "shuffle"
+    blosc2_shuffle: str = "auto"
     nthreads: int | None = None
     chunk_size: int = 16 << 20
     auto_min_size: int = 512
@@ -1025,6 +1028,7 @@ def _blosc2() -> Any:
 def _blosc2_filter(shuffle: str) -> Any:
     filters = _blosc2().Filter
     return {
+        "auto": filters.SHUFFLE,  # a handler wanting another filter resolves auto itself
         "noshuffle": filters.NOFILTER,
         "shuffle": filters.SHUFFLE,
         "bitshuffle": filters.BITSHUFFLE,

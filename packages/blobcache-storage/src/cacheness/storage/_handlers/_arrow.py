@@ -41,6 +41,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
+import msgspec
+
 from cacheness.storage._compression import open_compressor, resolve_codec, sample_of
 from cacheness.storage._handlers._common import open_reader
 from cacheness.storage._optional import import_optional
@@ -129,6 +131,11 @@ def _write_ipc(
         raw_size = table.nbytes if codec == "zstd" else counting.written
         return "arrow-ipc", codec, raw_size, {"stream_size": counting.written}
     settings = options
+    if settings.blosc2_shuffle == "auto":
+        # Bit shuffle: for the benchmark frame (int64, float64, int8 codes, timestamps,
+        # bits) it compresses 20 % faster than byte shuffle, to 0.24 of the stream
+        # instead of 0.41; decompression costs a little more (see docs/speed.md).
+        settings = msgspec.structs.replace(settings, blosc2_shuffle="bitshuffle")
     with (
         open_compressor(
             sink, codec, settings, typesize=_OUTER_TYPESIZE, size_hint=table.nbytes

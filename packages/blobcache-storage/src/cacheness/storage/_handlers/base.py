@@ -128,7 +128,8 @@ class SerializationOptions(CodecSettings, frozen=True, kw_only=True):
         level: zstd (-7..22, default 3) or gzip (0..9, default 6) level.
         blosc2_codec: Blosc2 inner codec (``lz4``, ``lz4hc``, ``zstd``, ``zlib``, ``blosclz``).
         blosc2_clevel: Blosc2 level 0..9.
-        blosc2_shuffle: ``noshuffle``, ``shuffle`` or ``bitshuffle``.
+        blosc2_shuffle: ``auto`` (bit shuffle for Arrow tables, byte shuffle for
+            arrays and bytes), ``noshuffle``, ``shuffle`` or ``bitshuffle``.
         nthreads: compression threads; None uses every core this process may use.
         chunk_size: streaming chunk in bytes (Blosc2 chunk, array slab).
         auto_min_size: ``auto`` never compresses payloads smaller than this.
