@@ -120,8 +120,9 @@ _PATH_OPTIONS = {
 }
 _MAX_FOLLOW = 64
 """Successive new entries of one key a read follows before giving up (a writer outpacing it)."""
-_WHOLE_READ_LIMIT = 256 << 20
-"""A verified local blob up to this size is read into memory once, not twice."""
+_WHOLE_READ_LIMIT = 64 << 20
+"""A verified local blob up to this size is read into memory once, not twice (a larger
+one is hashed in a first pass and streamed in a second, so its bytes are never all held)."""
 _MAX_SAME_RETRIES = 3
 """Reads again of an unchanged entry whose blob was missing but exists again."""
 
