@@ -1755,8 +1755,9 @@ class BlobStore:
         Example:
             >>> store = BlobStore(metadata_backend="memory", blob_backend="memory")
             >>> _ = store.put(b"abc", key="small")
-            >>> [(e.key, e.size, e.blob_ref) for e in store.list_entries(inline=False)]
-            [('small', 3, '')]
+            >>> (entry,) = store.list_entries(inline=False)
+            >>> entry.key, entry.size, entry.blob_ref  # inline: in the index, not a blob
+            ('small', 3, '')
         """
         return builtins.list(
             self.iter_entries(

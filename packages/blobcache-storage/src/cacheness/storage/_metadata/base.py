@@ -241,8 +241,9 @@ class MetadataBackend(ABC):
             >>> from cacheness.storage import MemoryMetadataBackend
             >>> index = MemoryMetadataBackend()
             >>> _ = index.put(Entry.new("a", size=3, inline=b"abc"))
-            >>> [entry.key for entry in index.query_without_payload()]
-            ['a']
+            >>> (entry,) = index.query_without_payload()
+            >>> entry.key, entry.size
+            ('a', 3)
         """
         return self.query(
             filter, order_by=order_by, descending=descending, limit=limit, offset=offset
