@@ -426,3 +426,26 @@ def test_memory_reader_reads_views_and_copies():
     stored = compress(data, "blosc2", SMALL_CHUNKS)
     decoded = open_decompressor(MemoryReader(stored), "blosc2", raw_size=len(data)).read_all()
     assert decoded == data
+
+
+def test_zstd_in_memory_is_exact_and_bounded_by_the_recorded_size():
+    """decompress() of zstd decodes in one call; a frame claiming another size, trailing
+    bytes, a truncated frame and a stream longer than recorded are all refused, and the
+    claimed size of a bomb is never allocated."""
+    import zstandard
+
+    data = b"abcd" * 5000
+    with_size = zstandard.ZstdCompressor(write_content_size=True).compress(data)
+    streamed = compress(data, "zstd")
+    for frame in (with_size, streamed):
+        assert decompress(frame, "zstd", raw_size=len(data)) == data
+        with pytest.raises(IntegrityError):
+            decompress(frame, "zstd", raw_size=len(data) - 1)
+        with pytest.raises(IntegrityError):
+            decompress(frame + b"xx", "zstd", raw_size=len(data))
+        with pytest.raises(IntegrityError):
+            decompress(frame[:-4], "zstd", raw_size=len(data))
+    bomb = zstandard.ZstdCompressor(write_content_size=True).compress(bytes(1 << 30))
+    with pytest.raises(IntegrityError, match="declares"):
+        decompress(bomb, "zstd", raw_size=4096)
+    assert decompress(compress(b"", "zstd"), "zstd", raw_size=0) == b""

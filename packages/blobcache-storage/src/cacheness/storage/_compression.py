@@ -55,7 +55,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Final, cast
 
 import msgspec
 
@@ -974,8 +974,39 @@ def decompress(
         >>> decompress(compress(b"abc" * 99, "gzip"), "gzip", raw_size=297)[:6]
         b'abcabc'
     """
+    if codec == "zstd" and raw_size > 0:
+        return _zstd_whole(data, raw_size)
     reader = open_decompressor(io.BytesIO(data), codec, raw_size=raw_size, settings=settings)
     return bytes(reader.read_all())
+
+
+def _zstd_whole(data: BytesLike, raw_size: int) -> bytes:
+    """One zstd frame in memory, decoded in one call (a stream reader costs several
+    times the decoding of a small payload); exactly ``raw_size`` bytes or an error.
+
+    The output is bounded by ``raw_size`` whatever the frame claims: a frame header
+    declaring another size is refused before anything is allocated.
+    """
+    zstd = _zstandard()
+    try:
+        declared = zstd.frame_content_size(data)
+    except zstd.ZstdError as exc:
+        raise IntegrityError(f"zstd stream is corrupt: {exc}") from exc
+    if declared >= 0 and declared != zstd.CONTENTSIZE_UNKNOWN and declared != raw_size:
+        relation = "more" if declared > raw_size else "fewer"
+        raise IntegrityError(
+            f"zstd frame declares {declared} bytes, {relation} than the recorded {raw_size} "
+            "bytes: corrupt"
+        )
+    context = _borrow_zstd(None)
+    try:
+        out = context.decompress(data, max_output_size=raw_size, allow_extra_data=False)
+    except zstd.ZstdError as exc:  # the context is not given back after a failure
+        raise IntegrityError(f"zstd stream is corrupt or longer than recorded: {exc}") from exc
+    _give_back_zstd(None, context)
+    if len(out) != raw_size:
+        raise IntegrityError(f"zstd stream decodes to {len(out)} bytes, recorded: {raw_size}")
+    return cast(bytes, out)
 
 
 # --------------------------------------------------------------------------- helpers

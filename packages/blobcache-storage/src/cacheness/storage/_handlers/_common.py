@@ -13,12 +13,14 @@ Example:
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cacheness.storage._compression import (
     Decompressor,
+    decompress,
     open_compressor,
     open_decompressor,
     resolve_codec,
@@ -92,6 +94,8 @@ def read_all(
                 f"stored bytes are longer than the recorded {raw_size}: corrupt entry or blob"
             )
         return data
+    if codec == "zstd" and isinstance(source, io.BytesIO):  # a payload kept in the index
+        return decompress(source.read(), codec, raw_size=raw_size)
     return open_reader(source, codec, raw_size, options).read_all()
 
 
