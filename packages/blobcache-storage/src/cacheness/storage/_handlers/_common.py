@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cacheness.storage._compression import (
     Decompressor,
+    compress,
     decompress,
     open_compressor,
     open_decompressor,
@@ -54,6 +55,15 @@ def write_parts(
     if codec == "auto" and total < options.auto_min_size:
         codec = "none"  # the common case for small values: no settings, no sampling
     settings = options
+    if codec == "auto" and default == "zstd" and total <= settings.auto_sample_size:
+        # The sample auto would compress is the whole payload: compress it once, keep
+        # the result if it pays (what auto decides), else store the parts as they are.
+        whole = b"".join(parts)
+        compressed = compress(whole, "zstd", settings)
+        if 1.0 - len(compressed) / max(total, 1) >= settings.auto_min_saving:
+            sink.write(compressed)
+            return "zstd", total
+        codec = "none"
     if codec == "auto":
         sample = (
             sample_of(parts, settings.auto_sample_size) if total >= settings.auto_min_size else b""
