@@ -72,9 +72,15 @@ def test_size_limit_evicts_down_to_ninety_percent(tmp_path, clock):
         assert keys_left(cache) == list(range(2, 11))  # least recently used went first
 
 
-def test_reads_within_the_interval_do_not_write(tmp_path, clock):
+@pytest.mark.parametrize("memory", [False, True], ids=["index", "memory layer"])
+def test_reads_within_the_interval_do_not_write(tmp_path, clock, memory):
+    """Hits write their access time at most once per interval, with the counts of the
+    hits in between; memory-layer hits count the same (and as memory hits)."""
     with cacheness(
-        cache_dir=str(tmp_path), clock=clock, access_update_interval_seconds=60
+        cache_dir=str(tmp_path),
+        clock=clock,
+        access_update_interval_seconds=60,
+        enable_memory_cache=memory,
     ) as cache:
         cache.put("v", n=1)
         stamp = cache.get_metadata(n=1).accessed_at
@@ -88,6 +94,7 @@ def test_reads_within_the_interval_do_not_write(tmp_path, clock):
         info = cache.get_metadata(n=1)
         assert info.accessed_at == clock.now
         assert info.access_count == 6
+        assert cache.get_stats().get("memory_hits", 0) == (5 if memory else 0)
         cache.get(n=1)
     with cacheness(cache_dir=str(tmp_path), clock=clock) as again:  # close() flushed
         assert again.get_metadata(n=1).access_count == 7

@@ -145,27 +145,6 @@ def test_memory_hits_count_accesses_on_the_default_clock(tmp_path: Path) -> None
         assert again.get_metadata(n=1).access_count == 5
 
 
-def test_memory_hits_write_accesses_once_per_interval(tmp_path: Path, clock: Clock) -> None:
-    with cacheness(
-        cache_dir=str(tmp_path),
-        clock=clock,
-        enable_memory_cache=True,
-        access_update_interval_seconds=60,
-    ) as cache:
-        cache.put("v" * 10, n=1)
-        stamp = cache.get_metadata(n=1).accessed_at
-        for _ in range(5):
-            clock.advance(10)
-            cache.get(n=1)
-        info = cache.get_metadata(n=1)
-        assert (info.accessed_at, info.access_count) == (stamp, 0)  # nothing written yet
-        clock.advance(10)  # 60 s since the put: this hit writes, with the pending counts
-        cache.get(n=1)
-        info = cache.get_metadata(n=1)
-        assert (info.accessed_at, info.access_count) == (clock.now, 6)
-        assert cache.get_stats()["memory_hits"] == 5
-
-
 def test_pandas_frames_are_copied_per_hit(cache: cacheness) -> None:
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
