@@ -26,6 +26,9 @@ random bytes (incompressible), so 1 MB really moves 1 MB. Payloads under the cac
 ``inline_threshold`` (64 KiB by default) live in the index row itself: the 1 KB team
 figures are PostgreSQL round trips only, no S3 request.
 
+Both caches sign their entries (the default): the run sets ``CACHENESS_SIGNING_KEY`` to
+a key of its own when it is not set, as a team would give every machine the same key.
+
 The machine's load average is printed at the start and the end: on a shared machine,
 compare the two caches side by side in one run rather than figures across runs.
 """
@@ -37,6 +40,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -238,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
 
     clients = [int(part) for part in args.clients.split(",") if part]
     sizes = [int(part) for part in args.sizes.split(",") if part]
+    # a team cache signs entries with a key every machine shares: here one for the run,
+    # inherited by every client process (as CACHENESS_SIGNING_KEY would be in a team)
+    os.environ.setdefault("CACHENESS_SIGNING_KEY", secrets.token_hex(32))
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.2f} at start")
     # the sibling benchmarks' service helpers (this file's folder is on sys.path)
