@@ -125,7 +125,8 @@ class CodecSettings(msgspec.Struct, frozen=True, kw_only=True):
             core this process may run on.
         chunk_size: bytes per Blosc2 chunk (streaming unit; at most 1 GiB).
         auto_min_size: ``auto`` stores payloads smaller than this uncompressed.
-        auto_sample_size: bytes ``auto`` compresses to decide.
+        auto_sample_size: bytes ``auto`` compresses to decide (a payload of up to
+            twice this size is compressed whole, once, and decided on its real ratio).
         auto_min_saving: ``auto`` compresses only if the sample shrinks by at least
             this fraction (0.1 = 10 %).
 

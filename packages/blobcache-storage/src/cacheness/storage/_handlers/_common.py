@@ -55,9 +55,11 @@ def write_parts(
     if codec == "auto" and total < options.auto_min_size:
         codec = "none"  # the common case for small values: no settings, no sampling
     settings = options
-    if codec == "auto" and default == "zstd" and total <= settings.auto_sample_size:
-        # The sample auto would compress is the whole payload: compress it once, keep
-        # the result if it pays (what auto decides), else store the parts as they are.
+    if codec == "auto" and default == "zstd" and total <= 2 * settings.auto_sample_size:
+        # A payload not much larger than the sample auto would compress: compress it
+        # whole, once, and keep the result if it pays (what auto decides, on the real
+        # ratio), else store the parts as they are; sampling first would compress about
+        # as many bytes again.
         whole = b"".join(parts)
         compressed = compress(whole, "zstd", settings)
         if 1.0 - len(compressed) / max(total, 1) >= settings.auto_min_saving:
