@@ -75,12 +75,11 @@ log = logging.getLogger(__name__)
 
 OnConflict = Literal["skip", "overwrite", "error"]
 Selection = Filter | Callable[[Entry], bool] | None
-
-_MAX_INLINE_MEMBER = 64 << 20
-"""An archive's inline payload larger than this (64 MiB) is refused unread (oversized)."""
 """What export, import and migrate take as ``filter``: a filter mapping or a predicate."""
 Progress = Callable[[TransferProgress], None]
 _CONFLICTS = ("skip", "overwrite", "error")
+_MAX_INLINE_MEMBER = 64 << 20
+"""An archive's inline payload larger than this (64 MiB) is refused unread (oversized)."""
 _CHECK_CHUNK = 1000
 
 
