@@ -552,3 +552,31 @@ def test_the_signature_is_the_standard_hmac_sha256_of_the_canonical_bytes(secret
     assert signer.sign(entry) == f"v1:{signer.key.key_id}:{expected}"
     entry.signature = signer.sign(entry)
     assert signer.check(entry) == "valid"
+
+
+@pytest.mark.parametrize("index", ["sqlite", "memory"])
+def test_a_metadata_update_racing_a_rewrite_never_leaves_a_bad_signature(tmp_path, index):
+    """update_metadata reads the entry, then writes metadata and a signature computed from
+    it; a writer that replaces the data in between must not end with the old entry's
+    signature on its new data: the update applies to the entry it read or is made anew."""
+    blobs = "memory" if index == "memory" else "filesystem"
+    store = BlobStore(tmp_path, metadata_backend=index, blob_backend=blobs, signing_key=KEY)
+    other = store if index == "memory" else BlobStore(tmp_path, signing_key=KEY)
+    store.put({"v": 1}, key="k", metadata={"owner": "ana"})
+    read = store.metadata.get_many
+    raced: list[bool] = []
+
+    def get_many_then_a_rewrite(keys):
+        found = read(keys)
+        if not raced:  # between the read and the write: another writer replaces the data
+            raced.append(True)
+            other.put({"v": 2}, key="k", metadata={"owner": "bo"})
+        return found
+
+    store.metadata.get_many = get_many_then_a_rewrite  # type: ignore[method-assign]
+    assert store.update_metadata("k", {"note": "x"}) is True
+    assert raced
+    entry = store.get_metadata("k")
+    assert store.signer.check(entry) == "valid"
+    assert store.get("k") == {"v": 2}  # the rewrite's data, with the update made on top
+    assert entry.metadata == {"owner": "bo", "note": "x"}

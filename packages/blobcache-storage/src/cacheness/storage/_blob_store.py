@@ -83,6 +83,7 @@ from cacheness.storage.errors import (
     InvalidBlobNameError,
     InvalidEntryError,
     InvalidKeyError,
+    MetadataError,
     PayloadTooLargeError,
     SignatureError,
     StaleEntryError,
@@ -746,22 +747,38 @@ class BlobStore:
         if not updates:
             return 0
         now = self._now()
-        if merge or self._payload_metadata:
-            current = self.metadata.get_many(updates)
-            changes: dict[str, dict[str, Any]] = {}
-            for key in updates:
-                if key not in current:
-                    continue
-                given = _user_metadata(updates[key])
-                new = {**current[key].metadata, **given} if merge else given
-                changes[key] = {"metadata": new, "updated_at": now}
-                self._resign_change(current[key], changes[key])
-        else:
-            changes = {
+        if not (merge or self._payload_metadata):
+            replaced = {
                 key: {"metadata": _user_metadata(value), "updated_at": now}
                 for key, value in updates.items()
             }
-        return len(self.metadata.update_many(changes))
+            return len(self.metadata.update_many(replaced))
+        # The new metadata (and signature) is computed from the entry as read: it is
+        # written only onto that entry (compare-and-set on the fields it was computed
+        # from); an entry rewritten meanwhile is read again and the change made anew.
+        pending = {key: _user_metadata(value) for key, value in updates.items()}
+        updated = 0
+        for _ in range(_MAX_FOLLOW):
+            current = self.metadata.get_many(pending)
+            changes: dict[str, dict[str, Any]] = {}
+            expect: dict[str, dict[str, Any]] = {}
+            for key, given in pending.items():
+                if key not in current:
+                    continue
+                entry = current[key]
+                new = {**entry.metadata, **given} if merge else given
+                changes[key] = {"metadata": new, "updated_at": now}
+                self._resign_change(entry, changes[key])
+                expect[key] = _unchanged(entry)
+            done = self.metadata.update_many_if(changes, expect)
+            updated += len(done)
+            pending = {key: pending[key] for key in changes if key not in done}
+            if not pending:
+                return updated
+        raise MetadataError(
+            f"update_metadata: the entries {sorted(pending)[:3]} were rewritten by other "
+            f"writers {_MAX_FOLLOW} times while being updated; try again"
+        )
 
     def record_access(
         self, accesses: Mapping[str, int] | Iterable[str], *, at: datetime | None = None
@@ -922,7 +939,8 @@ class BlobStore:
             and self.signer.check(entry.replace(key=src)) == "valid"
         ):
             signature = self.signer.sign(entry)
-            self.metadata.update_many({dst: {"signature": signature}})
+            # onto the moved entry only: a writer that replaced dst meanwhile signed its own
+            self.metadata.update_many_if({dst: {"signature": signature}}, {dst: _unchanged(entry)})
             entry = entry.replace(signature=signature)
         if replaced is not None and replaced.blob_ref != entry.blob_ref:
             self._release([replaced])
@@ -2313,6 +2331,7 @@ class BlobStore:
                 return report
             offset += len(page)
             changes: dict[str, dict[str, Any]] = {}
+            expect: dict[str, dict[str, Any]] = {}
             doomed: builtins.list[Entry] = []
             for entry in page:
                 report.checked += 1
@@ -2329,6 +2348,7 @@ class BlobStore:
                 )
                 if admitted:
                     changes[entry.key] = {"signature": signer.sign(entry)}
+                    expect[entry.key] = _unchanged(entry)
                     report.resigned += 1
                     continue
                 if verdict == "unsigned":
@@ -2337,8 +2357,8 @@ class BlobStore:
                     report.invalid += 1
                 if self.delete_invalid_signatures:
                     doomed.append(entry)
-            if changes:
-                self.metadata.update_many(changes)
+            if changes:  # an entry rewritten meanwhile was signed by its writer: left alone
+                self.metadata.update_many_if(changes, expect)
             for entry in doomed:
                 if self._delete_refused(entry):
                     report.deleted += 1
@@ -2698,6 +2718,13 @@ def _blob_lost(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _unchanged(entry: Entry) -> dict[str, Any]:
+    """The fields that identify ``entry``'s signed state, for a compare-and-set: any
+    rewrite of the key (a put, ``update_data``, another metadata update) changes its
+    ``updated_at`` or its signature."""
+    return {"signature": entry.signature, "updated_at": entry.updated_at}
 
 
 def _user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from cacheness.storage._metadata._entries import (
     updated_entry,
     validate_changes,
 )
-from cacheness.storage._metadata.base import MetadataBackend
+from cacheness.storage._metadata.base import MetadataBackend, holds
 from cacheness.storage.errors import MetadataError
 
 
@@ -207,6 +207,24 @@ class DictMetadataBackend(MetadataBackend):
                 key: updated_entry(writing.entries[key], fields)
                 for key, fields in checked.items()
                 if key in writing.entries
+            }
+            for entry in updated.values():
+                writing.set(entry)
+            return {key: clone(entry) for key, entry in updated.items()}
+
+    def update_many_if(
+        self,
+        changes: Mapping[str, Mapping[str, Any]],
+        expect: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, Entry]:
+        """:meth:`update_many` for the entries that still hold ``expect``, under the lock."""
+        checked = {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
+        with self._writing() as writing:
+            entries = writing.entries
+            updated = {
+                key: updated_entry(entries[key], fields)
+                for key, fields in checked.items()
+                if key in entries and holds(entries[key], expect.get(key, {}))
             }
             for entry in updated.values():
                 writing.set(entry)

@@ -117,6 +117,11 @@ near 100 KB); a JSON index uses 4 KiB (see ``default_inline_threshold``).
 """
 
 
+def holds(entry: Entry, expected: Mapping[str, Any]) -> bool:
+    """True when ``entry`` has every field value of ``expected`` (see ``update_many_if``)."""
+    return all(getattr(entry, field) == value for field, value in expected.items())
+
+
 class MetadataBackend(ABC):
     """The abstract index of stored entries.
 
@@ -371,6 +376,37 @@ class MetadataBackend(ABC):
             if entry is not None:
                 updated[key] = entry
         return updated
+
+    def update_many_if(
+        self,
+        changes: Mapping[str, Mapping[str, Any]],
+        expect: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, Entry]:
+        """:meth:`update_many` as a compare-and-set: a key's change applies only while its
+        entry still holds the ``expect[key]`` field values; return the updated entries.
+
+        A key whose entry changed since it was read (rewritten by another writer) is
+        left untouched and out of the result: the caller reads it again and retries.
+        What a change computed from an entry's fields (a signature) needs, so that it
+        never lands on a newer entry. This default reads, then updates; the built-in
+        backends do both in one step (one transaction, or under their lock).
+
+        Example:
+            >>> from cacheness.storage import MemoryMetadataBackend
+            >>> index = MemoryMetadataBackend()
+            >>> _ = index.put(Entry.new("k", size=1, metadata={"v": 1}))
+            >>> sorted(index.update_many_if({"k": {"metadata": {"v": 2}}}, {"k": {"size": 9}}))
+            []
+            >>> sorted(index.update_many_if({"k": {"metadata": {"v": 2}}}, {"k": {"size": 1}}))
+            ['k']
+        """
+        current = self.get_many(changes)
+        wanted = {
+            key: fields
+            for key, fields in changes.items()
+            if key in current and holds(current[key], expect.get(key, {}))
+        }
+        return self.update_many(wanted) if wanted else {}
 
     def delete_many(self, keys: Iterable[str]) -> list[Entry]:
         """Remove the given keys; return the removed entries (misses are skipped)."""

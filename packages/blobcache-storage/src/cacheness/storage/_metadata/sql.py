@@ -67,6 +67,7 @@ from cacheness.storage._metadata.base import (
     PAYLOAD_STATE_FIELDS,
     MetadataBackend,
     PayloadInfo,
+    holds,
 )
 from cacheness.storage._telemetry import record_retry
 from cacheness.storage.errors import (
@@ -809,6 +810,15 @@ class SqlMetadataBackend(MetadataBackend):
 
     def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Entry]:
         """Apply ``{key: {field: value}}`` in one transaction; return the updated entries."""
+        return self.update_many_if(changes, {})
+
+    def update_many_if(
+        self,
+        changes: Mapping[str, Mapping[str, Any]],
+        expect: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, Entry]:
+        """:meth:`update_many` for the entries that still hold ``expect``: the rows are
+        read locked and compared in the same transaction that writes them."""
         checked = {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
         if not checked:
             return {}
@@ -818,7 +828,7 @@ class SqlMetadataBackend(MetadataBackend):
             updated = {
                 key: updated_entry(current[key], fields)
                 for key, fields in checked.items()
-                if key in current
+                if key in current and holds(current[key], expect.get(key, {}))
             }
             if updated:
                 cursor.many(self._update_all, [entry_params(e) for e in updated.values()])

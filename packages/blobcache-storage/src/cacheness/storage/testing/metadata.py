@@ -896,6 +896,26 @@ class MetadataBackendConformance:
             backend.put_many([Entry.new("fine"), bad])
         assert backend.count() == 0
 
+    def test_update_many_if_applies_only_where_the_entry_is_unchanged(
+        self, loaded: MetadataBackend
+    ) -> None:
+        before = {entry.key: entry for entry in loaded.query()}
+        alpha, zeta = before["alpha"], before["zeta"]
+        updated = loaded.update_many_if(
+            {"alpha": {"access_count": 7}, "zeta": {"access_count": 8}, "missing": {"size": 1}},
+            {
+                "alpha": {"updated_at": alpha.updated_at, "size": alpha.size},  # holds
+                "zeta": {"size": zeta.size + 1},  # changed since it was read: left alone
+                "missing": {"size": 0},
+            },
+        )
+        assert set(updated) == {"alpha"}
+        assert updated["alpha"] == alpha.replace(access_count=7)
+        assert loaded.get("zeta") == zeta
+        assert loaded.get("missing") is None
+        assert loaded.update_many_if({}, {}) == {}
+        assert set(loaded.update_many_if({"zeta": {"access_count": 9}}, {})) == {"zeta"}
+
     def test_update_many(self, loaded: MetadataBackend, ground_truth: GroundTruth | None) -> None:
         before = {entry.key: entry for entry in loaded.query()}
         updated = loaded.update_many(
