@@ -201,16 +201,7 @@ class DictMetadataBackend(MetadataBackend):
 
     def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> dict[str, Entry]:
         """Apply ``{key: {field: value}}`` in one step; return the updated entries."""
-        checked = {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
-        with self._writing() as writing:
-            updated = {
-                key: updated_entry(writing.entries[key], fields)
-                for key, fields in checked.items()
-                if key in writing.entries
-            }
-            for entry in updated.values():
-                writing.set(entry)
-            return {key: clone(entry) for key, entry in updated.items()}
+        return self.update_many_if(changes, {})
 
     def update_many_if(
         self,
