@@ -207,13 +207,8 @@ def remembered_key(params: Mapping[str, Any], prefix: str | None = None) -> str 
     process, or None: a lookup, for callers that check the parameters themselves."""
     if prefix is not None and type(prefix) is not str:
         return None
-    for name, v in params.items():  # as _remembered(), inlined: this is the hot path
-        t = type(v)
-        if type(name) is not str or not (
-            (t is str and len(v) <= _REMEMBER_STR) or (t is int and _INT_MIN <= v <= _INT_MAX)
-        ):
-            return None
-    return _REMEMBERED.get((KEY_SCHEMA_VERSION, prefix, *params.items()))
+    filed = _remembered(params, prefix)
+    return None if filed is None else _REMEMBERED.get(filed)
 
 
 def _sorted_names(params: Mapping[str, Any]) -> list[str]:

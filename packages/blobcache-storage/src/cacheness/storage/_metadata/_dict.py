@@ -18,6 +18,7 @@ from typing import Any
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, compile_predicate, sort_key
 from cacheness.storage._metadata._entries import (
+    checked_changes,
     clone,
     copied_entry,
     exists_error,
@@ -26,10 +27,11 @@ from cacheness.storage._metadata._entries import (
     not_found_error,
     query_args,
     unique_keys,
+    updated_entries,
     updated_entry,
     validate_changes,
 )
-from cacheness.storage._metadata.base import MetadataBackend, holds
+from cacheness.storage._metadata.base import MetadataBackend
 from cacheness.storage.errors import MetadataError
 
 
@@ -209,14 +211,9 @@ class DictMetadataBackend(MetadataBackend):
         expect: Mapping[str, Mapping[str, Any]],
     ) -> dict[str, Entry]:
         """:meth:`update_many` for the entries that still hold ``expect``, under the lock."""
-        checked = {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
+        checked = checked_changes(changes)
         with self._writing() as writing:
-            entries = writing.entries
-            updated = {
-                key: updated_entry(entries[key], fields)
-                for key, fields in checked.items()
-                if key in entries and holds(entries[key], expect.get(key, {}))
-            }
+            updated = updated_entries(writing.entries, checked, expect)
             for entry in updated.values():
                 writing.set(entry)
             return {key: clone(entry) for key, entry in updated.items()}

@@ -278,6 +278,30 @@ def updated_entry(entry: Entry, changes: Mapping[str, Any]) -> Entry:
     return normalize_entry(changed)
 
 
+def checked_changes(changes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{key: {field: value}}`` with every key and field name checked (``update_many``)."""
+    return {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
+
+
+def holds(entry: Entry, expected: Mapping[str, Any]) -> bool:
+    """True when ``entry`` has every field value of ``expected`` (see ``update_many_if``)."""
+    return all(getattr(entry, field) == value for field, value in expected.items())
+
+
+def updated_entries(
+    current: Mapping[str, Entry],
+    checked: Mapping[str, Mapping[str, Any]],
+    expect: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Entry]:
+    """The entries of ``current`` with their ``checked`` changes applied, for the keys
+    whose entry holds ``expect[key]``: what an ``update_many_if`` writes."""
+    return {
+        key: updated_entry(current[key], fields)
+        for key, fields in checked.items()
+        if key in current and holds(current[key], expect.get(key, {}))
+    }
+
+
 def copied_entry(source: Entry, key: str, changes: Mapping[str, Any], now: datetime) -> Entry:
     """The entry ``copy(source.key, key, **changes)`` writes.
 

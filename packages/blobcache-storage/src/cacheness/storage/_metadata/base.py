@@ -39,9 +39,11 @@ from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, parse_filter
 from cacheness.storage._locks import FileLocks, ThreadLocks
 from cacheness.storage._metadata._entries import (
+    checked_changes,
     checked_values,
     copied_entry,
     exists_error,
+    holds,
     moved_entry,
     normalize_entry,
     not_found_error,
@@ -115,11 +117,6 @@ Below it a database row costs less than a file or an object: no file creation, n
 fsync of a second file, no HTTP request (SQLite's own measurements put the crossover
 near 100 KB); a JSON index uses 4 KiB (see ``default_inline_threshold``).
 """
-
-
-def holds(entry: Entry, expected: Mapping[str, Any]) -> bool:
-    """True when ``entry`` has every field value of ``expected`` (see ``update_many_if``)."""
-    return all(getattr(entry, field) == value for field, value in expected.items())
 
 
 class MetadataBackend(ABC):
@@ -367,7 +364,7 @@ class MetadataBackend(ABC):
         Missing keys are absent from the result. Every change set is validated before
         anything is written.
         """
-        checked = {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
+        checked = checked_changes(changes)
         for fields in checked.values():
             checked_values(fields)  # wrongly typed values fail before anything changes
         updated = {}

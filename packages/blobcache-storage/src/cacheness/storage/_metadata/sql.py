@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
 from cacheness.storage._entry import Entry, utc_now, validate_key
 from cacheness.storage._filters import Filter, parse_filter
 from cacheness.storage._metadata._entries import (
+    checked_changes,
     checked_values,
     copied_entry,
     exists_error,
@@ -49,7 +50,7 @@ from cacheness.storage._metadata._entries import (
     not_found_error,
     query_args,
     unique_keys,
-    updated_entry,
+    updated_entries,
     validate_changes,
 )
 from cacheness.storage._metadata._migrations import FormatMigrations
@@ -67,7 +68,6 @@ from cacheness.storage._metadata.base import (
     PAYLOAD_STATE_FIELDS,
     MetadataBackend,
     PayloadInfo,
-    holds,
 )
 from cacheness.storage._telemetry import record_retry
 from cacheness.storage.errors import (
@@ -819,17 +819,13 @@ class SqlMetadataBackend(MetadataBackend):
     ) -> dict[str, Entry]:
         """:meth:`update_many` for the entries that still hold ``expect``: the rows are
         read locked and compared in the same transaction that writes them."""
-        checked = {validate_key(key): validate_changes(fields) for key, fields in changes.items()}
+        checked = checked_changes(changes)
         if not checked:
             return {}
 
         def work(cursor: Cursor) -> dict[str, Entry]:
             current = self._select_many(cursor, list(checked), lock=True)
-            updated = {
-                key: updated_entry(current[key], fields)
-                for key, fields in checked.items()
-                if key in current and holds(current[key], expect.get(key, {}))
-            }
+            updated = updated_entries(current, checked, expect)
             if updated:
                 cursor.many(self._update_all, [entry_params(e) for e in updated.values()])
             return updated
