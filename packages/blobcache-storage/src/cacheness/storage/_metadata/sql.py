@@ -95,6 +95,8 @@ MIN_SQLITE: Final = (3, 35, 0)
 """Oldest SQLite library the sqlite backend works with (``DELETE ... RETURNING``)."""
 
 _MAX_CONFLICT_RETRIES: Final = 20
+_CONFLICT_BACKOFF: Final = 0.0002
+"""Base of the jittered pause after a second write conflict in a row (seconds)."""
 _VERSION_ROW: Final = "schema_version"
 
 
@@ -318,9 +320,11 @@ class SqlMetadataBackend(MetadataBackend):
 
         A transient failure (the dialect's :meth:`_judge` says so) is retried with
         exponential backoff, at most :attr:`retries` times; a write conflict (a
-        concurrent insert of the same key) starts the work over, at most
-        ``_MAX_CONFLICT_RETRIES`` times. ``frees_space`` marks a deletion: on a full disk
-        it may use the space reserved for deletions (see the sqlite backend).
+        concurrent insert of the same key) starts the work over, at once the first time
+        and after a short jittered pause from the second on (so racing writers stop
+        colliding), at most ``_MAX_CONFLICT_RETRIES`` times. ``frees_space`` marks a
+        deletion: on a full disk it may use the space reserved for deletions (see the
+        sqlite backend).
         """
         run = Run(write, frees_space)
         self._start(run)
@@ -346,6 +350,8 @@ class SqlMetadataBackend(MetadataBackend):
                 conflicts += 1
                 if conflicts > _MAX_CONFLICT_RETRIES:
                     raise MetadataError(f"{self._describe()}: too many write conflicts") from None
+                if conflicts > 1:  # writers racing for one key again: step apart (jittered)
+                    time.sleep(backoff(conflicts, _CONFLICT_BACKOFF))
 
     def _start(self, run: Run) -> None:
         """Check what must hold before a transaction starts (e.g. the space reserve)."""
